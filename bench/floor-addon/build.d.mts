@@ -1,0 +1,2 @@
+export function floorAddonPath(): string;
+export function buildFloorAddon(opts?: { force?: boolean; quiet?: boolean }): string;

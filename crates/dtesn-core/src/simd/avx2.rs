@@ -1,0 +1,429 @@
+//! AVX2 path (256-bit vectors), used when `is_x86_feature_detected!("avx2")`.
+//!
+//! Explicit intrinsics: the four scans (64 bytes per iteration: two vectors OR-ed, then the exact
+//! index from the combined 64-bit mask) and the widenings u8 -> i32 (+add, `vpmovzxbd`),
+//! u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The other
+//! widenings are plain loops compiled with `#[target_feature(enable = "avx2")]` (LLVM emits ymm
+//! code for them).
+//!
+//! Tails: a last vector overlapping data already handled (re-checking known-good units or
+//! re-writing identical outputs is harmless); inputs shorter than one vector go to 128-bit or
+//! SWAR code. All loads and stores are unaligned, so any start offset works.
+
+use super::sse2::{small, wrap};
+use super::Kernels;
+
+pub static KERNELS: Kernels = Kernels {
+    name: "avx2",
+    ascii_prefix,
+    ascii_prefix_u16,
+    bmp_prefix,
+    max_u16,
+    widen_u8_i32,
+    widen_u8_i16,
+    widen_u8_u16,
+    widen_u8_u8,
+    widen_u8_f32,
+    widen_u16_i32,
+    widen_u16_i16,
+    widen_u16_u16,
+    widen_u16_u8,
+    widen_u16_f32,
+};
+
+/// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
+pub fn is_available() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+wrap! {
+    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
+    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
+    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
+    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
+    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
+    fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) = imp::widen_u8_i16;
+    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
+    fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
+    fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
+    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
+    fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
+    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
+    fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
+    fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+}
+
+mod imp {
+    use super::super::sse2::drive::{drive, to_boundary};
+    use super::small;
+    use core::arch::x86_64::*;
+
+    const V8: usize = 32; // bytes per vector
+    const V16: usize = 16; // u16 units per vector
+    const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+
+    /// Unaligned 32-byte load.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 32 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load<T>(p: *const T) -> __m256i {
+        // SAFETY: the caller guarantees 32 readable bytes at `p`; `loadu` needs no alignment.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    /// Unaligned 16-byte load.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 16 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load128<T>(p: *const T) -> __m128i {
+        // SAFETY: the caller guarantees 16 readable bytes at `p`; `loadu` needs no alignment.
+        unsafe { _mm_loadu_si128(p.cast()) }
+    }
+
+    /// Unaligned 8-byte load into the low half of a vector.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 8 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load64<T>(p: *const T) -> __m128i {
+        // SAFETY: the caller guarantees 8 readable bytes at `p`; `movq` needs no alignment.
+        unsafe { _mm_loadl_epi64(p.cast()) }
+    }
+
+    /// Unaligned 32-byte store.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing 32 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store<T>(p: *mut T, v: __m256i) {
+        // SAFETY: the caller guarantees 32 writable bytes at `p`; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_si256(p.cast(), v) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn or4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+        _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hi_bits(v: __m256i) -> u64 {
+        _mm256_movemask_epi8(v) as u32 as u64
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hi_bits128(v: __m128i) -> u64 {
+        _mm_movemask_epi8(v) as u32 as u64
+    }
+
+    /// The high bit of a u16 lane is set iff the unit is >= 0x80 (unsigned saturating add), so
+    /// `movemask & ODD` marks those units at bit 2*i+1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn non_ascii_u16(v: __m256i) -> __m256i {
+        _mm256_adds_epu16(v, _mm256_set1_epi16(0x7F80))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn non_ascii_u16_128(v: __m128i) -> __m128i {
+        _mm_adds_epu16(v, _mm_set1_epi16(0x7F80))
+    }
+
+    /// Surrogate lanes ((u & 0xF800) == 0xD800) become 0xFFFF, others 0.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn surrogates(v: __m256i) -> __m256i {
+        _mm256_cmpeq_epi16(
+            _mm256_and_si256(v, _mm256_set1_epi16(0xF800u16 as i16)),
+            _mm256_set1_epi16(0xD800u16 as i16),
+        )
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn surrogates128(v: __m128i) -> __m128i {
+        _mm_cmpeq_epi16(
+            _mm_and_si128(v, _mm_set1_epi16(0xF800u16 as i16)),
+            _mm_set1_epi16(0xD800u16 as i16),
+        )
+    }
+
+    /// Scan `n` elements of `E` (`per` per 256-bit vector) with `mask(vector)`, a 32-bit movemask
+    /// whose lowest set bit `b` marks element `b / shift_div` as the first hit. Also handles
+    /// `per / 2 <= n < per` with two overlapping 128-bit vectors (`mask128`).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `n` elements of `E`.
+    #[inline(always)]
+    unsafe fn scan<E>(
+        p: *const E,
+        n: usize,
+        per: usize,
+        div: u32,
+        mask: impl Fn(__m256i) -> u64,
+        any: impl Fn(__m256i, __m256i, __m256i, __m256i) -> bool,
+        mask128: impl Fn(__m128i) -> u64,
+        small: impl Fn() -> usize,
+    ) -> usize {
+        let at = |i: usize, m: u64| i + (m.trailing_zeros() / div) as usize;
+        if n < per {
+            if n < per / 2 {
+                return small();
+            }
+            // SAFETY: per/2 <= n, so both halves (0..per/2 and n-per/2..n) are in bounds.
+            let (a, b) = unsafe { (load128(p), load128(p.add(n - per / 2))) };
+            let m = mask128(a);
+            if m != 0 {
+                return at(0, m);
+            }
+            let m = mask128(b);
+            return if m != 0 { at(n - per / 2, m) } else { n };
+        }
+        // One unaligned vector, then go on from the first 32-byte-aligned element (re-checking
+        // a few clean ones) so that the loads of the main loop never split cache lines.
+        // SAFETY: n >= per.
+        let m = mask(unsafe { load(p) });
+        if m != 0 {
+            return at(0, m);
+        }
+        let mut i = match to_boundary(p, 32) {
+            0 => per,
+            b => b,
+        };
+        while i + 4 * per <= n {
+            // SAFETY: i + 4*per <= n: four full vectors in bounds.
+            let (a, b, c, d) =
+                unsafe { (load(p.add(i)), load(p.add(i + per)), load(p.add(i + 2 * per)), load(p.add(i + 3 * per))) };
+            if any(a, b, c, d) {
+                let m = mask(a) | mask(b) << 32;
+                if m != 0 {
+                    return at(i, m);
+                }
+                return at(i + 2 * per, mask(c) | mask(d) << 32);
+            }
+            i += 4 * per;
+        }
+        if i + 2 * per <= n {
+            // SAFETY: i + 2*per <= n: two full vectors in bounds.
+            let (a, b) = unsafe { (load(p.add(i)), load(p.add(i + per))) };
+            let m = mask(a) | mask(b) << 32;
+            if m != 0 {
+                return at(i, m);
+            }
+            i += 2 * per;
+        }
+        if i + per <= n {
+            // SAFETY: i + per <= n.
+            let m = mask(unsafe { load(p.add(i)) });
+            if m != 0 {
+                return at(i, m);
+            }
+            i += per;
+        }
+        if i < n {
+            // Overlaps elements already known to be clean, so its first hit is the first one.
+            // SAFETY: n >= per, so n-per..n is in bounds.
+            let m = mask(unsafe { load(p.add(n - per)) });
+            if m != 0 {
+                return at(n - per, m);
+            }
+        }
+        n
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn ascii_prefix(src: &[u8]) -> usize {
+        // SAFETY: `src` is valid for `src.len()` bytes.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V8,
+                1,
+                |v| hi_bits(v),
+                |a, b, c, d| _mm256_movemask_epi8(or4(a, b, c, d)) != 0,
+                |v| hi_bits128(v),
+                || small::ascii_prefix(src),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn ascii_prefix_u16(src: &[u16]) -> usize {
+        let hi = _mm256_set1_epi16(0xFF80u16 as i16);
+        // SAFETY: `src` is valid for `src.len()` units.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V16,
+                2,
+                |v| hi_bits(non_ascii_u16(v)) & ODD,
+                |a, b, c, d| _mm256_testz_si256(or4(a, b, c, d), hi) == 0,
+                |v| hi_bits128(non_ascii_u16_128(v)) & ODD,
+                || small::ascii_prefix_u16(src),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn bmp_prefix(src: &[u16]) -> usize {
+        // SAFETY: `src` is valid for `src.len()` units.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V16,
+                2,
+                |v| hi_bits(surrogates(v)),
+                |a, b, c, d| _mm256_movemask_epi8(or4(surrogates(a), surrogates(b), surrogates(c), surrogates(d))) != 0,
+                |v| hi_bits128(surrogates128(v)),
+                || small::bmp_prefix(src),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn max_u16(src: &[u16]) -> u16 {
+        let n = src.len();
+        let p = src.as_ptr();
+        if n < V16 {
+            if n < V16 / 2 {
+                return small::max_u16(src);
+            }
+            // SAFETY: 8 <= n: units 0..8 and n-8..n are in bounds.
+            let m = unsafe { _mm_max_epu16(load128(p), load128(p.add(n - 8))) };
+            return hmax128(m);
+        }
+        let z = _mm256_setzero_si256();
+        // One unaligned vector, then 32-byte-aligned loads (max is idempotent). SAFETY: n >= 16.
+        let (mut m0, mut m1, mut m2, mut m3) = (unsafe { load(p) }, z, z, z);
+        let mut i = match to_boundary(p, 32) {
+            0 => V16,
+            b => b,
+        };
+        while i + 4 * V16 <= n {
+            // SAFETY: i + 64 <= n units: four full vectors.
+            unsafe {
+                m0 = _mm256_max_epu16(m0, load(p.add(i)));
+                m1 = _mm256_max_epu16(m1, load(p.add(i + V16)));
+                m2 = _mm256_max_epu16(m2, load(p.add(i + 2 * V16)));
+                m3 = _mm256_max_epu16(m3, load(p.add(i + 3 * V16)));
+            }
+            i += 4 * V16;
+        }
+        while i + V16 <= n {
+            // SAFETY: i + 16 <= n.
+            m0 = _mm256_max_epu16(m0, unsafe { load(p.add(i)) });
+            i += V16;
+        }
+        if i < n {
+            // Max is idempotent, so re-reading units is harmless. SAFETY: n >= 16.
+            m1 = _mm256_max_epu16(m1, unsafe { load(p.add(n - V16)) });
+        }
+        let m = _mm256_max_epu16(_mm256_max_epu16(m0, m1), _mm256_max_epu16(m2, m3));
+        hmax128(_mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m)))
+    }
+
+    /// Largest u16 lane: `minpos` on the complement finds the smallest complement.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hmax128(m: __m128i) -> u16 {
+        let inv = _mm_xor_si128(m, _mm_set1_epi32(-1));
+        !(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)) as u16)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) {
+        let n = src.len().min(dst.len());
+        if n < 8 {
+            return small::widen_u8(&src[..n], add, &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let addv = _mm256_set1_epi32(add);
+        // 8 bytes -> 8 i32. SAFETY: `drive` passes i + 8 <= n <= both lengths.
+        drive(n, 8, to_boundary(d, 32), |i| unsafe {
+            store(d.add(i), _mm256_add_epi32(_mm256_cvtepu8_epi32(load64(s.add(i))), addv));
+        });
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_i32(src: &[u16], dst: &mut [i32]) {
+        let n = src.len().min(dst.len());
+        if n < 8 {
+            return small::widen_u16(&src[..n], &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // 8 units -> 8 i32. SAFETY: `drive` passes i + 8 <= n <= both lengths.
+        drive(n, 8, to_boundary(d, 32), |i| unsafe {
+            store(d.add(i), _mm256_cvtepu16_epi32(load128(s.add(i))));
+        });
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        if n < 16 {
+            return small::widen_u8(&src[..n], add, &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // (s + add) as u16 == s.wrapping_add(add as u16) in 16-bit lanes.
+        let addv = _mm256_set1_epi16(add as i16);
+        // 16 bytes -> 16 u16. SAFETY: `drive` passes i + 16 <= n <= both lengths.
+        drive(n, 16, to_boundary(d, 32), |i| unsafe {
+            store(d.add(i), _mm256_add_epi16(_mm256_cvtepu8_epi16(load128(s.add(i))), addv));
+        });
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_u16(src: &[u16], dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        if n < V16 {
+            return dst[..n].copy_from_slice(&src[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: `drive` passes i + 16 <= n <= both lengths.
+        drive(n, V16, to_boundary(d, 32), |i| unsafe { store(d.add(i), load(s.add(i))) });
+    }
+
+    // Plain loops: LLVM vectorizes them with the AVX2 feature set enabled here.
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_i16(src: &[u16], dst: &mut [i16]) {
+        small::widen_u16(src, dst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_u8(src: &[u16], dst: &mut [u8]) {
+        small::widen_u16(src, dst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
+        small::widen_u16(src, dst)
+    }
+}

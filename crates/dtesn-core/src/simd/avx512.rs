@@ -1,0 +1,438 @@
+//! AVX-512 path (512-bit vectors, mask registers), used when the CPU has AVX512F, AVX512BW and
+//! AVX512VL (BW for the byte/word ops and masks, VL for the 128/256-bit masked loads).
+//!
+//! Explicit intrinsics: the four scans (128 bytes per iteration: two vectors OR-ed, then the
+//! exact index from the lane mask) and the widenings u8 -> i32 (+add, `vpmovzxbd`), u16 -> i32
+//! (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The other widenings are plain
+//! loops compiled with `#[target_feature(enable = "avx512f,avx512bw,avx512vl")]`, which LLVM
+//! vectorizes with zmm registers.
+//!
+//! Tails and short inputs: masked loads and stores covering exactly the remaining elements (the
+//! masked-off lanes are never accessed, so no read or write goes past the slices), so there is
+//! no scalar code at all. All accesses are unaligned, so any start offset works.
+
+use super::sse2::wrap;
+use super::Kernels;
+
+pub static KERNELS: Kernels = Kernels {
+    name: "avx512",
+    ascii_prefix,
+    ascii_prefix_u16,
+    bmp_prefix,
+    max_u16,
+    widen_u8_i32,
+    widen_u8_i16,
+    widen_u8_u16,
+    widen_u8_u8,
+    widen_u8_f32,
+    widen_u16_i32,
+    widen_u16_i16,
+    widen_u16_u16,
+    widen_u16_u8,
+    widen_u16_f32,
+};
+
+/// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
+pub fn is_available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+wrap! {
+    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
+    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
+    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
+    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
+    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
+    fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) = imp::widen_u8_i16;
+    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
+    fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
+    fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
+    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
+    fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
+    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
+    fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
+    fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+}
+
+mod imp {
+    use super::super::sse2::drive::to_boundary;
+    use super::super::sse2::small;
+    use core::arch::x86_64::*;
+
+    const V8: usize = 64; // bytes per vector
+    const V16: usize = 32; // u16 units per vector
+
+    /// The low `r` bits set, `r < 64`.
+    #[inline(always)]
+    fn low64(r: usize) -> u64 {
+        debug_assert!(r < 64);
+        (1u64 << r) - 1
+    }
+
+    /// The low `r` bits set, `r < 32`.
+    #[inline(always)]
+    fn low32(r: usize) -> u32 {
+        debug_assert!(r < 32);
+        (1u32 << r) - 1
+    }
+
+    /// The low `r` bits set, `r < 16`.
+    #[inline(always)]
+    fn low16(r: usize) -> u16 {
+        debug_assert!(r < 16);
+        (1u16 << r) - 1
+    }
+
+    /// Unaligned 64-byte load.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load<T>(p: *const T) -> __m512i {
+        // SAFETY: the caller guarantees 64 readable bytes at `p`; `loadu` needs no alignment.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+
+    /// Unaligned 64-byte store.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing 64 bytes (any alignment).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store<T>(p: *mut T, v: __m512i) {
+        // SAFETY: the caller guarantees 64 writable bytes at `p`; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_si512(p.cast(), v) }
+    }
+
+    /// Loads bytes `p[0..r]`, `r < 64`, zeroing the other lanes.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `r` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load_partial_u8(p: *const u8, r: usize) -> __m512i {
+        // SAFETY: lanes r.. are masked off and masked loads never access masked-off lanes (no
+        // read, no fault); lanes 0..r are readable by the caller's guarantee.
+        unsafe { _mm512_maskz_loadu_epi8(low64(r), p.cast()) }
+    }
+
+    /// Loads units `p[0..r]`, `r < 32`, zeroing the other lanes.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `r` u16 units.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load_partial_u16(p: *const u16, r: usize) -> __m512i {
+        // SAFETY: as in `load_partial_u8`: only lanes 0..r are accessed, and they are readable.
+        unsafe { _mm512_maskz_loadu_epi16(low32(r), p.cast()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn or4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
+        _mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, d))
+    }
+
+    /// Scan with `hits(a)` (lane mask of one vector) and `any(a, b)` (whether two vectors have a
+    /// hit); `per` lanes of `E` per vector and `load_partial` for the `< per` element tail.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `n` elements.
+    #[inline(always)]
+    unsafe fn scan<E>(
+        p: *const E,
+        n: usize,
+        per: usize,
+        hits: impl Fn(__m512i) -> u64,
+        any: impl Fn(__m512i, __m512i, __m512i, __m512i) -> bool,
+        load_partial: impl Fn(*const E, usize) -> __m512i,
+    ) -> usize {
+        let mut i = 0;
+        if n >= per {
+            // One unaligned vector, then go on from the first 64-byte-aligned element
+            // (re-checking a few clean ones) so that the main loop's loads never split cache
+            // lines. SAFETY: n >= per.
+            let m = hits(unsafe { load(p) });
+            if m != 0 {
+                return m.trailing_zeros() as usize;
+            }
+            i = match to_boundary(p, 64) {
+                0 => per,
+                b => b,
+            };
+        }
+        while i + 4 * per <= n {
+            // SAFETY: i + 4*per <= n: four full vectors in bounds.
+            let (a, b, c, d) =
+                unsafe { (load(p.add(i)), load(p.add(i + per)), load(p.add(i + 2 * per)), load(p.add(i + 3 * per))) };
+            if any(a, b, c, d) {
+                for (k, v) in [a, b, c, d].into_iter().enumerate() {
+                    let m = hits(v);
+                    if m != 0 {
+                        return i + k * per + m.trailing_zeros() as usize;
+                    }
+                }
+            }
+            i += 4 * per;
+        }
+        while i + per <= n {
+            // SAFETY: i + per <= n.
+            let m = hits(unsafe { load(p.add(i)) });
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+            i += per;
+        }
+        if i < n {
+            // Zeroed lanes are never hits (0 is ASCII, not a surrogate).
+            let m = hits(load_partial(p.wrapping_add(i), n - i));
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+        }
+        n
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn ascii_prefix(src: &[u8]) -> usize {
+        // SAFETY: `src` is valid for `src.len()` bytes; `scan` passes `load_partial` a pointer
+        // and count inside it.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V8,
+                |v| _mm512_movepi8_mask(v),
+                |a, b, c, d| _mm512_movepi8_mask(or4(a, b, c, d)) != 0,
+                |p, r| load_partial_u8(p, r),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn ascii_prefix_u16(src: &[u16]) -> usize {
+        let hi = _mm512_set1_epi16(0xFF80u16 as i16);
+        // SAFETY: `src` is valid for `src.len()` units; `scan` passes `load_partial` a pointer
+        // and count inside it.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V16,
+                |v| _mm512_test_epi16_mask(v, hi) as u64,
+                |a, b, c, d| _mm512_test_epi16_mask(or4(a, b, c, d), hi) != 0,
+                |p, r| load_partial_u16(p, r),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn bmp_prefix(src: &[u16]) -> usize {
+        let (f8, d8) = (_mm512_set1_epi16(0xF800u16 as i16), _mm512_set1_epi16(0xD800u16 as i16));
+        let sur = |v: __m512i| _mm512_cmpeq_epi16_mask(_mm512_and_si512(v, f8), d8);
+        // SAFETY: `src` is valid for `src.len()` units; `scan` passes `load_partial` a pointer
+        // and count inside it.
+        unsafe {
+            scan(
+                src.as_ptr(),
+                src.len(),
+                V16,
+                |v| sur(v) as u64,
+                |a, b, c, d| (sur(a) | sur(b) | sur(c) | sur(d)) != 0,
+                |p, r| load_partial_u16(p, r),
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn max_u16(src: &[u16]) -> u16 {
+        let n = src.len();
+        let p = src.as_ptr();
+        let (mut m0, mut m1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        if n >= V16 {
+            // One unaligned vector, then 64-byte-aligned loads (max is idempotent).
+            // SAFETY: n >= 32.
+            m0 = unsafe { load(p) };
+            i = match to_boundary(p, 64) {
+                0 => V16,
+                b => b,
+            };
+        }
+        while i + 2 * V16 <= n {
+            // SAFETY: i + 64 <= n units: two full vectors.
+            unsafe {
+                m0 = _mm512_max_epu16(m0, load(p.add(i)));
+                m1 = _mm512_max_epu16(m1, load(p.add(i + V16)));
+            }
+            i += 2 * V16;
+        }
+        if i + V16 <= n {
+            // SAFETY: i + 32 <= n.
+            m0 = _mm512_max_epu16(m0, unsafe { load(p.add(i)) });
+            i += V16;
+        }
+        if i < n {
+            // Zeroed lanes never raise an unsigned max. SAFETY: units i..n are in bounds.
+            m1 = _mm512_max_epu16(m1, unsafe { load_partial_u16(p.add(i), n - i) });
+        }
+        let m = _mm512_max_epu16(m0, m1);
+        let m = _mm256_max_epu16(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64::<1>(m));
+        let m = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
+        // Largest lane: `minpos` on the complement finds the smallest complement.
+        !(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(m, _mm_set1_epi32(-1)))) as u16)
+    }
+
+    /// Covers `0..n` with calls `one(i)`, each handling elements `i..i + step` whose output is
+    /// one 64-byte vector, and `tail(i, r)` for the last `r < step` elements: `one` once at 0
+    /// (unaligned), then from the first `i` whose output address is 64-byte aligned (`aligned`,
+    /// in `0..step`; a store that splits cache lines costs about twice as much), four at a time,
+    /// then one at a time. Blocks that overlap rewrite identical values. Every `one(i)` has
+    /// `i + step <= n`, every `tail(i, r)` has `i + r == n` and `0 < r < step`.
+    #[inline(always)]
+    fn drive(n: usize, step: usize, aligned: usize, one: impl Fn(usize), tail: impl Fn(usize, usize)) {
+        debug_assert!(aligned < step);
+        let mut i = 0;
+        if n >= step {
+            one(0);
+            i = if aligned == 0 { step } else { aligned };
+            while i + 4 * step <= n {
+                one(i);
+                one(i + step);
+                one(i + 2 * step);
+                one(i + 3 * step);
+                i += 4 * step;
+            }
+            while i + step <= n {
+                one(i);
+                i += step;
+            }
+        }
+        if i < n {
+            tail(i, n - i);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let addv = _mm512_set1_epi32(add);
+        drive(
+            n,
+            16,
+            to_boundary(d, 64),
+            // 16 bytes -> 16 i32. SAFETY: `drive` passes i + 16 <= n <= both lengths.
+            |i| unsafe {
+                let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(i).cast()));
+                store(d.add(i), _mm512_add_epi32(v, addv));
+            },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low16(r);
+                let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi32(d.add(i), k, _mm512_add_epi32(v, addv));
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_i32(src: &[u16], dst: &mut [i32]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        drive(
+            n,
+            16,
+            to_boundary(d, 64),
+            // 16 units -> 16 i32. SAFETY: `drive` passes i + 16 <= n <= both lengths.
+            |i| unsafe { store(d.add(i), _mm512_cvtepu16_epi32(_mm256_loadu_si256(s.add(i).cast()))) },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low16(r);
+                let v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi32(d.add(i), k, v);
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // (s + add) as u16 == s.wrapping_add(add as u16) in 16-bit lanes.
+        let addv = _mm512_set1_epi16(add as i16);
+        drive(
+            n,
+            32,
+            to_boundary(d, 64),
+            // 32 bytes -> 32 u16. SAFETY: `drive` passes i + 32 <= n <= both lengths.
+            |i| unsafe {
+                let v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(s.add(i).cast()));
+                store(d.add(i), _mm512_add_epi16(v, addv));
+            },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low32(r);
+                let v = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi16(d.add(i).cast(), k, _mm512_add_epi16(v, addv));
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_u16(src: &[u16], dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        drive(
+            n,
+            V16,
+            to_boundary(d, 64),
+            // SAFETY: `drive` passes i + 32 <= n <= both lengths: 64 bytes at s+i and d+i.
+            |i| unsafe { store(d.add(i), load(s.add(i))) },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low32(r);
+                _mm512_mask_storeu_epi16(d.add(i).cast(), k, _mm512_maskz_loadu_epi16(k, s.add(i).cast()));
+            },
+        );
+    }
+
+    // Plain loops: LLVM vectorizes them with the AVX-512 feature set enabled here.
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) {
+        small::widen_u8(src, add, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_i16(src: &[u16], dst: &mut [i16]) {
+        small::widen_u16(src, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_u8(src: &[u16], dst: &mut [u8]) {
+        small::widen_u16(src, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
+        small::widen_u16(src, dst)
+    }
+}

@@ -1,0 +1,164 @@
+//! SIMD primitives with runtime dispatch.
+//!
+//! Layout after memchr: one module per instruction set, a portable scalar module that every other
+//! path is tested against, and one `Kernels` table per path. The table in use is chosen once (best
+//! path the CPU has, or `DTESN_SIMD=scalar|sse2|avx2|avx512|neon`) and cached in an atomic, so a
+//! call costs one relaxed load plus an indirect call per primitive.
+//!
+//! Every primitive has the exact semantics of its scalar version in `scalar.rs`.
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+pub mod scalar;
+// Per-ISA paths. Private: their `KERNELS` may only be handed out by `available()`, after the
+// module's `is_available()` has detected the CPU features its `#[target_feature]` code needs.
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod sse2;
+#[cfg(test)]
+mod tests;
+
+/// Element types the id output can have. Conversions assume the caller has range-checked values.
+pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// `v as Self` (values are pre-checked to fit).
+    fn from_i32(v: i32) -> Self;
+    fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]);
+    fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]);
+}
+
+/// One instruction set's implementations of every primitive.
+pub struct Kernels {
+    /// 'avx512' | 'avx2' | 'sse2' | 'neon' | 'scalar'
+    pub name: &'static str,
+    /// Index of the first byte >= 0x80, or `src.len()`.
+    pub ascii_prefix: fn(&[u8]) -> usize,
+    /// Index of the first unit >= 0x80, or `src.len()`.
+    pub ascii_prefix_u16: fn(&[u16]) -> usize,
+    /// Index of the first unit in 0xD800..=0xDFFF, or `src.len()`.
+    pub bmp_prefix: fn(&[u16]) -> usize,
+    /// Largest unit (0 for empty input).
+    pub max_u16: fn(&[u16]) -> u16,
+    /// `dst[i] = (src[i] as i32 + add) as T`; `dst.len() == src.len()`.
+    pub widen_u8_i32: fn(&[u8], i32, &mut [i32]),
+    pub widen_u8_i16: fn(&[u8], i32, &mut [i16]),
+    pub widen_u8_u16: fn(&[u8], i32, &mut [u16]),
+    pub widen_u8_u8: fn(&[u8], i32, &mut [u8]),
+    pub widen_u8_f32: fn(&[u8], i32, &mut [f32]),
+    /// `dst[i] = src[i] as T` (values pre-checked to fit); `dst.len() == src.len()`.
+    pub widen_u16_i32: fn(&[u16], &mut [i32]),
+    pub widen_u16_i16: fn(&[u16], &mut [i16]),
+    pub widen_u16_u16: fn(&[u16], &mut [u16]),
+    pub widen_u16_u8: fn(&[u16], &mut [u8]),
+    pub widen_u16_f32: fn(&[u16], &mut [f32]),
+}
+
+macro_rules! elem {
+    ($t:ty, $w8:ident, $w16:ident) => {
+        impl Elem for $t {
+            #[inline(always)]
+            fn from_i32(v: i32) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]) {
+                k.$w8
+            }
+            #[inline(always)]
+            fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]) {
+                k.$w16
+            }
+        }
+    };
+}
+elem!(i32, widen_u8_i32, widen_u16_i32);
+elem!(i16, widen_u8_i16, widen_u16_i16);
+elem!(u16, widen_u8_u16, widen_u16_u16);
+elem!(u8, widen_u8_u8, widen_u16_u8);
+elem!(f32, widen_u8_f32, widen_u16_f32);
+
+/// Every path this CPU can run, best first (`scalar` always last).
+pub fn available() -> Vec<&'static Kernels> {
+    #[allow(unused_mut)]
+    let mut v: Vec<&'static Kernels> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512::is_available() {
+            v.push(&avx512::KERNELS);
+        }
+        if avx2::is_available() {
+            v.push(&avx2::KERNELS);
+        }
+        if sse2::is_available() {
+            v.push(&sse2::KERNELS);
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        if neon::is_available() {
+            v.push(&neon::KERNELS);
+        }
+    }
+    v.push(&scalar::KERNELS);
+    v
+}
+
+static ACTIVE: AtomicPtr<Kernels> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The path in use: chosen on first call from `DTESN_SIMD` or the best available, then cached.
+#[inline]
+pub fn kernels() -> &'static Kernels {
+    let p = ACTIVE.load(Ordering::Relaxed);
+    if p.is_null() {
+        return init();
+    }
+    // SAFETY: ACTIVE only ever holds pointers to `'static` Kernels tables (see `set_active`).
+    unsafe { &*p }
+}
+
+#[cold]
+fn init() -> &'static Kernels {
+    let best = available()[0];
+    let chosen = match std::env::var("DTESN_SIMD") {
+        Ok(name) if !name.is_empty() => by_name(&name).unwrap_or(best),
+        _ => best,
+    };
+    set_active(chosen);
+    chosen
+}
+
+fn set_active(k: &'static Kernels) {
+    ACTIVE.store(k as *const Kernels as *mut Kernels, Ordering::Relaxed);
+}
+
+/// The available path called `name`, if this CPU has it.
+pub fn by_name(name: &str) -> Option<&'static Kernels> {
+    available().into_iter().find(|k| k.name == name)
+}
+
+/// The path `DTESN_SIMD` asked for, when it names one this CPU does not have (for a warning).
+pub fn env_request_unavailable() -> Option<String> {
+    match std::env::var("DTESN_SIMD") {
+        Ok(name) if !name.is_empty() && by_name(&name).is_none() => Some(name),
+        _ => None,
+    }
+}
+
+/// Switch the path in use (tests compare every path in one process). Errors name the choices.
+pub fn select(name: &str) -> Result<&'static str, String> {
+    match by_name(name) {
+        Some(k) => {
+            set_active(k);
+            Ok(k.name)
+        }
+        None => Err(format!(
+            "SIMD path '{}' is not available on this CPU; available: {}",
+            name,
+            available().iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}

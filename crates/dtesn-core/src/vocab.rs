@@ -1,0 +1,93 @@
+//! Character vocabularies (Keras TextVectorization ids: 0 padding, 1 out-of-vocabulary, `vocab[i]` -> `i + 2`).
+
+use std::collections::HashMap;
+
+use crate::Error;
+
+/// Id of a code point that is not in the vocabulary.
+pub const OOV: i32 = 1;
+
+/// A compiled vocabulary: a dense table for the BMP (one load per character on the hot path) and a
+/// map for astral code points. Building one costs about 256 KiB of writes, so bindings cache it.
+pub struct Vocab {
+    bmp: Box<[i32]>,
+    astral: HashMap<u32, i32>,
+    codepoints: Vec<u32>,
+}
+
+impl Vocab {
+    /// Compiles `codepoints` (vocab[i] gets id i + 2). Surrogates, values above U+10FFFF and
+    /// repeats are refused, naming the index.
+    pub fn new(codepoints: &[u32]) -> Result<Vocab, Error> {
+        let mut bmp = vec![OOV; 0x10000].into_boxed_slice();
+        let mut astral = HashMap::new();
+        let mut first: HashMap<u32, usize> = HashMap::with_capacity(codepoints.len());
+        for (i, &cp) in codepoints.iter().enumerate() {
+            if cp > 0x10FFFF || (0xD800..=0xDFFF).contains(&cp) {
+                return Err(Error::VocabNotScalar { index: i, value: cp });
+            }
+            if let Some(&j) = first.get(&cp) {
+                return Err(Error::VocabRepeat { index: i, first: j, value: cp });
+            }
+            first.insert(cp, i);
+            let id = i32::try_from(i + 2).map_err(|_| Error::VocabNotScalar { index: i, value: cp })?;
+            if cp < 0x10000 {
+                bmp[cp as usize] = id;
+            } else {
+                astral.insert(cp, id);
+            }
+        }
+        Ok(Vocab { bmp, astral, codepoints: codepoints.to_vec() })
+    }
+
+    /// The code points it was built from (bindings compare them to reuse a cached table).
+    pub fn codepoints(&self) -> &[u32] {
+        &self.codepoints
+    }
+
+    /// Largest id it can produce (1 for an empty vocabulary).
+    pub fn max_id(&self) -> u32 {
+        (self.codepoints.len() as u32 + 1).max(OOV as u32)
+    }
+
+    #[inline(always)]
+    pub fn id(&self, cp: u32) -> i32 {
+        if cp < 0x10000 {
+            self.bmp[cp as usize]
+        } else {
+            self.astral.get(&cp).copied().unwrap_or(OOV)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_keras() {
+        let v = Vocab::new(&['a' as u32, 'b' as u32, 0x1F600]).unwrap();
+        assert_eq!(v.id('a' as u32), 2);
+        assert_eq!(v.id('b' as u32), 3);
+        assert_eq!(v.id(0x1F600), 4);
+        assert_eq!(v.id('c' as u32), 1);
+        assert_eq!(v.id(0x1F601), 1);
+        assert_eq!(v.max_id(), 4);
+    }
+
+    #[test]
+    fn refuses_repeats_and_surrogates() {
+        assert_eq!(
+            Vocab::new(&[97, 98, 97]).err(),
+            Some(Error::VocabRepeat { index: 2, first: 0, value: 97 })
+        );
+        assert_eq!(
+            Vocab::new(&[0xD800]).err(),
+            Some(Error::VocabNotScalar { index: 0, value: 0xD800 })
+        );
+        assert_eq!(
+            Vocab::new(&[0x110000]).err(),
+            Some(Error::VocabNotScalar { index: 0, value: 0x110000 })
+        );
+    }
+}

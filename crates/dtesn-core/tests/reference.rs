@@ -1,0 +1,227 @@
+//! Every SIMD path and the decoder fast paths against an obviously-correct reference built on std.
+
+use dtesn_core::{
+    plan, simd, Dtype, Encoding, Error, Id, Invalid, Options, Padding, Side, Utf16Rows, Utf8Rows,
+    Vocab,
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn content(units: &[u16], enc: Encoding, vocab: Option<&[u32]>) -> Vec<i64> {
+    let s = String::from_utf16_lossy(units);
+    let cps = || s.chars().map(|c| c as i64);
+    match enc {
+        Encoding::Codepoint => match vocab {
+            Some(v) => s
+                .chars()
+                .map(|c| v.iter().position(|&x| x == c as u32).map(|i| i as i64 + 2).unwrap_or(1))
+                .collect(),
+            None => cps().collect(),
+        },
+        Encoding::Canine => cps().collect(),
+        Encoding::Utf8 => s.bytes().map(|b| b as i64).collect(),
+        Encoding::Byt5 => s.bytes().map(|b| b as i64 + 3).collect(),
+        Encoding::Utf16 => units.iter().map(|&u| u as i64).collect(),
+    }
+}
+
+struct Expected {
+    ids: Vec<i64>,
+    mask: Vec<u8>,
+    width: usize,
+    lengths: Vec<i32>,
+    source: Vec<i32>,
+}
+
+fn reference(rows: &[Vec<i64>], o: &Options) -> Expected {
+    let (pre, post) = o.specials();
+    let s = pre.len() + post.len();
+    let cap = o.max_length as usize - s;
+    let kept: Vec<Vec<i64>> = rows
+        .iter()
+        .map(|c| {
+            let k = c.len().min(cap);
+            let body = match o.truncation_side {
+                Side::Right => &c[..k],
+                Side::Left => &c[c.len() - k..],
+            };
+            pre.iter().map(|&x| x as i64).chain(body.iter().copied()).chain(post.iter().map(|&x| x as i64)).collect()
+        })
+        .collect();
+    let base = match o.padding {
+        Padding::Longest => kept.iter().map(|k| k.len()).max().unwrap_or(0),
+        Padding::MaxLength => o.max_length as usize,
+    };
+    let m = o.pad_to_multiple_of as usize;
+    let width = base.div_ceil(m) * m;
+    let mut ids = vec![];
+    let mut mask = vec![];
+    for k in &kept {
+        let padn = width - k.len();
+        let pad = std::iter::repeat_n(o.pad_id as i64, padn);
+        match o.padding_side {
+            Side::Right => {
+                ids.extend(k.iter().copied().chain(pad));
+                mask.extend(std::iter::repeat_n(1, k.len()).chain(std::iter::repeat_n(0, padn)));
+            }
+            Side::Left => {
+                ids.extend(pad.chain(k.iter().copied()));
+                mask.extend(std::iter::repeat_n(0, padn).chain(std::iter::repeat_n(1, k.len())));
+            }
+        }
+    }
+    Expected {
+        ids,
+        mask,
+        width,
+        lengths: kept.iter().map(|k| k.len() as i32).collect(),
+        source: rows.iter().map(|c| (c.len() + s) as i32).collect(),
+    }
+}
+
+fn offsets_of<U>(rows: &[Vec<U>]) -> Vec<u32> {
+    let mut o = vec![0u32];
+    for r in rows {
+        o.push(o.last().unwrap() + r.len() as u32);
+    }
+    o
+}
+
+fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>) {
+    let expect = reference(&units.iter().map(|u| content(u, o.encoding, vocab)).collect::<Vec<_>>(), o);
+    // strings
+    let flat: Vec<u16> = units.concat();
+    let offs = offsets_of(units);
+    let rows = Utf16Rows::new(&flat, &offs).unwrap();
+    check::<T, _>(&rows, o, &expect);
+    // the same text as UTF-8 bytes (lone surrogates became U+FFFD in both)
+    if o.encoding != Encoding::Utf16 || units.iter().all(|u| String::from_utf16(u).is_ok()) {
+        let bytes: Vec<Vec<u8>> = units.iter().map(|u| String::from_utf16_lossy(u).into_bytes()).collect();
+        let flat8 = bytes.concat();
+        let offs8 = offsets_of(&bytes);
+        let rows8 = Utf8Rows::new(&flat8, &offs8).unwrap();
+        check::<T, _>(&rows8, o, &expect);
+    }
+}
+
+fn check<T: Id + Into<f64>, S: dtesn_core::Source>(src: &S, o: &Options, e: &Expected) {
+    let p = plan(src, o).unwrap();
+    assert_eq!(p.width(), e.width);
+    let mut ids = vec![T::from_i32(-7); p.elements()];
+    let mut mask = vec![9u8; p.elements()];
+    p.write(&mut ids, &mut mask).unwrap();
+    let got: Vec<i64> = ids.iter().map(|&x| Into::<f64>::into(x) as i64).collect();
+    assert_eq!(got, e.ids, "ids, simd {}", simd::kernels().name);
+    assert_eq!(mask, e.mask);
+    let mut l = vec![0; p.rows()];
+    let mut s = vec![0; p.rows()];
+    p.fill_lengths(&mut l, &mut s);
+    assert_eq!(l, e.lengths);
+    assert_eq!(s, e.source);
+}
+
+fn random_units(rng: &mut Rng, len: usize) -> Vec<u16> {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        match rng.below(10) {
+            0..=5 => v.push(0x20 + rng.below(0x5F) as u16),
+            6 => v.push(0x80 + rng.below(0x780) as u16),
+            7 => v.push(0x800 + rng.below(0xD000) as u16 & 0xFFFF),
+            8 => {
+                let c = 0x10000 + rng.below(0x100000) as u32 - 0x10000;
+                v.push(0xD800 + (c >> 10) as u16);
+                v.push(0xDC00 + (c & 0x3FF) as u16);
+            }
+            _ => v.push(0xD800 + rng.below(0x800) as u16),
+        }
+    }
+    v
+}
+
+#[test]
+fn every_path_matches_reference() {
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let vocab_cps: Vec<u32> = "abcdefghij é中😀".chars().map(|c| c as u32).collect();
+    let vocab = Vocab::new(&vocab_cps).unwrap();
+    for k in simd::available() {
+        simd::select(k.name).unwrap();
+        for iter in 0..400 {
+            let n = rng.below(6) as usize;
+            let ascii_only = iter % 3 == 0;
+            let units: Vec<Vec<u16>> = (0..n)
+                .map(|_| {
+                    let len = rng.below(if iter % 7 == 0 { 300 } else { 40 }) as usize;
+                    if ascii_only {
+                        (0..len).map(|_| 0x20 + rng.below(0x5F) as u16).collect()
+                    } else {
+                        random_units(&mut rng, len)
+                    }
+                })
+                .collect();
+            let enc = [Encoding::Codepoint, Encoding::Utf8, Encoding::Utf16, Encoding::Byt5, Encoding::Canine]
+                [rng.below(5) as usize];
+            let use_vocab = enc == Encoding::Codepoint && rng.below(3) == 0;
+            let o = Options {
+                encoding: enc,
+                vocab: use_vocab.then_some(&vocab),
+                max_length: 2 + rng.below(60) as u32,
+                padding: if rng.below(2) == 0 { Padding::Longest } else { Padding::MaxLength },
+                pad_to_multiple_of: 1 + rng.below(4) as u32,
+                padding_side: if rng.below(2) == 0 { Side::Left } else { Side::Right },
+                truncation_side: if rng.below(2) == 0 { Side::Left } else { Side::Right },
+                pad_id: rng.below(5) as i32,
+                add_special_tokens: rng.below(4) != 0,
+                dtype: Dtype::Int32,
+                invalid: Invalid::Replace,
+            };
+            let v = use_vocab.then_some(&vocab_cps[..]);
+            run::<i32>(&units, &o, v);
+            run::<f32>(&units, &Options { dtype: Dtype::Float32, ..o }, v);
+        }
+    }
+}
+
+#[test]
+fn golden_vectors() {
+    let k = simd::available()[0];
+    simd::select(k.name).unwrap();
+    let hello: Vec<u16> = "hello".encode_utf16().collect();
+    let offs = [0u32, 5];
+    let rows = Utf16Rows::new(&hello, &offs).unwrap();
+    let o = Options { encoding: Encoding::Byt5, ..Options::default() };
+    let p = plan(&rows, &o).unwrap();
+    let mut ids = vec![0i32; p.elements()];
+    let mut mask = vec![0u8; p.elements()];
+    p.write(&mut ids, &mut mask).unwrap();
+    assert_eq!(ids, [107, 104, 111, 111, 114, 1]);
+    assert_eq!(mask, [1; 6]);
+}
+
+#[test]
+fn narrow_dtypes_refuse_ids_that_do_not_fit() {
+    let text: Vec<u16> = "ab\u{100}c".encode_utf16().collect();
+    let offs = [0u32, 2, 4];
+    let rows = Utf16Rows::new(&text, &offs).unwrap();
+    let o = Options { dtype: Dtype::Uint8, ..Options::default() };
+    let e = plan(&rows, &o).err().unwrap();
+    assert_eq!(e, Error::IdRange { row: 1, id: 256, dtype: Dtype::Uint8 });
+    assert_eq!(e.to_string(), "row 1: id 256 does not fit dtype 'uint8' (max 255)");
+    // cut away by truncation: only written ids are checked
+    let o = Options { dtype: Dtype::Uint8, max_length: 1, truncation_side: Side::Left, ..Options::default() };
+    let p = plan(&rows, &o).unwrap();
+    let mut ids = vec![0u8; p.elements()];
+    let mut mask = vec![0u8; p.elements()];
+    p.write(&mut ids, &mut mask).unwrap();
+    assert_eq!(ids, [98, 99]);
+}

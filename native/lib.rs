@@ -1,0 +1,689 @@
+//! N-API binding of dtesn-pipeline: argument reading, checks, errors, and calls into dtesn-core.
+//! No algorithm lives here.
+//!
+//! The TypeScript facade (src/) validates options and passes a normalized options object; this
+//! layer still checks everything it relies on for memory safety (types, lengths, overlaps), so a
+//! direct call with bad arguments throws instead of misbehaving. Errors are thrown as real
+//! TypeError / RangeError with the messages of docs/SEMANTICS.md; no panic crosses the boundary
+//! (every entry point runs under `catch_unwind`).
+//!
+//! Costs, measured on a 2-core x86_64 (see BENCHMARKS.md): string input is bounded by the
+//! per-string crossing (`napi_get_element` + `napi_get_value_string_utf16`), so the strings are
+//! copied once into a reused per-thread UTF-16 arena and the core runs on that; byte input
+//! (`vectorizeBytes`) needs no per-row crossing at all. Fresh outputs are allocated with
+//! `napi_create_arraybuffer` and written in place; callers that pass `out` buffers skip the
+//! allocation and its page faults.
+
+use std::cell::RefCell;
+use std::ffi::{c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use dtesn_core::{
+    plan, simd, Dtype, Encoding, Error as CoreError, ErrorKind, Id, Invalid, Options, Padding,
+    Side, Source, Utf16Rows, Utf8Rows, Vocab,
+};
+use napi::bindgen_prelude::{Env, Status, Unknown};
+use napi::{sys, JsValue};
+use napi_derive::napi;
+
+/// An exception is pending in JavaScript; unwind to the entry point and return.
+struct Thrown;
+type NResult<T> = Result<T, Thrown>;
+
+/// Throws `msg` as a TypeError or RangeError.
+fn throw(env: sys::napi_env, kind: ErrorKind, msg: &str) -> Thrown {
+    let msg = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+    // SAFETY: env is the live environment of the current call; msg is a valid C string that
+    // outlives the call; a null code is allowed.
+    unsafe {
+        match kind {
+            ErrorKind::Type => sys::napi_throw_type_error(env, ptr::null(), msg.as_ptr()),
+            ErrorKind::Range => sys::napi_throw_range_error(env, ptr::null(), msg.as_ptr()),
+        };
+    }
+    Thrown
+}
+
+fn throw_core(env: sys::napi_env, e: &CoreError) -> Thrown {
+    throw(env, e.kind(), &e.to_string())
+}
+
+/// Turns a failed N-API status into a thrown error (or keeps the exception already pending,
+/// e.g. from a getter that threw).
+fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()> {
+    if status == sys::Status::napi_ok {
+        return Ok(());
+    }
+    let mut pending = false;
+    // SAFETY: env is live; `pending` is a valid out pointer.
+    unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+    if pending {
+        return Err(Thrown);
+    }
+    let msg = CString::new(format!("dtesn: N-API call failed while {what} (status {status})"))
+        .unwrap_or_default();
+    // SAFETY: as in `throw`.
+    unsafe { sys::napi_throw_error(env, ptr::null(), msg.as_ptr()) };
+    Err(Thrown)
+}
+
+fn type_of(env: sys::napi_env, v: sys::napi_value) -> NResult<i32> {
+    let mut t = 0;
+    // SAFETY: env and v are live handles of this call; `t` is a valid out pointer.
+    check(env, unsafe { sys::napi_typeof(env, v, &mut t) }, "reading a type")?;
+    Ok(t)
+}
+
+/// `typeof v` as JavaScript spells it, with `null` for null.
+fn describe(env: sys::napi_env, v: sys::napi_value) -> NResult<&'static str> {
+    use sys::ValueType as V;
+    Ok(match type_of(env, v)? {
+        V::napi_undefined => "undefined",
+        V::napi_null => "null",
+        V::napi_boolean => "boolean",
+        V::napi_number => "number",
+        V::napi_string => "string",
+        V::napi_symbol => "symbol",
+        V::napi_function => "function",
+        V::napi_bigint => "bigint",
+        _ => "object",
+    })
+}
+
+fn prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: `name` is a NUL-terminated literal (every caller passes b"...\0"); obj is live.
+    let st = unsafe { sys::napi_get_named_property(env, obj, name.as_ptr().cast(), &mut v) };
+    check(env, st, "reading an option")?;
+    Ok(v)
+}
+
+fn opt_name(name: &'static [u8]) -> &'static str {
+    std::str::from_utf8(&name[..name.len() - 1]).unwrap_or("?")
+}
+
+/// A short string option (enum value).
+fn str_prop<T>(
+    env: sys::napi_env,
+    obj: sys::napi_value,
+    name: &'static [u8],
+    parse: fn(&str) -> Option<T>,
+    choices: &str,
+) -> NResult<T> {
+    let v = prop(env, obj, name)?;
+    let mut buf = [0u8; 32];
+    let mut n = 0usize;
+    // SAFETY: buf is writable for buf.len() bytes; n is a valid out pointer.
+    let st = unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut n) };
+    let parsed = if st == sys::Status::napi_ok {
+        std::str::from_utf8(&buf[..n]).ok().and_then(parse)
+    } else {
+        None
+    };
+    parsed.ok_or_else(|| {
+        throw(env, ErrorKind::Type, &format!("options.{} must be one of {choices}", opt_name(name)))
+    })
+}
+
+fn num_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<f64> {
+    let v = prop(env, obj, name)?;
+    let mut x = 0f64;
+    // SAFETY: v is live; x is a valid out pointer.
+    if unsafe { sys::napi_get_value_double(env, v, &mut x) } != sys::Status::napi_ok {
+        let t = describe(env, v)?;
+        return Err(throw(env, ErrorKind::Type, &format!("options.{} must be a number, got {t}", opt_name(name))));
+    }
+    Ok(x)
+}
+
+/// An integer option >= 1 (`maxLength`, `padToMultipleOf`).
+fn count_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<u32> {
+    let x = num_prop(env, obj, name)?;
+    if x.fract() != 0.0 || !(1.0..=i32::MAX as f64).contains(&x) {
+        return Err(throw(env, ErrorKind::Range, &format!("options.{} must be an integer >= 1, got {x}", opt_name(name))));
+    }
+    Ok(x as u32)
+}
+
+fn bool_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<bool> {
+    let v = prop(env, obj, name)?;
+    let mut b = false;
+    // SAFETY: v is live; b is a valid out pointer.
+    if unsafe { sys::napi_get_value_bool(env, v, &mut b) } != sys::Status::napi_ok {
+        let t = describe(env, v)?;
+        return Err(throw(env, ErrorKind::Type, &format!("options.{} must be a boolean, got {t}", opt_name(name))));
+    }
+    Ok(b)
+}
+
+fn is_nullish(env: sys::napi_env, v: sys::napi_value) -> NResult<bool> {
+    let t = type_of(env, v)?;
+    Ok(t == sys::ValueType::napi_undefined || t == sys::ValueType::napi_null)
+}
+
+/// A typed array's element type, length, data and buffer. Obtained only after every call that
+/// can run JavaScript (getters), so the memory cannot be detached or resized while we use it.
+struct TypedArray {
+    kind: i32,
+    len: usize,
+    data: *mut u8,
+    buffer: sys::napi_value,
+    byte_offset: usize,
+}
+
+impl TypedArray {
+    fn elem_size(&self) -> usize {
+        use sys::TypedarrayType as T;
+        match self.kind {
+            T::int8_array | T::uint8_array | T::uint8_clamped_array => 1,
+            T::int16_array | T::uint16_array => 2,
+            T::int32_array | T::uint32_array | T::float32_array => 4,
+            _ => 8,
+        }
+    }
+    fn byte_range(&self) -> (usize, usize) {
+        let start = self.data as usize;
+        (start, start + self.len * self.elem_size())
+    }
+    /// The elements as a slice.
+    ///
+    /// # Safety
+    /// `kind` must be the typed-array kind of `T`, and no other live slice may alias this memory
+    /// mutably (callers check overlaps first).
+    unsafe fn slice<'a, T>(&self) -> &'a [T] {
+        if self.len == 0 || self.data.is_null() {
+            return &[];
+        }
+        // SAFETY: N-API guarantees `data` points at `len` elements of this array's type, and the
+        // caller guarantees T matches the type and that nothing aliases it mutably.
+        unsafe { std::slice::from_raw_parts(self.data as *const T, self.len) }
+    }
+    /// # Safety
+    /// As `slice`, and no other slice of this memory may be live.
+    unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
+        if self.len == 0 || self.data.is_null() {
+            return &mut [];
+        }
+        // SAFETY: see `slice`; exclusivity is the caller's guarantee (overlap checks).
+        unsafe { std::slice::from_raw_parts_mut(self.data as *mut T, self.len) }
+    }
+}
+
+fn class_name(kind: i32) -> &'static str {
+    use sys::TypedarrayType as T;
+    match kind {
+        T::int8_array => "Int8Array",
+        T::uint8_array => "Uint8Array",
+        T::uint8_clamped_array => "Uint8ClampedArray",
+        T::int16_array => "Int16Array",
+        T::uint16_array => "Uint16Array",
+        T::int32_array => "Int32Array",
+        T::uint32_array => "Uint32Array",
+        T::float32_array => "Float32Array",
+        T::float64_array => "Float64Array",
+        _ => "BigInt64Array",
+    }
+}
+
+fn dtype_kind(d: Dtype) -> i32 {
+    use sys::TypedarrayType as T;
+    match d {
+        Dtype::Int32 => T::int32_array,
+        Dtype::Int16 => T::int16_array,
+        Dtype::Uint16 => T::uint16_array,
+        Dtype::Uint8 => T::uint8_array,
+        Dtype::Float32 => T::float32_array,
+    }
+}
+
+/// Reads a typed array, or throws `TypeError: <what> must be a <expected>, got <T>`.
+fn typed_array(env: sys::napi_env, v: sys::napi_value, what: &str, expected: &str) -> NResult<TypedArray> {
+    let mut is = false;
+    // SAFETY: v is live; is is a valid out pointer.
+    check(env, unsafe { sys::napi_is_typedarray(env, v, &mut is) }, "checking a typed array")?;
+    if is {
+        let mut t = TypedArray { kind: 0, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 };
+        let mut data: *mut c_void = ptr::null_mut();
+        // SAFETY: v is a typed array (checked above); every out pointer is valid.
+        let st = unsafe {
+            sys::napi_get_typedarray_info(env, v, &mut t.kind, &mut t.len, &mut data, &mut t.buffer, &mut t.byte_offset)
+        };
+        check(env, st, "reading a typed array")?;
+        t.data = data.cast();
+        if t.data.is_null() && t.len > 0 {
+            return Err(throw(env, ErrorKind::Type, &format!("{what} is detached")));
+        }
+        return Ok(t);
+    }
+    let got = describe(env, v)?;
+    Err(throw(env, ErrorKind::Type, &format!("{what} must be a {expected}, got {got}")))
+}
+
+/// An expected typed array of one kind.
+fn typed_array_of(env: sys::napi_env, v: sys::napi_value, what: &str, kind: i32, suffix: &str) -> NResult<TypedArray> {
+    let expected = class_name(kind);
+    let t = typed_array(env, v, what, &format!("{expected}{suffix}"))?;
+    if t.kind != kind {
+        return Err(throw(env, ErrorKind::Type, &format!("{what} must be a {expected}{suffix}, got {}", class_name(t.kind))));
+    }
+    Ok(t)
+}
+
+/// Scalar options, read before anything that hands out raw memory.
+struct ReadOptions {
+    encoding: Encoding,
+    max_length: u32,
+    padding: Padding,
+    pad_to_multiple_of: u32,
+    padding_side: Side,
+    truncation_side: Side,
+    pad_id: i32,
+    add_special_tokens: bool,
+    dtype: Dtype,
+    invalid: Invalid,
+    vocab: Option<sys::napi_value>,
+    out_ids: Option<sys::napi_value>,
+    out_mask: Option<sys::napi_value>,
+}
+
+fn read_options(env: sys::napi_env, o: sys::napi_value) -> NResult<ReadOptions> {
+    if type_of(env, o)? != sys::ValueType::napi_object {
+        let t = describe(env, o)?;
+        return Err(throw(env, ErrorKind::Type, &format!("options must be an object, got {t}")));
+    }
+    let side = "'left', 'right'";
+    let encoding = str_prop(env, o, b"encoding\0", Encoding::parse, "'codepoint', 'utf8', 'utf16', 'byt5', 'canine'")?;
+    let max_length = count_prop(env, o, b"maxLength\0")?;
+    let padding = str_prop(env, o, b"padding\0", Padding::parse, "'longest', 'max-length'")?;
+    let pad_to_multiple_of = count_prop(env, o, b"padToMultipleOf\0")?;
+    let padding_side = str_prop(env, o, b"paddingSide\0", Side::parse, side)?;
+    let truncation_side = str_prop(env, o, b"truncationSide\0", Side::parse, side)?;
+    let dtype = str_prop(env, o, b"dtype\0", Dtype::parse, "'int32', 'int16', 'uint16', 'uint8', 'float32'")?;
+    let pad = num_prop(env, o, b"padId\0")?;
+    if pad.fract() != 0.0 || pad < dtype.min() as f64 || pad > dtype.max() as f64 {
+        let e = CoreError::PadRange { pad_id: pad as i64, dtype };
+        return Err(throw_core(env, &e));
+    }
+    let add_special_tokens = bool_prop(env, o, b"addSpecialTokens\0")?;
+    let invalid = str_prop(env, o, b"invalid\0", Invalid::parse, "'replace', 'error'")?;
+    let opt = |name: &'static [u8]| -> NResult<Option<sys::napi_value>> {
+        let v = prop(env, o, name)?;
+        Ok(if is_nullish(env, v)? { None } else { Some(v) })
+    };
+    Ok(ReadOptions {
+        encoding,
+        max_length,
+        padding,
+        pad_to_multiple_of,
+        padding_side,
+        truncation_side,
+        pad_id: pad as i32,
+        add_special_tokens,
+        dtype,
+        invalid,
+        vocab: opt(b"vocab\0")?,
+        out_ids: opt(b"outIds\0")?,
+        out_mask: opt(b"outMask\0")?,
+    })
+}
+
+thread_local! {
+    /// Reused UTF-16 arena and offsets for string batches (one per thread: workers have their own).
+    static ARENA: RefCell<(Vec<u16>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The last vocabulary compiled on this thread; reused when the next call passes the same one.
+    static VOCAB: RefCell<Option<std::rc::Rc<Vocab>>> = const { RefCell::new(None) };
+}
+
+/// Compiles (or reuses) the vocabulary. Its code points are copied out at once, so the typed array
+/// may be touched afterwards.
+fn vocab(env: sys::napi_env, v: Option<sys::napi_value>) -> NResult<Option<std::rc::Rc<Vocab>>> {
+    let Some(v) = v else { return Ok(None) };
+    let t = typed_array_of(env, v, "options.vocab", sys::TypedarrayType::uint32_array, " of code points")?;
+    // SAFETY: kind checked to be Uint32Array; we only read, and copy before any JS can run.
+    let cps: &[u32] = unsafe { t.slice() };
+    VOCAB.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if let Some(hit) = cache.as_ref().filter(|c| c.codepoints() == cps) {
+            return Ok(Some(hit.clone()));
+        }
+        let compiled = std::rc::Rc::new(Vocab::new(cps).map_err(|e| throw_core(env, &e))?);
+        *cache = Some(compiled.clone());
+        Ok(Some(compiled))
+    })
+}
+
+/// Output buffers of one call: the caller's, or fresh ArrayBuffers written in place.
+struct Output {
+    ids: sys::napi_value,
+    ids_mem: TypedArray,
+    mask: sys::napi_value,
+    mask_mem: TypedArray,
+}
+
+/// Creates a typed array of `len` elements on a fresh ArrayBuffer.
+fn fresh(env: sys::napi_env, kind: i32, elem: usize, len: usize) -> NResult<(sys::napi_value, TypedArray)> {
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    // SAFETY: out pointers are valid; V8 allocates `len * elem` bytes (or fails with a status).
+    check(env, unsafe { sys::napi_create_arraybuffer(env, len * elem, &mut data, &mut buffer) }, "allocating the output")?;
+    let mut arr = ptr::null_mut();
+    // SAFETY: buffer is the ArrayBuffer just created, large enough for `len` elements at offset 0.
+    check(env, unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut arr) }, "allocating the output")?;
+    Ok((arr, TypedArray { kind, len, data: data.cast(), buffer, byte_offset: 0 }))
+}
+
+/// A view of the first `len` elements of a caller's buffer (the buffer itself when it fits exactly).
+fn view(env: sys::napi_env, v: sys::napi_value, t: &TypedArray, len: usize) -> NResult<sys::napi_value> {
+    if t.len == len {
+        return Ok(v);
+    }
+    let mut arr = ptr::null_mut();
+    // SAFETY: `buffer`/`byte_offset` come from this typed array's info; `len` <= its length.
+    check(env, unsafe { sys::napi_create_typedarray(env, t.kind, len, t.buffer, t.byte_offset, &mut arr) }, "creating an output view")?;
+    Ok(arr)
+}
+
+/// Runs the core on `src` and builds the batch object. `inputs` are the byte ranges the outputs
+/// must not overlap (byte input and offsets).
+fn run<S: Source>(
+    env: sys::napi_env,
+    src: &S,
+    ro: &ReadOptions,
+    voc: Option<&Vocab>,
+    out_ids: Option<TypedArray>,
+    out_mask: Option<TypedArray>,
+    inputs: &[(&TypedArray, &'static str)],
+) -> NResult<sys::napi_value> {
+    let opts = Options {
+        encoding: ro.encoding,
+        vocab: voc,
+        max_length: ro.max_length,
+        padding: ro.padding,
+        pad_to_multiple_of: ro.pad_to_multiple_of,
+        padding_side: ro.padding_side,
+        truncation_side: ro.truncation_side,
+        pad_id: ro.pad_id,
+        add_special_tokens: ro.add_special_tokens,
+        dtype: ro.dtype,
+        invalid: ro.invalid,
+    };
+    let p = plan(src, &opts).map_err(|e| throw_core(env, &e))?;
+    let n = p.elements();
+    let rows = p.rows();
+    if let Some(t) = &out_ids {
+        p.check_out_len("ids", t.len).map_err(|e| throw_core(env, &e))?;
+    }
+    if let Some(t) = &out_mask {
+        p.check_out_len("attentionMask", t.len).map_err(|e| throw_core(env, &e))?;
+    }
+    let overlap = |a: &TypedArray, b: &TypedArray, na: usize, nb: usize| {
+        // Only the parts that are written or read matter.
+        let (a0, _) = a.byte_range();
+        let (b0, b1) = b.byte_range();
+        let a1 = a0 + na * a.elem_size();
+        let b1 = if nb == usize::MAX { b1 } else { b0 + nb * b.elem_size() };
+        na > 0 && b1 > b0 && a0 < b1 && b0 < a1
+    };
+    if let (Some(i), Some(m)) = (&out_ids, &out_mask) {
+        if overlap(i, m, n, n) {
+            return Err(throw(env, ErrorKind::Range, "options.out.ids and options.out.attentionMask overlap"));
+        }
+    }
+    for (which, t) in [("ids", &out_ids), ("attentionMask", &out_mask)] {
+        if let Some(t) = t {
+            for (input, name) in inputs {
+                if overlap(t, input, n, usize::MAX) {
+                    return Err(throw(env, ErrorKind::Range, &format!("options.out.{which} overlaps the input {name}")));
+                }
+            }
+        }
+    }
+    let kind = dtype_kind(ro.dtype);
+    let elem = match ro.dtype {
+        Dtype::Int32 | Dtype::Float32 => 4,
+        Dtype::Int16 | Dtype::Uint16 => 2,
+        Dtype::Uint8 => 1,
+    };
+    let out = Output {
+        ids: ptr::null_mut(),
+        ids_mem: TypedArray { kind, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 },
+        mask: ptr::null_mut(),
+        mask_mem: TypedArray { kind: sys::TypedarrayType::uint8_array, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 },
+    };
+    let mut out = out;
+    match (out_ids, ro.out_ids) {
+        (Some(t), Some(v)) => {
+            out.ids = view(env, v, &t, n)?;
+            out.ids_mem = t;
+        }
+        _ => (out.ids, out.ids_mem) = fresh(env, kind, elem, n)?,
+    }
+    match (out_mask, ro.out_mask) {
+        (Some(t), Some(v)) => {
+            out.mask = view(env, v, &t, n)?;
+            out.mask_mem = t;
+        }
+        _ => (out.mask, out.mask_mem) = fresh(env, sys::TypedarrayType::uint8_array, 1, n)?,
+    }
+    let (lengths, lengths_mem) = fresh(env, sys::TypedarrayType::int32_array, 4, rows)?;
+    let (source_lengths, source_mem) = fresh(env, sys::TypedarrayType::int32_array, 4, rows)?;
+    // SAFETY: every buffer below was checked (kind, length, no overlap with each other or the
+    // inputs) or freshly allocated for exactly this call; no JavaScript runs until we return, so
+    // nothing can detach or alias them meanwhile.
+    unsafe {
+        p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
+        let mask: &mut [u8] = &mut out.mask_mem.slice_mut::<u8>()[..n];
+        let written = match ro.dtype {
+            Dtype::Int32 => write::<i32, S>(&p, &out.ids_mem, mask, n),
+            Dtype::Int16 => write::<i16, S>(&p, &out.ids_mem, mask, n),
+            Dtype::Uint16 => write::<u16, S>(&p, &out.ids_mem, mask, n),
+            Dtype::Uint8 => write::<u8, S>(&p, &out.ids_mem, mask, n),
+            Dtype::Float32 => write::<f32, S>(&p, &out.ids_mem, mask, n),
+        };
+        written.map_err(|e| throw_core(env, &e))?;
+    }
+    batch_object(env, rows, p.width(), out.ids, out.mask, lengths, source_lengths)
+}
+
+/// # Safety
+/// `ids` must be a typed array of `T`'s kind with at least `n` elements, not aliasing `mask`.
+unsafe fn write<T: Id, S: Source>(p: &dtesn_core::Plan<'_, S>, ids: &TypedArray, mask: &mut [u8], n: usize) -> Result<(), CoreError> {
+    // SAFETY: forwarded from this function's contract.
+    let ids: &mut [T] = unsafe { &mut ids.slice_mut::<T>()[..n] };
+    p.write(ids, mask)
+}
+
+fn batch_object(
+    env: sys::napi_env,
+    rows: usize,
+    width: usize,
+    ids: sys::napi_value,
+    mask: sys::napi_value,
+    lengths: sys::napi_value,
+    source_lengths: sys::napi_value,
+) -> NResult<sys::napi_value> {
+    let mut obj = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    check(env, unsafe { sys::napi_create_object(env, &mut obj) }, "building the result")?;
+    let num = |x: usize| -> NResult<sys::napi_value> {
+        let mut v = ptr::null_mut();
+        // SAFETY: out pointer valid.
+        check(env, unsafe { sys::napi_create_double(env, x as f64, &mut v) }, "building the result")?;
+        Ok(v)
+    };
+    let fields: [(&[u8], sys::napi_value); 6] = [
+        (b"ids\0", ids),
+        (b"rows\0", num(rows)?),
+        (b"width\0", num(width)?),
+        (b"lengths\0", lengths),
+        (b"sourceLengths\0", source_lengths),
+        (b"attentionMask\0", mask),
+    ];
+    for (name, v) in fields {
+        // SAFETY: names are NUL-terminated literals; obj and v are live handles.
+        check(env, unsafe { sys::napi_set_named_property(env, obj, name.as_ptr().cast(), v) }, "building the result")?;
+    }
+    Ok(obj)
+}
+
+/// Copies every string of `texts` into the arena (one `napi_get_value_string_utf16` per string in
+/// the common case: the arena keeps spare room, and only a string that fills it is re-read).
+fn gather(env: sys::napi_env, texts: sys::napi_value, arena: &mut Vec<u16>, offsets: &mut Vec<u32>) -> NResult<()> {
+    let mut is_array = false;
+    // SAFETY: texts is a live handle; out pointer valid.
+    check(env, unsafe { sys::napi_is_array(env, texts, &mut is_array) }, "reading texts")?;
+    if !is_array {
+        let t = describe(env, texts)?;
+        return Err(throw(env, ErrorKind::Type, &format!("texts must be an array of strings, got {t}")));
+    }
+    let mut len = 0u32;
+    // SAFETY: texts is an array; out pointer valid.
+    check(env, unsafe { sys::napi_get_array_length(env, texts, &mut len) }, "reading texts")?;
+    arena.clear();
+    offsets.clear();
+    offsets.reserve(len as usize + 1);
+    offsets.push(0);
+    for i in 0..len {
+        let mut v = ptr::null_mut();
+        // SAFETY: texts is live; out pointer valid. May run a getter (then an exception may be pending).
+        check(env, unsafe { sys::napi_get_element(env, texts, i, &mut v) }, "reading texts")?;
+        if arena.capacity() - arena.len() < 256 {
+            arena.reserve(arena.capacity().max(4096));
+        }
+        let spare = arena.capacity() - arena.len();
+        let mut copied = 0usize;
+        // SAFETY: the destination is the arena's spare capacity, `spare` u16s long; V8 writes at
+        // most spare - 1 units plus a terminating NUL, and reports how many units it copied.
+        let st = unsafe {
+            sys::napi_get_value_string_utf16(env, v, arena.as_mut_ptr().add(arena.len()), spare, &mut copied)
+        };
+        if st != sys::Status::napi_ok {
+            if type_of(env, v)? != sys::ValueType::napi_string {
+                let t = describe(env, v)?;
+                return Err(throw(env, ErrorKind::Type, &format!("texts[{i}] must be a string, got {t}")));
+            }
+            check(env, st, "reading texts")?;
+        }
+        if copied + 1 >= spare {
+            // Possibly cut short: ask for the length and read it again into enough room.
+            let mut full = 0usize;
+            // SAFETY: a null buffer asks only for the length.
+            check(env, unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut full) }, "reading texts")?;
+            arena.reserve(full + 1);
+            // SAFETY: as above, with room for `full` units plus the NUL.
+            let st = unsafe {
+                sys::napi_get_value_string_utf16(env, v, arena.as_mut_ptr().add(arena.len()), full + 1, &mut copied)
+            };
+            check(env, st, "reading texts")?;
+        }
+        // SAFETY: V8 initialised `copied` units past the old length.
+        unsafe { arena.set_len(arena.len() + copied) };
+        let end = u32::try_from(arena.len()).map_err(|_| {
+            throw(env, ErrorKind::Range, "texts hold more than 4294967295 UTF-16 code units in total; split the batch")
+        })?;
+        offsets.push(end);
+    }
+    Ok(())
+}
+
+fn vectorize_strings_impl(env: sys::napi_env, texts: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
+    let ro = read_options(env, options)?;
+    let run_with = |arena: &mut Vec<u16>, offsets: &mut Vec<u32>| -> NResult<sys::napi_value> {
+        // Strings are read first: a getter on the array may run JavaScript, which must not see
+        // (or detach) memory we already hold.
+        gather(env, texts, arena, offsets)?;
+        let voc = vocab(env, ro.vocab)?;
+        let (ids, mask) = out_buffers(env, &ro)?;
+        let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
+        run(env, &src, &ro, voc.as_deref(), ids, mask, &[])
+    };
+    ARENA.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut a) => {
+            let (arena, offsets) = &mut *a;
+            let r = run_with(arena, offsets);
+            // Do not pin a huge arena forever after one giant batch.
+            if arena.capacity() > (64 << 20) {
+                *arena = Vec::new();
+                *offsets = Vec::new();
+            }
+            r
+        }
+        // Re-entered from a getter during gathering: use a private arena.
+        Err(_) => run_with(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+fn out_buffers(env: sys::napi_env, ro: &ReadOptions) -> NResult<(Option<TypedArray>, Option<TypedArray>)> {
+    let ids = match ro.out_ids {
+        Some(v) => Some(typed_array_of(env, v, "options.out.ids", dtype_kind(ro.dtype), &format!(" for dtype '{}'", ro.dtype.name()))?),
+        None => None,
+    };
+    let mask = match ro.out_mask {
+        Some(v) => Some(typed_array_of(env, v, "options.out.attentionMask", sys::TypedarrayType::uint8_array, "")?),
+        None => None,
+    };
+    Ok((ids, mask))
+}
+
+fn vectorize_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
+    let ro = read_options(env, options)?;
+    // Nothing below runs JavaScript, so the memory read here stays valid until we return.
+    let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
+    let o = typed_array_of(env, offsets, "offsets", sys::TypedarrayType::uint32_array, "")?;
+    let voc = vocab(env, ro.vocab)?;
+    let (ids, mask) = out_buffers(env, &ro)?;
+    // SAFETY: kinds checked above; outputs are checked not to overlap these before any write.
+    let (data, offs): (&[u8], &[u32]) = unsafe { (b.slice(), o.slice()) };
+    let src = Utf8Rows::new(data, offs).map_err(|e| throw_core(env, &e))?;
+    run(env, &src, &ro, voc.as_deref(), ids, mask, &[(&b, "bytes"), (&o, "offsets")])
+}
+
+/// Runs an entry point, turning panics into a JavaScript Error so none crosses the boundary.
+fn guard(env: &Env, f: impl FnOnce(sys::napi_env) -> NResult<sys::napi_value>) -> napi::Result<Unknown<'static>> {
+    let raw = env.raw();
+    match catch_unwind(AssertUnwindSafe(|| f(raw))) {
+        // SAFETY: the value was created in this call's handle scope and is returned to it.
+        Ok(Ok(v)) => Ok(unsafe { Unknown::from_raw_unchecked(raw, v) }),
+        Ok(Err(Thrown)) => Err(napi::Error::new(Status::PendingException, String::new())),
+        Err(_) => Err(napi::Error::new(Status::GenericFailure, "dtesn: internal error (panic) in the native core".to_string())),
+    }
+}
+
+/// Vectorizes an array of strings. Internal: called by the TypeScript facade with normalized options.
+#[napi(ts_args_type = "texts: unknown, options: object", ts_return_type = "object")]
+pub fn vectorize_strings(env: Env, texts: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
+    let (t, o) = (texts.raw(), options.raw());
+    guard(&env, |e| vectorize_strings_impl(e, t, o))
+}
+
+/// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`.
+#[napi(ts_args_type = "bytes: unknown, offsets: unknown, options: object", ts_return_type = "object")]
+pub fn vectorize_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
+    let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
+    guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
+}
+
+/// The SIMD path in use, e.g. 'avx512'.
+#[napi]
+pub fn simd_path() -> String {
+    simd::kernels().name.to_string()
+}
+
+/// Every SIMD path this CPU can run, best first.
+#[napi]
+pub fn available_simd() -> Vec<String> {
+    simd::available().iter().map(|k| k.name.to_string()).collect()
+}
+
+/// When `DTESN_SIMD` names a path this CPU lacks: that name (the facade warns).
+#[napi]
+pub fn simd_request_unavailable() -> Option<String> {
+    simd::env_request_unavailable()
+}
+
+/// Switches the SIMD path for the whole process (tests compare every path in one process).
+#[napi]
+pub fn select_simd(name: String) -> napi::Result<String> {
+    simd::select(&name).map(str::to_string).map_err(|e| napi::Error::new(Status::InvalidArg, e))
+}

@@ -1,0 +1,99 @@
+/**
+ * dtesn-pipeline: turn batches of text into padded numeric arrays (character- or byte-level ids,
+ * attention masks, lengths) with a SIMD Rust core, or a pure-TypeScript fallback with identical
+ * output where the native binary cannot load. The contract is docs/SEMANTICS.md.
+ *
+ * Costs (see BENCHMARKS.md): `vectorize` reads each string through N-API once (the floor for
+ * string input); `vectorizeBytes` needs no per-row crossing and runs near memory speed. Pass
+ * `options.out` buffers to reuse memory across calls: allocating a fresh output costs more than
+ * the work for large batches.
+ */
+import { createRequire } from 'node:module';
+import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
+import { checkBytesInput, checkTexts, normalizeOptions } from './options.js';
+import type { BackendInfo, Dtype, VectorBatch, VectorizeOptions } from './types.js';
+
+export type {
+  BackendInfo,
+  Dtype,
+  Encoding,
+  IdsArray,
+  IdsArrayOf,
+  InvalidMode,
+  OutBuffers,
+  Padding,
+  Side,
+  VectorBatch,
+  VectorizeOptions,
+} from './types.js';
+
+const version: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+function warn(message: string, code: string): void {
+  process.emitWarning(message, { code, type: 'DtesnWarning' });
+}
+
+/**
+ * Chooses the backend once per process: `DTESN_BACKEND=js` forces the fallback,
+ * `DTESN_BACKEND=native` makes a missing binary an error; otherwise native when it loads, else
+ * the fallback with one warning naming the reason.
+ */
+function chooseBackend(): Backend {
+  const want = process.env.DTESN_BACKEND ?? '';
+  if (want === 'js') return jsBackend;
+  if (want !== '' && want !== 'native' && want !== 'auto') {
+    warn(`DTESN_BACKEND='${want}' is not one of 'native', 'js', 'auto'; ignoring it`, 'DTESN_BAD_ENV');
+  }
+  const loaded = loadNative();
+  if (!loaded.ok) {
+    if (want === 'native') {
+      throw new Error(`DTESN_BACKEND=native but the native binding could not be loaded: ${loaded.reason}`);
+    }
+    warn(
+      `dtesn-pipeline: the native binding could not be loaded (${loaded.reason}); using the pure-TypeScript fallback`,
+      'DTESN_NATIVE_UNAVAILABLE',
+    );
+    return jsBackend;
+  }
+  const missing = loaded.binding.simdRequestUnavailable();
+  if (missing !== null) {
+    warn(
+      `DTESN_SIMD=${missing} is not available on this CPU; using '${loaded.binding.simdPath()}' (available: ${loaded.binding.availableSimd().join(', ')})`,
+      'DTESN_SIMD_UNAVAILABLE',
+    );
+  }
+  return nativeBackendOf(loaded.binding);
+}
+
+const backend: Backend = chooseBackend();
+
+/**
+ * Vectorizes `texts` in one call. Throws TypeError/RangeError naming the option or row for bad
+ * input, before anything is written into `options.out`.
+ */
+export function vectorize<D extends Dtype = 'int32'>(
+  texts: readonly string[],
+  options?: VectorizeOptions<D>,
+): VectorBatch<D> {
+  checkTexts(texts);
+  return backend.vectorizeStrings(texts, normalizeOptions(options)) as VectorBatch<D>;
+}
+
+/**
+ * Vectorizes UTF-8 rows: row i is `bytes[offsets[i] .. offsets[i+1])`, so `offsets.length` is
+ * rows + 1. Equals `vectorize` of the decoded rows (malformed bytes become U+FFFD as TextDecoder
+ * does, or throw with `invalid: 'error'`).
+ */
+export function vectorizeBytes<D extends Dtype = 'int32'>(
+  bytes: Uint8Array,
+  offsets: Uint32Array,
+  options?: VectorizeOptions<D>,
+): VectorBatch<D> {
+  checkBytesInput(bytes, offsets);
+  return backend.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options)) as VectorBatch<D>;
+}
+
+/** Which implementation runs: `{ kind: 'native', simd: 'avx512', ... }` or `{ kind: 'js', simd: 'none', ... }`. */
+export function getBackend(): BackendInfo {
+  return { kind: backend.kind, simd: backend.simd(), version };
+}

@@ -1,0 +1,336 @@
+/**
+ * Argument checks and option normalization shared by every backend (docs/SEMANTICS.md, "Errors",
+ * steps 1 and 2). The native binding receives the `NormalizedOptions` object built here, so its
+ * field names and meanings are part of the contract with `native/`.
+ */
+import type { Dtype, Encoding, IdsArray, IdsArrayOf, InvalidMode, Padding, Side } from './types.js';
+
+export interface NormalizedOptions {
+  encoding: Encoding;
+  /** Validated code points (Unicode scalar values); vocab[i] -> id i + 2. Null when no vocab. */
+  vocab: Uint32Array | null;
+  maxLength: number;
+  padding: Padding;
+  /** 1 when unset. */
+  padToMultipleOf: number;
+  paddingSide: Side;
+  truncationSide: Side;
+  padId: number;
+  addSpecialTokens: boolean;
+  dtype: Dtype;
+  invalid: InvalidMode;
+  outIds: IdsArray | null;
+  outMask: Uint8Array | null;
+}
+
+/** The largest element count of a batch (rows x width). */
+export const MAX_ELEMENTS = 2147483647;
+
+/** Inclusive [lo, hi] of the ids (and padId) each dtype can hold. */
+export const DTYPE_RANGE: { readonly [D in Dtype]: readonly [number, number] } = {
+  int32: [-2147483648, 2147483647],
+  int16: [-32768, 32767],
+  uint16: [0, 65535],
+  uint8: [0, 255],
+  float32: [-16777216, 16777216],
+};
+
+/** The typed-array constructor holding ids of each dtype. */
+export const IDS_ARRAY: { readonly [D in Dtype]: new (length: number) => IdsArrayOf[D] } = {
+  int32: Int32Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  uint8: Uint8Array,
+  float32: Float32Array,
+};
+
+/** Constructor names of IDS_ARRAY, as used in messages and in typed-array tag checks. */
+export const IDS_ARRAY_NAME: { readonly [D in Dtype]: string } = {
+  int32: 'Int32Array',
+  int16: 'Int16Array',
+  uint16: 'Uint16Array',
+  uint8: 'Uint8Array',
+  float32: 'Float32Array',
+};
+
+export const ENCODINGS: readonly Encoding[] = ['codepoint', 'utf8', 'utf16', 'byt5', 'canine'];
+export const PADDINGS: readonly Padding[] = ['longest', 'max-length'];
+export const SIDES: readonly Side[] = ['left', 'right'];
+export const DTYPES: readonly Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32'];
+export const INVALID_MODES: readonly InvalidMode[] = ['replace', 'error'];
+
+/** Special-token ids. */
+export const BYT5_EOS = 1;
+export const CANINE_CLS = 0xe000;
+export const CANINE_SEP = 0xe001;
+
+/** Number of special tokens a row of `encoding` gets (S in SEMANTICS.md). */
+export function specialCount(encoding: Encoding, addSpecialTokens: boolean): number {
+  if (!addSpecialTokens) return 0;
+  if (encoding === 'byt5') return 1;
+  if (encoding === 'canine') return 2;
+  return 0;
+}
+
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'encoding',
+  'vocab',
+  'maxLength',
+  'padding',
+  'padToMultipleOf',
+  'paddingSide',
+  'truncationSide',
+  'padId',
+  'addSpecialTokens',
+  'dtype',
+  'invalid',
+  'out',
+]);
+const OUT_KEYS: ReadonlySet<string> = new Set(['ids', 'attentionMask']);
+
+/**
+ * T of the messages that name a type: the constructor name for objects (`Array`, `Buffer`,
+ * `Int32Array`, `Object` for null-prototype objects), else `typeof` (`null` for null).
+ */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  const t = typeof v;
+  if (t !== 'object') return t;
+  try {
+    const ctor: unknown = (v as { constructor?: unknown }).constructor;
+    if (typeof ctor === 'function') {
+      const name: unknown = (ctor as { name?: unknown }).name;
+      if (typeof name === 'string' && name !== '') return name;
+    }
+  } catch {
+    // A throwing getter or revoked proxy: fall through.
+  }
+  return 'Object';
+}
+
+/** T of the messages about `texts` and `texts[I]`: `typeof`, or `null`. */
+export function typeOf(v: unknown): string {
+  return v === null ? 'null' : typeof v;
+}
+
+/** V of enum messages: strings quoted with `'`, other values `String(v)`. */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  try {
+    return String(v);
+  } catch {
+    return `[object ${describe(v)}]`;
+  }
+}
+
+// The %TypedArray%.prototype[@@toStringTag] getter: the typed-array kind of any view (a Buffer is a
+// 'Uint8Array'), undefined for everything else, and it works across realms, unlike instanceof.
+const typedArrayTag = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype) as object,
+  Symbol.toStringTag,
+)?.get as (this: unknown) => string | undefined;
+
+/** The typed-array kind of `v` ('Uint8Array', 'Int32Array', ...), or undefined when not a typed array. */
+export function typedArrayKind(v: unknown): string | undefined {
+  return typedArrayTag.call(v);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Step 1 for strings: `texts` must be an array (rows are checked by the backends, step 3). */
+export function checkTexts(texts: unknown): asserts texts is readonly unknown[] {
+  if (!Array.isArray(texts)) {
+    throw new TypeError(`texts must be an array of strings, got ${typeOf(texts)}`);
+  }
+}
+
+/** Step 1 for bytes. The offsets' contents (step 3) are checked by the backends. */
+export function checkBytesInput(bytes: unknown, offsets: unknown): asserts bytes is Uint8Array {
+  if (typedArrayKind(bytes) !== 'Uint8Array') {
+    throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
+  }
+  if (typedArrayKind(offsets) !== 'Uint32Array') {
+    throw new TypeError(`offsets must be a Uint32Array, got ${describe(offsets)}`);
+  }
+}
+
+function enumOption<T extends string>(o: Record<string, unknown>, key: string, allowed: readonly T[], dflt: T): T {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+  const list = allowed.map((a) => `'${a}'`).join(', ');
+  throw new TypeError(`options.${key} must be one of ${list}, got ${showValue(v)}`);
+}
+
+function intOption(o: Record<string, unknown>, key: string, dflt: number): number {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw new TypeError(`options.${key} must be a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 1 || v > MAX_ELEMENTS) {
+    throw new RangeError(`options.${key} must be an integer >= 1, got ${String(v)}`);
+  }
+  return v;
+}
+
+interface VocabCacheEntry {
+  strings: string[];
+  codePoints: Uint32Array;
+}
+const vocabCache = new WeakMap<object, VocabCacheEntry>();
+
+/** The single code point of `s` when `s` is exactly one Unicode scalar value, else -1. */
+function singleScalar(s: string): number {
+  if (s.length === 1) {
+    const c = s.charCodeAt(0);
+    return c >= 0xd800 && c <= 0xdfff ? -1 : c;
+  }
+  if (s.length === 2) {
+    const hi = s.charCodeAt(0);
+    const lo = s.charCodeAt(1);
+    if (hi >= 0xd800 && hi <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff) {
+      return ((hi - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
+    }
+  }
+  return -1;
+}
+
+function normalizeVocab(v: unknown): Uint32Array {
+  if (!Array.isArray(v)) {
+    throw new TypeError(`options.vocab must be an array of single-character strings, got ${describe(v)}`);
+  }
+  const arr = v as readonly unknown[];
+  const n = arr.length;
+  const hit = vocabCache.get(arr);
+  if (hit !== undefined && hit.strings.length === n) {
+    const s = hit.strings;
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (arr[i] !== s[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return hit.codePoints;
+  }
+  const codePoints = new Uint32Array(n);
+  const strings: string[] = new Array<string>(n);
+  const firstAt = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    const e = arr[i];
+    if (typeof e !== 'string') {
+      throw new TypeError(`options.vocab[${i}] must be a single code point, got ${describe(e)}`);
+    }
+    const cp = singleScalar(e);
+    if (cp < 0) throw new TypeError(`options.vocab[${i}] must be a single code point, got '${e}'`);
+    const j = firstAt.get(cp);
+    if (j !== undefined) throw new RangeError(`options.vocab[${i}] repeats '${e}' (first at index ${j})`);
+    firstAt.set(cp, i);
+    codePoints[i] = cp;
+    strings[i] = e;
+  }
+  vocabCache.set(arr, { strings, codePoints });
+  return codePoints;
+}
+
+/**
+ * Step 2 of SEMANTICS.md "Errors": validates `options` in the documented order and fills defaults.
+ * `undefined` values count as absent. Costs O(V) element compares for a vocab seen before.
+ */
+export function normalizeOptions(options: unknown): NormalizedOptions {
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const o = options;
+  for (const k of Object.keys(o)) {
+    if (!OPTION_KEYS.has(k)) throw new TypeError(`unknown option '${k}'`);
+  }
+  const encoding = enumOption(o, 'encoding', ENCODINGS, 'codepoint');
+  const padding = enumOption(o, 'padding', PADDINGS, 'longest');
+  const paddingSide = enumOption(o, 'paddingSide', SIDES, 'right');
+  const truncationSide = enumOption(o, 'truncationSide', SIDES, 'right');
+  const dtype = enumOption(o, 'dtype', DTYPES, 'int32');
+  const invalid = enumOption(o, 'invalid', INVALID_MODES, 'replace');
+
+  const maxLength = intOption(o, 'maxLength', 512);
+  const padToMultipleOf = intOption(o, 'padToMultipleOf', 1);
+
+  let addSpecialTokens = true;
+  const ast = o.addSpecialTokens;
+  if (ast !== undefined) {
+    if (typeof ast !== 'boolean') {
+      throw new TypeError(`options.addSpecialTokens must be a boolean, got ${describe(ast)}`);
+    }
+    addSpecialTokens = ast;
+  }
+
+  let vocab: Uint32Array | null = null;
+  if (o.vocab !== undefined) {
+    vocab = normalizeVocab(o.vocab);
+    if (encoding !== 'codepoint') {
+      throw new TypeError(`options.vocab is only valid with encoding 'codepoint', got '${encoding}'`);
+    }
+  }
+
+  const s = specialCount(encoding, addSpecialTokens);
+  if (maxLength < s) {
+    throw new RangeError(`options.maxLength must be >= ${s} to hold the special tokens of encoding '${encoding}'`);
+  }
+
+  const [lo, hi] = DTYPE_RANGE[dtype];
+  let padId = 0;
+  const p = o.padId;
+  if (p !== undefined) {
+    if (typeof p !== 'number') throw new TypeError(`options.padId must be a number, got ${describe(p)}`);
+    if (!Number.isInteger(p) || p < lo || p > hi) {
+      throw new RangeError(`options.padId must be an integer in [${lo}, ${hi}] for dtype '${dtype}', got ${String(p)}`);
+    }
+    padId = p === 0 ? 0 : p; // -0 would write different float32 bytes
+  }
+  if (s === 2 && CANINE_CLS > hi) {
+    throw new RangeError(`encoding 'canine' special token ${CANINE_CLS} does not fit dtype '${dtype}' (max ${hi})`);
+  }
+
+  let outIds: IdsArray | null = null;
+  let outMask: Uint8Array | null = null;
+  const out = o.out;
+  if (out !== undefined) {
+    if (!isPlainObject(out)) throw new TypeError(`options.out must be an object, got ${describe(out)}`);
+    for (const k of Object.keys(out)) {
+      if (!OUT_KEYS.has(k)) throw new TypeError(`unknown option 'out.${k}'`);
+    }
+    const ids = out.ids;
+    if (ids !== undefined) {
+      const want = IDS_ARRAY_NAME[dtype];
+      if (typedArrayKind(ids) !== want) {
+        throw new TypeError(`options.out.ids must be a ${want} for dtype '${dtype}', got ${describe(ids)}`);
+      }
+      outIds = ids as IdsArray;
+    }
+    const mask = out.attentionMask;
+    if (mask !== undefined) {
+      if (typedArrayKind(mask) !== 'Uint8Array') {
+        throw new TypeError(`options.out.attentionMask must be a Uint8Array, got ${describe(mask)}`);
+      }
+      outMask = mask as Uint8Array;
+    }
+  }
+
+  return {
+    encoding,
+    vocab,
+    maxLength,
+    padding,
+    padToMultipleOf,
+    paddingSide,
+    truncationSide,
+    padId,
+    addSpecialTokens,
+    dtype,
+    invalid,
+    outIds,
+    outMask,
+  };
+}

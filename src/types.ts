@@ -1,0 +1,71 @@
+/** Public types of dtesn-pipeline's vectorization API. See docs/SEMANTICS.md for the exact contract. */
+
+export type Encoding = 'codepoint' | 'utf8' | 'utf16' | 'byt5' | 'canine';
+export type Padding = 'longest' | 'max-length';
+export type Side = 'left' | 'right';
+export type Dtype = 'int32' | 'int16' | 'uint16' | 'uint8' | 'float32';
+export type InvalidMode = 'replace' | 'error';
+
+/** The typed array that holds ids of each dtype. */
+export interface IdsArrayOf {
+  int32: Int32Array;
+  int16: Int16Array;
+  uint16: Uint16Array;
+  uint8: Uint8Array;
+  float32: Float32Array;
+}
+export type IdsArray = IdsArrayOf[Dtype];
+
+/** Caller-provided output buffers, reused across calls to avoid allocating (and page-faulting) fresh memory. */
+export interface OutBuffers<D extends Dtype = Dtype> {
+  ids?: IdsArrayOf[D];
+  attentionMask?: Uint8Array;
+}
+
+export interface VectorizeOptions<D extends Dtype = Dtype> {
+  /** ['codepoint'] what each id is. */
+  encoding?: Encoding;
+  /** Character vocabulary (single code points) for 'codepoint' only: vocab[i] -> i + 2, unknown -> 1, padding 0. */
+  vocab?: readonly string[];
+  /** [512] integer >= 1, counts special tokens. */
+  maxLength?: number;
+  /** ['longest'] */
+  padding?: Padding;
+  /** Round the width up to a multiple of this. */
+  padToMultipleOf?: number;
+  /** ['right'] */
+  paddingSide?: Side;
+  /** ['right'] 'right' keeps the start of the text. */
+  truncationSide?: Side;
+  /** [0] */
+  padId?: number;
+  /** [true] only byt5 (EOS) and canine (CLS, SEP) have any. */
+  addSpecialTokens?: boolean;
+  /** ['int32'] */
+  dtype?: D;
+  /** ['replace'] what a lone surrogate / malformed UTF-8 becomes. */
+  invalid?: InvalidMode;
+  /** Reused output buffers. */
+  out?: OutBuffers<D>;
+}
+
+export interface VectorBatch<D extends Dtype = 'int32'> {
+  /** Row-major rows x width. */
+  ids: IdsArrayOf[D];
+  rows: number;
+  width: number;
+  /** Tokens kept per row, specials included (= the row's attention-mask sum). */
+  lengths: Int32Array;
+  /** Tokens each row would have without truncation, specials included. */
+  sourceLengths: Int32Array;
+  /** rows x width, 1 on tokens, 0 on padding. */
+  attentionMask: Uint8Array;
+}
+
+export interface BackendInfo {
+  kind: 'native' | 'js';
+  /** 'avx512' | 'avx2' | 'sse2' | 'neon' | 'scalar' for native, 'none' for js. */
+  simd: string;
+  /** The package version. */
+  version: string;
+}

@@ -1,0 +1,279 @@
+/**
+ * The native backend: the shared suite on every SIMD path this CPU has, byte-identity with the
+ * fallback on random input and options (fast-check), the public facade, environment switches,
+ * and the warning when the binary cannot load.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf } from '../src/backends.js';
+import { checkBytesInput, checkTexts, normalizeOptions } from '../src/options.js';
+import type { Dtype, VectorBatch } from '../src/types.js';
+import { type Backend, backendSuite, pack, plain } from './suite.js';
+
+const loaded = loadNative();
+if (!loaded.ok) throw new Error(`the native binding must be built for these tests: ${loaded.reason}`);
+const binding = loaded.binding;
+const native = nativeBackendOf(binding);
+const paths = binding.availableSimd();
+const best = paths[0];
+
+function facadeOf(impl: ImplBackend, simd?: string): Backend {
+  const use = () => {
+    if (simd !== undefined) binding.selectSimd(simd);
+  };
+  return {
+    vectorize(texts: unknown, options?: unknown) {
+      use();
+      checkTexts(texts);
+      return impl.vectorizeStrings(texts, normalizeOptions(options));
+    },
+    vectorizeBytes(bytes: unknown, offsets: unknown, options?: unknown) {
+      use();
+      checkBytesInput(bytes, offsets);
+      return impl.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options));
+    },
+  };
+}
+
+afterAll(() => {
+  binding.selectSimd(best);
+});
+
+describe('SIMD paths', () => {
+  it('lists what the CPU has, best first, scalar last', () => {
+    expect(paths.at(-1)).toBe('scalar');
+    if (process.arch === 'x64') {
+      expect(paths).toContain('sse2');
+      const order = ['avx512', 'avx2', 'sse2', 'scalar'];
+      expect(paths).toEqual(order.filter((p) => paths.includes(p)));
+    }
+    expect(binding.simdPath()).toBe(best);
+  });
+
+  it('selectSimd switches the path and refuses unknown names', () => {
+    for (const p of paths) {
+      expect(binding.selectSimd(p)).toBe(p);
+      expect(binding.simdPath()).toBe(p);
+    }
+    expect(() => binding.selectSimd('mmx')).toThrow(/SIMD path 'mmx' is not available on this CPU; available: /);
+    binding.selectSimd(best);
+  });
+});
+
+for (const p of paths) backendSuite(`native/${p}`, facadeOf(native, p));
+
+// ---------------------------------------------------------------------------------------------
+// Byte-identity with the fallback on random input, for every path.
+
+const unit = fc.oneof(
+  { weight: 6, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) },
+  { weight: 2, arbitrary: fc.integer({ min: 0x80, max: 0xd7ff }) },
+  { weight: 1, arbitrary: fc.integer({ min: 0xd800, max: 0xdfff }) },
+  { weight: 1, arbitrary: fc.integer({ min: 0xe000, max: 0xffff }) },
+);
+const astral = fc.integer({ min: 0x10000, max: 0x10ffff }).map((cp) => String.fromCodePoint(cp));
+const text = fc
+  .array(fc.oneof({ weight: 8, arbitrary: unit.map((u) => String.fromCharCode(u)) }, { weight: 1, arbitrary: astral }), {
+    maxLength: 90,
+  })
+  .map((parts) => parts.join(''));
+const longAscii = fc.string({ minLength: 100, maxLength: 400 });
+
+const options = fc.record(
+  {
+    encoding: fc.constantFrom('codepoint', 'utf8', 'utf16', 'byt5', 'canine'),
+    maxLength: fc.integer({ min: 2, max: 160 }),
+    padding: fc.constantFrom('longest', 'max-length'),
+    padToMultipleOf: fc.integer({ min: 1, max: 8 }),
+    paddingSide: fc.constantFrom('left', 'right'),
+    truncationSide: fc.constantFrom('left', 'right'),
+    padId: fc.integer({ min: 0, max: 255 }),
+    addSpecialTokens: fc.boolean(),
+    dtype: fc.constantFrom('int32', 'int16', 'uint16', 'uint8', 'float32'),
+    invalid: fc.constantFrom('replace', 'error'),
+    vocab: fc.constantFrom(undefined, ['a', 'b', 'é', '中', '😀', ' ', '\uFFFD']),
+  },
+  { requiredKeys: ['encoding'] },
+);
+
+type Outcome = { ok: true; batch: ReturnType<typeof plain> } | { ok: false; name: string; message: string };
+
+function outcome(f: () => VectorBatch<Dtype>): Outcome {
+  try {
+    return { ok: true, batch: plain(f()) };
+  } catch (e) {
+    const err = e as Error;
+    return { ok: false, name: err.constructor.name, message: err.message };
+  }
+}
+
+function fixVocab(o: Record<string, unknown>): Record<string, unknown> {
+  const copy = { ...o };
+  if (copy.vocab === undefined || copy.encoding !== 'codepoint') delete copy.vocab;
+  return copy;
+}
+
+describe('native equals the fallback, byte for byte, on every path', () => {
+  const js = facadeOf(jsBackend);
+  for (const p of paths) {
+    const nat = facadeOf(native, p);
+    it(`strings and bytes, random text and options (${p})`, () => {
+      fc.assert(
+        fc.property(fc.array(fc.oneof(text, longAscii), { maxLength: 12 }), options, (rows, rawOpts) => {
+          const o = fixVocab(rawOpts);
+          expect(outcome(() => nat.vectorize(rows, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+          const { bytes, offsets } = pack(rows.map((r) => new TextEncoder().encode(r)));
+          expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
+            outcome(() => js.vectorizeBytes(bytes, offsets, o)),
+          );
+        }),
+        { numRuns: 300 },
+      );
+    });
+    it(`malformed bytes (${p})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.uint8Array({ maxLength: 60 }), { maxLength: 8 }),
+          options,
+          (rows, rawOpts) => {
+            const o = fixVocab(rawOpts);
+            const { bytes, offsets } = pack(rows, 3);
+            expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
+              outcome(() => js.vectorizeBytes(bytes, offsets, o)),
+            );
+          },
+        ),
+        { numRuns: 300 },
+      );
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Native-only behaviour.
+
+describe('native binding', () => {
+  it('a getter that calls back into vectorize while the strings are read', () => {
+    const rows: string[] = ['ab', 'cd'];
+    Object.defineProperty(rows, 1, {
+      get() {
+        const inner = native.vectorizeStrings(['xyz'], normalizeOptions({}));
+        expect(Array.from(inner.ids)).toEqual([120, 121, 122]);
+        return 'cd';
+      },
+    });
+    const b = native.vectorizeStrings(rows, normalizeOptions({}));
+    expect(Array.from(b.ids)).toEqual([97, 98, 99, 100]);
+  });
+
+  it('a getter that throws propagates its error and leaves the module working', () => {
+    const rows: string[] = ['ab', 'cd'];
+    Object.defineProperty(rows, 0, {
+      get() {
+        throw new SyntaxError('from the getter');
+      },
+    });
+    expect(() => native.vectorizeStrings(rows, normalizeOptions({}))).toThrow(SyntaxError);
+    expect(Array.from(native.vectorizeStrings(['q'], normalizeOptions({})).ids)).toEqual([113]);
+  });
+
+  it('strings longer than the arena spare room are read whole', () => {
+    const long = 'x'.repeat(70_000) + '😀';
+    const b = native.vectorizeStrings(['a', long, 'b'], normalizeOptions({ maxLength: 100_000 }));
+    expect(b.width).toBe(70_001);
+    expect(b.lengths[1]).toBe(70_001);
+    expect(b.ids[b.width + 70_000]).toBe(0x1f600);
+  });
+
+  it('outputs overlapping the input offsets are refused (direct binding call)', () => {
+    const buf = new ArrayBuffer(64);
+    const bytes = new Uint8Array(buf, 0, 8).fill(97);
+    const offsets = new Uint32Array(buf, 8, 2);
+    offsets[1] = 8;
+    const outIds = new Int32Array(buf, 8, 8);
+    expect(() => binding.vectorizeBytes(bytes, offsets, { ...normalizeOptions({}), outIds })).toThrow(
+      new RangeError('options.out.ids overlaps the input offsets'),
+    );
+  });
+
+  it('a direct call with a bad options object throws instead of crashing', () => {
+    expect(() => binding.vectorizeStrings(['a'], { encoding: 'nope' })).toThrow(TypeError);
+    expect(() => binding.vectorizeStrings(['a'], { ...normalizeOptions({}), maxLength: -1 })).toThrow(RangeError);
+    expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), normalizeOptions({}))).toThrow(
+      new TypeError('bytes must be a Uint8Array, got Uint16Array'),
+    );
+    expect(() => binding.vectorizeStrings(['a'], { ...normalizeOptions({}), vocab: new Uint32Array([97, 97]) })).toThrow(
+      new RangeError("options.vocab[1] repeats 'a' (first at index 0)"),
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The public entry point and its environment switches, in child processes.
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const tsx = fileURLToPath(new URL('../node_modules/tsx/dist/cli.mjs', import.meta.url));
+
+function child(env: Record<string, string>, code: string): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, [tsx, '--eval', code], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+const probe = `import { getBackend, vectorize } from './src/index.ts';
+console.log(JSON.stringify({ b: getBackend(), ids: Array.from(vectorize(['hello'], { encoding: 'byt5' }).ids) }));`;
+
+describe('backend selection', () => {
+  it('native by default, with the best SIMD path', () => {
+    const r = child({ DTESN_BACKEND: '', DTESN_SIMD: '' }, probe);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.b).toEqual({ kind: 'native', simd: best, version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+    expect(out.ids).toEqual([107, 104, 111, 111, 114, 1]);
+    expect(r.stderr).not.toMatch(/Warning/);
+  });
+
+  it('DTESN_SIMD forces each path the CPU has', () => {
+    for (const p of paths) {
+      const r = child({ DTESN_SIMD: p }, probe);
+      expect(JSON.parse(r.stdout).b.simd).toBe(p);
+    }
+  });
+
+  it('DTESN_SIMD naming a missing path warns and uses the best one', () => {
+    const r = child({ DTESN_SIMD: 'neon-x' }, probe);
+    expect(JSON.parse(r.stdout).b.simd).toBe(best);
+    expect(r.stderr).toMatch(/DTESN_SIMD=neon-x is not available on this CPU; using '/);
+  });
+
+  it('DTESN_BACKEND=js forces the fallback', () => {
+    const r = child({ DTESN_BACKEND: 'js' }, probe);
+    const out = JSON.parse(r.stdout);
+    expect(out.b.kind).toBe('js');
+    expect(out.b.simd).toBe('none');
+    expect(out.ids).toEqual([107, 104, 111, 111, 114, 1]);
+  });
+
+  it('an unloadable binary gives one warning naming the reason, then the fallback works', () => {
+    const code = `${probe}\nvectorize(['x']);`;
+    const r = child({ NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent/dtesn.node' }, code);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.b.kind).toBe('js');
+    expect(out.ids).toEqual([107, 104, 111, 111, 114, 1]);
+    const warnings = r.stderr.match(/the native binding could not be loaded \(.+\); using the pure-TypeScript fallback/g);
+    expect(warnings).toHaveLength(1);
+  });
+
+  it('DTESN_BACKEND=native makes an unloadable binary an error', () => {
+    const r = child({ DTESN_BACKEND: 'native', NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent/dtesn.node' }, probe);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/DTESN_BACKEND=native but the native binding could not be loaded/);
+  });
+});
