@@ -20,8 +20,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use dtesn_core::{
-    plan, simd, Dtype, Encoding, Error as CoreError, ErrorKind, Id, Invalid, Options, Padding,
-    Side, Source, Utf16Rows, Utf8Rows, Vocab,
+    plan, plan_measured, simd, Dtype, Encoding, Error as CoreError, ErrorKind, Id, Invalid,
+    Measured, Options, Padding, Plan, Side, Unit, Utf16Rows, Utf8Rows, Vocab,
 };
 use napi::bindgen_prelude::{Env, Status, Unknown};
 use napi::{sys, JsValue};
@@ -61,8 +61,10 @@ fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()
     if pending {
         return Err(Thrown);
     }
-    let msg = CString::new(format!("dtesn: N-API call failed while {what} (status {status})"))
-        .unwrap_or_default();
+    let msg = CString::new(format!(
+        "dtesn: N-API call failed while {what} (status {status})"
+    ))
+    .unwrap_or_default();
     // SAFETY: as in `throw`.
     unsafe { sys::napi_throw_error(env, ptr::null(), msg.as_ptr()) };
     Err(Thrown)
@@ -71,7 +73,11 @@ fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()
 fn type_of(env: sys::napi_env, v: sys::napi_value) -> NResult<i32> {
     let mut t = 0;
     // SAFETY: env and v are live handles of this call; `t` is a valid out pointer.
-    check(env, unsafe { sys::napi_typeof(env, v, &mut t) }, "reading a type")?;
+    check(
+        env,
+        unsafe { sys::napi_typeof(env, v, &mut t) },
+        "reading a type",
+    )?;
     Ok(t)
 }
 
@@ -115,14 +121,20 @@ fn str_prop<T>(
     let mut buf = [0u8; 32];
     let mut n = 0usize;
     // SAFETY: buf is writable for buf.len() bytes; n is a valid out pointer.
-    let st = unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut n) };
+    let st = unsafe {
+        sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut n)
+    };
     let parsed = if st == sys::Status::napi_ok {
         std::str::from_utf8(&buf[..n]).ok().and_then(parse)
     } else {
         None
     };
     parsed.ok_or_else(|| {
-        throw(env, ErrorKind::Type, &format!("options.{} must be one of {choices}", opt_name(name)))
+        throw(
+            env,
+            ErrorKind::Type,
+            &format!("options.{} must be one of {choices}", opt_name(name)),
+        )
     })
 }
 
@@ -132,7 +144,11 @@ fn num_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NR
     // SAFETY: v is live; x is a valid out pointer.
     if unsafe { sys::napi_get_value_double(env, v, &mut x) } != sys::Status::napi_ok {
         let t = describe(env, v)?;
-        return Err(throw(env, ErrorKind::Type, &format!("options.{} must be a number, got {t}", opt_name(name))));
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!("options.{} must be a number, got {t}", opt_name(name)),
+        ));
     }
     Ok(x)
 }
@@ -141,7 +157,14 @@ fn num_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NR
 fn count_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<u32> {
     let x = num_prop(env, obj, name)?;
     if x.fract() != 0.0 || !(1.0..=i32::MAX as f64).contains(&x) {
-        return Err(throw(env, ErrorKind::Range, &format!("options.{} must be an integer >= 1, got {x}", opt_name(name))));
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            &format!(
+                "options.{} must be an integer >= 1, got {x}",
+                opt_name(name)
+            ),
+        ));
     }
     Ok(x as u32)
 }
@@ -152,7 +175,11 @@ fn bool_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> N
     // SAFETY: v is live; b is a valid out pointer.
     if unsafe { sys::napi_get_value_bool(env, v, &mut b) } != sys::Status::napi_ok {
         let t = describe(env, v)?;
-        return Err(throw(env, ErrorKind::Type, &format!("options.{} must be a boolean, got {t}", opt_name(name))));
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!("options.{} must be a boolean, got {t}", opt_name(name)),
+        ));
     }
     Ok(b)
 }
@@ -238,16 +265,39 @@ fn dtype_kind(d: Dtype) -> i32 {
 }
 
 /// Reads a typed array, or throws `TypeError: <what> must be a <expected>, got <T>`.
-fn typed_array(env: sys::napi_env, v: sys::napi_value, what: &str, expected: &str) -> NResult<TypedArray> {
+fn typed_array(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    what: &str,
+    expected: &str,
+) -> NResult<TypedArray> {
     let mut is = false;
     // SAFETY: v is live; is is a valid out pointer.
-    check(env, unsafe { sys::napi_is_typedarray(env, v, &mut is) }, "checking a typed array")?;
+    check(
+        env,
+        unsafe { sys::napi_is_typedarray(env, v, &mut is) },
+        "checking a typed array",
+    )?;
     if is {
-        let mut t = TypedArray { kind: 0, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 };
+        let mut t = TypedArray {
+            kind: 0,
+            len: 0,
+            data: ptr::null_mut(),
+            buffer: ptr::null_mut(),
+            byte_offset: 0,
+        };
         let mut data: *mut c_void = ptr::null_mut();
         // SAFETY: v is a typed array (checked above); every out pointer is valid.
         let st = unsafe {
-            sys::napi_get_typedarray_info(env, v, &mut t.kind, &mut t.len, &mut data, &mut t.buffer, &mut t.byte_offset)
+            sys::napi_get_typedarray_info(
+                env,
+                v,
+                &mut t.kind,
+                &mut t.len,
+                &mut data,
+                &mut t.buffer,
+                &mut t.byte_offset,
+            )
         };
         check(env, st, "reading a typed array")?;
         t.data = data.cast();
@@ -257,15 +307,32 @@ fn typed_array(env: sys::napi_env, v: sys::napi_value, what: &str, expected: &st
         return Ok(t);
     }
     let got = describe(env, v)?;
-    Err(throw(env, ErrorKind::Type, &format!("{what} must be a {expected}, got {got}")))
+    Err(throw(
+        env,
+        ErrorKind::Type,
+        &format!("{what} must be a {expected}, got {got}"),
+    ))
 }
 
 /// An expected typed array of one kind.
-fn typed_array_of(env: sys::napi_env, v: sys::napi_value, what: &str, kind: i32, suffix: &str) -> NResult<TypedArray> {
+fn typed_array_of(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    what: &str,
+    kind: i32,
+    suffix: &str,
+) -> NResult<TypedArray> {
     let expected = class_name(kind);
     let t = typed_array(env, v, what, &format!("{expected}{suffix}"))?;
     if t.kind != kind {
-        return Err(throw(env, ErrorKind::Type, &format!("{what} must be a {expected}{suffix}, got {}", class_name(t.kind))));
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!(
+                "{what} must be a {expected}{suffix}, got {}",
+                class_name(t.kind)
+            ),
+        ));
     }
     Ok(t)
 }
@@ -290,19 +357,44 @@ struct ReadOptions {
 fn read_options(env: sys::napi_env, o: sys::napi_value) -> NResult<ReadOptions> {
     if type_of(env, o)? != sys::ValueType::napi_object {
         let t = describe(env, o)?;
-        return Err(throw(env, ErrorKind::Type, &format!("options must be an object, got {t}")));
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!("options must be an object, got {t}"),
+        ));
     }
     let side = "'left', 'right'";
-    let encoding = str_prop(env, o, b"encoding\0", Encoding::parse, "'codepoint', 'utf8', 'utf16', 'byt5', 'canine'")?;
+    let encoding = str_prop(
+        env,
+        o,
+        b"encoding\0",
+        Encoding::parse,
+        "'codepoint', 'utf8', 'utf16', 'byt5', 'canine'",
+    )?;
     let max_length = count_prop(env, o, b"maxLength\0")?;
-    let padding = str_prop(env, o, b"padding\0", Padding::parse, "'longest', 'max-length'")?;
+    let padding = str_prop(
+        env,
+        o,
+        b"padding\0",
+        Padding::parse,
+        "'longest', 'max-length'",
+    )?;
     let pad_to_multiple_of = count_prop(env, o, b"padToMultipleOf\0")?;
     let padding_side = str_prop(env, o, b"paddingSide\0", Side::parse, side)?;
     let truncation_side = str_prop(env, o, b"truncationSide\0", Side::parse, side)?;
-    let dtype = str_prop(env, o, b"dtype\0", Dtype::parse, "'int32', 'int16', 'uint16', 'uint8', 'float32'")?;
+    let dtype = str_prop(
+        env,
+        o,
+        b"dtype\0",
+        Dtype::parse,
+        "'int32', 'int16', 'uint16', 'uint8', 'float32'",
+    )?;
     let pad = num_prop(env, o, b"padId\0")?;
     if pad.fract() != 0.0 || pad < dtype.min() as f64 || pad > dtype.max() as f64 {
-        let e = CoreError::PadRange { pad_id: pad as i64, dtype };
+        let e = CoreError::PadRange {
+            pad_id: pad as i64,
+            dtype,
+        };
         return Err(throw_core(env, &e));
     }
     let add_special_tokens = bool_prop(env, o, b"addSpecialTokens\0")?;
@@ -339,7 +431,13 @@ thread_local! {
 /// may be touched afterwards.
 fn vocab(env: sys::napi_env, v: Option<sys::napi_value>) -> NResult<Option<std::rc::Rc<Vocab>>> {
     let Some(v) = v else { return Ok(None) };
-    let t = typed_array_of(env, v, "options.vocab", sys::TypedarrayType::uint32_array, " of code points")?;
+    let t = typed_array_of(
+        env,
+        v,
+        "options.vocab",
+        sys::TypedarrayType::uint32_array,
+        " of code points",
+    )?;
     // SAFETY: kind checked to be Uint32Array; we only read, and copy before any JS can run.
     let cps: &[u32] = unsafe { t.slice() };
     VOCAB.with(|cell| {
@@ -362,42 +460,64 @@ struct Output {
 }
 
 /// Creates a typed array of `len` elements on a fresh ArrayBuffer.
-fn fresh(env: sys::napi_env, kind: i32, elem: usize, len: usize) -> NResult<(sys::napi_value, TypedArray)> {
+fn fresh(
+    env: sys::napi_env,
+    kind: i32,
+    elem: usize,
+    len: usize,
+) -> NResult<(sys::napi_value, TypedArray)> {
     let mut data: *mut c_void = ptr::null_mut();
     let mut buffer = ptr::null_mut();
     // SAFETY: out pointers are valid; V8 allocates `len * elem` bytes (or fails with a status).
-    check(env, unsafe { sys::napi_create_arraybuffer(env, len * elem, &mut data, &mut buffer) }, "allocating the output")?;
+    check(
+        env,
+        unsafe { sys::napi_create_arraybuffer(env, len * elem, &mut data, &mut buffer) },
+        "allocating the output",
+    )?;
     let mut arr = ptr::null_mut();
     // SAFETY: buffer is the ArrayBuffer just created, large enough for `len` elements at offset 0.
-    check(env, unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut arr) }, "allocating the output")?;
-    Ok((arr, TypedArray { kind, len, data: data.cast(), buffer, byte_offset: 0 }))
+    check(
+        env,
+        unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut arr) },
+        "allocating the output",
+    )?;
+    Ok((
+        arr,
+        TypedArray {
+            kind,
+            len,
+            data: data.cast(),
+            buffer,
+            byte_offset: 0,
+        },
+    ))
 }
 
 /// A view of the first `len` elements of a caller's buffer (the buffer itself when it fits exactly).
-fn view(env: sys::napi_env, v: sys::napi_value, t: &TypedArray, len: usize) -> NResult<sys::napi_value> {
+fn view(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    t: &TypedArray,
+    len: usize,
+) -> NResult<sys::napi_value> {
     if t.len == len {
         return Ok(v);
     }
     let mut arr = ptr::null_mut();
     // SAFETY: `buffer`/`byte_offset` come from this typed array's info; `len` <= its length.
-    check(env, unsafe { sys::napi_create_typedarray(env, t.kind, len, t.buffer, t.byte_offset, &mut arr) }, "creating an output view")?;
+    check(
+        env,
+        unsafe { sys::napi_create_typedarray(env, t.kind, len, t.buffer, t.byte_offset, &mut arr) },
+        "creating an output view",
+    )?;
     Ok(arr)
 }
 
-/// Runs the core on `src` and builds the batch object. `inputs` are the byte ranges the outputs
-/// must not overlap (byte input and offsets).
-fn run<S: Source>(
-    env: sys::napi_env,
-    src: &S,
-    ro: &ReadOptions,
-    voc: Option<&Vocab>,
-    out_ids: Option<TypedArray>,
-    out_mask: Option<TypedArray>,
-    inputs: &[(&TypedArray, &'static str)],
-) -> NResult<sys::napi_value> {
-    let opts = Options {
+/// Core options from the options read off the JavaScript object.
+fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
+    Options {
         encoding: ro.encoding,
-        vocab: voc,
+        vocab,
         max_length: ro.max_length,
         padding: ro.padding,
         pad_to_multiple_of: ro.pad_to_multiple_of,
@@ -407,34 +527,59 @@ fn run<S: Source>(
         add_special_tokens: ro.add_special_tokens,
         dtype: ro.dtype,
         invalid: ro.invalid,
-    };
-    let p = plan(src, &opts).map_err(|e| throw_core(env, &e))?;
+    }
+}
+
+/// Writes a checked plan into the caller's buffers (or fresh ones) and builds the batch object.
+/// `inputs` are the byte ranges the outputs must not overlap (byte input and offsets).
+fn emit<U: Unit>(
+    env: sys::napi_env,
+    p: Plan<'_, U>,
+    ro: &ReadOptions,
+    out_ids: Option<TypedArray>,
+    out_mask: Option<TypedArray>,
+    inputs: &[(&TypedArray, &'static str)],
+) -> NResult<sys::napi_value> {
     let n = p.elements();
     let rows = p.rows();
     if let Some(t) = &out_ids {
-        p.check_out_len("ids", t.len).map_err(|e| throw_core(env, &e))?;
+        p.check_out_len("ids", t.len)
+            .map_err(|e| throw_core(env, &e))?;
     }
     if let Some(t) = &out_mask {
-        p.check_out_len("attentionMask", t.len).map_err(|e| throw_core(env, &e))?;
+        p.check_out_len("attentionMask", t.len)
+            .map_err(|e| throw_core(env, &e))?;
     }
     let overlap = |a: &TypedArray, b: &TypedArray, na: usize, nb: usize| {
         // Only the parts that are written or read matter.
         let (a0, _) = a.byte_range();
         let (b0, b1) = b.byte_range();
         let a1 = a0 + na * a.elem_size();
-        let b1 = if nb == usize::MAX { b1 } else { b0 + nb * b.elem_size() };
+        let b1 = if nb == usize::MAX {
+            b1
+        } else {
+            b0 + nb * b.elem_size()
+        };
         na > 0 && b1 > b0 && a0 < b1 && b0 < a1
     };
     if let (Some(i), Some(m)) = (&out_ids, &out_mask) {
         if overlap(i, m, n, n) {
-            return Err(throw(env, ErrorKind::Range, "options.out.ids and options.out.attentionMask overlap"));
+            return Err(throw(
+                env,
+                ErrorKind::Range,
+                "options.out.ids and options.out.attentionMask overlap",
+            ));
         }
     }
     for (which, t) in [("ids", &out_ids), ("attentionMask", &out_mask)] {
         if let Some(t) = t {
             for (input, name) in inputs {
                 if overlap(t, input, n, usize::MAX) {
-                    return Err(throw(env, ErrorKind::Range, &format!("options.out.{which} overlaps the input {name}")));
+                    return Err(throw(
+                        env,
+                        ErrorKind::Range,
+                        &format!("options.out.{which} overlaps the input {name}"),
+                    ));
                 }
             }
         }
@@ -447,9 +592,21 @@ fn run<S: Source>(
     };
     let out = Output {
         ids: ptr::null_mut(),
-        ids_mem: TypedArray { kind, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 },
+        ids_mem: TypedArray {
+            kind,
+            len: 0,
+            data: ptr::null_mut(),
+            buffer: ptr::null_mut(),
+            byte_offset: 0,
+        },
         mask: ptr::null_mut(),
-        mask_mem: TypedArray { kind: sys::TypedarrayType::uint8_array, len: 0, data: ptr::null_mut(), buffer: ptr::null_mut(), byte_offset: 0 },
+        mask_mem: TypedArray {
+            kind: sys::TypedarrayType::uint8_array,
+            len: 0,
+            data: ptr::null_mut(),
+            buffer: ptr::null_mut(),
+            byte_offset: 0,
+        },
     };
     let mut out = out;
     match (out_ids, ro.out_ids) {
@@ -475,20 +632,33 @@ fn run<S: Source>(
         p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
         let mask: &mut [u8] = &mut out.mask_mem.slice_mut::<u8>()[..n];
         let written = match ro.dtype {
-            Dtype::Int32 => write::<i32, S>(&p, &out.ids_mem, mask, n),
-            Dtype::Int16 => write::<i16, S>(&p, &out.ids_mem, mask, n),
-            Dtype::Uint16 => write::<u16, S>(&p, &out.ids_mem, mask, n),
-            Dtype::Uint8 => write::<u8, S>(&p, &out.ids_mem, mask, n),
-            Dtype::Float32 => write::<f32, S>(&p, &out.ids_mem, mask, n),
+            Dtype::Int32 => write::<i32, U>(&p, &out.ids_mem, mask, n),
+            Dtype::Int16 => write::<i16, U>(&p, &out.ids_mem, mask, n),
+            Dtype::Uint16 => write::<u16, U>(&p, &out.ids_mem, mask, n),
+            Dtype::Uint8 => write::<u8, U>(&p, &out.ids_mem, mask, n),
+            Dtype::Float32 => write::<f32, U>(&p, &out.ids_mem, mask, n),
         };
         written.map_err(|e| throw_core(env, &e))?;
     }
-    batch_object(env, rows, p.width(), out.ids, out.mask, lengths, source_lengths)
+    batch_object(
+        env,
+        rows,
+        p.width(),
+        out.ids,
+        out.mask,
+        lengths,
+        source_lengths,
+    )
 }
 
 /// # Safety
 /// `ids` must be a typed array of `T`'s kind with at least `n` elements, not aliasing `mask`.
-unsafe fn write<T: Id, S: Source>(p: &dtesn_core::Plan<'_, S>, ids: &TypedArray, mask: &mut [u8], n: usize) -> Result<(), CoreError> {
+unsafe fn write<T: Id, U: Unit>(
+    p: &Plan<'_, U>,
+    ids: &TypedArray,
+    mask: &mut [u8],
+    n: usize,
+) -> Result<(), CoreError> {
     // SAFETY: forwarded from this function's contract.
     let ids: &mut [T] = unsafe { &mut ids.slice_mut::<T>()[..n] };
     p.write(ids, mask)
@@ -505,11 +675,19 @@ fn batch_object(
 ) -> NResult<sys::napi_value> {
     let mut obj = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(env, unsafe { sys::napi_create_object(env, &mut obj) }, "building the result")?;
+    check(
+        env,
+        unsafe { sys::napi_create_object(env, &mut obj) },
+        "building the result",
+    )?;
     let num = |x: usize| -> NResult<sys::napi_value> {
         let mut v = ptr::null_mut();
         // SAFETY: out pointer valid.
-        check(env, unsafe { sys::napi_create_double(env, x as f64, &mut v) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_create_double(env, x as f64, &mut v) },
+            "building the result",
+        )?;
         Ok(v)
     };
     let fields: [(&[u8], sys::napi_value); 6] = [
@@ -522,32 +700,70 @@ fn batch_object(
     ];
     for (name, v) in fields {
         // SAFETY: names are NUL-terminated literals; obj and v are live handles.
-        check(env, unsafe { sys::napi_set_named_property(env, obj, name.as_ptr().cast(), v) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_set_named_property(env, obj, name.as_ptr().cast(), v) },
+            "building the result",
+        )?;
     }
     Ok(obj)
 }
 
 /// Copies every string of `texts` into the arena (one `napi_get_value_string_utf16` per string in
 /// the common case: the arena keeps spare room, and only a string that fills it is re-read).
-fn gather(env: sys::napi_env, texts: sys::napi_value, arena: &mut Vec<u16>, offsets: &mut Vec<u32>) -> NResult<()> {
+/// Each row is measured right after it is copied, while it is still in cache, so the plan needs
+/// no second pass over the arena. Returns the first invalid row `(row, unit)` in strict mode (type
+/// errors of later rows still take precedence, as docs/SEMANTICS.md orders them).
+fn gather(
+    env: sys::napi_env,
+    texts: sys::napi_value,
+    opts: &Options,
+    arena: &mut Vec<u16>,
+    offsets: &mut Vec<u32>,
+    m: &mut Measured,
+) -> NResult<Option<(usize, usize)>> {
     let mut is_array = false;
     // SAFETY: texts is a live handle; out pointer valid.
-    check(env, unsafe { sys::napi_is_array(env, texts, &mut is_array) }, "reading texts")?;
+    check(
+        env,
+        unsafe { sys::napi_is_array(env, texts, &mut is_array) },
+        "reading texts",
+    )?;
     if !is_array {
         let t = describe(env, texts)?;
-        return Err(throw(env, ErrorKind::Type, &format!("texts must be an array of strings, got {t}")));
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!("texts must be an array of strings, got {t}"),
+        ));
     }
     let mut len = 0u32;
     // SAFETY: texts is an array; out pointer valid.
-    check(env, unsafe { sys::napi_get_array_length(env, texts, &mut len) }, "reading texts")?;
+    check(
+        env,
+        unsafe { sys::napi_get_array_length(env, texts, &mut len) },
+        "reading texts",
+    )?;
     arena.clear();
     offsets.clear();
     offsets.reserve(len as usize + 1);
     offsets.push(0);
+    let mut invalid = None;
+    let mut scope = HandleScope::open(env)?;
     for i in 0..len {
+        // Every napi_get_element makes a handle; a fresh scope every 4096 rows keeps V8's handle
+        // blocks small and hot on large batches.
+        if i % 4096 == 4095 {
+            drop(scope);
+            scope = HandleScope::open(env)?;
+        }
         let mut v = ptr::null_mut();
         // SAFETY: texts is live; out pointer valid. May run a getter (then an exception may be pending).
-        check(env, unsafe { sys::napi_get_element(env, texts, i, &mut v) }, "reading texts")?;
+        check(
+            env,
+            unsafe { sys::napi_get_element(env, texts, i, &mut v) },
+            "reading texts",
+        )?;
         if arena.capacity() - arena.len() < 256 {
             arena.reserve(arena.capacity().max(4096));
         }
@@ -556,12 +772,22 @@ fn gather(env: sys::napi_env, texts: sys::napi_value, arena: &mut Vec<u16>, offs
         // SAFETY: the destination is the arena's spare capacity, `spare` u16s long; V8 writes at
         // most spare - 1 units plus a terminating NUL, and reports how many units it copied.
         let st = unsafe {
-            sys::napi_get_value_string_utf16(env, v, arena.as_mut_ptr().add(arena.len()), spare, &mut copied)
+            sys::napi_get_value_string_utf16(
+                env,
+                v,
+                arena.as_mut_ptr().add(arena.len()),
+                spare,
+                &mut copied,
+            )
         };
         if st != sys::Status::napi_ok {
             if type_of(env, v)? != sys::ValueType::napi_string {
                 let t = describe(env, v)?;
-                return Err(throw(env, ErrorKind::Type, &format!("texts[{i}] must be a string, got {t}")));
+                return Err(throw(
+                    env,
+                    ErrorKind::Type,
+                    &format!("texts[{i}] must be a string, got {t}"),
+                ));
             }
             check(env, st, "reading texts")?;
         }
@@ -569,34 +795,88 @@ fn gather(env: sys::napi_env, texts: sys::napi_value, arena: &mut Vec<u16>, offs
             // Possibly cut short: ask for the length and read it again into enough room.
             let mut full = 0usize;
             // SAFETY: a null buffer asks only for the length.
-            check(env, unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut full) }, "reading texts")?;
+            check(
+                env,
+                unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut full) },
+                "reading texts",
+            )?;
             arena.reserve(full + 1);
             // SAFETY: as above, with room for `full` units plus the NUL.
             let st = unsafe {
-                sys::napi_get_value_string_utf16(env, v, arena.as_mut_ptr().add(arena.len()), full + 1, &mut copied)
+                sys::napi_get_value_string_utf16(
+                    env,
+                    v,
+                    arena.as_mut_ptr().add(arena.len()),
+                    full + 1,
+                    &mut copied,
+                )
             };
             check(env, st, "reading texts")?;
         }
+        let start = arena.len();
         // SAFETY: V8 initialised `copied` units past the old length.
-        unsafe { arena.set_len(arena.len() + copied) };
+        unsafe { arena.set_len(start + copied) };
+        if let Err(at) = m.push(&arena[start..], opts) {
+            invalid = invalid.or(Some((i as usize, at)));
+        }
         let end = u32::try_from(arena.len()).map_err(|_| {
-            throw(env, ErrorKind::Range, "texts hold more than 4294967295 UTF-16 code units in total; split the batch")
+            throw(
+                env,
+                ErrorKind::Range,
+                "texts hold more than 4294967295 UTF-16 code units in total; split the batch",
+            )
         })?;
         offsets.push(end);
     }
-    Ok(())
+    drop(scope);
+    Ok(invalid)
 }
 
-fn vectorize_strings_impl(env: sys::napi_env, texts: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
+/// A handle scope closed on drop (also on early returns).
+struct HandleScope {
+    env: sys::napi_env,
+    scope: sys::napi_handle_scope,
+}
+
+impl HandleScope {
+    fn open(env: sys::napi_env) -> NResult<HandleScope> {
+        let mut scope = ptr::null_mut();
+        // SAFETY: env is live; out pointer valid.
+        check(
+            env,
+            unsafe { sys::napi_open_handle_scope(env, &mut scope) },
+            "opening a handle scope",
+        )?;
+        Ok(HandleScope { env, scope })
+    }
+}
+
+impl Drop for HandleScope {
+    fn drop(&mut self) {
+        // SAFETY: scopes are closed in reverse order of opening (one live at a time here).
+        unsafe { sys::napi_close_handle_scope(self.env, self.scope) };
+    }
+}
+
+fn vectorize_strings_impl(
+    env: sys::napi_env,
+    texts: sys::napi_value,
+    options: sys::napi_value,
+) -> NResult<sys::napi_value> {
     let ro = read_options(env, options)?;
+    // The vocabulary is copied out before the strings are read: a getter on the array may run
+    // JavaScript, which must not see (or detach) memory we already hold.
+    let voc = vocab(env, ro.vocab)?;
+    let opts = core_options(&ro, voc.as_deref());
     let run_with = |arena: &mut Vec<u16>, offsets: &mut Vec<u32>| -> NResult<sys::napi_value> {
-        // Strings are read first: a getter on the array may run JavaScript, which must not see
-        // (or detach) memory we already hold.
-        gather(env, texts, arena, offsets)?;
-        let voc = vocab(env, ro.vocab)?;
+        let mut m = Measured::with_capacity(0);
+        if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, &mut m)? {
+            return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
+        }
         let (ids, mask) = out_buffers(env, &ro)?;
         let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
-        run(env, &src, &ro, voc.as_deref(), ids, mask, &[])
+        let p = plan_measured(&src, &opts, m).map_err(|e| throw_core(env, &e))?;
+        emit(env, p, &ro, ids, mask, &[])
     };
     ARENA.with(|cell| match cell.try_borrow_mut() {
         Ok(mut a) => {
@@ -614,52 +894,101 @@ fn vectorize_strings_impl(env: sys::napi_env, texts: sys::napi_value, options: s
     })
 }
 
-fn out_buffers(env: sys::napi_env, ro: &ReadOptions) -> NResult<(Option<TypedArray>, Option<TypedArray>)> {
+fn out_buffers(
+    env: sys::napi_env,
+    ro: &ReadOptions,
+) -> NResult<(Option<TypedArray>, Option<TypedArray>)> {
     let ids = match ro.out_ids {
-        Some(v) => Some(typed_array_of(env, v, "options.out.ids", dtype_kind(ro.dtype), &format!(" for dtype '{}'", ro.dtype.name()))?),
+        Some(v) => Some(typed_array_of(
+            env,
+            v,
+            "options.out.ids",
+            dtype_kind(ro.dtype),
+            &format!(" for dtype '{}'", ro.dtype.name()),
+        )?),
         None => None,
     };
     let mask = match ro.out_mask {
-        Some(v) => Some(typed_array_of(env, v, "options.out.attentionMask", sys::TypedarrayType::uint8_array, "")?),
+        Some(v) => Some(typed_array_of(
+            env,
+            v,
+            "options.out.attentionMask",
+            sys::TypedarrayType::uint8_array,
+            "",
+        )?),
         None => None,
     };
     Ok((ids, mask))
 }
 
-fn vectorize_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
+fn vectorize_bytes_impl(
+    env: sys::napi_env,
+    bytes: sys::napi_value,
+    offsets: sys::napi_value,
+    options: sys::napi_value,
+) -> NResult<sys::napi_value> {
     let ro = read_options(env, options)?;
     // Nothing below runs JavaScript, so the memory read here stays valid until we return.
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
-    let o = typed_array_of(env, offsets, "offsets", sys::TypedarrayType::uint32_array, "")?;
+    let o = typed_array_of(
+        env,
+        offsets,
+        "offsets",
+        sys::TypedarrayType::uint32_array,
+        "",
+    )?;
     let voc = vocab(env, ro.vocab)?;
     let (ids, mask) = out_buffers(env, &ro)?;
     // SAFETY: kinds checked above; outputs are checked not to overlap these before any write.
     let (data, offs): (&[u8], &[u32]) = unsafe { (b.slice(), o.slice()) };
     let src = Utf8Rows::new(data, offs).map_err(|e| throw_core(env, &e))?;
-    run(env, &src, &ro, voc.as_deref(), ids, mask, &[(&b, "bytes"), (&o, "offsets")])
+    let opts = core_options(&ro, voc.as_deref());
+    let p = plan(&src, &opts).map_err(|e| throw_core(env, &e))?;
+    emit(env, p, &ro, ids, mask, &[(&b, "bytes"), (&o, "offsets")])
 }
 
 /// Runs an entry point, turning panics into a JavaScript Error so none crosses the boundary.
-fn guard(env: &Env, f: impl FnOnce(sys::napi_env) -> NResult<sys::napi_value>) -> napi::Result<Unknown<'static>> {
+fn guard(
+    env: &Env,
+    f: impl FnOnce(sys::napi_env) -> NResult<sys::napi_value>,
+) -> napi::Result<Unknown<'static>> {
     let raw = env.raw();
     match catch_unwind(AssertUnwindSafe(|| f(raw))) {
         // SAFETY: the value was created in this call's handle scope and is returned to it.
         Ok(Ok(v)) => Ok(unsafe { Unknown::from_raw_unchecked(raw, v) }),
         Ok(Err(Thrown)) => Err(napi::Error::new(Status::PendingException, String::new())),
-        Err(_) => Err(napi::Error::new(Status::GenericFailure, "dtesn: internal error (panic) in the native core".to_string())),
+        Err(_) => Err(napi::Error::new(
+            Status::GenericFailure,
+            "dtesn: internal error (panic) in the native core".to_string(),
+        )),
     }
 }
 
 /// Vectorizes an array of strings. Internal: called by the TypeScript facade with normalized options.
-#[napi(ts_args_type = "texts: unknown, options: object", ts_return_type = "object")]
-pub fn vectorize_strings(env: Env, texts: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
+#[napi(
+    ts_args_type = "texts: unknown, options: object",
+    ts_return_type = "object"
+)]
+pub fn vectorize_strings(
+    env: Env,
+    texts: Unknown,
+    options: Unknown,
+) -> napi::Result<Unknown<'static>> {
     let (t, o) = (texts.raw(), options.raw());
     guard(&env, |e| vectorize_strings_impl(e, t, o))
 }
 
 /// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`.
-#[napi(ts_args_type = "bytes: unknown, offsets: unknown, options: object", ts_return_type = "object")]
-pub fn vectorize_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
+#[napi(
+    ts_args_type = "bytes: unknown, offsets: unknown, options: object",
+    ts_return_type = "object"
+)]
+pub fn vectorize_bytes(
+    env: Env,
+    bytes: Unknown,
+    offsets: Unknown,
+    options: Unknown,
+) -> napi::Result<Unknown<'static>> {
     let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
     guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
 }
@@ -673,7 +1002,10 @@ pub fn simd_path() -> String {
 /// Every SIMD path this CPU can run, best first.
 #[napi]
 pub fn available_simd() -> Vec<String> {
-    simd::available().iter().map(|k| k.name.to_string()).collect()
+    simd::available()
+        .iter()
+        .map(|k| k.name.to_string())
+        .collect()
 }
 
 /// When `DTESN_SIMD` names a path this CPU lacks: that name (the facade warns).
@@ -685,5 +1017,7 @@ pub fn simd_request_unavailable() -> Option<String> {
 /// Switches the SIMD path for the whole process (tests compare every path in one process).
 #[napi]
 pub fn select_simd(name: String) -> napi::Result<String> {
-    simd::select(&name).map(str::to_string).map_err(|e| napi::Error::new(Status::InvalidArg, e))
+    simd::select(&name)
+        .map(str::to_string)
+        .map_err(|e| napi::Error::new(Status::InvalidArg, e))
 }

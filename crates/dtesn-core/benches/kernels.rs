@@ -20,7 +20,9 @@ const SIZES: [(&str, usize); 2] = [("16KiB", 16 << 10), ("16MiB", 16 << 20)];
 fn kernels(c: &mut Criterion) {
     for (label, bytes) in SIZES {
         // ASCII text (no byte >= 0x80): ascii_prefix and widen_u8_* read all of it.
-        let text: Vec<u8> = (0..bytes).map(|i| b"the quick brown fox jumps over "[i % 31]).collect();
+        let text: Vec<u8> = (0..bytes)
+            .map(|i| b"the quick brown fox jumps over "[i % 31])
+            .collect();
         // CJK units (no surrogate): bmp_prefix and widen_u16_* read all of it.
         let units: Vec<u16> = (0..bytes / 2).map(|i| 0x4E00 + (i % 4096) as u16).collect();
         let mut out_i32 = vec![0i32; bytes];
@@ -29,12 +31,18 @@ fn kernels(c: &mut Criterion) {
         let mut g = c.benchmark_group(label);
         g.throughput(Throughput::Bytes(bytes as u64));
         if bytes > 1 << 20 {
-            g.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_millis(900));
+            g.sample_size(10)
+                .warm_up_time(Duration::from_millis(200))
+                .measurement_time(Duration::from_millis(900));
         } else {
-            g.sample_size(20).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_millis(500));
+            g.sample_size(20)
+                .warm_up_time(Duration::from_millis(200))
+                .measurement_time(Duration::from_millis(500));
         }
 
-        g.bench_function("memcpy", |b| b.iter(|| out_u8.copy_from_slice(black_box(&text))));
+        g.bench_function("memcpy", |b| {
+            b.iter(|| out_u8.copy_from_slice(black_box(&text)))
+        });
         for k in available() {
             g.bench_function(format!("ascii_prefix/{}", k.name), |b| {
                 b.iter(|| (k.ascii_prefix)(black_box(&text)))
@@ -46,7 +54,9 @@ fn kernels(c: &mut Criterion) {
                 b.iter(|| (k.widen_u8_i32)(black_box(&text), 3, black_box(&mut out_i32[..bytes])))
             });
             g.bench_function(format!("widen_u16_i32/{}", k.name), |b| {
-                b.iter(|| (k.widen_u16_i32)(black_box(&units), black_box(&mut out_i32[..bytes / 2])))
+                b.iter(|| {
+                    (k.widen_u16_i32)(black_box(&units), black_box(&mut out_i32[..bytes / 2]))
+                })
             });
         }
         g.finish();

@@ -210,7 +210,10 @@ mod tests {
 
     fn whatwg(bytes: &[u8]) -> Vec<u32> {
         // Reference: std's lossy decoding follows the same maximal-subpart rule.
-        String::from_utf8_lossy(bytes).chars().map(|c| c as u32).collect()
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .map(|c| c as u32)
+            .collect()
     }
 
     struct Collect(Vec<u32>);
@@ -249,7 +252,10 @@ mod tests {
             assert_eq!(out.0, whatwg(c), "{c:x?}");
         }
         // exhaustive over all 1..=3 byte sequences of interesting bytes
-        let pool = [0x00u8, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF];
+        let pool = [
+            0x00u8, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xE1,
+            0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF,
+        ];
         for &a in &pool {
             for &b in &pool {
                 for &c in &pool {
@@ -258,7 +264,8 @@ mod tests {
                         let mut out = Collect(vec![]);
                         decode8(&s, Encoding::Codepoint, false, k, &mut out).unwrap();
                         assert_eq!(out.0, whatwg(&s), "{s:x?}");
-                        let strict = decode8(&s, Encoding::Codepoint, true, k, &mut Collect(vec![]));
+                        let strict =
+                            decode8(&s, Encoding::Codepoint, true, k, &mut Collect(vec![]));
                         assert_eq!(strict.is_ok(), std::str::from_utf8(&s).is_ok(), "{s:x?}");
                     }
                 }
@@ -269,11 +276,29 @@ mod tests {
     #[test]
     fn strict_reports_first_bad_byte() {
         let k = &crate::simd::scalar::KERNELS;
-        let r = decode8(b"ab\xE2\x82c", Encoding::Utf8, true, k, &mut Collect(vec![]));
+        let r = decode8(
+            b"ab\xE2\x82c",
+            Encoding::Utf8,
+            true,
+            k,
+            &mut Collect(vec![]),
+        );
         assert_eq!(r, Err(2));
-        let r = decode16(&[0x61, 0xDC00, 0x62], Encoding::Codepoint, true, k, &mut Collect(vec![]));
+        let r = decode16(
+            &[0x61, 0xDC00, 0x62],
+            Encoding::Codepoint,
+            true,
+            k,
+            &mut Collect(vec![]),
+        );
         assert_eq!(r, Err(1));
-        let r = decode16(&[0x61, 0xDC00], Encoding::Utf16, true, k, &mut Collect(vec![]));
+        let r = decode16(
+            &[0x61, 0xDC00],
+            Encoding::Utf16,
+            true,
+            k,
+            &mut Collect(vec![]),
+        );
         assert_eq!(r, Ok(()));
     }
 }

@@ -15,27 +15,87 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A lone surrogate in string row `row` at code unit `unit` (strict mode).
-    LoneSurrogate { row: usize, unit: usize },
+    LoneSurrogate {
+        row: usize,
+        unit: usize,
+    },
     /// Ill-formed UTF-8 in byte row `row` at byte `byte` within the row (strict mode).
-    InvalidUtf8 { row: usize, byte: usize },
+    InvalidUtf8 {
+        row: usize,
+        byte: usize,
+    },
     /// A written id that does not fit the dtype.
-    IdRange { row: usize, id: u32, dtype: Dtype },
+    IdRange {
+        row: usize,
+        id: u32,
+        dtype: Dtype,
+    },
     /// A special token that cannot be stored in the dtype at all.
-    SpecialRange { encoding: Encoding, id: u32, dtype: Dtype },
-    PadRange { pad_id: i64, dtype: Dtype },
-    MaxLengthBelowSpecials { encoding: Encoding, specials: u32 },
+    SpecialRange {
+        encoding: Encoding,
+        id: u32,
+        dtype: Dtype,
+    },
+    PadRange {
+        pad_id: i64,
+        dtype: Dtype,
+    },
+    MaxLengthBelowSpecials {
+        encoding: Encoding,
+        specials: u32,
+    },
     /// A numeric option below its minimum (`maxLength`, `padToMultipleOf`).
-    IntegerOption { name: &'static str, value: i64 },
-    VocabWithEncoding { encoding: Encoding },
-    VocabNotScalar { index: usize, value: u32 },
-    VocabRepeat { index: usize, first: usize, value: u32 },
-    TooLarge { rows: usize, width: u64 },
+    IntegerOption {
+        name: &'static str,
+        value: i64,
+    },
+    VocabWithEncoding {
+        encoding: Encoding,
+    },
+    VocabNotScalar {
+        index: usize,
+        value: u32,
+    },
+    VocabRepeat {
+        index: usize,
+        first: usize,
+        value: u32,
+    },
+    TooLarge {
+        rows: usize,
+        width: u64,
+    },
     OffsetsEmpty,
-    OffsetsDecreasing { index: usize, value: u64, prev: u64 },
-    OffsetsOutOfRange { index: usize, value: u64, len: usize },
-    OutTooSmall { which: &'static str, len: usize, rows: usize, width: usize },
-    OutWrongType { which: &'static str, expected: &'static str, dtype: Dtype, got: &'static str },
-    Overlap { what: &'static str },
+    OffsetsDecreasing {
+        index: usize,
+        value: u64,
+        prev: u64,
+    },
+    OffsetsOutOfRange {
+        index: usize,
+        value: u64,
+        len: usize,
+    },
+    OutTooSmall {
+        which: &'static str,
+        len: usize,
+        rows: usize,
+        width: usize,
+    },
+    OutWrongType {
+        which: &'static str,
+        expected: &'static str,
+        dtype: Dtype,
+        got: &'static str,
+    },
+    Overlap {
+        what: &'static str,
+    },
+    /// A binding measured a different number of rows than it passed (a bug in the binding).
+    MeasuredRows {
+        measured: usize,
+        rows: usize,
+    },
 }
 
 impl Error {
@@ -135,6 +195,9 @@ impl fmt::Display for Error {
                 dtype.name()
             ),
             Error::Overlap { what } => write!(f, "{what}"),
+            Error::MeasuredRows { measured, rows } => {
+                write!(f, "internal error: {measured} rows measured for a batch of {rows}")
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! without surrogates, valid UTF-8 for byte encodings) are written with SIMD widening kernels
 //! chosen once at run time (see [`simd`]); everything else goes through a per-character decoder.
 
+pub mod records;
 pub mod simd;
 
 #[doc(hidden)]
@@ -18,7 +19,7 @@ mod plan;
 mod vocab;
 
 pub use error::{Error, ErrorKind};
-pub use plan::{plan, Plan};
+pub use plan::{plan, plan_measured, Measured, Plan};
 pub use vocab::Vocab;
 
 /// What each id is.
@@ -260,7 +261,7 @@ impl Options<'_> {
         }
     }
 
-    fn special_count(&self) -> u32 {
+    pub(crate) fn special_count(&self) -> u32 {
         let (a, b) = self.specials();
         (a.len() + b.len()) as u32
     }
@@ -268,7 +269,10 @@ impl Options<'_> {
     /// Option-level checks (those that need no rows), in the documented order.
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_length == 0 || self.max_length > i32::MAX as u32 {
-            return Err(Error::IntegerOption { name: "maxLength", value: self.max_length as i64 });
+            return Err(Error::IntegerOption {
+                name: "maxLength",
+                value: self.max_length as i64,
+            });
         }
         if self.pad_to_multiple_of == 0 || self.pad_to_multiple_of > i32::MAX as u32 {
             return Err(Error::IntegerOption {
@@ -277,27 +281,39 @@ impl Options<'_> {
             });
         }
         if self.vocab.is_some() && self.encoding != Encoding::Codepoint {
-            return Err(Error::VocabWithEncoding { encoding: self.encoding });
+            return Err(Error::VocabWithEncoding {
+                encoding: self.encoding,
+            });
         }
         let s = self.special_count();
         if self.max_length < s {
-            return Err(Error::MaxLengthBelowSpecials { encoding: self.encoding, specials: s });
+            return Err(Error::MaxLengthBelowSpecials {
+                encoding: self.encoding,
+                specials: s,
+            });
         }
         let pad = self.pad_id as i64;
         if pad < self.dtype.min() || pad > self.dtype.max() {
-            return Err(Error::PadRange { pad_id: pad, dtype: self.dtype });
+            return Err(Error::PadRange {
+                pad_id: pad,
+                dtype: self.dtype,
+            });
         }
         let (pre, post) = self.specials();
         for &id in pre.iter().chain(post) {
             if id as i64 > self.dtype.max() {
-                return Err(Error::SpecialRange { encoding: self.encoding, id, dtype: self.dtype });
+                return Err(Error::SpecialRange {
+                    encoding: self.encoding,
+                    id,
+                    dtype: self.dtype,
+                });
             }
         }
         Ok(())
     }
 
     /// Largest content id this call can write, which decides whether rows need a range check.
-    fn max_content_id(&self) -> u32 {
+    pub(crate) fn max_content_id(&self) -> u32 {
         match self.vocab {
             Some(v) => v.max_id(),
             None => self.encoding.max_content_id(),
@@ -326,10 +342,18 @@ impl<'a, U> Rows<'a, U> {
         let mut prev = 0u32;
         for (i, &o) in offsets.iter().enumerate() {
             if i > 0 && o < prev {
-                return Err(Error::OffsetsDecreasing { index: i, value: o as u64, prev: prev as u64 });
+                return Err(Error::OffsetsDecreasing {
+                    index: i,
+                    value: o as u64,
+                    prev: prev as u64,
+                });
             }
             if o as usize > data.len() {
-                return Err(Error::OffsetsOutOfRange { index: i, value: o as u64, len: data.len() });
+                return Err(Error::OffsetsOutOfRange {
+                    index: i,
+                    value: o as u64,
+                    len: data.len(),
+                });
             }
             prev = o;
         }
@@ -350,65 +374,54 @@ impl<'a, U> Rows<'a, U> {
     }
 }
 
-/// Input the core can vectorize: decoding is specialised per unit type.
-pub trait Source: Sync {
+/// A unit of input: UTF-16 code units (`u16`, strings) or UTF-8 bytes (`u8`). Decoding, the
+/// one-unit-one-token fast path and the range checks are specialised per unit type.
+pub trait Unit: Copy + Send + Sync + 'static + private::Sealed {
     #[doc(hidden)]
-    fn rows(&self) -> usize;
+    fn strict_error(row: usize, at: usize) -> Error;
     #[doc(hidden)]
-    fn strict_error(&self, row: usize, at: usize) -> Error;
-    #[doc(hidden)]
-    #[allow(private_bounds)]
     fn decode<S: decode::Sink>(
-        &self,
-        row: usize,
+        row: &[Self],
         opts: &Options,
         k: &simd::Kernels,
         sink: &mut S,
     ) -> Result<(), usize>;
-    /// When row `row` maps one unit to one token: `Some(content length)`.
+    /// When `row` maps one unit to one token: `Some(content length)`.
     #[doc(hidden)]
-    fn simple_len(&self, row: usize, enc: Encoding, k: &simd::Kernels) -> Option<usize>;
-    /// Writes `count` tokens of a simple row starting at token `skip`.
+    fn simple_len(row: &[Self], enc: Encoding, k: &simd::Kernels) -> Option<usize>;
+    /// Writes the tokens `src` (a window of a simple row) into `dst`.
     #[doc(hidden)]
-    fn write_simple<T: Id>(
-        &self,
-        row: usize,
-        opts: &Options,
-        k: &simd::Kernels,
-        skip: usize,
-        dst: &mut [T],
-    );
-    /// Largest token of a simple row's window, and its first index above `limit` if any.
+    fn write_simple<T: Id>(src: &[Self], opts: &Options, k: &simd::Kernels, dst: &mut [T]);
+    /// The first id above `limit` in `src` (a window of a simple row), if any.
     #[doc(hidden)]
     fn simple_first_above(
-        &self,
-        row: usize,
+        src: &[Self],
         opts: &Options,
         k: &simd::Kernels,
-        skip: usize,
-        count: usize,
         limit: u32,
     ) -> Option<u32>;
 }
 
-impl Source for Utf16Rows<'_> {
-    fn rows(&self) -> usize {
-        self.len()
-    }
-    fn strict_error(&self, row: usize, at: usize) -> Error {
+mod private {
+    pub trait Sealed {}
+    impl Sealed for u16 {}
+    impl Sealed for u8 {}
+}
+
+impl Unit for u16 {
+    fn strict_error(row: usize, at: usize) -> Error {
         Error::LoneSurrogate { row, unit: at }
     }
     fn decode<S: decode::Sink>(
-        &self,
-        row: usize,
+        row: &[u16],
         opts: &Options,
         k: &simd::Kernels,
         sink: &mut S,
     ) -> Result<(), usize> {
-        decode::decode16(self.row(row), opts.encoding, opts.invalid == Invalid::Error, k, sink)
+        decode::decode16(row, opts.encoding, opts.invalid == Invalid::Error, k, sink)
     }
-    fn simple_len(&self, row: usize, enc: Encoding, k: &simd::Kernels) -> Option<usize> {
-        let r = self.row(row);
+    #[inline]
+    fn simple_len(r: &[u16], enc: Encoding, k: &simd::Kernels) -> Option<usize> {
         let n = match enc {
             Encoding::Utf16 => return Some(r.len()),
             Encoding::Codepoint | Encoding::Canine => (k.bmp_prefix)(r),
@@ -416,15 +429,8 @@ impl Source for Utf16Rows<'_> {
         };
         (n == r.len()).then_some(n)
     }
-    fn write_simple<T: Id>(
-        &self,
-        row: usize,
-        opts: &Options,
-        k: &simd::Kernels,
-        skip: usize,
-        dst: &mut [T],
-    ) {
-        let src = &self.row(row)[skip..skip + dst.len()];
+    #[inline]
+    fn write_simple<T: Id>(src: &[u16], opts: &Options, k: &simd::Kernels, dst: &mut [T]) {
         let add = decode::byte_add(opts.encoding);
         match opts.vocab {
             Some(v) => {
@@ -441,18 +447,17 @@ impl Source for Utf16Rows<'_> {
         }
     }
     fn simple_first_above(
-        &self,
-        row: usize,
+        src: &[u16],
         opts: &Options,
         k: &simd::Kernels,
-        skip: usize,
-        count: usize,
         limit: u32,
     ) -> Option<u32> {
-        let src = &self.row(row)[skip..skip + count];
         let add = decode::byte_add(opts.encoding);
         match opts.vocab {
-            Some(v) => src.iter().map(|&u| v.id(u as u32) as u32).find(|&id| id > limit),
+            Some(v) => src
+                .iter()
+                .map(|&u| v.id(u as u32) as u32)
+                .find(|&id| id > limit),
             None => {
                 if ((k.max_u16)(src) as u32 + add) <= limit {
                     return None;
@@ -463,24 +468,20 @@ impl Source for Utf16Rows<'_> {
     }
 }
 
-impl Source for Utf8Rows<'_> {
-    fn rows(&self) -> usize {
-        self.len()
-    }
-    fn strict_error(&self, row: usize, at: usize) -> Error {
+impl Unit for u8 {
+    fn strict_error(row: usize, at: usize) -> Error {
         Error::InvalidUtf8 { row, byte: at }
     }
     fn decode<S: decode::Sink>(
-        &self,
-        row: usize,
+        row: &[u8],
         opts: &Options,
         k: &simd::Kernels,
         sink: &mut S,
     ) -> Result<(), usize> {
-        decode::decode8(self.row(row), opts.encoding, opts.invalid == Invalid::Error, k, sink)
+        decode::decode8(row, opts.encoding, opts.invalid == Invalid::Error, k, sink)
     }
-    fn simple_len(&self, row: usize, enc: Encoding, k: &simd::Kernels) -> Option<usize> {
-        let r = self.row(row);
+    #[inline]
+    fn simple_len(r: &[u8], enc: Encoding, k: &simd::Kernels) -> Option<usize> {
         if (k.ascii_prefix)(r) == r.len() {
             return Some(r.len());
         }
@@ -490,15 +491,8 @@ impl Source for Utf8Rows<'_> {
             _ => None,
         }
     }
-    fn write_simple<T: Id>(
-        &self,
-        row: usize,
-        opts: &Options,
-        k: &simd::Kernels,
-        skip: usize,
-        dst: &mut [T],
-    ) {
-        let src = &self.row(row)[skip..skip + dst.len()];
+    #[inline]
+    fn write_simple<T: Id>(src: &[u8], opts: &Options, k: &simd::Kernels, dst: &mut [T]) {
         match opts.vocab {
             Some(v) => {
                 for (d, &b) in dst.iter_mut().zip(src) {
@@ -509,18 +503,17 @@ impl Source for Utf8Rows<'_> {
         }
     }
     fn simple_first_above(
-        &self,
-        row: usize,
+        src: &[u8],
         opts: &Options,
         _k: &simd::Kernels,
-        skip: usize,
-        count: usize,
         limit: u32,
     ) -> Option<u32> {
-        let src = &self.row(row)[skip..skip + count];
         let add = decode::byte_add(opts.encoding);
         match opts.vocab {
-            Some(v) => src.iter().map(|&b| v.id(b as u32) as u32).find(|&id| id > limit),
+            Some(v) => src
+                .iter()
+                .map(|&b| v.id(b as u32) as u32)
+                .find(|&id| id > limit),
             None => src.iter().map(|&b| b as u32 + add).find(|&id| id > limit),
         }
     }

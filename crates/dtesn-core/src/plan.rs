@@ -2,90 +2,155 @@
 
 use crate::decode::Sink;
 use crate::simd::{self, Kernels};
-use crate::{Error, Id, Options, Padding, Side, Source};
+use crate::{Error, Id, Options, Padding, Rows, Side, Unit};
 
 /// Largest number of elements a batch may have (JavaScript typed arrays and the int32 lengths).
 pub const MAX_ELEMENTS: u64 = i32::MAX as u64;
 
 /// A checked batch: every row's length is known and nothing can fail but the buffer sizes.
-pub struct Plan<'a, S: Source> {
-    src: &'a S,
+pub struct Plan<'a, U: Unit> {
+    src: &'a Rows<'a, U>,
     opts: &'a Options<'a>,
     k: &'static Kernels,
-    /// Content tokens per row (specials excluded), before truncation.
-    content: Vec<u32>,
-    /// Rows that map one unit to one token.
-    simple: Vec<bool>,
+    m: Measured,
     width: usize,
+}
+
+/// Per-row content lengths (specials excluded, before truncation) and whether the row maps one
+/// unit to one token. Bindings fill it while they copy rows in (the row is then in cache) and
+/// hand it to [`plan_measured`].
+#[derive(Default)]
+pub struct Measured {
+    content: Vec<u32>,
+    simple: Vec<bool>,
+}
+
+impl Measured {
+    pub fn with_capacity(rows: usize) -> Measured {
+        Measured {
+            content: Vec::with_capacity(rows),
+            simple: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.content.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.content.is_empty()
+    }
+
+    /// Measures the next row. `Err(at)` is the unit offset of the first invalid unit when
+    /// `opts.invalid` is `Error`; the row is then recorded as empty.
+    #[inline]
+    pub fn push<U: Unit>(&mut self, row: &[U], opts: &Options) -> Result<(), usize> {
+        let k = simd::kernels();
+        let (len, simple, res) = match U::simple_len(row, opts.encoding, k) {
+            Some(n) => (n, true, Ok(())),
+            None => {
+                let mut c = Count(0);
+                match U::decode(row, opts, k, &mut c) {
+                    Ok(()) => (c.0, false, Ok(())),
+                    Err(at) => (0, false, Err(at)),
+                }
+            }
+        };
+        // A row longer than 2^31 tokens cannot be kept whole; its source length saturates.
+        self.content.push(len.min(i32::MAX as usize) as u32);
+        self.simple.push(simple);
+        res
+    }
 }
 
 /// Checks `opts` and every row of `src`, in the order docs/SEMANTICS.md gives, and measures the
 /// batch. Nothing is written anywhere.
-pub fn plan<'a, S: Source>(src: &'a S, opts: &'a Options<'a>) -> Result<Plan<'a, S>, Error> {
+pub fn plan<'a, U: Unit>(
+    src: &'a Rows<'a, U>,
+    opts: &'a Options<'a>,
+) -> Result<Plan<'a, U>, Error> {
     opts.validate()?;
+    let mut m = Measured::with_capacity(src.len());
+    for r in 0..src.len() {
+        m.push(src.row(r), opts)
+            .map_err(|at| U::strict_error(r, at))?;
+    }
+    plan_measured(src, opts, m)
+}
+
+/// [`plan`] for rows already measured (in order, every row, no invalid one).
+pub fn plan_measured<'a, U: Unit>(
+    src: &'a Rows<'a, U>,
+    opts: &'a Options<'a>,
+    m: Measured,
+) -> Result<Plan<'a, U>, Error> {
+    opts.validate()?;
+    let rows = src.len();
+    if m.len() != rows {
+        return Err(Error::MeasuredRows {
+            measured: m.len(),
+            rows,
+        });
+    }
     let k = simd::kernels();
-    let rows = src.rows();
-    let specials = opts.specials();
-    let s = (specials.0.len() + specials.1.len()) as u32;
+    let s = opts.special_count();
     let cap = opts.max_length - s;
     let limit = opts.dtype.max().min(u32::MAX as i64) as u32;
-    let check_range = opts.max_content_id() > limit;
-
-    let mut content = Vec::with_capacity(rows);
-    let mut simple = Vec::with_capacity(rows);
-    let mut range_err: Option<Error> = None;
-    let mut longest = 0u32;
-    for r in 0..rows {
-        let (len, is_simple) = match src.simple_len(r, opts.encoding, k) {
-            Some(n) => (n, true),
-            None => {
-                let mut c = Count(0);
-                src.decode(r, opts, k, &mut c).map_err(|at| src.strict_error(r, at))?;
-                (c.0, false)
+    if opts.max_content_id() > limit {
+        for r in 0..rows {
+            let len = m.content[r];
+            let kept = len.min(cap);
+            if kept == 0 {
+                continue;
             }
-        };
-        // A row longer than 2^31 tokens cannot be kept whole; its source length saturates.
-        let len = len.min(i32::MAX as usize) as u32;
-        let kept = len.min(cap);
-        let skip = match opts.truncation_side {
-            Side::Right => 0,
-            Side::Left => len - kept,
-        };
-        if check_range && range_err.is_none() && kept > 0 {
-            let bad = if is_simple {
-                src.simple_first_above(r, opts, k, skip as usize, kept as usize, limit)
+            let skip = match opts.truncation_side {
+                Side::Right => 0,
+                Side::Left => len - kept,
+            };
+            let row = src.row(r);
+            let bad = if m.simple[r] {
+                U::simple_first_above(&row[skip as usize..(skip + kept) as usize], opts, k, limit)
             } else {
-                let mut rs = RangeCheck { win: Window::new(skip, kept), limit, opts, bad: None };
-                // Validity was checked by the count above.
-                let _ = src.decode(r, opts, k, &mut rs);
+                let mut rs = RangeCheck {
+                    win: Window::new(skip, kept),
+                    limit,
+                    opts,
+                    bad: None,
+                };
+                // Validity was checked when measuring.
+                let _ = U::decode(row, opts, k, &mut rs);
                 rs.bad
             };
             if let Some(id) = bad {
-                range_err = Some(Error::IdRange { row: r, id, dtype: opts.dtype });
+                return Err(Error::IdRange {
+                    row: r,
+                    id,
+                    dtype: opts.dtype,
+                });
             }
         }
-        longest = longest.max(kept + s);
-        content.push(len);
-        simple.push(is_simple);
-    }
-    if let Some(e) = range_err {
-        return Err(e);
     }
     let base = match opts.padding {
-        Padding::Longest => longest as u64,
+        Padding::Longest => m.content.iter().map(|&c| c.min(cap) + s).max().unwrap_or(0) as u64,
         Padding::MaxLength => opts.max_length as u64,
     };
-    let m = opts.pad_to_multiple_of as u64;
-    let width = base.div_ceil(m) * m;
+    let mult = opts.pad_to_multiple_of as u64;
+    let width = base.div_ceil(mult) * mult;
     if rows as u64 * width > MAX_ELEMENTS {
         return Err(Error::TooLarge { rows, width });
     }
-    Ok(Plan { src, opts, k, content, simple, width: width as usize })
+    Ok(Plan {
+        src,
+        opts,
+        k,
+        m,
+        width: width as usize,
+    })
 }
 
-impl<S: Source> Plan<'_, S> {
+impl<U: Unit> Plan<'_, U> {
     pub fn rows(&self) -> usize {
-        self.content.len()
+        self.m.content.len()
     }
 
     pub fn width(&self) -> usize {
@@ -97,16 +162,15 @@ impl<S: Source> Plan<'_, S> {
         self.rows() * self.width
     }
 
-    fn special_count(&self) -> u32 {
-        let (a, b) = self.opts.specials();
-        (a.len() + b.len()) as u32
-    }
-
     /// Fills `lengths` (tokens kept, specials included) and `source_lengths` (before truncation).
     pub fn fill_lengths(&self, lengths: &mut [i32], source_lengths: &mut [i32]) {
-        let s = self.special_count();
+        let s = self.opts.special_count();
         let cap = self.opts.max_length - s;
-        for ((l, sl), &c) in lengths.iter_mut().zip(source_lengths.iter_mut()).zip(&self.content) {
+        for ((l, sl), &c) in lengths
+            .iter_mut()
+            .zip(source_lengths.iter_mut())
+            .zip(&self.m.content)
+        {
             *l = (c.min(cap) + s) as i32;
             *sl = c.saturating_add(s).min(i32::MAX as u32) as i32;
         }
@@ -115,7 +179,12 @@ impl<S: Source> Plan<'_, S> {
     /// Checks that `len` elements can hold the batch (`which` names the buffer in the error).
     pub fn check_out_len(&self, which: &'static str, len: usize) -> Result<(), Error> {
         if len < self.elements() {
-            return Err(Error::OutTooSmall { which, len, rows: self.rows(), width: self.width });
+            return Err(Error::OutTooSmall {
+                which,
+                len,
+                rows: self.rows(),
+                width: self.width,
+            });
         }
         Ok(())
     }
@@ -137,53 +206,68 @@ impl<S: Source> Plan<'_, S> {
         if w == 0 {
             return Ok(());
         }
+        for (r, (row, mrow)) in ids
+            .chunks_exact_mut(w)
+            .zip(mask.chunks_exact_mut(w))
+            .take(self.rows())
+            .enumerate()
+        {
+            self.write_row(r, row, mrow);
+        }
+        Ok(())
+    }
+
+    /// Writes row `r` (specials, kept tokens, padding) and its mask.
+    #[inline]
+    fn write_row<T: Id>(&self, r: usize, row: &mut [T], mrow: &mut [u8]) {
+        let w = row.len();
         let opts = self.opts;
         let (pre, post) = opts.specials();
         let s = (pre.len() + post.len()) as u32;
         let cap = opts.max_length - s;
         let pad = T::from_i32(opts.pad_id);
-        let vocab = opts.vocab;
-        for (r, (row, mrow)) in ids.chunks_exact_mut(w).zip(mask.chunks_exact_mut(w)).enumerate() {
-            if r >= self.rows() {
-                break;
-            }
-            let len = self.content[r];
-            let kept = len.min(cap);
-            let n = (kept + s) as usize;
-            let skip = match opts.truncation_side {
-                Side::Right => 0,
-                Side::Left => len - kept,
-            } as usize;
-            let start = match opts.padding_side {
-                Side::Right => 0,
-                Side::Left => w - n,
-            };
-            row[..start].fill(pad);
-            row[start + n..].fill(pad);
-            mrow[..start].fill(0);
-            mrow[start..start + n].fill(1);
-            mrow[start + n..].fill(0);
-            let toks = &mut row[start..start + n];
-            let (head, rest) = toks.split_at_mut(pre.len());
-            let (body, tail) = rest.split_at_mut(kept as usize);
-            for (d, &id) in head.iter_mut().zip(pre) {
-                *d = T::from_i32(id as i32);
-            }
-            for (d, &id) in tail.iter_mut().zip(post) {
-                *d = T::from_i32(id as i32);
-            }
-            if kept == 0 {
-                continue;
-            }
-            if self.simple[r] {
-                self.src.write_simple(r, opts, self.k, skip, body);
-            } else {
-                let mut ws = Write { win: Window::new(skip as u32, kept), dst: body, pos: 0, k: self.k, vocab };
-                // Validity was checked by `plan`.
-                let _ = self.src.decode(r, opts, self.k, &mut ws);
-            }
+        let len = self.m.content[r];
+        let kept = len.min(cap);
+        let n = (kept + s) as usize;
+        let skip = match opts.truncation_side {
+            Side::Right => 0,
+            Side::Left => len - kept,
+        } as usize;
+        let start = match opts.padding_side {
+            Side::Right => 0,
+            Side::Left => w - n,
+        };
+        row[..start].fill(pad);
+        row[start + n..].fill(pad);
+        mrow[..start].fill(0);
+        mrow[start..start + n].fill(1);
+        mrow[start + n..].fill(0);
+        let toks = &mut row[start..start + n];
+        let (head, rest) = toks.split_at_mut(pre.len());
+        let (body, tail) = rest.split_at_mut(kept as usize);
+        for (d, &id) in head.iter_mut().zip(pre) {
+            *d = T::from_i32(id as i32);
         }
-        Ok(())
+        for (d, &id) in tail.iter_mut().zip(post) {
+            *d = T::from_i32(id as i32);
+        }
+        if kept == 0 {
+            return;
+        }
+        let src = self.src.row(r);
+        if self.m.simple[r] {
+            U::write_simple(&src[skip..skip + kept as usize], opts, self.k, body);
+        } else {
+            let mut ws = Write {
+                win: Window::new(skip as u32, kept),
+                dst: body,
+                pos: 0,
+                k: self.k,
+                vocab: opts.vocab,
+            };
+            // Validity was checked by `plan`.
+            let _ = U::decode(src, opts, self.k, &mut ws);
+        }
     }
 }
 
@@ -195,7 +279,10 @@ struct Window {
 
 impl Window {
     fn new(skip: u32, take: u32) -> Window {
-        Window { skip: skip as usize, left: take as usize }
+        Window {
+            skip: skip as usize,
+            left: take as usize,
+        }
     }
 
     /// For a run of `n` tokens: `(offset in the run, count)` of its kept part, if any.
@@ -299,9 +386,15 @@ impl<T: Id> Sink for Write<'_, '_, T> {
             let src = &u[o..o + c];
             let dst = &mut self.dst[self.pos..self.pos + c];
             match self.vocab {
-                Some(v) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
+                Some(v) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
                 None if add == 0 => T::widen_u16(self.k)(src, dst),
-                None => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = T::from_i32((x as u32 + add) as i32)),
+                None => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &x)| *d = T::from_i32((x as u32 + add) as i32)),
             }
             self.pos += c;
         }
@@ -313,7 +406,10 @@ impl<T: Id> Sink for Write<'_, '_, T> {
             let src = &b[o..o + c];
             let dst = &mut self.dst[self.pos..self.pos + c];
             match self.vocab {
-                Some(v) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
+                Some(v) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
                 None => T::widen_u8(self.k)(src, add as i32, dst),
             }
             self.pos += c;

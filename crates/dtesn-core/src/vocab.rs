@@ -24,20 +24,34 @@ impl Vocab {
         let mut first: HashMap<u32, usize> = HashMap::with_capacity(codepoints.len());
         for (i, &cp) in codepoints.iter().enumerate() {
             if cp > 0x10FFFF || (0xD800..=0xDFFF).contains(&cp) {
-                return Err(Error::VocabNotScalar { index: i, value: cp });
+                return Err(Error::VocabNotScalar {
+                    index: i,
+                    value: cp,
+                });
             }
             if let Some(&j) = first.get(&cp) {
-                return Err(Error::VocabRepeat { index: i, first: j, value: cp });
+                return Err(Error::VocabRepeat {
+                    index: i,
+                    first: j,
+                    value: cp,
+                });
             }
             first.insert(cp, i);
-            let id = i32::try_from(i + 2).map_err(|_| Error::VocabNotScalar { index: i, value: cp })?;
+            let id = i32::try_from(i + 2).map_err(|_| Error::VocabNotScalar {
+                index: i,
+                value: cp,
+            })?;
             if cp < 0x10000 {
                 bmp[cp as usize] = id;
             } else {
                 astral.insert(cp, id);
             }
         }
-        Ok(Vocab { bmp, astral, codepoints: codepoints.to_vec() })
+        Ok(Vocab {
+            bmp,
+            astral,
+            codepoints: codepoints.to_vec(),
+        })
     }
 
     /// The code points it was built from (bindings compare them to reuse a cached table).
@@ -79,15 +93,25 @@ mod tests {
     fn refuses_repeats_and_surrogates() {
         assert_eq!(
             Vocab::new(&[97, 98, 97]).err(),
-            Some(Error::VocabRepeat { index: 2, first: 0, value: 97 })
+            Some(Error::VocabRepeat {
+                index: 2,
+                first: 0,
+                value: 97
+            })
         );
         assert_eq!(
             Vocab::new(&[0xD800]).err(),
-            Some(Error::VocabNotScalar { index: 0, value: 0xD800 })
+            Some(Error::VocabNotScalar {
+                index: 0,
+                value: 0xD800
+            })
         );
         assert_eq!(
             Vocab::new(&[0x110000]).err(),
-            Some(Error::VocabNotScalar { index: 0, value: 0x110000 })
+            Some(Error::VocabNotScalar {
+                index: 0,
+                value: 0x110000
+            })
         );
     }
 }

@@ -25,7 +25,12 @@ fn content(units: &[u16], enc: Encoding, vocab: Option<&[u32]>) -> Vec<i64> {
         Encoding::Codepoint => match vocab {
             Some(v) => s
                 .chars()
-                .map(|c| v.iter().position(|&x| x == c as u32).map(|i| i as i64 + 2).unwrap_or(1))
+                .map(|c| {
+                    v.iter()
+                        .position(|&x| x == c as u32)
+                        .map(|i| i as i64 + 2)
+                        .unwrap_or(1)
+                })
                 .collect(),
             None => cps().collect(),
         },
@@ -56,7 +61,11 @@ fn reference(rows: &[Vec<i64>], o: &Options) -> Expected {
                 Side::Right => &c[..k],
                 Side::Left => &c[c.len() - k..],
             };
-            pre.iter().map(|&x| x as i64).chain(body.iter().copied()).chain(post.iter().map(|&x| x as i64)).collect()
+            pre.iter()
+                .map(|&x| x as i64)
+                .chain(body.iter().copied())
+                .chain(post.iter().map(|&x| x as i64))
+                .collect()
         })
         .collect();
     let base = match o.padding {
@@ -99,7 +108,13 @@ fn offsets_of<U>(rows: &[Vec<U>]) -> Vec<u32> {
 }
 
 fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>) {
-    let expect = reference(&units.iter().map(|u| content(u, o.encoding, vocab)).collect::<Vec<_>>(), o);
+    let expect = reference(
+        &units
+            .iter()
+            .map(|u| content(u, o.encoding, vocab))
+            .collect::<Vec<_>>(),
+        o,
+    );
     // strings
     let flat: Vec<u16> = units.concat();
     let offs = offsets_of(units);
@@ -107,7 +122,10 @@ fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>
     check::<T, _>(&rows, o, &expect);
     // the same text as UTF-8 bytes (lone surrogates became U+FFFD in both)
     if o.encoding != Encoding::Utf16 || units.iter().all(|u| String::from_utf16(u).is_ok()) {
-        let bytes: Vec<Vec<u8>> = units.iter().map(|u| String::from_utf16_lossy(u).into_bytes()).collect();
+        let bytes: Vec<Vec<u8>> = units
+            .iter()
+            .map(|u| String::from_utf16_lossy(u).into_bytes())
+            .collect();
         let flat8 = bytes.concat();
         let offs8 = offsets_of(&bytes);
         let rows8 = Utf8Rows::new(&flat8, &offs8).unwrap();
@@ -115,7 +133,11 @@ fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>
     }
 }
 
-fn check<T: Id + Into<f64>, S: dtesn_core::Source>(src: &S, o: &Options, e: &Expected) {
+fn check<T: Id + Into<f64>, U: dtesn_core::Unit>(
+    src: &dtesn_core::Rows<U>,
+    o: &Options,
+    e: &Expected,
+) {
     let p = plan(src, o).unwrap();
     assert_eq!(p.width(), e.width);
     let mut ids = vec![T::from_i32(-7); p.elements()];
@@ -137,7 +159,7 @@ fn random_units(rng: &mut Rng, len: usize) -> Vec<u16> {
         match rng.below(10) {
             0..=5 => v.push(0x20 + rng.below(0x5F) as u16),
             6 => v.push(0x80 + rng.below(0x780) as u16),
-            7 => v.push(0x800 + rng.below(0xD000) as u16 & 0xFFFF),
+            7 => v.push(0x800 + rng.below(0xD000) as u16),
             8 => {
                 let c = 0x10000 + rng.below(0x100000) as u32 - 0x10000;
                 v.push(0xD800 + (c >> 10) as u16);
@@ -169,17 +191,34 @@ fn every_path_matches_reference() {
                     }
                 })
                 .collect();
-            let enc = [Encoding::Codepoint, Encoding::Utf8, Encoding::Utf16, Encoding::Byt5, Encoding::Canine]
-                [rng.below(5) as usize];
+            let enc = [
+                Encoding::Codepoint,
+                Encoding::Utf8,
+                Encoding::Utf16,
+                Encoding::Byt5,
+                Encoding::Canine,
+            ][rng.below(5) as usize];
             let use_vocab = enc == Encoding::Codepoint && rng.below(3) == 0;
             let o = Options {
                 encoding: enc,
                 vocab: use_vocab.then_some(&vocab),
                 max_length: 2 + rng.below(60) as u32,
-                padding: if rng.below(2) == 0 { Padding::Longest } else { Padding::MaxLength },
+                padding: if rng.below(2) == 0 {
+                    Padding::Longest
+                } else {
+                    Padding::MaxLength
+                },
                 pad_to_multiple_of: 1 + rng.below(4) as u32,
-                padding_side: if rng.below(2) == 0 { Side::Left } else { Side::Right },
-                truncation_side: if rng.below(2) == 0 { Side::Left } else { Side::Right },
+                padding_side: if rng.below(2) == 0 {
+                    Side::Left
+                } else {
+                    Side::Right
+                },
+                truncation_side: if rng.below(2) == 0 {
+                    Side::Left
+                } else {
+                    Side::Right
+                },
                 pad_id: rng.below(5) as i32,
                 add_special_tokens: rng.below(4) != 0,
                 dtype: Dtype::Int32,
@@ -187,7 +226,14 @@ fn every_path_matches_reference() {
             };
             let v = use_vocab.then_some(&vocab_cps[..]);
             run::<i32>(&units, &o, v);
-            run::<f32>(&units, &Options { dtype: Dtype::Float32, ..o }, v);
+            run::<f32>(
+                &units,
+                &Options {
+                    dtype: Dtype::Float32,
+                    ..o
+                },
+                v,
+            );
         }
     }
 }
@@ -199,7 +245,10 @@ fn golden_vectors() {
     let hello: Vec<u16> = "hello".encode_utf16().collect();
     let offs = [0u32, 5];
     let rows = Utf16Rows::new(&hello, &offs).unwrap();
-    let o = Options { encoding: Encoding::Byt5, ..Options::default() };
+    let o = Options {
+        encoding: Encoding::Byt5,
+        ..Options::default()
+    };
     let p = plan(&rows, &o).unwrap();
     let mut ids = vec![0i32; p.elements()];
     let mut mask = vec![0u8; p.elements()];
@@ -213,12 +262,30 @@ fn narrow_dtypes_refuse_ids_that_do_not_fit() {
     let text: Vec<u16> = "ab\u{100}c".encode_utf16().collect();
     let offs = [0u32, 2, 4];
     let rows = Utf16Rows::new(&text, &offs).unwrap();
-    let o = Options { dtype: Dtype::Uint8, ..Options::default() };
+    let o = Options {
+        dtype: Dtype::Uint8,
+        ..Options::default()
+    };
     let e = plan(&rows, &o).err().unwrap();
-    assert_eq!(e, Error::IdRange { row: 1, id: 256, dtype: Dtype::Uint8 });
-    assert_eq!(e.to_string(), "row 1: id 256 does not fit dtype 'uint8' (max 255)");
+    assert_eq!(
+        e,
+        Error::IdRange {
+            row: 1,
+            id: 256,
+            dtype: Dtype::Uint8
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "row 1: id 256 does not fit dtype 'uint8' (max 255)"
+    );
     // cut away by truncation: only written ids are checked
-    let o = Options { dtype: Dtype::Uint8, max_length: 1, truncation_side: Side::Left, ..Options::default() };
+    let o = Options {
+        dtype: Dtype::Uint8,
+        max_length: 1,
+        truncation_side: Side::Left,
+        ..Options::default()
+    };
     let p = plan(&rows, &o).unwrap();
     let mut ids = vec![0u8; p.elements()];
     let mut mask = vec![0u8; p.elements()];

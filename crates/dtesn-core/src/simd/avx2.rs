@@ -1,14 +1,19 @@
 //! AVX2 path (256-bit vectors), used when `is_x86_feature_detected!("avx2")`.
 //!
-//! Explicit intrinsics: the four scans (64 bytes per iteration: two vectors OR-ed, then the exact
-//! index from the combined 64-bit mask) and the widenings u8 -> i32 (+add, `vpmovzxbd`),
-//! u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The other
-//! widenings are plain loops compiled with `#[target_feature(enable = "avx2")]` (LLVM emits ymm
-//! code for them).
+//! Explicit intrinsics: the four scans (128 bytes per iteration: four vectors OR-ed for one
+//! test, then the exact index from the vectors' movemasks) and the widenings u8 -> i32 (+add,
+//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`). u16 -> u16 is
+//! `copy_from_slice` (libc memcpy measured faster than a 32-byte loop). The other widenings are
+//! plain loops compiled with `#[target_feature(enable = "avx2")]` (LLVM emits ymm code for them).
+//!
+//! Alignment: any start offset works (all accesses are unaligned loads/stores), but after one
+//! unaligned first vector the loops go on from the first 32-byte-aligned element of the input
+//! (scans) or output (widenings), re-doing a few elements, because accesses that split cache
+//! lines cost up to twice as much.
 //!
 //! Tails: a last vector overlapping data already handled (re-checking known-good units or
 //! re-writing identical outputs is harmless); inputs shorter than one vector go to 128-bit or
-//! SWAR code. All loads and stores are unaligned, so any start offset works.
+//! SWAR code.
 
 use super::sse2::{small, wrap};
 use super::Kernels;
@@ -58,7 +63,6 @@ mod imp {
     use super::small;
     use core::arch::x86_64::*;
 
-    const V8: usize = 32; // bytes per vector
     const V16: usize = 16; // u16 units per vector
     const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
 
@@ -157,9 +161,11 @@ mod imp {
         )
     }
 
-    /// Scan `n` elements of `E` (`per` per 256-bit vector) with `mask(vector)`, a 32-bit movemask
-    /// whose lowest set bit `b` marks element `b / shift_div` as the first hit. Also handles
-    /// `per / 2 <= n < per` with two overlapping 128-bit vectors (`mask128`).
+    /// Index of the first hit among the `n` elements of `E` (u8 or u16) at `p`, or `n`.
+    /// `mask(v)` is the movemask of a vector's hits (element `j` hit: bit `j * size_of::<E>()`
+    /// is the lowest bit set for it), `any(a, b, c, d)` tells whether four vectors have a hit,
+    /// `mask128` is `mask` for a 128-bit vector (inputs of half a vector up to one vector, as
+    /// two overlapping halves) and `small()` handles shorter inputs.
     ///
     /// # Safety
     /// `p` must be valid for reading `n` elements of `E`.
@@ -167,13 +173,13 @@ mod imp {
     unsafe fn scan<E>(
         p: *const E,
         n: usize,
-        per: usize,
-        div: u32,
         mask: impl Fn(__m256i) -> u64,
         any: impl Fn(__m256i, __m256i, __m256i, __m256i) -> bool,
         mask128: impl Fn(__m128i) -> u64,
         small: impl Fn() -> usize,
     ) -> usize {
+        let size = core::mem::size_of::<E>();
+        let (per, div) = (32 / size, size as u32);
         let at = |i: usize, m: u64| i + (m.trailing_zeros() / div) as usize;
         if n < per {
             if n < per / 2 {
@@ -201,8 +207,14 @@ mod imp {
         };
         while i + 4 * per <= n {
             // SAFETY: i + 4*per <= n: four full vectors in bounds.
-            let (a, b, c, d) =
-                unsafe { (load(p.add(i)), load(p.add(i + per)), load(p.add(i + 2 * per)), load(p.add(i + 3 * per))) };
+            let (a, b, c, d) = unsafe {
+                (
+                    load(p.add(i)),
+                    load(p.add(i + per)),
+                    load(p.add(i + 2 * per)),
+                    load(p.add(i + 3 * per)),
+                )
+            };
             if any(a, b, c, d) {
                 let m = mask(a) | mask(b) << 32;
                 if m != 0 {
@@ -247,8 +259,6 @@ mod imp {
             scan(
                 src.as_ptr(),
                 src.len(),
-                V8,
-                1,
                 |v| hi_bits(v),
                 |a, b, c, d| _mm256_movemask_epi8(or4(a, b, c, d)) != 0,
                 |v| hi_bits128(v),
@@ -265,8 +275,6 @@ mod imp {
             scan(
                 src.as_ptr(),
                 src.len(),
-                V16,
-                2,
                 |v| hi_bits(non_ascii_u16(v)) & ODD,
                 |a, b, c, d| _mm256_testz_si256(or4(a, b, c, d), hi) == 0,
                 |v| hi_bits128(non_ascii_u16_128(v)) & ODD,
@@ -282,10 +290,15 @@ mod imp {
             scan(
                 src.as_ptr(),
                 src.len(),
-                V16,
-                2,
                 |v| hi_bits(surrogates(v)),
-                |a, b, c, d| _mm256_movemask_epi8(or4(surrogates(a), surrogates(b), surrogates(c), surrogates(d))) != 0,
+                |a, b, c, d| {
+                    _mm256_movemask_epi8(or4(
+                        surrogates(a),
+                        surrogates(b),
+                        surrogates(c),
+                        surrogates(d),
+                    )) != 0
+                },
                 |v| hi_bits128(surrogates128(v)),
                 || small::bmp_prefix(src),
             )
@@ -331,7 +344,10 @@ mod imp {
             m1 = _mm256_max_epu16(m1, unsafe { load(p.add(n - V16)) });
         }
         let m = _mm256_max_epu16(_mm256_max_epu16(m0, m1), _mm256_max_epu16(m2, m3));
-        hmax128(_mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m)))
+        hmax128(_mm_max_epu16(
+            _mm256_castsi256_si128(m),
+            _mm256_extracti128_si256::<1>(m),
+        ))
     }
 
     /// Largest u16 lane: `minpos` on the complement finds the smallest complement.
@@ -352,7 +368,10 @@ mod imp {
         let addv = _mm256_set1_epi32(add);
         // 8 bytes -> 8 i32. SAFETY: `drive` passes i + 8 <= n <= both lengths.
         drive(n, 8, to_boundary(d, 32), |i| unsafe {
-            store(d.add(i), _mm256_add_epi32(_mm256_cvtepu8_epi32(load64(s.add(i))), addv));
+            store(
+                d.add(i),
+                _mm256_add_epi32(_mm256_cvtepu8_epi32(load64(s.add(i))), addv),
+            );
         });
     }
 
@@ -380,19 +399,19 @@ mod imp {
         let addv = _mm256_set1_epi16(add as i16);
         // 16 bytes -> 16 u16. SAFETY: `drive` passes i + 16 <= n <= both lengths.
         drive(n, 16, to_boundary(d, 32), |i| unsafe {
-            store(d.add(i), _mm256_add_epi16(_mm256_cvtepu8_epi16(load128(s.add(i))), addv));
+            store(
+                d.add(i),
+                _mm256_add_epi16(_mm256_cvtepu8_epi16(load128(s.add(i))), addv),
+            );
         });
     }
 
+    /// A plain copy: libc's memcpy picks the widest vectors the CPU has (and `rep movsb` for
+    /// large sizes); it measured faster than a 32-byte load/store loop here.
     #[target_feature(enable = "avx2")]
     pub fn widen_u16_u16(src: &[u16], dst: &mut [u16]) {
         let n = src.len().min(dst.len());
-        if n < V16 {
-            return dst[..n].copy_from_slice(&src[..n]);
-        }
-        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-        // SAFETY: `drive` passes i + 16 <= n <= both lengths.
-        drive(n, V16, to_boundary(d, 32), |i| unsafe { store(d.add(i), load(s.add(i))) });
+        dst[..n].copy_from_slice(&src[..n]);
     }
 
     // Plain loops: LLVM vectorizes them with the AVX2 feature set enabled here.

@@ -1,15 +1,21 @@
 //! AVX-512 path (512-bit vectors, mask registers), used when the CPU has AVX512F, AVX512BW and
 //! AVX512VL (BW for the byte/word ops and masks, VL for the 128/256-bit masked loads).
 //!
-//! Explicit intrinsics: the four scans (128 bytes per iteration: two vectors OR-ed, then the
-//! exact index from the lane mask) and the widenings u8 -> i32 (+add, `vpmovzxbd`), u16 -> i32
-//! (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The other widenings are plain
-//! loops compiled with `#[target_feature(enable = "avx512f,avx512bw,avx512vl")]`, which LLVM
-//! vectorizes with zmm registers.
+//! Explicit intrinsics: the four scans (256 bytes per iteration: four vectors OR-ed for one
+//! test, then the exact index from the lane masks) and the widenings u8 -> i32 (+add,
+//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The
+//! other widenings are plain loops compiled with
+//! `#[target_feature(enable = "avx512f,avx512bw,avx512vl")]`, which LLVM vectorizes with zmm
+//! registers.
+//!
+//! Alignment: any start offset works (all accesses are unaligned or masked), but after one
+//! unaligned first vector the loops go on from the first 64-byte-aligned element of the input
+//! (scans) or output (widenings), re-doing a few elements: with 64-byte vectors every unaligned
+//! access splits two cache lines, which costs up to half the throughput.
 //!
 //! Tails and short inputs: masked loads and stores covering exactly the remaining elements (the
 //! masked-off lanes are never accessed, so no read or write goes past the slices), so there is
-//! no scalar code at all. All accesses are unaligned, so any start offset works.
+//! no scalar code at all.
 
 use super::sse2::wrap;
 use super::Kernels;
@@ -166,8 +172,14 @@ mod imp {
         }
         while i + 4 * per <= n {
             // SAFETY: i + 4*per <= n: four full vectors in bounds.
-            let (a, b, c, d) =
-                unsafe { (load(p.add(i)), load(p.add(i + per)), load(p.add(i + 2 * per)), load(p.add(i + 3 * per))) };
+            let (a, b, c, d) = unsafe {
+                (
+                    load(p.add(i)),
+                    load(p.add(i + per)),
+                    load(p.add(i + 2 * per)),
+                    load(p.add(i + 3 * per)),
+                )
+            };
             if any(a, b, c, d) {
                 for (k, v) in [a, b, c, d].into_iter().enumerate() {
                     let m = hits(v);
@@ -231,7 +243,10 @@ mod imp {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn bmp_prefix(src: &[u16]) -> usize {
-        let (f8, d8) = (_mm512_set1_epi16(0xF800u16 as i16), _mm512_set1_epi16(0xD800u16 as i16));
+        let (f8, d8) = (
+            _mm512_set1_epi16(0xF800u16 as i16),
+            _mm512_set1_epi16(0xD800u16 as i16),
+        );
         let sur = |v: __m512i| _mm512_cmpeq_epi16_mask(_mm512_and_si512(v, f8), d8);
         // SAFETY: `src` is valid for `src.len()` units; `scan` passes `load_partial` a pointer
         // and count inside it.
@@ -293,7 +308,13 @@ mod imp {
     /// then one at a time. Blocks that overlap rewrite identical values. Every `one(i)` has
     /// `i + step <= n`, every `tail(i, r)` has `i + r == n` and `0 < r < step`.
     #[inline(always)]
-    fn drive(n: usize, step: usize, aligned: usize, one: impl Fn(usize), tail: impl Fn(usize, usize)) {
+    fn drive(
+        n: usize,
+        step: usize,
+        aligned: usize,
+        one: impl Fn(usize),
+        tail: impl Fn(usize, usize),
+    ) {
         debug_assert!(aligned < step);
         let mut i = 0;
         if n >= step {
@@ -349,7 +370,12 @@ mod imp {
             16,
             to_boundary(d, 64),
             // 16 units -> 16 i32. SAFETY: `drive` passes i + 16 <= n <= both lengths.
-            |i| unsafe { store(d.add(i), _mm512_cvtepu16_epi32(_mm256_loadu_si256(s.add(i).cast()))) },
+            |i| unsafe {
+                store(
+                    d.add(i),
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256(s.add(i).cast())),
+                )
+            },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
             // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
@@ -399,7 +425,11 @@ mod imp {
             // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low32(r);
-                _mm512_mask_storeu_epi16(d.add(i).cast(), k, _mm512_maskz_loadu_epi16(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi16(
+                    d.add(i).cast(),
+                    k,
+                    _mm512_maskz_loadu_epi16(k, s.add(i).cast()),
+                );
             },
         );
     }

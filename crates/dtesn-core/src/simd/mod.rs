@@ -158,7 +158,11 @@ pub fn select(name: &str) -> Result<&'static str, String> {
         None => Err(format!(
             "SIMD path '{}' is not available on this CPU; available: {}",
             name,
-            available().iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            available()
+                .iter()
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }

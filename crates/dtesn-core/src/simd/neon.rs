@@ -14,8 +14,12 @@
 //! re-writing identical outputs is harmless); inputs shorter than one vector use SWAR / scalar
 //! code. All loads and stores are unaligned-safe (`ld1`/`st1`), so any start offset works.
 //!
-//! Checked with `cargo check --target aarch64-unknown-linux-gnu` and the tests run under
-//! `qemu-aarch64` (see the crate's test notes).
+//! Compile-checked with `cargo clippy --target aarch64-unknown-linux-gnu`, and the tests in
+//! `tests.rs` were run under user-mode QEMU (Debian packages `qemu-user-static`,
+//! `gcc-aarch64-linux-gnu`), with
+//! `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc` and
+//! `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"`
+//! `cargo test --target aarch64-unknown-linux-gnu --lib simd::`.
 
 use super::{scalar, Kernels};
 
@@ -77,7 +81,9 @@ mod imp {
     #[inline]
     #[target_feature(enable = "neon")]
     fn nibble_mask(mask: uint8x16_t) -> u64 {
-        vget_lane_u64::<0>(vreinterpret_u64_u8(vshrn_n_u16::<4>(vreinterpretq_u16_u8(mask))))
+        vget_lane_u64::<0>(vreinterpret_u64_u8(vshrn_n_u16::<4>(vreinterpretq_u16_u8(
+            mask,
+        ))))
     }
 
     /// Byte i of the result is 0xFF iff u16 lane i of `mask` is 0xFFFF: a 64-bit summary of an
@@ -150,7 +156,14 @@ mod imp {
         let mut i = 0;
         while i + 4 * V8 <= n {
             // SAFETY: i + 64 <= n: four 16-byte loads in bounds.
-            let (a, b, c, d) = unsafe { (ld8(p.add(i)), ld8(p.add(i + V8)), ld8(p.add(i + 2 * V8)), ld8(p.add(i + 3 * V8))) };
+            let (a, b, c, d) = unsafe {
+                (
+                    ld8(p.add(i)),
+                    ld8(p.add(i + V8)),
+                    ld8(p.add(i + 2 * V8)),
+                    ld8(p.add(i + 3 * V8)),
+                )
+            };
             if vmaxvq_u8(vorrq_u8(vorrq_u8(a, b), vorrq_u8(c, d))) >= 0x80 {
                 for (k, v) in [a, b, c, d].into_iter().enumerate() {
                     if let Some(j) = first_hi8(v) {
@@ -198,7 +211,11 @@ mod imp {
     /// Shared shape of the two u16 prefix scans: `hit` turns a vector into a compare result.
     #[inline]
     #[target_feature(enable = "neon")]
-    fn scan16(src: &[u16], hit: impl Fn(uint16x8_t) -> uint16x8_t, small: fn(&[u16]) -> usize) -> usize {
+    fn scan16(
+        src: &[u16],
+        hit: impl Fn(uint16x8_t) -> uint16x8_t,
+        small: fn(&[u16]) -> usize,
+    ) -> usize {
         let n = src.len();
         if n < V16 {
             return small(src);
@@ -207,7 +224,14 @@ mod imp {
         let mut i = 0;
         while i + 4 * V16 <= n {
             // SAFETY: i + 32 <= n units: four 8-unit loads in bounds.
-            let (a, b, c, d) = unsafe { (ld16(p.add(i)), ld16(p.add(i + V16)), ld16(p.add(i + 2 * V16)), ld16(p.add(i + 3 * V16))) };
+            let (a, b, c, d) = unsafe {
+                (
+                    ld16(p.add(i)),
+                    ld16(p.add(i + V16)),
+                    ld16(p.add(i + 2 * V16)),
+                    ld16(p.add(i + 3 * V16)),
+                )
+            };
             let (a, b, c, d) = (hit(a), hit(b), hit(c), hit(d));
             if vmaxvq_u16(vorrq_u16(vorrq_u16(a, b), vorrq_u16(c, d))) != 0 {
                 for (k, v) in [a, b, c, d].into_iter().enumerate() {
@@ -365,7 +389,12 @@ mod imp {
         blocks(n, 4 * V16, |i| {
             // SAFETY: `blocks` passes i + 32 <= n <= both lengths: four 8-unit loads and stores.
             unsafe {
-                let (a, b, c, e) = (ld16(s.add(i)), ld16(s.add(i + 8)), ld16(s.add(i + 16)), ld16(s.add(i + 24)));
+                let (a, b, c, e) = (
+                    ld16(s.add(i)),
+                    ld16(s.add(i + 8)),
+                    ld16(s.add(i + 16)),
+                    ld16(s.add(i + 24)),
+                );
                 vst1q_u16(d.add(i), a);
                 vst1q_u16(d.add(i + 8), b);
                 vst1q_u16(d.add(i + 16), c);

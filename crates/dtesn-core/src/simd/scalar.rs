@@ -29,7 +29,9 @@ pub fn ascii_prefix_u16(src: &[u16]) -> usize {
 }
 
 pub fn bmp_prefix(src: &[u16]) -> usize {
-    src.iter().position(|&u| (u & 0xF800) == 0xD800).unwrap_or(src.len())
+    src.iter()
+        .position(|&u| (u & 0xF800) == 0xD800)
+        .unwrap_or(src.len())
 }
 
 pub fn max_u16(src: &[u16]) -> u16 {

@@ -31,7 +31,10 @@ impl Rng {
 
 /// Every path except the reference itself (all of them are compared with `scalar`).
 fn paths() -> Vec<&'static Kernels> {
-    available().into_iter().filter(|k| k.name != "scalar").collect()
+    available()
+        .into_iter()
+        .filter(|k| k.name != "scalar")
+        .collect()
 }
 
 const MAX_LEN: usize = 300;
@@ -43,7 +46,14 @@ fn check_u8_scans(paths: &[&Kernels], src: &[u8], what: &dyn Fn() -> String) {
     let want = scalar::ascii_prefix(src);
     for k in paths {
         let got = (k.ascii_prefix)(src);
-        assert_eq!(got, want, "{}: ascii_prefix len {}: {}", k.name, src.len(), what());
+        assert_eq!(
+            got,
+            want,
+            "{}: ascii_prefix len {}: {}",
+            k.name,
+            src.len(),
+            what()
+        );
     }
 }
 
@@ -53,9 +63,27 @@ fn check_u16_scans(paths: &[&Kernels], src: &[u16], what: &dyn Fn() -> String) {
     let want_m = scalar::max_u16(src);
     for k in paths {
         let n = src.len();
-        assert_eq!((k.ascii_prefix_u16)(src), want_a, "{}: ascii_prefix_u16 len {n}: {}", k.name, what());
-        assert_eq!((k.bmp_prefix)(src), want_b, "{}: bmp_prefix len {n}: {}", k.name, what());
-        assert_eq!((k.max_u16)(src), want_m, "{}: max_u16 len {n}: {}", k.name, what());
+        assert_eq!(
+            (k.ascii_prefix_u16)(src),
+            want_a,
+            "{}: ascii_prefix_u16 len {n}: {}",
+            k.name,
+            what()
+        );
+        assert_eq!(
+            (k.bmp_prefix)(src),
+            want_b,
+            "{}: bmp_prefix len {n}: {}",
+            k.name,
+            what()
+        );
+        assert_eq!(
+            (k.max_u16)(src),
+            want_m,
+            "{}: max_u16 len {n}: {}",
+            k.name,
+            what()
+        );
     }
 }
 
@@ -65,8 +93,9 @@ const SPECIAL_U8: [u8; 4] = [0x80, 0x81, 0xC3, 0xFF];
 /// Units that must stop `ascii_prefix_u16` and/or `bmp_prefix`, or move `max_u16`: the first
 /// non-ASCII unit, a high byte alone, the unit before / first / last of each surrogate kind /
 /// after the surrogates, the sign bit alone, and the max.
-const SPECIAL_U16: [u16; 12] =
-    [0x0080, 0x00FF, 0x0100, 0x7FFF, 0x8000, 0xD7FF, 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xE000, 0xFFFF];
+const SPECIAL_U16: [u16; 12] = [
+    0x0080, 0x00FF, 0x0100, 0x7FFF, 0x8000, 0xD7FF, 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xE000, 0xFFFF,
+];
 
 fn ascii_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
     // Include 0x00 and 0x7F (the edges of "ASCII") often.
@@ -112,8 +141,14 @@ fn available_lists_paths_best_first() {
     let names: Vec<&str> = available().iter().map(|k| k.name).collect();
     assert_eq!(names.last(), Some(&"scalar"), "{names:?}");
     let order = ["avx512", "avx2", "sse2", "neon", "scalar"];
-    let ranks: Vec<usize> = names.iter().map(|n| order.iter().position(|o| o == n).unwrap()).collect();
-    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "not best first, or a duplicate: {names:?}");
+    let ranks: Vec<usize> = names
+        .iter()
+        .map(|n| order.iter().position(|o| o == n).unwrap())
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]),
+        "not best first, or a duplicate: {names:?}"
+    );
 
     #[cfg(target_arch = "x86_64")]
     {
@@ -143,7 +178,10 @@ fn select_switches_the_active_path() {
     let err = select("no-such-isa").unwrap_err();
     let names: Vec<&str> = available().iter().map(|k| k.name).collect();
     assert!(err.contains("'no-such-isa'"), "{err}");
-    assert!(err.ends_with(&format!("available: {}", names.join(", "))), "{err}");
+    assert!(
+        err.ends_with(&format!("available: {}", names.join(", "))),
+        "{err}"
+    );
     // A failed select leaves the active path alone.
     assert_eq!(kernels().name, "scalar");
     assert_eq!(select(before), Ok(before));
@@ -166,7 +204,9 @@ fn ascii_prefix_every_length_and_position() {
                 if pos + 1 < len {
                     let last = len - 1;
                     s[last] = 0xFF;
-                    check_u8_scans(&paths, &s, &|| format!("{sp:#x} at {pos} and 0xff at {last}"));
+                    check_u8_scans(&paths, &s, &|| {
+                        format!("{sp:#x} at {pos} and 0xff at {last}")
+                    });
                 }
             }
         }
@@ -186,7 +226,9 @@ fn u16_scans_every_length_and_position() {
                 for &sp in &SPECIAL_U16 {
                     let mut s = base.clone();
                     s[pos] = sp;
-                    check_u16_scans(&paths, &s, &|| format!("{sp:#x} at {pos} in {:?}", &base[..4.min(len)]));
+                    check_u16_scans(&paths, &s, &|| {
+                        format!("{sp:#x} at {pos} in {:?}", &base[..4.min(len)])
+                    });
                 }
             }
         }
@@ -205,7 +247,13 @@ fn scans_every_start_offset() {
     let ascii16 = ascii_units(&mut rng, 64 + MAX_LEN + 64);
     for off in 0..64 {
         for len in (0..=MAX_LEN).filter(|l| *l <= 140 || l % 7 == 0) {
-            let positions = [None, Some(0), Some(len / 3), Some(len / 2), Some(len.saturating_sub(1))];
+            let positions = [
+                None,
+                Some(0),
+                Some(len / 3),
+                Some(len / 2),
+                Some(len.saturating_sub(1)),
+            ];
             for p in positions {
                 let mut b = bytes.clone();
                 let mut u = units.clone();
@@ -246,11 +294,17 @@ fn scans_random() {
         // One special per `density` units on average, from "everywhere" to "almost never".
         let density = [1u64, 2, 16, 200, 5000, u64::MAX][round % 6];
         let b: Vec<u8> = (0..len)
-            .map(|_| if rng.next() % density == 0 { rng.range(0x80, 0xFF) as u8 } else { rng.range(0, 0x7F) as u8 })
+            .map(|_| {
+                if rng.next().is_multiple_of(density) {
+                    rng.range(0x80, 0xFF) as u8
+                } else {
+                    rng.range(0, 0x7F) as u8
+                }
+            })
             .collect();
         let u: Vec<u16> = (0..len)
             .map(|_| {
-                if rng.next() % density == 0 {
+                if rng.next().is_multiple_of(density) {
                     rng.range(0xD800, 0xDFFF) as u16
                 } else if round % 2 == 0 {
                     rng.range(0, 0x7F) as u16
@@ -307,11 +361,21 @@ fn check_widen<S: Copy, T: Elem>(
     let mut got = want.clone();
     reference(src, &mut want[PAD + doff..PAD + doff + n]);
     run(src, &mut got[PAD + doff..PAD + doff + n]);
-    assert!(got == want, "{path}: {name} len {n}, dst offset {doff}: {}\n got {got:?}\nwant {want:?}", what());
+    assert!(
+        got == want,
+        "{path}: {name} len {n}, dst offset {doff}: {}\n got {got:?}\nwant {want:?}",
+        what()
+    );
 }
 
 /// Every `widen_u8_*` of every path on `src` with `add`, for each type all values fit in.
-fn check_widen_u8(paths: &[&Kernels], src: &[u8], add: i32, doff: usize, what: &dyn Fn() -> String) {
+fn check_widen_u8(
+    paths: &[&Kernels],
+    src: &[u8],
+    add: i32,
+    doff: usize,
+    what: &dyn Fn() -> String,
+) {
     let max = src.iter().copied().max().unwrap_or(0) as i64 + add as i64;
     let min = src.iter().copied().min().unwrap_or(0) as i64 + add as i64;
     let fits = |lo: i64, hi: i64| min >= lo && max <= hi;
@@ -468,7 +532,9 @@ fn widen_every_start_offset() {
     let mut rng = Rng::new(9);
     let bytes: Vec<u8> = (0..64 + MAX_LEN).map(|_| rng.next() as u8).collect();
     let units: Vec<u16> = (0..64 + MAX_LEN).map(|_| rng.next() as u16).collect();
-    let narrow: Vec<u16> = (0..64 + MAX_LEN).map(|_| rng.range(0, 255) as u16).collect();
+    let narrow: Vec<u16> = (0..64 + MAX_LEN)
+        .map(|_| rng.range(0, 255) as u16)
+        .collect();
     for off in 0..64 {
         for len in (0..=MAX_LEN).filter(|l| *l <= 100 || l % 11 == 0) {
             let what = || format!("src offset {off}");
@@ -526,6 +592,49 @@ fn widen_mismatched_lengths_write_the_common_prefix() {
             scalar::widen_u16::<u16>(&src16[..sl], &mut want);
             (k.widen_u16_u16)(&src16[..sl], &mut got);
             assert_eq!(got, want, "{}: widen_u16_u16 src {sl} dst {dl}", k.name);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_short_input_helpers_match_scalar_at_any_length() {
+    // The SWAR helpers the x86 paths use below one vector are written for any length.
+    use super::sse2::small;
+    let mut rng = Rng::new(11);
+    for len in 0..=48 {
+        let base = ascii_bytes(&mut rng, len);
+        let base16 = ascii_units(&mut rng, len);
+        for pos in (0..len).map(Some).chain([None]) {
+            let (mut b, mut u) = (base.clone(), base16.clone());
+            if let Some(p) = pos {
+                b[p] = 0x80;
+                u[p] = 0x80;
+                if p + 2 < len {
+                    b[p + 2] = 0xFF;
+                    u[p + 2] = 0xD800;
+                }
+            }
+            assert_eq!(
+                small::ascii_prefix(&b),
+                scalar::ascii_prefix(&b),
+                "len {len} pos {pos:?}"
+            );
+            assert_eq!(
+                small::ascii_prefix_u16(&u),
+                scalar::ascii_prefix_u16(&u),
+                "len {len} pos {pos:?}"
+            );
+            assert_eq!(
+                small::bmp_prefix(&u),
+                scalar::bmp_prefix(&u),
+                "len {len} pos {pos:?}"
+            );
+            assert_eq!(
+                small::max_u16(&u),
+                scalar::max_u16(&u),
+                "len {len} pos {pos:?}"
+            );
         }
     }
 }
