@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.availableSimd = nativeBinding.availableSimd
+module.exports.measureBytes = nativeBinding.measureBytes
+module.exports.parseRecords = nativeBinding.parseRecords
 module.exports.selectSimd = nativeBinding.selectSimd
 module.exports.simdPath = nativeBinding.simdPath
 module.exports.simdRequestUnavailable = nativeBinding.simdRequestUnavailable

@@ -12,6 +12,21 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** Every SIMD path this CPU can run, best first. */
 export declare function availableSimd(): Array<string>
 
+/**
+ * The width `vectorizeBytes` would give these rows (all checks included, nothing written).
+ * Internal: the pipeline measures shards in workers, then writes them with one shared width.
+ */
+export declare function measureBytes(bytes: unknown, offsets: unknown, options: object): number
+
+/**
+ * Turns one chunk of a file into rows without a JavaScript string per row: `'lines'` makes every
+ * line a row; `'jsonl'` takes the string `field` of the JSON object on each non-blank line. Only
+ * complete lines are consumed (all of them when `isLast`): pass `chunk.subarray(consumed)` again
+ * in front of the next chunk. Row `i` is `bytes[offsets[i] .. offsets[i+1])`, from line
+ * `lines[i]` of this chunk; lines that give no row are listed in `errors` (JSONL only).
+ */
+export declare function parseRecords(chunk: Uint8Array, format: 'lines' | 'jsonl', field: string | null, isLast: boolean): { bytes: Uint8Array; offsets: Uint32Array; lines: Uint32Array; consumed: number; lineCount: number; blank: number; errors: Array<{ line: number; message: string }> }
+
 /** Switches the SIMD path for the whole process (tests compare every path in one process). */
 export declare function selectSimd(name: string): string
 

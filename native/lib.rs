@@ -27,12 +27,14 @@ use napi::bindgen_prelude::{Env, Status, Unknown};
 use napi::{sys, JsValue};
 use napi_derive::napi;
 
+pub mod records;
+
 /// An exception is pending in JavaScript; unwind to the entry point and return.
-struct Thrown;
-type NResult<T> = Result<T, Thrown>;
+pub(crate) struct Thrown;
+pub(crate) type NResult<T> = Result<T, Thrown>;
 
 /// Throws `msg` as a TypeError or RangeError.
-fn throw(env: sys::napi_env, kind: ErrorKind, msg: &str) -> Thrown {
+pub(crate) fn throw(env: sys::napi_env, kind: ErrorKind, msg: &str) -> Thrown {
     let msg = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
     // SAFETY: env is the live environment of the current call; msg is a valid C string that
     // outlives the call; a null code is allowed.
@@ -51,7 +53,7 @@ fn throw_core(env: sys::napi_env, e: &CoreError) -> Thrown {
 
 /// Turns a failed N-API status into a thrown error (or keeps the exception already pending,
 /// e.g. from a getter that threw).
-fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()> {
+pub(crate) fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()> {
     if status == sys::Status::napi_ok {
         return Ok(());
     }
@@ -70,7 +72,7 @@ fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> NResult<()
     Err(Thrown)
 }
 
-fn type_of(env: sys::napi_env, v: sys::napi_value) -> NResult<i32> {
+pub(crate) fn type_of(env: sys::napi_env, v: sys::napi_value) -> NResult<i32> {
     let mut t = 0;
     // SAFETY: env and v are live handles of this call; `t` is a valid out pointer.
     check(
@@ -82,7 +84,7 @@ fn type_of(env: sys::napi_env, v: sys::napi_value) -> NResult<i32> {
 }
 
 /// `typeof v` as JavaScript spells it, with `null` for null.
-fn describe(env: sys::napi_env, v: sys::napi_value) -> NResult<&'static str> {
+pub(crate) fn describe(env: sys::napi_env, v: sys::napi_value) -> NResult<&'static str> {
     use sys::ValueType as V;
     Ok(match type_of(env, v)? {
         V::napi_undefined => "undefined",
@@ -184,14 +186,14 @@ fn bool_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> N
     Ok(b)
 }
 
-fn is_nullish(env: sys::napi_env, v: sys::napi_value) -> NResult<bool> {
+pub(crate) fn is_nullish(env: sys::napi_env, v: sys::napi_value) -> NResult<bool> {
     let t = type_of(env, v)?;
     Ok(t == sys::ValueType::napi_undefined || t == sys::ValueType::napi_null)
 }
 
 /// A typed array's element type, length, data and buffer. Obtained only after every call that
 /// can run JavaScript (getters), so the memory cannot be detached or resized while we use it.
-struct TypedArray {
+pub(crate) struct TypedArray {
     kind: i32,
     len: usize,
     data: *mut u8,
@@ -218,7 +220,7 @@ impl TypedArray {
     /// # Safety
     /// `kind` must be the typed-array kind of `T`, and no other live slice may alias this memory
     /// mutably (callers check overlaps first).
-    unsafe fn slice<'a, T>(&self) -> &'a [T] {
+    pub(crate) unsafe fn slice<'a, T>(&self) -> &'a [T] {
         if self.len == 0 || self.data.is_null() {
             return &[];
         }
@@ -228,7 +230,7 @@ impl TypedArray {
     }
     /// # Safety
     /// As `slice`, and no other slice of this memory may be live.
-    unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
+    pub(crate) unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
         if self.len == 0 || self.data.is_null() {
             return &mut [];
         }
@@ -315,7 +317,7 @@ fn typed_array(
 }
 
 /// An expected typed array of one kind.
-fn typed_array_of(
+pub(crate) fn typed_array_of(
     env: sys::napi_env,
     v: sys::napi_value,
     what: &str,
@@ -349,6 +351,7 @@ struct ReadOptions {
     add_special_tokens: bool,
     dtype: Dtype,
     invalid: Invalid,
+    width: Option<u32>,
     vocab: Option<sys::napi_value>,
     out_ids: Option<sys::napi_value>,
     out_mask: Option<sys::napi_value>,
@@ -403,7 +406,21 @@ fn read_options(env: sys::napi_env, o: sys::napi_value) -> NResult<ReadOptions> 
         let v = prop(env, o, name)?;
         Ok(if is_nullish(env, v)? { None } else { Some(v) })
     };
+    // Internal: a fixed width shared by the shards of one pipeline batch.
+    let width = match opt(b"width\0")? {
+        Some(v) => {
+            let mut w = 0f64;
+            // SAFETY: v is live; w is a valid out pointer.
+            let st = unsafe { sys::napi_get_value_double(env, v, &mut w) };
+            if st != sys::Status::napi_ok || w.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&w) {
+                return Err(throw(env, ErrorKind::Range, "options.width must be an integer >= 0"));
+            }
+            Some(w as u32)
+        }
+        None => None,
+    };
     Ok(ReadOptions {
+        width,
         encoding,
         max_length,
         padding,
@@ -460,7 +477,7 @@ struct Output {
 }
 
 /// Creates a typed array of `len` elements on a fresh ArrayBuffer.
-fn fresh(
+pub(crate) fn fresh(
     env: sys::napi_env,
     kind: i32,
     elem: usize,
@@ -527,6 +544,7 @@ fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
         add_special_tokens: ro.add_special_tokens,
         dtype: ro.dtype,
         invalid: ro.invalid,
+        width: ro.width,
     }
 }
 
@@ -833,13 +851,13 @@ fn gather(
 }
 
 /// A handle scope closed on drop (also on early returns).
-struct HandleScope {
+pub(crate) struct HandleScope {
     env: sys::napi_env,
     scope: sys::napi_handle_scope,
 }
 
 impl HandleScope {
-    fn open(env: sys::napi_env) -> NResult<HandleScope> {
+    pub(crate) fn open(env: sys::napi_env) -> NResult<HandleScope> {
         let mut scope = ptr::null_mut();
         // SAFETY: env is live; out pointer valid.
         check(
@@ -947,8 +965,24 @@ fn vectorize_bytes_impl(
     emit(env, p, &ro, ids, mask, &[(&b, "bytes"), (&o, "offsets")])
 }
 
+fn measure_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
+    let ro = read_options(env, options)?;
+    let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
+    let o = typed_array_of(env, offsets, "offsets", sys::TypedarrayType::uint32_array, "")?;
+    let voc = vocab(env, ro.vocab)?;
+    // SAFETY: kinds checked above; only read.
+    let (data, offs): (&[u8], &[u32]) = unsafe { (b.slice(), o.slice()) };
+    let src = Utf8Rows::new(data, offs).map_err(|e| throw_core(env, &e))?;
+    let opts = core_options(&ro, voc.as_deref());
+    let p = plan(&src, &opts).map_err(|e| throw_core(env, &e))?;
+    let mut v = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    check(env, unsafe { sys::napi_create_double(env, p.width() as f64, &mut v) }, "building the result")?;
+    Ok(v)
+}
+
 /// Runs an entry point, turning panics into a JavaScript Error so none crosses the boundary.
-fn guard(
+pub(crate) fn guard(
     env: &Env,
     f: impl FnOnce(sys::napi_env) -> NResult<sys::napi_value>,
 ) -> napi::Result<Unknown<'static>> {
@@ -991,6 +1025,14 @@ pub fn vectorize_bytes(
 ) -> napi::Result<Unknown<'static>> {
     let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
     guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
+}
+
+/// The width `vectorizeBytes` would give these rows (all checks included, nothing written).
+/// Internal: the pipeline measures shards in workers, then writes them with one shared width.
+#[napi(ts_args_type = "bytes: unknown, offsets: unknown, options: object", ts_return_type = "number")]
+pub fn measure_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
+    let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
+    guard(&env, |e| measure_bytes_impl(e, b, of, o))
 }
 
 /// The SIMD path in use, e.g. 'avx512'.

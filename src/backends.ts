@@ -21,6 +21,8 @@ export interface Backend {
 export interface NativeBinding {
   vectorizeStrings(texts: unknown, options: object): object;
   vectorizeBytes(bytes: unknown, offsets: unknown, options: object): object;
+  /** The width vectorizeBytes would give (every check included, nothing written). */
+  measureBytes(bytes: unknown, offsets: unknown, options: object): number;
   simdPath(): string;
   availableSimd(): string[];
   selectSimd(name: string): string;

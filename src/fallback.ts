@@ -470,6 +470,10 @@ function widthOf(n: NormalizedOptions, sourceLengths: Int32Array, lengths: Int32
     lengths[i] = len;
     if (len > longest) longest = len;
   }
+  if (n.width != null) {
+    if (n.width < longest) throw new RangeError(`options.width = ${n.width} is below the longest kept row (${longest} tokens)`);
+    return n.width;
+  }
   let width = n.padding === 'longest' ? longest : n.maxLength;
   const m = n.padToMultipleOf;
   if (m > 1 && width % m !== 0) width += m - (width % m);

@@ -97,3 +97,9 @@ export function vectorizeBytes<D extends Dtype = 'int32'>(
 export function getBackend(): BackendInfo {
   return { kind: backend.kind, simd: backend.simd(), version };
 }
+
+export { createPipeline } from './pipeline.js';
+export type { CallOptions, Pipeline, PipelineConfig, PipelineMetrics, ProcessResult } from './pipeline.js';
+export type { FileBatch, FileOptions, SkippedLine, StreamOptions } from './stream.js';
+export { RecordError } from './stream.js';
+export { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from './errors.js';

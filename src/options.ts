@@ -21,6 +21,11 @@ export interface NormalizedOptions {
   invalid: InvalidMode;
   outIds: IdsArray | null;
   outMask: Uint8Array | null;
+  /**
+   * Internal, never set by normalizeOptions: a fixed width for the shards of one pipeline batch
+   * (each worker writes its rows with the width of the whole batch). Must hold every kept row.
+   */
+  width?: number | null;
 }
 
 /** The largest element count of a batch (rows x width). */

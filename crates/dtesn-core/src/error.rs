@@ -91,6 +91,8 @@ pub enum Error {
     Overlap {
         what: &'static str,
     },
+    /// A fixed width (internal option) below the longest kept row.
+    WidthTooSmall { width: u32, longest: u32 },
     /// A binding measured a different number of rows than it passed (a bug in the binding).
     MeasuredRows {
         measured: usize,
@@ -195,6 +197,9 @@ impl fmt::Display for Error {
                 dtype.name()
             ),
             Error::Overlap { what } => write!(f, "{what}"),
+            Error::WidthTooSmall { width, longest } => {
+                write!(f, "options.width = {width} is below the longest kept row ({longest} tokens)")
+            }
             Error::MeasuredRows { measured, rows } => {
                 write!(f, "internal error: {measured} rows measured for a batch of {rows}")
             }

@@ -231,6 +231,9 @@ pub struct Options<'v> {
     pub add_special_tokens: bool,
     pub dtype: Dtype,
     pub invalid: Invalid,
+    /// Fixed batch width instead of the one `padding` gives (internal: the pipeline splits one
+    /// batch into shards that must share its width). Must hold every kept row.
+    pub width: Option<u32>,
 }
 
 impl Default for Options<'_> {
@@ -247,6 +250,7 @@ impl Default for Options<'_> {
             add_special_tokens: true,
             dtype: Dtype::Int32,
             invalid: Invalid::Replace,
+            width: None,
         }
     }
 }

@@ -130,12 +130,21 @@ pub fn plan_measured<'a, U: Unit>(
             }
         }
     }
-    let base = match opts.padding {
-        Padding::Longest => m.content.iter().map(|&c| c.min(cap) + s).max().unwrap_or(0) as u64,
-        Padding::MaxLength => opts.max_length as u64,
+    let longest = m.content.iter().map(|&c| c.min(cap) + s).max().unwrap_or(0) as u64;
+    let width = match opts.width {
+        Some(w) if (w as u64) < longest => {
+            return Err(Error::WidthTooSmall { width: w, longest: longest as u32 });
+        }
+        Some(w) => w as u64,
+        None => {
+            let base = match opts.padding {
+                Padding::Longest => longest,
+                Padding::MaxLength => opts.max_length as u64,
+            };
+            let mult = opts.pad_to_multiple_of as u64;
+            base.div_ceil(mult) * mult
+        }
     };
-    let mult = opts.pad_to_multiple_of as u64;
-    let width = base.div_ceil(mult) * mult;
     if rows as u64 * width > MAX_ELEMENTS {
         return Err(Error::TooLarge { rows, width });
     }

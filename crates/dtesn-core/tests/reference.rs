@@ -223,6 +223,7 @@ fn every_path_matches_reference() {
                 add_special_tokens: rng.below(4) != 0,
                 dtype: Dtype::Int32,
                 invalid: Invalid::Replace,
+                width: None,
             };
             let v = use_vocab.then_some(&vocab_cps[..]);
             run::<i32>(&units, &o, v);

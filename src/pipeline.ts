@@ -1,0 +1,703 @@
+/**
+ * The data processing pipeline: one per process, fed by many concurrent requests.
+ *
+ * - `vectorize` / `vectorizeBytes`: one batch, run inline or split over the worker pool (shared
+ *   memory in and out), whichever the cost model (cost.ts) expects to finish first. Results equal
+ *   the core `vectorize` exactly, whatever path ran.
+ * - `submit`: requests of a few rows, coalesced by the adaptive micro-batcher (batcher.ts,
+ *   adaptive.ts); each request gets exactly what `vectorize([its rows], options)` returns, or its
+ *   own rows' results from the downstream `handler`.
+ * - `stream` / `vectorizeFile`: batches from an iterable or a file with bounded memory
+ *   (stream.ts).
+ * - `processBatch`: a user task module over items on the workers, one outcome per item.
+ */
+import { availableParallelism } from 'node:os';
+import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
+import { MicroBatcher, type BatcherStats } from './batcher.js';
+import { CostModel, type CostSnapshot, type InputKind } from './cost.js';
+import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason } from './errors.js';
+import { type NormalizedOptions, checkBytesInput, checkTexts, describe, normalizeOptions } from './options.js';
+import { WorkerPool, type PoolStats } from './pool.js';
+import { parseRecords, parseRecordsJs } from './records.js';
+import { type FileBatch, type FileOptions, type StreamOptions, streamBatches, fileBatches } from './stream.js';
+import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
+import type { ItemResult, VectorizeResult } from './worker.js';
+
+export interface PipelineConfig {
+  /** [os.availableParallelism()] 1..64 workers in the pool. */
+  maxWorkers?: number;
+  /** [1000] rows per batch, upper bound of the adaptive size. */
+  maxBatchSize?: number;
+  /** [2] longest the oldest waiting row waits for batch-mates. */
+  batchTimeoutMs?: number;
+  /** [50] the p99 end-to-end latency the adaptive sizing holds. */
+  targetLatencyMs?: number;
+  /** [100000] rows waiting; beyond it new work is refused at once with QueueFullError. */
+  maxQueue?: number;
+  /** Defaults for every call. */
+  vectorize?: VectorizeOptions<Dtype>;
+  /** Optional downstream stage for `submit`, one result per row. */
+  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<unknown[]>;
+  /** [true]; false = the JS fallback everywhere. */
+  enableVectorization?: boolean;
+  /** [true]; metrics collection. */
+  enableProfiling?: boolean;
+  /** Worker heap limit (`resourceLimits.maxOldGenerationSizeMb`); a worker over it is replaced. */
+  workerHeapMb?: number;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export type ProcessResult<R> = { ok: true; value: R } | { ok: false; error: Error };
+
+export interface PipelineMetrics {
+  /** Rows (or items) accepted, processed, failed. accepted = processed + failed + in progress. */
+  accepted: number;
+  processed: number;
+  failed: number;
+  /** Rows refused with QueueFullError. */
+  shed: number;
+  /** UTF-8 (bytes input) or UTF-16 code units (strings) vectorized. */
+  bytesIn: number;
+  batches: { inline: number; pool: number };
+  queueDepth: number;
+  batcher: BatcherStats;
+  pool: PoolStats | null;
+  cost: CostSnapshot;
+  backend: 'native' | 'js';
+}
+
+export interface Pipeline {
+  vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = 'int32'>(
+    bytes: Uint8Array,
+    offsets: Uint32Array,
+    options?: VectorizeOptions<D>,
+    opts?: CallOptions,
+  ): Promise<VectorBatch<D>>;
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]>;
+  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>>;
+  vectorizeFile(path: string, options: FileOptions): AsyncIterable<FileBatch>;
+  processBatch<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>>;
+  metrics(): PipelineMetrics;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Below this many input bytes a batch always runs inline: dispatch costs more than it saves. */
+const POOL_MIN_BYTES = 256 << 10;
+/** Shards are at least this large, so that their dispatch stays small next to their work. */
+const SHARD_MIN_BYTES = 128 << 10;
+
+const CONFIG_KEYS = new Set([
+  'maxWorkers', 'maxBatchSize', 'batchTimeoutMs', 'targetLatencyMs', 'maxQueue', 'vectorize', 'handler',
+  'enableVectorization', 'enableProfiling', 'workerHeapMb',
+]);
+
+function intIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number): number {
+  const v = config[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw new TypeError(`config.${key} must be a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`config.${key} must be an integer in [${lo}, ${hi}], got ${v}`);
+  return v;
+}
+
+function numIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, loOpen: boolean): number {
+  const v = config[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw new TypeError(`config.${key} must be a number, got ${describe(v)}`);
+  if (!Number.isFinite(v) || (loOpen ? v <= lo : v < lo)) {
+    throw new RangeError(`config.${key} must be a finite number ${loOpen ? '>' : '>='} ${lo}, got ${v}`);
+  }
+  return v;
+}
+
+function boolIn(config: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = config[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw new TypeError(`config.${key} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
+/** Options of a call over the pipeline's defaults. */
+function mergeOptions(defaults: VectorizeOptions<Dtype> | undefined, options: unknown): unknown {
+  if (defaults === undefined) return options;
+  if (options === undefined) return defaults;
+  if (typeof options !== 'object' || options === null) return options; // normalizeOptions names the error
+  return { ...defaults, ...(options as object) };
+}
+
+const vocabIds = new WeakMap<Uint32Array, number>();
+let nextVocabId = 1;
+
+/** Calls with the same fingerprint may share a batch. */
+function fingerprint(n: NormalizedOptions): string {
+  let vocab = 0;
+  if (n.vocab) {
+    vocab = vocabIds.get(n.vocab) ?? 0;
+    if (vocab === 0) {
+      vocab = nextVocabId++;
+      vocabIds.set(n.vocab, vocab);
+    }
+  }
+  return [n.encoding, vocab, n.maxLength, n.padding, n.padToMultipleOf, n.paddingSide, n.truncationSide, n.padId, n.addSpecialTokens, n.dtype, n.invalid].join('|');
+}
+
+const ELEM_BYTES: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
+const IDS_CTOR = {
+  int32: Int32Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  uint8: Uint8Array,
+  float32: Float32Array,
+} as const;
+
+function isShared(a: ArrayBufferView): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
+}
+
+/** The width `vectorize(rows of this request)` would give, from its rows' kept lengths. */
+function widthFor(n: NormalizedOptions, lengths: Int32Array, from: number, count: number): number {
+  let w: number;
+  if (n.padding === 'max-length') w = n.maxLength;
+  else {
+    w = 0;
+    for (let i = from; i < from + count; i++) if (lengths[i]! > w) w = lengths[i]!;
+  }
+  const m = n.padToMultipleOf;
+  if (m > 1 && w % m !== 0) w += m - (w % m);
+  return w;
+}
+
+/**
+ * Rows `from .. from+count` of `b` as their own batch, exactly what vectorizing them alone gives:
+ * the width can only be smaller, and the columns cut are padding.
+ */
+function sliceBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, from: number, count: number): VectorBatch<Dtype> {
+  const w = widthFor(n, b.lengths, from, count);
+  const Ctor = IDS_CTOR[n.dtype];
+  const ids = new Ctor(count * w) as IdsArray;
+  const mask = new Uint8Array(count * w);
+  const skip = n.paddingSide === 'left' ? b.width - w : 0;
+  for (let r = 0; r < count; r++) {
+    const src = (from + r) * b.width + skip;
+    (ids as Int32Array).set((b.ids as Int32Array).subarray(src, src + w), r * w);
+    mask.set(b.attentionMask.subarray(src, src + w), r * w);
+  }
+  return {
+    ids,
+    rows: count,
+    width: w,
+    lengths: b.lengths.slice(from, from + count),
+    sourceLengths: b.sourceLengths.slice(from, from + count),
+    attentionMask: mask,
+  } as VectorBatch<Dtype>;
+}
+
+interface SubmitRequest {
+  texts: readonly string[];
+  n: NormalizedOptions;
+}
+
+class DtesnPipeline implements Pipeline {
+  private readonly backend: Backend;
+  private readonly pool: WorkerPool | null;
+  private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult>;
+  private readonly cost = new CostModel();
+  private readonly defaults: VectorizeOptions<Dtype> | undefined;
+  private readonly handler: PipelineConfig['handler'];
+  private readonly maxQueue: number;
+  private readonly profiling: boolean;
+  private closing: Promise<void> | null = null;
+  private readonly running = new Set<Promise<unknown>>();
+  private pending = 0;
+  private readonly counts = { accepted: 0, processed: 0, failed: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
+
+  constructor(config: PipelineConfig) {
+    if (typeof config !== 'object' || config === null) throw new TypeError(`config must be an object, got ${describe(config)}`);
+    const c = config as Record<string, unknown>;
+    for (const k of Object.keys(c)) if (!CONFIG_KEYS.has(k)) throw new TypeError(`unknown config option '${k}'`);
+    const workers = intIn(c, 'maxWorkers', Math.min(64, availableParallelism()), 1, 64);
+    const maxBatchSize = intIn(c, 'maxBatchSize', 1000, 1, 1 << 24);
+    const batchTimeoutMs = numIn(c, 'batchTimeoutMs', 2, 0, false);
+    const targetLatencyMs = numIn(c, 'targetLatencyMs', 50, 0, true);
+    this.maxQueue = intIn(c, 'maxQueue', 100_000, 1, 2 ** 31 - 1);
+    const heap = c.workerHeapMb === undefined ? undefined : intIn(c, 'workerHeapMb', 0, 16, 1 << 20);
+    if (c.handler !== undefined && typeof c.handler !== 'function') {
+      throw new TypeError(`config.handler must be a function, got ${describe(c.handler)}`);
+    }
+    this.handler = config.handler;
+    this.profiling = boolIn(c, 'enableProfiling', true);
+    const vectorization = boolIn(c, 'enableVectorization', true);
+    if (config.vectorize !== undefined) {
+      const d = normalizeOptions(config.vectorize); // refuse bad defaults now, naming the option
+      if (d.outIds || d.outMask) throw new TypeError('config.vectorize.out is not supported: pass out buffers per call');
+    }
+    this.defaults = config.vectorize;
+    if (vectorization) {
+      const loaded = loadNative();
+      this.backend = loaded.ok ? nativeBackendOf(loaded.binding) : jsBackend;
+    } else this.backend = jsBackend;
+    this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined);
+    this.batcher = new MicroBatcher<SubmitRequest, SubmitResult>({
+      maxBatchSize,
+      batchTimeoutMs,
+      targetLatencyMs,
+      maxQueue: this.maxQueue,
+      maxInFlight: workers,
+      rowsOf: (req) => req.texts.length,
+      run: (_key, reqs, signal) => this.runSubmitted(reqs, signal),
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // One batch: inline or on the pool.
+
+  private open(): void {
+    if (this.closing) throw new PipelineClosedError();
+  }
+
+  /** Registers work so that close() waits for it. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    const done = () => this.running.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Admission for pool-bound and submitted rows: refuse when the waiting rows are past maxQueue. */
+  private admit(rows: number): void {
+    const depth = this.pending + this.batcher.queuedRows;
+    if (depth > 0 && depth + rows > this.maxQueue) {
+      this.counts.shed += rows;
+      throw new QueueFullError(this.maxQueue, depth, rows);
+    }
+  }
+
+  vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>> {
+    return this.track(this.vectorizeStrings(texts, options, opts?.signal)) as Promise<VectorBatch<D>>;
+  }
+
+  private async vectorizeStrings(texts: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
+    this.open();
+    if (signal?.aborted) throw abortReason(signal);
+    checkTexts(texts);
+    const n = normalizeOptions(mergeOptions(this.defaults, options));
+    return this.runStrings(texts, n, signal, true);
+  }
+
+  /** Strings: inline, or encoded into shared memory and vectorized on the pool. */
+  private async runStrings(texts: readonly unknown[], n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype>> {
+    let units = 0;
+    for (let i = 0; i < texts.length; i++) {
+      const t = texts[i];
+      if (typeof t === 'string') units += t.length;
+    }
+    const rows = texts.length;
+    // Encoding to UTF-8 changes what 'utf16' sees and hides lone surrogates from 'error'.
+    const poolable =
+      this.pool !== null && units * 2 >= POOL_MIN_BYTES && n.encoding !== 'utf16' && n.invalid === 'replace' &&
+      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask));
+    const shards = this.shardCount(units * 2);
+    if (!poolable || !this.cost.choosePool('strings', units * 2, shards)) {
+      return this.inline('strings', units * 2, direct ? rows : 0, () => this.backend.vectorizeStrings(texts, n));
+    }
+    const t0 = performance.now();
+    const packed = encodeShared(texts);
+    const prepMs = performance.now() - t0;
+    return this.onPool('strings', packed.bytes, packed.offsets, n, signal, prepMs, units * 2, direct, () =>
+      this.backend.vectorizeStrings(texts, n),
+    );
+  }
+
+  vectorizeBytes<D extends Dtype = 'int32'>(
+    bytes: Uint8Array,
+    offsets: Uint32Array,
+    options?: VectorizeOptions<D>,
+    opts?: CallOptions,
+  ): Promise<VectorBatch<D>> {
+    return this.track(this.vectorizeBytesImpl(bytes, offsets, options, opts?.signal)) as Promise<VectorBatch<D>>;
+  }
+
+  private async vectorizeBytesImpl(bytes: unknown, offsets: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
+    this.open();
+    if (signal?.aborted) throw abortReason(signal);
+    checkBytesInput(bytes, offsets);
+    const offs = offsets as Uint32Array;
+    const n = normalizeOptions(mergeOptions(this.defaults, options));
+    return this.runBytes(bytes, offs, n, signal, true);
+  }
+
+  private async runBytes(bytes: Uint8Array, offs: Uint32Array, n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype>> {
+    const rows = Math.max(0, offs.length - 1);
+    const size = rows > 0 ? offs[rows]! - offs[0]! : 0;
+    const sane = rows > 0 && offs[rows]! >= offs[0]! && offs[rows]! <= bytes.length;
+    const poolable =
+      this.pool !== null && sane && size >= POOL_MIN_BYTES &&
+      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask));
+    if (!poolable || !this.cost.choosePool('bytes', size, this.shardCount(size))) {
+      return this.inline('bytes', Math.max(0, size), direct ? rows : 0, () => this.backend.vectorizeBytes(bytes, offs, n));
+    }
+    const t0 = performance.now();
+    let shared = bytes;
+    let sharedOffs = offs;
+    if (!isShared(bytes) || !isShared(offs)) {
+      // One copy into shared memory: the rows' bytes, and offsets rebased to them.
+      const start = offs[0]!;
+      shared = new Uint8Array(new SharedArrayBuffer(size));
+      shared.set(bytes.subarray(start, start + size));
+      sharedOffs = new Uint32Array(new SharedArrayBuffer(offs.length * 4));
+      for (let i = 0; i < offs.length; i++) sharedOffs[i] = offs[i]! - start;
+    }
+    const prepMs = performance.now() - t0;
+    return this.onPool('bytes', shared, sharedOffs, n, signal, prepMs, size, direct, () => this.backend.vectorizeBytes(bytes, offs, n));
+  }
+
+  private shardCount(bytes: number): number {
+    const size = this.pool?.size ?? 1;
+    return Math.max(1, Math.min(size, Math.floor(bytes / SHARD_MIN_BYTES)));
+  }
+
+  /** Runs `f` on this thread; `rows` are counted as accepted and processed (0 for submitted rows). */
+  private inline(kind: InputKind, bytes: number, rows: number, f: () => VectorBatch<Dtype>): VectorBatch<Dtype> {
+    const t0 = performance.now();
+    let b: VectorBatch<Dtype>;
+    try {
+      b = f();
+    } catch (e) {
+      this.counts.accepted += rows;
+      this.counts.failed += rows;
+      throw e;
+    }
+    this.cost.observeInline(kind, bytes, performance.now() - t0);
+    this.counts.inline++;
+    this.counts.accepted += rows;
+    this.counts.processed += rows;
+    this.counts.bytesIn += bytes;
+    return b;
+  }
+
+  /**
+   * Splits the rows into shards balanced by bytes, measures their width on the workers when the
+   * padding depends on the data, then has every worker write its rows into one shared output.
+   * An error inside a worker (bad input) is reproduced inline by `exact`, so the caller gets the
+   * very error (row numbers included) that the core gives.
+   */
+  private async onPool(
+    kind: InputKind,
+    bytes: Uint8Array,
+    offs: Uint32Array,
+    n: NormalizedOptions,
+    signal: AbortSignal | undefined,
+    prepMs: number,
+    size: number,
+    direct: boolean,
+    exact: () => VectorBatch<Dtype>,
+  ): Promise<VectorBatch<Dtype>> {
+    const pool = this.pool!;
+    const rows = offs.length - 1;
+    // Submitted rows were admitted (and are counted) by the batcher.
+    const counted = direct ? rows : 0;
+    if (direct) this.admit(rows);
+    this.pending += counted;
+    this.counts.accepted += counted;
+    const t0 = performance.now();
+    try {
+      const cuts = shardCuts(offs, this.shardCount(size));
+      const js = this.backend.kind === 'js';
+      const shardOffs = cuts.slice(0, -1).map((c, i) => offs.subarray(c, cuts[i + 1]! + 1));
+      const base = { ...n, outIds: null, outMask: null };
+      let width: number;
+      if (n.padding === 'max-length' && n.width == null) {
+        const m = n.padToMultipleOf;
+        width = Math.ceil(n.maxLength / m) * m;
+      } else {
+        const widths = await Promise.all(shardOffs.map((o) => pool.run<number>({ kind: 'measure', js, bytes, offsets: o, options: base }, signal)));
+        if (widths.some((w) => !w.ok)) return this.exactAfterWorkerError(exact, counted);
+        width = Math.max(0, ...widths.map((w) => (w as { ok: true; value: number }).value));
+      }
+      const total = rows * width;
+      if (total > 2147483647) return this.exactAfterWorkerError(exact, counted);
+      const eb = ELEM_BYTES[n.dtype];
+      if ((n.outIds && n.outIds.length < total) || (n.outMask && n.outMask.length < total)) return this.exactAfterWorkerError(exact, counted);
+      const Ctor = IDS_CTOR[n.dtype];
+      const ids = (n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb) as unknown as ArrayBuffer)) as IdsArray;
+      const mask = n.outMask ?? new Uint8Array(new SharedArrayBuffer(total));
+      const results = await Promise.all(
+        shardOffs.map((o, i) => {
+          const from = cuts[i]! * width;
+          const to = cuts[i + 1]! * width;
+          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to) };
+          return pool.run<VectorizeResult>({ kind: 'vectorize', js, bytes, offsets: o, options }, signal);
+        }),
+      );
+      if (results.some((r) => !r.ok)) return this.exactAfterWorkerError(exact, counted);
+      const lengths = new Int32Array(rows);
+      const sourceLengths = new Int32Array(rows);
+      let workerMs = 0;
+      results.forEach((r, i) => {
+        const v = (r as { ok: true; value: VectorizeResult }).value;
+        lengths.set(v.lengths, cuts[i]!);
+        sourceLengths.set(v.sourceLengths, cuts[i]!);
+        workerMs += v.ms;
+      });
+      this.cost.observePool(kind, size, shardOffs.length, prepMs, workerMs, performance.now() - t0 + prepMs);
+      this.counts.pool++;
+      this.counts.processed += counted;
+      this.counts.bytesIn += size;
+      return {
+        ids: ids.length === total ? ids : ids.subarray(0, total),
+        rows,
+        width,
+        lengths,
+        sourceLengths,
+        attentionMask: mask.length === total ? mask : mask.subarray(0, total),
+      } as VectorBatch<Dtype>;
+    } catch (e) {
+      this.counts.failed += counted;
+      throw e;
+    } finally {
+      this.pending -= counted;
+    }
+  }
+
+  /** A worker refused the input: the same call inline throws the exact error of the core. */
+  private exactAfterWorkerError(exact: () => VectorBatch<Dtype>, rows: number): VectorBatch<Dtype> {
+    const b = exact(); // throws the core's error (counted as failed by onPool's catch)
+    this.counts.inline++;
+    this.counts.processed += rows;
+    return b;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // submit(): adaptive micro-batching.
+
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]> {
+    return this.track(this.submitImpl(text, options, opts?.signal));
+  }
+
+  private async submitImpl(text: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype> | unknown[]> {
+    this.open();
+    const texts = typeof text === 'string' ? [text] : text;
+    checkTexts(texts);
+    for (let i = 0; i < texts.length; i++) {
+      if (typeof texts[i] !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${texts[i] === null ? 'null' : typeof texts[i]}`);
+    }
+    const n = normalizeOptions(mergeOptions(this.defaults, options));
+    if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
+    const depth = this.pending + this.batcher.queuedRows;
+    if (depth + texts.length > this.maxQueue) {
+      this.counts.shed += texts.length;
+      throw new QueueFullError(this.maxQueue, depth, texts.length);
+    }
+    const rows = texts.length;
+    const p = this.batcher.submit(fingerprint(n), { texts: texts as readonly string[], n }, signal);
+    this.counts.accepted += rows;
+    try {
+      const r = await p;
+      if (r instanceof SubmitFailure) throw r.reason;
+      this.counts.processed += rows;
+      this.counts.bytesIn += texts.reduce((a: number, t) => a + (t as string).length * 2, 0);
+      return r;
+    } catch (e) {
+      this.counts.failed += rows;
+      throw e;
+    }
+  }
+
+  /**
+   * One coalesced batch: vectorize every request's rows together, then hand each its share. A bad
+   * row (e.g. `invalid: 'error'`, an id that does not fit the dtype) fails only its own request:
+   * the batch is then vectorized request by request, so each gets its own result or error.
+   */
+  private async runSubmitted(reqs: SubmitRequest[], signal: AbortSignal): Promise<Array<SubmitResult>> {
+    const n = reqs[0]!.n;
+    const texts: string[] = [];
+    for (const r of reqs) for (const t of r.texts) texts.push(t);
+    let batch: VectorBatch<Dtype>;
+    try {
+      batch = await this.runStrings(texts, n, signal, false);
+    } catch (e) {
+      if (reqs.length === 1 || signal.aborted) throw e;
+      return Promise.all(reqs.map((r) => this.runSubmitted([r], signal).then(([x]) => x!, (err: unknown) => new SubmitFailure(err))));
+    }
+    if (this.handler) {
+      // The handler runs once per batch; its failure is every request's failure.
+      const results = await this.handler(batch, signal);
+      if (!Array.isArray(results) || results.length !== batch.rows) {
+        throw new TypeError(
+          `handler must resolve to an array of ${batch.rows} results (one per row), got ${Array.isArray(results) ? `${results.length} results` : describe(results)}`,
+        );
+      }
+      const out: unknown[][] = [];
+      let at = 0;
+      for (const r of reqs) {
+        out.push(results.slice(at, at + r.texts.length));
+        at += r.texts.length;
+      }
+      return out;
+    }
+    const out: VectorBatch<Dtype>[] = [];
+    let at = 0;
+    for (const r of reqs) {
+      out.push(reqs.length === 1 ? batch : sliceBatch(batch, n, at, r.texts.length));
+      at += r.texts.length;
+    }
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Streams.
+
+  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
+    this.open();
+    return streamBatches(source, options, (texts, o) => this.vectorizeStrings(texts, o));
+  }
+
+  vectorizeFile(path: string, options: FileOptions): AsyncIterable<FileBatch> {
+    this.open();
+    return fileBatches(path, options, this.backend.kind === 'native' ? parseRecords : parseRecordsJs, (bytes, offsets, o) => this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o)));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Generic processing.
+
+  processBatch<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>> {
+    return this.track(this.processImpl<T, R>(items, opts));
+  }
+
+  private async processImpl<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>> {
+    this.open();
+    if (!Array.isArray(items)) throw new TypeError(`items must be an array, got ${describe(items)}`);
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describe(opts)}`);
+    const task = opts.task instanceof URL ? opts.task.href : opts.task;
+    if (typeof task !== 'string' || task.length === 0) throw new TypeError(`opts.task must be a module path or URL, got ${describe(opts.task)}`);
+    const spec = task.startsWith('file:') || task.startsWith('data:') ? task : new URL(task, `file://${process.cwd()}/`).href;
+    const signal = opts.signal;
+    if (signal?.aborted) throw abortReason(signal);
+    if (items.length === 0) return [];
+    const pool = this.pool!;
+    this.admit(items.length);
+    this.pending += items.length;
+    this.counts.accepted += items.length;
+    try {
+      const pieces = Math.min(items.length, pool.size * 4);
+      const per = Math.ceil(items.length / pieces);
+      const chunks: T[][] = [];
+      for (let i = 0; i < items.length; i += per) chunks.push(items.slice(i, i + per));
+      const settled = await Promise.all(
+        chunks.map(async (chunk): Promise<Array<ProcessResult<R>>> => {
+          try {
+            const r = await pool.run<ItemResult[]>({ kind: 'process', module: spec, items: chunk }, signal);
+            if (!r.ok) return chunk.map(() => ({ ok: false, error: asError(r.error) }));
+            return r.value.map((x) => (x.ok ? { ok: true, value: x.value as R } : { ok: false, error: asError(x.error) }));
+          } catch (e) {
+            if (e instanceof WorkerCrashError) return chunk.map(() => ({ ok: false, error: e }));
+            throw e;
+          }
+        }),
+      );
+      const out = settled.flat();
+      for (const r of out) this.counts[r.ok ? 'processed' : 'failed']++;
+      return out;
+    } catch (e) {
+      this.counts.failed += items.length;
+      throw e;
+    } finally {
+      this.pending -= items.length;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  metrics(): PipelineMetrics {
+    const b = this.batcher.stats();
+    return {
+      accepted: this.counts.accepted,
+      processed: this.counts.processed,
+      failed: this.counts.failed,
+      shed: this.counts.shed,
+      bytesIn: this.counts.bytesIn,
+      batches: { inline: this.counts.inline, pool: this.counts.pool },
+      queueDepth: this.pending + this.batcher.queuedRows,
+      batcher: b,
+      pool: this.pool?.stats() ?? null,
+      cost: this.cost.snapshot(),
+      backend: this.backend.kind,
+    };
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        await this.batcher.close();
+        while (this.running.size > 0) await Promise.allSettled([...this.running]);
+        await this.pool?.close();
+      })();
+    }
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A request that failed inside a batch whose other requests succeeded. */
+class SubmitFailure {
+  constructor(readonly reason: unknown) {}
+}
+
+type SubmitResult = VectorBatch<Dtype> | unknown[] | SubmitFailure;
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** Row indices cutting `offs` into `k` shards of about equal bytes: [0, c1, ..., rows]. */
+function shardCuts(offs: Uint32Array, k: number): number[] {
+  const rows = offs.length - 1;
+  const start = offs[0]!;
+  const total = offs[rows]! - start;
+  const cuts = [0];
+  for (let s = 1; s < k; s++) {
+    const target = start + (total * s) / k;
+    let lo = cuts[cuts.length - 1]!;
+    let hi = rows;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (offs[mid]! < target) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > cuts[cuts.length - 1]! && lo < rows) cuts.push(lo);
+  }
+  cuts.push(rows);
+  return cuts;
+}
+
+const encoder = new TextEncoder();
+
+/** Strings as UTF-8 in shared memory (lone surrogates become U+FFFD, as vectorize does). */
+function encodeShared(texts: readonly unknown[]): { bytes: Uint8Array; offsets: Uint32Array } {
+  let size = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i];
+    if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
+    size += Buffer.byteLength(t, 'utf8');
+  }
+  const bytes = new Uint8Array(new SharedArrayBuffer(size));
+  const offsets = new Uint32Array(new SharedArrayBuffer((texts.length + 1) * 4));
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    at += encoder.encodeInto(texts[i] as string, bytes.subarray(at)).written;
+    offsets[i + 1] = at;
+  }
+  return { bytes, offsets };
+}
+
+/** Creates a pipeline. Workers start at once and stay until `close()`. */
+export function createPipeline(config: PipelineConfig = {}): Pipeline {
+  return new DtesnPipeline(config);
+}

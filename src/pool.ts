@@ -1,0 +1,97 @@
+/**
+ * The worker pool: piscina with persistent workers that load the native addon once, tasks whose
+ * data lives in SharedArrayBuffers, and crash handling. A worker returns every task's outcome as a
+ * value (see worker.ts), so a rejected piscina promise always means the worker itself failed
+ * (exit, uncaught error, resourceLimits) or the task was aborted; such a task is retried once on a
+ * fresh worker, and a second failure becomes a WorkerCrashError.
+ */
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { WorkerCrashError, abortReason } from './errors.js';
+import type { ItemResult, Task, VectorizeResult } from './worker.js';
+
+/** What a task yields: its value, or the error it threw inside the worker. */
+export type TaskOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+export interface PoolStats {
+  threads: number;
+  /** Tasks running now. */
+  busy: number;
+  /** piscina's own figure: share of the pool's capacity used since it started (0..1). */
+  utilization: number;
+  completed: number;
+  /** Tasks retried after a worker died. */
+  retried: number;
+  /** Tasks whose worker died twice. */
+  crashed: number;
+}
+
+// The compiled worker sits in dist/ beside this module's compiled form; from src/ (tests) the
+// same relative path reaches it, since both folders are one level below the package root.
+const workerFile = fileURLToPath(new URL('../dist/worker.js', import.meta.url));
+
+export class WorkerPool {
+  readonly size: number;
+  private readonly piscina: Piscina;
+  private busy = 0;
+  private retried = 0;
+  private crashed = 0;
+
+  constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
+    this.size = size;
+    this.piscina = new Piscina({
+      filename: workerFile,
+      minThreads: size,
+      maxThreads: size,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Workers wait on their message port between tasks, so an idle pool does not hold the
+      // process open.
+      atomics: 'disabled',
+      ...(resourceLimits ? { resourceLimits } : {}),
+    });
+    // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
+    this.piscina.on('error', () => {});
+  }
+
+  /** Runs a task; a worker death is retried once, then reported as WorkerCrashError. */
+  async run<T extends number | VectorizeResult | ItemResult[]>(task: Task, signal?: AbortSignal): Promise<TaskOutcome<T>> {
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw abortReason(signal);
+      this.busy++;
+      try {
+        return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
+      } catch (cause) {
+        if (signal?.aborted) throw abortReason(signal);
+        if (attempt === 0) {
+          this.retried++;
+          continue;
+        }
+        this.crashed++;
+        const detail = cause instanceof Error ? cause.message : String(cause);
+        const code = /exited with code: (-?\d+)/.exec(detail);
+        throw new WorkerCrashError(`the worker running this task died twice (${detail})`, {
+          cause,
+          ...(code ? { exitCode: Number(code[1]) } : {}),
+        });
+      } finally {
+        this.busy--;
+      }
+    }
+  }
+
+  stats(): PoolStats {
+    return {
+      threads: this.piscina.threads.length,
+      busy: this.busy,
+      utilization: this.piscina.utilization,
+      completed: this.piscina.completed,
+      retried: this.retried,
+      crashed: this.crashed,
+    };
+  }
+
+  /** Waits for running tasks, then stops the workers. */
+  async close(): Promise<void> {
+    await this.piscina.close();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The piscina worker: loads the native binding once per thread (or the fallback) and runs the
+ * pipeline's tasks. Inputs and outputs of vectorize tasks live in SharedArrayBuffers, so a task
+ * message carries only views (no copy of the text or of the ids); `process` tasks run a user
+ * module over items, one result per item, catching each item's error on its own.
+ */
+import { jsBackend, loadNative, nativeBackendOf, type Backend, type NativeBinding } from './backends.js';
+import type { NormalizedOptions } from './options.js';
+
+const loaded = loadNative();
+const binding: NativeBinding | null = loaded.ok ? loaded.binding : null;
+const native: Backend | null = binding ? nativeBackendOf(binding) : null;
+
+export interface MeasureTask {
+  kind: 'measure';
+  js: boolean;
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+  options: NormalizedOptions;
+}
+
+export interface VectorizeTask {
+  kind: 'vectorize';
+  js: boolean;
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+  /** With `width` set and `outIds`/`outMask` views of the shared output at this shard's rows. */
+  options: NormalizedOptions;
+}
+
+export interface ProcessTask {
+  kind: 'process';
+  /** file: URL or absolute path of an ES module or CommonJS module exporting the function. */
+  module: string;
+  items: unknown[];
+}
+
+export type Task = MeasureTask | VectorizeTask | ProcessTask;
+
+export interface VectorizeResult {
+  lengths: Int32Array;
+  sourceLengths: Int32Array;
+  /** Time spent in the kernel, ms. */
+  ms: number;
+}
+
+export type ItemResult = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+function backendFor(js: boolean): Backend {
+  return js || native === null ? jsBackend : native;
+}
+
+const modules = new Map<string, Promise<(item: unknown) => unknown>>();
+
+async function loadTask(spec: string): Promise<(item: unknown) => unknown> {
+  const mod = (await import(spec)) as { default?: unknown };
+  let fn: unknown = mod.default;
+  // A CommonJS module's export arrives as `default`; an ES module's default may itself wrap it.
+  if (typeof fn === 'object' && fn !== null && typeof (fn as { default?: unknown }).default === 'function') {
+    fn = (fn as { default: unknown }).default;
+  }
+  if (typeof fn !== 'function') {
+    throw new TypeError(`task module ${spec} must export a function (default export), got ${typeof fn}`);
+  }
+  return fn as (item: unknown) => unknown;
+}
+
+/**
+ * Every outcome comes back as a value, errors included: a rejected task then always means the
+ * worker itself died (see pool.ts).
+ */
+export default async function run(
+  task: Task,
+): Promise<{ ok: true; value: number | VectorizeResult | ItemResult[] } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await perform(task) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+async function perform(task: Task): Promise<number | VectorizeResult | ItemResult[]> {
+  switch (task.kind) {
+    case 'measure': {
+      const b = backendFor(task.js);
+      if (b === native && binding) return binding.measureBytes(task.bytes, task.offsets, task.options);
+      return b.vectorizeBytes(task.bytes, task.offsets, { ...task.options, outIds: null, outMask: null }).width;
+    }
+    case 'vectorize': {
+      const t0 = performance.now();
+      const batch = backendFor(task.js).vectorizeBytes(task.bytes, task.offsets, task.options);
+      return { lengths: batch.lengths, sourceLengths: batch.sourceLengths, ms: performance.now() - t0 };
+    }
+    case 'process': {
+      let fnP = modules.get(task.module);
+      if (!fnP) {
+        fnP = loadTask(task.module);
+        modules.set(task.module, fnP);
+      }
+      const fn = await fnP;
+      const out: ItemResult[] = new Array(task.items.length);
+      for (let i = 0; i < task.items.length; i++) {
+        try {
+          out[i] = { ok: true, value: await fn(task.items[i]) };
+        } catch (error) {
+          out[i] = { ok: false, error };
+        }
+      }
+      return out;
+    }
+  }
+}
