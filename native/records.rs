@@ -45,9 +45,9 @@ fn string_value(env: sys::napi_env, v: sys::napi_value) -> NResult<Option<String
     };
     check(env, st, "reading a string argument")?;
     buf.truncate(written);
-    Ok(Some(
-        String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    ))
+    Ok(Some(String::from_utf8(buf).unwrap_or_else(|e| {
+        String::from_utf8_lossy(e.as_bytes()).into_owned()
+    })))
 }
 
 fn type_error(env: sys::napi_env, msg: String) -> NResult<sys::napi_value> {
@@ -57,11 +57,20 @@ fn type_error(env: sys::napi_env, msg: String) -> NResult<sys::napi_value> {
 fn number(env: sys::napi_env, x: f64) -> NResult<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(env, unsafe { sys::napi_create_double(env, x, &mut v) }, "building the result")?;
+    check(
+        env,
+        unsafe { sys::napi_create_double(env, x, &mut v) },
+        "building the result",
+    )?;
     Ok(v)
 }
 
-fn set(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8], v: sys::napi_value) -> NResult<()> {
+fn set(
+    env: sys::napi_env,
+    obj: sys::napi_value,
+    name: &'static [u8],
+    v: sys::napi_value,
+) -> NResult<()> {
     // SAFETY: `name` is a NUL-terminated literal (every caller passes b"...\0"); obj and v are live.
     let st = unsafe { sys::napi_set_named_property(env, obj, name.as_ptr().cast(), v) };
     check(env, st, "building the result")
@@ -82,10 +91,29 @@ fn result_object(env: sys::napi_env, r: &Records) -> NResult<sys::napi_value> {
     use sys::TypedarrayType as T;
     let mut obj = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(env, unsafe { sys::napi_create_object(env, &mut obj) }, "building the result")?;
-    set(env, obj, b"bytes\0", copy_out(env, T::uint8_array, &r.bytes)?)?;
-    set(env, obj, b"offsets\0", copy_out(env, T::uint32_array, &r.offsets)?)?;
-    set(env, obj, b"lines\0", copy_out(env, T::uint32_array, &r.lines)?)?;
+    check(
+        env,
+        unsafe { sys::napi_create_object(env, &mut obj) },
+        "building the result",
+    )?;
+    set(
+        env,
+        obj,
+        b"bytes\0",
+        copy_out(env, T::uint8_array, &r.bytes)?,
+    )?;
+    set(
+        env,
+        obj,
+        b"offsets\0",
+        copy_out(env, T::uint32_array, &r.offsets)?,
+    )?;
+    set(
+        env,
+        obj,
+        b"lines\0",
+        copy_out(env, T::uint32_array, &r.lines)?,
+    )?;
     set(env, obj, b"consumed\0", number(env, r.consumed as f64)?)?;
     set(env, obj, b"lineCount\0", number(env, r.line_count as f64)?)?;
     set(env, obj, b"blank\0", number(env, r.blank as f64)?)?;
@@ -99,17 +127,30 @@ fn result_object(env: sys::napi_env, r: &Records) -> NResult<sys::napi_value> {
         let _scope = HandleScope::open(env)?;
         let mut item = ptr::null_mut();
         // SAFETY: out pointer valid.
-        check(env, unsafe { sys::napi_create_object(env, &mut item) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_create_object(env, &mut item) },
+            "building the result",
+        )?;
         set(env, item, b"line\0", number(env, e.line as f64)?)?;
         let mut msg = ptr::null_mut();
         // SAFETY: the pointer and length describe the message's UTF-8 bytes, alive for the call.
         let st = unsafe {
-            sys::napi_create_string_utf8(env, e.message.as_ptr().cast(), e.message.len() as isize, &mut msg)
+            sys::napi_create_string_utf8(
+                env,
+                e.message.as_ptr().cast(),
+                e.message.len() as isize,
+                &mut msg,
+            )
         };
         check(env, st, "building the result")?;
         set(env, item, b"message\0", msg)?;
         // SAFETY: errors is the array created above; i < its length.
-        check(env, unsafe { sys::napi_set_element(env, errors, i as u32, item) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_set_element(env, errors, i as u32, item) },
+            "building the result",
+        )?;
     }
     set(env, obj, b"errors\0", errors)?;
     Ok(obj)
@@ -129,7 +170,12 @@ fn parse_records_impl(
     let jsonl = match string_value(env, format)?.as_deref() {
         Some("lines") => false,
         Some("jsonl") => true,
-        Some(other) => return type_error(env, format!("format must be one of {choices}, got '{other}'")),
+        Some(other) => {
+            return type_error(
+                env,
+                format!("format must be one of {choices}, got '{other}'"),
+            )
+        }
         None => {
             let t = describe(env, format)?;
             return type_error(env, format!("format must be one of {choices}, got {t}"));
@@ -140,13 +186,19 @@ fn parse_records_impl(
             Some(field) => Format::Jsonl { field },
             None => {
                 let t = describe(env, field)?;
-                return type_error(env, format!("field must be a string for format 'jsonl', got {t}"));
+                return type_error(
+                    env,
+                    format!("field must be a string for format 'jsonl', got {t}"),
+                );
             }
         }
     } else {
         if !is_nullish(env, field)? {
             let t = describe(env, field)?;
-            return type_error(env, format!("field must be null for format 'lines', got {t}"));
+            return type_error(
+                env,
+                format!("field must be null for format 'lines', got {t}"),
+            );
         }
         Format::Lines
     };
@@ -157,7 +209,10 @@ fn parse_records_impl(
         return type_error(env, format!("isLast must be a boolean, got {t}"));
     }
     if t.len > MAX_INPUT {
-        let msg = format!("chunk has {} bytes; parseRecords takes at most {MAX_INPUT} per call", t.len);
+        let msg = format!(
+            "chunk has {} bytes; parseRecords takes at most {MAX_INPUT} per call",
+            t.len
+        );
         return Err(throw(env, ErrorKind::Range, &msg));
     }
     let run = |r: &mut Records| -> NResult<sys::napi_value> {

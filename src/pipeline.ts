@@ -86,6 +86,13 @@ export interface Pipeline {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * Internal, for tests (not exported by the package entry point): `pipeline[ROUTE] = 'pool'` or
+ * `'inline'` sends every batch that may use the pool that way instead of asking the cost model;
+ * `'auto'` (the default) asks it.
+ */
+export const ROUTE = Symbol('dtesn.pipeline.route');
+
 /** Below this many input bytes a batch always runs inline: dispatch costs more than it saves. */
 const POOL_MIN_BYTES = 256 << 10;
 /** Shards are at least this large, so that their dispatch stays small next to their work. */
@@ -158,6 +165,21 @@ function isShared(a: ArrayBufferView): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
 }
 
+/**
+ * Whether the caller's out buffers share a buffer with each other or with the input. The core
+ * refuses overlaps before writing anything; shards writing their own slices would not see them,
+ * so such calls run inline.
+ */
+function outSharesMemory(n: NormalizedOptions, inputs: readonly ArrayBufferView[]): boolean {
+  const views: ArrayBufferView[] = [];
+  if (n.outIds) views.push(n.outIds);
+  if (n.outMask) views.push(n.outMask);
+  const outs = views.length;
+  views.push(...inputs);
+  for (let i = 0; i < outs; i++) for (let j = i + 1; j < views.length; j++) if (views[i]!.buffer === views[j]!.buffer) return true;
+  return false;
+}
+
 /** The width `vectorize(rows of this request)` would give, from its rows' kept lengths. */
 function widthFor(n: NormalizedOptions, lengths: Int32Array, from: number, count: number): number {
   let w: number;
@@ -214,6 +236,7 @@ class DtesnPipeline implements Pipeline {
   private readonly running = new Set<Promise<unknown>>();
   private pending = 0;
   private readonly counts = { accepted: 0, processed: 0, failed: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
+  [ROUTE]: 'auto' | 'pool' | 'inline' = 'auto';
 
   constructor(config: PipelineConfig) {
     if (typeof config !== 'object' || config === null) throw new TypeError(`config must be an object, got ${describe(config)}`);
@@ -299,9 +322,9 @@ class DtesnPipeline implements Pipeline {
     // Encoding to UTF-8 changes what 'utf16' sees and hides lone surrogates from 'error'.
     const poolable =
       this.pool !== null && units * 2 >= POOL_MIN_BYTES && n.encoding !== 'utf16' && n.invalid === 'replace' &&
-      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask));
+      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask)) && !outSharesMemory(n, []);
     const shards = this.shardCount(units * 2);
-    if (!poolable || !this.cost.choosePool('strings', units * 2, shards)) {
+    if (!poolable || !this.choosePool('strings', units * 2, shards)) {
       return this.inline('strings', units * 2, direct ? rows : 0, () => this.backend.vectorizeStrings(texts, n));
     }
     const t0 = performance.now();
@@ -336,8 +359,8 @@ class DtesnPipeline implements Pipeline {
     const sane = rows > 0 && offs[rows]! >= offs[0]! && offs[rows]! <= bytes.length;
     const poolable =
       this.pool !== null && sane && size >= POOL_MIN_BYTES &&
-      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask));
-    if (!poolable || !this.cost.choosePool('bytes', size, this.shardCount(size))) {
+      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask)) && !outSharesMemory(n, [bytes, offs]);
+    if (!poolable || !this.choosePool('bytes', size, this.shardCount(size))) {
       return this.inline('bytes', Math.max(0, size), direct ? rows : 0, () => this.backend.vectorizeBytes(bytes, offs, n));
     }
     const t0 = performance.now();
@@ -353,6 +376,10 @@ class DtesnPipeline implements Pipeline {
     }
     const prepMs = performance.now() - t0;
     return this.onPool('bytes', shared, sharedOffs, n, signal, prepMs, size, direct, () => this.backend.vectorizeBytes(bytes, offs, n));
+  }
+
+  private choosePool(kind: InputKind, bytes: number, shards: number): boolean {
+    return this[ROUTE] === 'auto' ? this.cost.choosePool(kind, bytes, shards) : this[ROUTE] === 'pool';
   }
 
   private shardCount(bytes: number): number {
@@ -410,7 +437,8 @@ class DtesnPipeline implements Pipeline {
       const shardOffs = cuts.slice(0, -1).map((c, i) => offs.subarray(c, cuts[i + 1]! + 1));
       const base = { ...n, outIds: null, outMask: null };
       let width: number;
-      if (n.padding === 'max-length' && n.width == null) {
+      // Caller out buffers are written only after the measuring pass has checked every row.
+      if (n.padding === 'max-length' && n.width == null && n.outIds === null && n.outMask === null) {
         const m = n.padToMultipleOf;
         width = Math.ceil(n.maxLength / m) * m;
       } else {
@@ -502,7 +530,10 @@ class DtesnPipeline implements Pipeline {
       this.counts.bytesIn += texts.reduce((a: number, t) => a + (t as string).length * 2, 0);
       return r;
     } catch (e) {
-      this.counts.failed += rows;
+      if (e instanceof QueueFullError) {
+        this.counts.accepted -= rows;
+        this.counts.shed += rows;
+      } else this.counts.failed += rows;
       throw e;
     }
   }

@@ -19,6 +19,7 @@ export interface StreamOptions extends VectorizeOptions<Dtype> {
 }
 
 export interface FileOptions extends VectorizeOptions<Dtype> {
+  /** 'lines': every line is a row; 'jsonl': each non-blank line is a JSON object holding the text. A UTF-8 BOM at the start of the file is skipped. */
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
   field?: string;
@@ -175,6 +176,7 @@ export function fileBatches(
       let carry: Uint8Array = new Uint8Array(0);
       let lineBase = 0; // lines fully consumed before the current chunk
       let eof = false;
+      let atStart = true;
       const flush = async (): Promise<FileBatch> => {
         const n = rows.rows;
         const b = await runBytes(rows.bytes, rows.offsets.subarray(0, n + 1), vec);
@@ -189,7 +191,16 @@ export function fileBatches(
         buf.set(carry);
         const { bytesRead } = await fh.read(buf, carry.length, chunkBytes, null);
         eof = bytesRead === 0;
-        const chunk = buf.subarray(0, carry.length + bytesRead);
+        let chunk = buf.subarray(0, carry.length + bytesRead);
+        if (atStart) {
+          // A UTF-8 byte-order mark starts the file, not its first row.
+          if (chunk.length < 3 && !eof) {
+            carry = chunk.slice();
+            continue;
+          }
+          if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
+          atStart = false;
+        }
         const rec = parseRecords(chunk, format, format === 'jsonl' ? field : null, eof);
         const firstError = onError === 'throw' && rec.errors.length > 0 ? rec.errors[0]!.line : Number.POSITIVE_INFINITY;
         for (let i = 0; i < rec.lines.length; i++) {

@@ -101,12 +101,25 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
       const out: ItemResult[] = new Array(task.items.length);
       for (let i = 0; i < task.items.length; i++) {
         try {
-          out[i] = { ok: true, value: await fn(task.items[i]) };
+          const value = await fn(task.items[i]);
+          // A value that cannot cross threads fails its own item, not the whole piece.
+          structuredClone(value);
+          out[i] = { ok: true, value };
         } catch (error) {
-          out[i] = { ok: false, error };
+          out[i] = { ok: false, error: cloneable(error) };
         }
       }
       return out;
     }
+  }
+}
+
+/** Errors cross threads by structured clone; anything else thrown is wrapped in one that can. */
+function cloneable(error: unknown): unknown {
+  try {
+    structuredClone(error);
+    return error;
+  } catch {
+    return new Error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
   }
 }

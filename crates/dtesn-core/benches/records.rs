@@ -34,9 +34,38 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "data", "pipeline", "and",
-    "of", "to", "in", "is", "it", "text", "model", "token", "naïve", "café", "Straße", "μέτρο",
-    "中文", "テキスト", "😀", "say \"hi\"", "tab\there", "line\nbreak", "back\\slash", "50%",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "data",
+    "pipeline",
+    "and",
+    "of",
+    "to",
+    "in",
+    "is",
+    "it",
+    "text",
+    "model",
+    "token",
+    "naïve",
+    "café",
+    "Straße",
+    "μέτρο",
+    "中文",
+    "テキスト",
+    "😀",
+    "say \"hi\"",
+    "tab\there",
+    "line\nbreak",
+    "back\\slash",
+    "50%",
 ];
 
 fn escape(text: &str, ascii_only: bool, out: &mut String) {
@@ -60,7 +89,10 @@ fn escape(text: &str, ascii_only: bool, out: &mut String) {
 /// (JSONL file, lines file): line `i` of both carries the same text.
 fn generate() -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let (mut jsonl, mut lines) = (String::with_capacity(SIZE + 256), String::with_capacity(SIZE));
+    let (mut jsonl, mut lines) = (
+        String::with_capacity(SIZE + 256),
+        String::with_capacity(SIZE),
+    );
     let mut id = 0u64;
     while jsonl.len() < SIZE {
         let target = 20 + rng.below(101) as usize;
@@ -73,7 +105,10 @@ fn generate() -> (Vec<u8>, Vec<u8>) {
         }
         jsonl.push_str(&format!("{{\"id\":{id},\"text\":\""));
         escape(&text, rng.below(4) == 0, &mut jsonl);
-        jsonl.push_str(&format!("\",\"lang\":\"en\",\"score\":0.{:02}}}\n", rng.below(100)));
+        jsonl.push_str(&format!(
+            "\",\"lang\":\"en\",\"score\":0.{:02}}}\n",
+            rng.below(100)
+        ));
         lines.push_str(&text.replace(['\n', '\r'], " "));
         lines.push('\n');
         id += 1;
@@ -101,7 +136,9 @@ fn chunked(input: &[u8], format: &Format, r: &mut Records, carry: &mut Vec<u8>) 
 
 fn records(c: &mut Criterion) {
     let (jsonl, lines) = generate();
-    let field = Format::Jsonl { field: "text".to_string() };
+    let field = Format::Jsonl {
+        field: "text".to_string(),
+    };
     let mut r = Records::new();
     let mut carry = Vec::with_capacity(2 * CHUNK);
     // Sanity: every JSONL line gives a row equal to the lines file's line.
@@ -112,8 +149,12 @@ fn records(c: &mut Criterion) {
     for (name, input, format) in [("jsonl", &jsonl, &field), ("lines", &lines, &Format::Lines)] {
         let mut g = c.benchmark_group(format!("records/{name}-{}MB", input.len() >> 20));
         g.throughput(Throughput::Bytes(input.len() as u64));
-        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
-        g.bench_function("memchr-count", |b| b.iter(|| memchr::memchr_iter(b'\n', black_box(input)).count()));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(4));
+        g.bench_function("memchr-count", |b| {
+            b.iter(|| memchr::memchr_iter(b'\n', black_box(input)).count())
+        });
         g.bench_function("parse_records/chunks-1MiB", |b| {
             b.iter(|| chunked(black_box(input), format, &mut r, &mut carry))
         });

@@ -53,15 +53,23 @@
 //! # Cost
 //!
 //! Lines are split with `memchr` (SIMD). Each JSONL line is validated in full with `sonic-rs`'s
-//! parser primitives (SIMD string skipping), walking only the top-level object, never building a
-//! DOM; the field's string is copied (or unescaped) straight into [`Records::bytes`]. UTF-8 is
-//! validated once per chunk with `simdutf8` rather than per line. [`Format::Lines`] copies each
-//! line into [`Records::bytes`]: rows must be contiguous for `vectorizeBytes`' offsets, so the
-//! `'\n'` (and `'\r'`) between them cannot stay. Figures: `benches/records.rs`.
+//! parser primitives (SIMD string scanning): the top-level object is walked key by key, other
+//! values are skipped with full validation (plus a check of `\u` hex digits, which sonic-rs's
+//! skipping leaves out), and only the field's string is unescaped, then appended to
+//! [`Records::bytes`]; no DOM, no allocation per line. UTF-8 is validated once per chunk with
+//! `simdutf8` rather than per line (sonic-rs would validate each `&[u8]` line with the slower
+//! `std` validator). Measured alternatives (a sonic-rs DOM, simd-json's tape, serde visitors over
+//! sonic-rs or serde_json) were at best about as fast on short lines, and each differed from
+//! `JSON.parse` somewhere (lone surrogates, unchecked escapes). [`Format::Lines`] copies each line
+//! into [`Records::bytes`]: rows must be contiguous for `vectorizeBytes`' offsets, so the `'\n'`
+//! (and `'\r'`) between them cannot stay. That copy and the two `u32` pushes per row are most of
+//! the cost of `Lines` (about 2 GB/s against 13 GB/s for counting lines with `memchr` alone).
+//! Figures: `benches/records.rs`.
 
 use memchr::{memchr, memchr_iter, memrchr};
 use sonic_rs::error::ErrorCode;
 use sonic_rs::parser::{ParseStatus, Parser};
+use sonic_rs::reader::Reader;
 use sonic_rs::Read;
 
 /// Largest input of one [`parse_records`] call. JSONL rows can be up to 3 times longer than their
@@ -71,6 +79,8 @@ pub const MAX_INPUT: usize = u32::MAX as usize / 3;
 /// Deepest nesting of arrays and objects accepted in a JSONL line. The `sonic-rs` validator
 /// recurses once per level (about 128 bytes of stack each in release builds); lines nested deeper
 /// are reported as errors instead of risking the stack of the thread (a Node.js worker has 4 MiB).
+/// Unoptimized builds of sonic-rs use tens of KiB per level, so a debug build of the addon can
+/// still overflow on lines nested a few hundred deep.
 pub const MAX_DEPTH: usize = 1000;
 
 /// How lines become rows.
@@ -264,39 +274,64 @@ impl Utf8Cursor {
     }
 }
 
+/// What the field's last occurrence held.
+enum Found {
+    Missing,
+    /// A string, already appended to `out`.
+    Str,
+    /// Another kind of value (for the message).
+    Other(&'static str),
+}
+
 /// Validates one JSONL line and appends its field's string to `out` (anything appended is the
 /// caller's to truncate on error).
-fn extract(
-    line: &str,
-    field: &str,
-    out: &mut Vec<u8>,
-    key_buf: &mut Vec<u8>,
-) -> Result<(), String> {
+fn extract(line: &str, field: &str, out: &mut Vec<u8>, buf: &mut Vec<u8>) -> Result<(), String> {
     check_depth(line.as_bytes())?;
+    let row_start = out.len();
     let mut p = Parser::new(Read::from(line)).utf8_lossy();
     match p.skip_space() {
         Some(b'{') => {}
         _ => return Err(not_an_object(line)),
     }
-    // The last occurrence of the field: its raw JSON value and whether it has escapes.
-    let mut found: Option<(&[u8], ParseStatus)> = None;
+    let mut found = Found::Missing;
     match p.skip_space() {
         Some(b'}') => {}
         Some(b'"') => loop {
             // Keys are unescaped (and their escapes checked) by parse_str; lone surrogates become
             // U+FFFD because of utf8_lossy.
-            let is_field = &*p.parse_str(key_buf).map_err(json_error)? == field;
+            let is_field = &*p.parse_str(buf).map_err(json_error)? == field;
             match p.skip_space() {
                 Some(b':') => {}
                 None => return Err(json_error(p.error(ErrorCode::EofWhileParsing))),
                 Some(_) => return Err(json_error(p.error(ErrorCode::ExpectedColon))),
             }
-            let (raw, status) = p.skip_one(true).map_err(json_error)?;
-            if status == ParseStatus::HasEscaped || matches!(raw.first(), Some(b'{' | b'[')) {
-                check_hex_escapes(line, raw)?;
-            }
-            if is_field {
-                found = Some((raw, status));
+            // A string field is unescaped by parse_str, which checks every escape (also the hex
+            // digits) and, with utf8_lossy, turns lone surrogates into U+FFFD (joining pairs).
+            // A repeated field replaces the earlier value, as in JSON.parse.
+            if is_field && p.skip_space_peek() == Some(b'"') {
+                p.skip_space();
+                let at = p.read.index() - 1;
+                let s = match p.parse_str(buf) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // skip_one places some errors (control characters) more precisely;
+                        // it does not check \u hex digits, which parse_str does.
+                        p.read.set_index(at);
+                        return Err(json_error(p.skip_one(true).err().unwrap_or(e)));
+                    }
+                };
+                out.truncate(row_start);
+                out.extend_from_slice(s.as_bytes());
+                found = Found::Str;
+            } else {
+                let (raw, status) = p.skip_one(true).map_err(json_error)?;
+                if status == ParseStatus::HasEscaped || matches!(raw.first(), Some(b'{' | b'[')) {
+                    check_hex_escapes(line, raw)?;
+                }
+                if is_field {
+                    out.truncate(row_start);
+                    found = Found::Other(kind(raw));
+                }
             }
             match p.skip_space() {
                 Some(b'}') => break,
@@ -316,16 +351,9 @@ fn extract(
         return Err(json_error(p.error(ErrorCode::TrailingCharacters)));
     }
     match found {
-        None => Err(format!("field '{field}' is missing")),
-        Some((raw, status)) if raw.first() == Some(&b'"') && raw.len() >= 2 => {
-            let inner = &raw[1..raw.len() - 1];
-            match status {
-                ParseStatus::None => out.extend_from_slice(inner),
-                ParseStatus::HasEscaped => unescape(inner, out),
-            }
-            Ok(())
-        }
-        Some((raw, _)) => Err(format!("field '{field}' is {}, not a string", kind(raw))),
+        Found::Str => Ok(()),
+        Found::Missing => Err(format!("field '{field}' is missing")),
+        Found::Other(what) => Err(format!("field '{field}' is {what}, not a string")),
     }
 }
 
@@ -441,63 +469,4 @@ fn check_depth(line: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn hex4(h: &[u8]) -> Option<u32> {
-    let h = h.get(..4)?;
-    let mut v = 0u32;
-    for &c in h {
-        v = v * 16 + (c as char).to_digit(16)?;
-    }
-    Some(v)
-}
-
-/// Unescapes the inside of a JSON string that the parser validated (escapes well-formed, hex
-/// digits checked). Lone surrogate escapes become U+FFFD; a high surrogate escape followed by a
-/// low one is joined. Never panics, whatever `raw` holds.
-fn unescape(raw: &[u8], out: &mut Vec<u8>) {
-    out.reserve(raw.len());
-    let mut i = 0;
-    while let Some(k) = memchr(b'\\', raw.get(i..).unwrap_or_default()) {
-        out.extend_from_slice(&raw[i..i + k]);
-        i += k;
-        let esc = raw.get(i + 1).copied().unwrap_or(b'\\');
-        i += 2;
-        let c = match esc {
-            b'n' => '\n',
-            b't' => '\t',
-            b'r' => '\r',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'u' => {
-                let Some(u) = raw.get(i..).and_then(hex4) else {
-                    break;
-                };
-                i += 4;
-                match u {
-                    0xD800..=0xDBFF => {
-                        let low = match raw.get(i..i + 2) {
-                            Some(b"\\u") => raw.get(i + 2..).and_then(hex4),
-                            _ => None,
-                        };
-                        match low {
-                            Some(l @ 0xDC00..=0xDFFF) => {
-                                i += 6;
-                                char::from_u32(0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00))
-                                    .unwrap_or('\u{FFFD}')
-                            }
-                            // Lone high surrogate: what follows is read on its own.
-                            _ => '\u{FFFD}',
-                        }
-                    }
-                    _ => char::from_u32(u).unwrap_or('\u{FFFD}'),
-                }
-            }
-            // '"', '\\', '/'
-            other => other as char,
-        };
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-    }
-    out.extend_from_slice(raw.get(i..).unwrap_or_default());
 }

@@ -353,7 +353,11 @@ fn jsonl_nesting_depth() {
     // Unoptimized sonic-rs uses tens of KiB of stack per level (release: about 128 bytes), so
     // debug test builds get a big (lazily committed) stack.
     let deep = std::thread::Builder::new()
-        .stack_size(if cfg!(debug_assertions) { 1 << 30 } else { 4 << 20 })
+        .stack_size(if cfg!(debug_assertions) {
+            1 << 30
+        } else {
+            4 << 20
+        })
         .spawn(move || {
             let fine = one(&ok, "text");
             let too_deep = one(

@@ -1,0 +1,843 @@
+/**
+ * The pipeline (src/pipeline.ts) against the core (src/index.ts): results equal the core's exactly
+ * whatever path ran (inline, split over the worker pool, coalesced by submit), errors equal the
+ * core's (class and message, row numbers global), and the machinery around it — handler routing,
+ * processBatch isolation and crash recovery, abort, admission, close, metrics, config checks.
+ *
+ * Nothing here depends on timing: the pool path is forced with the internal ROUTE hook (and the
+ * cost model's own first pool try is checked once), batch composition is controlled by submitting
+ * in one tick and by gated handlers, and the adaptive target is grown under a latency SLO no run
+ * can miss (targetLatencyMs 1e6).
+ */
+import { pathToFileURL } from 'node:url';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
+import { vectorize, vectorizeBytes } from '../src/index.js';
+import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
+import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import {
+  type Packed,
+  expectSameBatch,
+  expectSameError,
+  gate,
+  kept,
+  makeByteRows,
+  makeTexts,
+  pack,
+  plain,
+  rejection,
+  thrown,
+} from './fixtures/util.js';
+
+const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url);
+
+/** Pipelines made by `make` are closed after each test, whatever happened. */
+const opened: Pipeline[] = [];
+function make(config: PipelineConfig = {}): Pipeline {
+  const p = createPipeline(config);
+  opened.push(p);
+  return p;
+}
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((p) => p.close()));
+});
+
+function route(p: Pipeline, to: 'auto' | 'pool' | 'inline'): void {
+  (p as unknown as Record<symbol, string>)[ROUTE] = to;
+}
+
+type Opts = VectorizeOptions<Dtype>;
+
+/** Accepted work all settled: every accepted row/item is processed or failed, nothing waits. */
+function expectSettledCounts(p: Pipeline): void {
+  const m = p.metrics();
+  expect(m.accepted).toBe(m.processed + m.failed);
+  expect(m.queueDepth).toBe(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('config', () => {
+  const cases: Array<[unknown, ErrorConstructor, string]> = [
+    [null, TypeError, 'config must be an object, got null'],
+    [42, TypeError, 'config must be an object, got number'],
+    [{ foo: 1 }, TypeError, "unknown config option 'foo'"],
+    [{ maxWorkers: 0 }, RangeError, 'config.maxWorkers must be an integer in [1, 64], got 0'],
+    [{ maxWorkers: 65 }, RangeError, 'config.maxWorkers must be an integer in [1, 64], got 65'],
+    [{ maxWorkers: 1.5 }, RangeError, 'config.maxWorkers must be an integer in [1, 64], got 1.5'],
+    [{ maxWorkers: Number.NaN }, RangeError, 'config.maxWorkers must be an integer in [1, 64], got NaN'],
+    [{ maxWorkers: '2' }, TypeError, 'config.maxWorkers must be a number, got string'],
+    [{ maxBatchSize: 0 }, RangeError, 'config.maxBatchSize must be an integer in [1, 16777216], got 0'],
+    [{ batchTimeoutMs: -1 }, RangeError, 'config.batchTimeoutMs must be a finite number >= 0, got -1'],
+    [{ batchTimeoutMs: Infinity }, RangeError, 'config.batchTimeoutMs must be a finite number >= 0, got Infinity'],
+    [{ targetLatencyMs: 0 }, RangeError, 'config.targetLatencyMs must be a finite number > 0, got 0'],
+    [{ targetLatencyMs: null }, TypeError, 'config.targetLatencyMs must be a number, got null'],
+    [{ maxQueue: 0 }, RangeError, 'config.maxQueue must be an integer in [1, 2147483647], got 0'],
+    [{ workerHeapMb: 8 }, RangeError, 'config.workerHeapMb must be an integer in [16, 1048576], got 8'],
+    [{ handler: 5 }, TypeError, 'config.handler must be a function, got number'],
+    [{ enableVectorization: 'yes' }, TypeError, 'config.enableVectorization must be a boolean, got string'],
+    [{ enableProfiling: 1 }, TypeError, 'config.enableProfiling must be a boolean, got number'],
+    [{ vectorize: { foo: 1 } }, TypeError, "unknown option 'foo'"],
+    [{ vectorize: { maxLength: 0 } }, RangeError, 'options.maxLength must be an integer >= 1, got 0'],
+    [{ vectorize: { encoding: 'canine', dtype: 'int16' } }, RangeError, "encoding 'canine' special token 57344 does not fit dtype 'int16' (max 32767)"],
+    [{ vectorize: { out: { ids: new Int32Array(4) } } }, TypeError, 'config.vectorize.out is not supported: pass out buffers per call'],
+  ];
+  it.each(cases.map(([c, E, m]) => ({ c, E, m, name: m })))('$name', ({ c, E, m }) => {
+    const e = thrown(() => createPipeline(c as PipelineConfig));
+    expect(e.constructor).toBe(E);
+    expect(e.message).toBe(m);
+  });
+
+  it('config.vectorize are defaults under every call option', async () => {
+    const p = make({ maxWorkers: 1, vectorize: { encoding: 'byt5', maxLength: 8, paddingSide: 'left' } });
+    const texts = ['hello world', 'é😀', ''];
+    expect(plain(await p.vectorize(texts))).toEqual(plain(vectorize(texts, { encoding: 'byt5', maxLength: 8, paddingSide: 'left' })));
+    expect(plain(await p.vectorize(texts, { maxLength: 4 }))).toEqual(plain(vectorize(texts, { encoding: 'byt5', maxLength: 4, paddingSide: 'left' })));
+    expect(plain((await p.submit(texts, { paddingSide: 'right' })) as VectorBatch<Dtype>)).toEqual(
+      plain(vectorize(texts, { encoding: 'byt5', maxLength: 8, paddingSide: 'right' })),
+    );
+    const { bytes, offsets } = pack(texts, { lead: 3 });
+    expect(plain(await p.vectorizeBytes(bytes, offsets))).toEqual(
+      plain(vectorizeBytes(bytes, offsets, { encoding: 'byt5', maxLength: 8, paddingSide: 'left' })),
+    );
+  });
+
+  it('argument errors of vectorize / vectorizeBytes equal the core (inline path)', async () => {
+    const p = make({ maxWorkers: 1 });
+    const bad: Array<[unknown, unknown]> = [
+      ['not an array', undefined],
+      [['a', 3], undefined],
+      [['a'], { foo: 1 }],
+      [['a'], null],
+      [['a'], { encoding: 'canine', maxLength: 1 }],
+      [['a\uD800b'], { invalid: 'error' }],
+      [['ab', '€'], { dtype: 'uint8' }],
+      [['a'], { padId: 300, dtype: 'uint8' }],
+    ];
+    for (const [texts, o] of bad) {
+      const want = thrown(() => vectorize(texts as string[], o as Opts));
+      expectSameError(await rejection(p.vectorize(texts as string[], o as Opts)), want);
+    }
+    const { bytes, offsets } = pack(['ab', '€'], { lead: 1 });
+    const badBytes: Array<[unknown, unknown, unknown]> = [
+      [[1, 2], offsets, undefined],
+      [bytes, [0, 1], undefined],
+      [bytes, new Uint32Array(0), undefined],
+      [bytes, new Uint32Array([2, 1]), undefined],
+      [bytes, new Uint32Array([0, 99]), undefined],
+      [bytes, offsets, { dtype: 'uint8' }],
+      [new Uint8Array([0x61, 0xff]), new Uint32Array([0, 1, 2]), { invalid: 'error' }],
+    ];
+    for (const [b, o, opt] of badBytes) {
+      const want = thrown(() => vectorizeBytes(b as Uint8Array, o as Uint32Array, opt as Opts));
+      expectSameError(await rejection(p.vectorizeBytes(b as Uint8Array, o as Uint32Array, opt as Opts)), want);
+    }
+    expectSettledCounts(p);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const VOCAB = ['a', 'b', 'h', 'e', 'l', 'o', ' ', 'é', '中', '😀', 'x', 'y', 'z', '0', '9'];
+
+/** Option sets run on the pool for bytes input (every one valid for the generated rows). */
+const BYTE_SETS: Array<[string, Opts]> = [
+  ['defaults (codepoint, longest, maxLength 512)', {}],
+  ['max-length 64', { maxLength: 64, padding: 'max-length' }],
+  ['left/left, padToMultipleOf 16', { maxLength: 50, truncationSide: 'left', paddingSide: 'left', padToMultipleOf: 16 }],
+  ['byt5, padId 7', { encoding: 'byt5', maxLength: 40, padId: 7 }],
+  ['byt5 without specials, uint16', { encoding: 'byt5', addSpecialTokens: false, dtype: 'uint16', maxLength: 24 }],
+  ['canine, left padding', { encoding: 'canine', maxLength: 33, paddingSide: 'left' }],
+  ['utf8 as uint8', { encoding: 'utf8', dtype: 'uint8', maxLength: 100, truncationSide: 'left' }],
+  ['utf16 as uint16', { encoding: 'utf16', dtype: 'uint16', maxLength: 30, truncationSide: 'left', paddingSide: 'left' }],
+  ['vocab as int16', { vocab: VOCAB, dtype: 'int16', maxLength: 48, padId: -1 }],
+  ['float32, max-length 20 rounded to 24', { dtype: 'float32', padding: 'max-length', maxLength: 20, padToMultipleOf: 8 }],
+  ['int16 codepoint, longest, padToMultipleOf 7', { dtype: 'int16', maxLength: 90, padToMultipleOf: 7, encoding: 'utf8' }],
+];
+
+/** Option sets run on the pool for string input (only 'replace' and not 'utf16' are poolable). */
+const STRING_SETS: Array<[string, Opts]> = [
+  ['defaults', {}],
+  ['max-length 64, left padding', { maxLength: 64, padding: 'max-length', paddingSide: 'left' }],
+  ['left truncation, padToMultipleOf 16', { maxLength: 50, truncationSide: 'left', padToMultipleOf: 16 }],
+  ['byt5', { encoding: 'byt5', maxLength: 40 }],
+  ['canine', { encoding: 'canine', maxLength: 33, truncationSide: 'left' }],
+  ['utf8 as uint8', { encoding: 'utf8', dtype: 'uint8', maxLength: 100 }],
+  ['vocab as int16', { vocab: VOCAB, dtype: 'int16', maxLength: 48 }],
+  ['float32 max-length', { dtype: 'float32', padding: 'max-length', maxLength: 20, padId: 3 }],
+];
+
+describe('vectorize / vectorizeBytes split over the pool equal the core', () => {
+  let p: Pipeline;
+  let plainIn: Packed;
+  let sharedIn: Packed;
+  let texts: string[];
+
+  beforeAll(() => {
+    p = createPipeline({ maxWorkers: 3 });
+    route(p, 'pool');
+    // ~600 KB: 3 shards of >= 128 KiB on 3 workers; ill-formed bytes in ~2% of the rows.
+    const rows = makeByteRows(1, 600_000);
+    plainIn = pack(rows, { lead: 37 });
+    sharedIn = pack(rows, { lead: 11, shared: true });
+    // ~330k code units (~660 KB as UTF-16), lone surrogates in ~3% of the rows.
+    texts = makeTexts(2, 330_000, { loneSurrogates: 0.03 });
+  });
+  afterAll(() => p.close());
+
+  /** Runs `f` and checks that it went to the pool, split into at least `shards` worker tasks. */
+  async function onPool<T>(f: () => Promise<T>, shards = 3): Promise<T> {
+    const before = p.metrics();
+    const r = await f();
+    const after = p.metrics();
+    expect(after.batches.pool - before.batches.pool, 'pool batches').toBe(1);
+    expect(after.batches.inline - before.batches.inline, 'inline batches').toBe(0);
+    expect(after.pool!.completed - before.pool!.completed, 'worker tasks').toBeGreaterThanOrEqual(shards);
+    return r;
+  }
+
+  for (const [name, o] of BYTE_SETS) {
+    it(`vectorizeBytes: ${name}`, async () => {
+      for (const input of [plainIn, sharedIn]) {
+        const want = vectorizeBytes(input.bytes, input.offsets, o);
+        expect(want.rows).toBeGreaterThan(5000);
+        const got = await onPool(() => p.vectorizeBytes(input.bytes, input.offsets, o));
+        expectSameBatch(got, want);
+      }
+    });
+  }
+
+  for (const [name, o] of STRING_SETS) {
+    it(`vectorize: ${name}`, async () => {
+      const want = vectorize(texts, o);
+      const got = await onPool(() => p.vectorize(texts, o));
+      expectSameBatch(got, want);
+    });
+  }
+
+  it("strings with 'utf16' or invalid: 'error' never go to the pool, and still equal the core", async () => {
+    for (const o of [{ encoding: 'utf16', maxLength: 70 }, { encoding: 'utf16', invalid: 'error', dtype: 'uint16' }] as Opts[]) {
+      const before = p.metrics().batches;
+      expectSameBatch(await p.vectorize(texts, o), vectorize(texts, o));
+      expect(p.metrics().batches).toEqual({ inline: before.inline + 1, pool: before.pool });
+    }
+    const before = p.metrics().batches;
+    const want = thrown(() => vectorize(texts, { invalid: 'error' }));
+    expect(want.message).toMatch(/^row \d+ contains a lone surrogate at code unit \d+/);
+    expectSameError(await rejection(p.vectorize(texts, { invalid: 'error' })), want);
+    expect(p.metrics().batches.pool).toBe(before.pool);
+  });
+
+  it('a batch below 256 KiB runs inline even when the pool is forced', async () => {
+    const small = texts.slice(0, 50);
+    const before = p.metrics().batches;
+    expectSameBatch(await p.vectorize(small), vectorize(small));
+    expect(p.metrics().batches).toEqual({ inline: before.inline + 1, pool: before.pool });
+  });
+
+  it('out buffers in shared memory are written by the workers (views of them), equal to the core', async () => {
+    const o: Opts = { maxLength: 40, dtype: 'uint16', encoding: 'byt5' };
+    const want = vectorizeBytes(plainIn.bytes, plainIn.offsets, o);
+    const n = want.rows * want.width;
+    const ids = new Uint16Array(new SharedArrayBuffer((n + 10) * 2)).fill(9999);
+    const attentionMask = new Uint8Array(new SharedArrayBuffer(n + 10)).fill(7);
+    const got = await onPool(() => p.vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids, attentionMask } }));
+    expectSameBatch(got, want);
+    expect(got.ids.buffer).toBe(ids.buffer);
+    expect(got.attentionMask.buffer).toBe(attentionMask.buffer);
+    expect(Array.from(ids.subarray(n))).toEqual(new Array(10).fill(9999));
+    expect(Array.from(attentionMask.subarray(n))).toEqual(new Array(10).fill(7));
+  });
+
+  it('out buffers too small: the core error', async () => {
+    const o: Opts = { maxLength: 40, padding: 'max-length' };
+    const rows = sharedIn.offsets.length - 1;
+    const ids = new Int32Array(new SharedArrayBuffer(4 * (rows * 40 - 1)));
+    const want = thrown(() => vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids } }));
+    expect(want.message).toBe(`options.out.ids has ${rows * 40 - 1} elements, the batch needs ${rows} x 40 = ${rows * 40}`);
+    expectSameError(await rejection(p.vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids } })), want);
+  });
+});
+
+describe('errors from the pool equal the core errors, row numbers global', () => {
+  let p: Pipeline;
+  // ASCII rows (~600 KB), then a few bad rows planted in the last shard and in the first.
+  const ascii: string[] = [];
+  for (let size = 0; size < 600_000; ) {
+    const s = `row ${ascii.length} ${'x'.repeat(ascii.length % 150)}`;
+    ascii.push(s);
+    size += s.length;
+  }
+  const late = ascii.length - 3;
+
+  beforeAll(() => {
+    p = createPipeline({ maxWorkers: 3 });
+    route(p, 'pool');
+  });
+  afterAll(() => p.close());
+
+  async function expectCoreError(run: () => Promise<unknown>, core: () => unknown, pattern: RegExp): Promise<void> {
+    const want = thrown(core);
+    expect(want.message).toMatch(pattern);
+    const before = p.metrics();
+    expectSameError(await rejection(run()), want);
+    const after = p.metrics();
+    expect(after.pool!.completed - before.pool!.completed, 'worker tasks ran').toBeGreaterThanOrEqual(1);
+    expect(after.batches.pool).toBe(before.batches.pool);
+    expect(after.failed - before.failed).toBe(ascii.length);
+  }
+
+  it('an id that does not fit the dtype, in the last shard (strings and bytes, longest and max-length)', async () => {
+    const rows = ascii.slice();
+    rows[late] = 'abc €';
+    const packed = pack(rows, { lead: 5 });
+    for (const o of [{ dtype: 'uint8' }, { dtype: 'uint8', padding: 'max-length', maxLength: 200 }] as Opts[]) {
+      const msg = new RegExp(`^row ${late}: id 8364 does not fit dtype 'uint8' \\(max 255\\)$`);
+      await expectCoreError(() => p.vectorize(rows, o), () => vectorize(rows, o), msg);
+      await expectCoreError(() => p.vectorizeBytes(packed.bytes, packed.offsets, o), () => vectorizeBytes(packed.bytes, packed.offsets, o), msg);
+    }
+    expectSettledCounts(p);
+  });
+
+  it('ill-formed UTF-8 with invalid: error in the last shard wins over a range error in the first', async () => {
+    const rows: Array<string | Uint8Array> = ascii.slice();
+    rows[2] = 'row 2 €';
+    rows[late] = new Uint8Array([0x61, 0x62, 0xe2, 0x82, 0x63]);
+    const packed = pack(rows, { lead: 1 });
+    const shared = pack(rows, { shared: true });
+    const o: Opts = { invalid: 'error', dtype: 'uint8' };
+    const msg = new RegExp(`^row ${late} is not valid UTF-8 at byte 2 \\(options.invalid is 'error'\\)$`);
+    await expectCoreError(() => p.vectorizeBytes(packed.bytes, packed.offsets, o), () => vectorizeBytes(packed.bytes, packed.offsets, o), msg);
+    await expectCoreError(() => p.vectorizeBytes(shared.bytes, shared.offsets, { ...o, padding: 'max-length', maxLength: 300 }), () =>
+      vectorizeBytes(shared.bytes, shared.offsets, { ...o, padding: 'max-length', maxLength: 300 }), msg);
+    // Without the ill-formed row, the range error of row 2 (first shard) is the one.
+    rows[late] = 'fine';
+    const ok = pack(rows);
+    await expectCoreError(() => p.vectorizeBytes(ok.bytes, ok.offsets, o), () => vectorizeBytes(ok.bytes, ok.offsets, o), /^row 2: id 8364 does not fit/);
+  });
+
+  it('the pool keeps working after errors', async () => {
+    const { bytes, offsets } = pack(ascii);
+    expectSameBatch(await p.vectorizeBytes(bytes, offsets, { dtype: 'uint8' }), vectorizeBytes(bytes, offsets, { dtype: 'uint8' }));
+    expect(p.metrics().pool!.crashed).toBe(0);
+  });
+
+  it('an error leaves shared out buffers untouched (max-length skips the measuring pass)', async () => {
+    const rows = ascii.slice();
+    rows[late] = 'abc €';
+    const { bytes, offsets } = pack(rows, { shared: true });
+    const o: Opts = { dtype: 'uint8', padding: 'max-length', maxLength: 160 };
+    const n = rows.length * 160;
+    const ids = new Uint8Array(new SharedArrayBuffer(n)).fill(77);
+    const attentionMask = new Uint8Array(new SharedArrayBuffer(n)).fill(77);
+    const want = thrown(() => vectorizeBytes(bytes, offsets, { ...o, out: { ids: new Uint8Array(n), attentionMask: new Uint8Array(n) } }));
+    expectSameError(await rejection(p.vectorizeBytes(bytes, offsets, { ...o, out: { ids, attentionMask } })), want);
+    expect(ids.every((x) => x === 77), 'out.ids untouched').toBe(true);
+    expect(attentionMask.every((x) => x === 77), 'out.attentionMask untouched').toBe(true);
+  });
+
+  it('out buffers overlapping each other or the input: the core error, nothing written', async () => {
+    const { bytes, offsets } = pack(ascii, { shared: true });
+    const o: Opts = { maxLength: 32, padding: 'max-length', dtype: 'uint8' };
+    const n = ascii.length * 32;
+    // ids and attentionMask in one buffer, the mask starting in the middle of the ids.
+    const sab = new SharedArrayBuffer(n * 2);
+    const ids = new Uint8Array(sab, 0, n).fill(77);
+    const attentionMask = new Uint8Array(sab, n / 2, n);
+    const want = thrown(() => vectorizeBytes(bytes, offsets, { ...o, out: { ids, attentionMask } }));
+    expect(want.message).toBe('options.out.ids and options.out.attentionMask overlap');
+    new Uint8Array(sab).fill(77);
+    expectSameError(await rejection(p.vectorizeBytes(bytes, offsets, { ...o, out: { ids, attentionMask } })), want);
+    expect(new Uint8Array(sab).every((x) => x === 77), 'nothing written').toBe(true);
+
+    // out.ids over the input bytes: the ids end 10 bytes into the rows.
+    const big = new SharedArrayBuffer(n + bytes.length);
+    const input = new Uint8Array(big, n - 10, bytes.length);
+    input.set(bytes);
+    const copy = input.slice();
+    const over = new Uint8Array(big, 0, n);
+    const want2 = thrown(() => vectorizeBytes(input, offsets, { ...o, out: { ids: over } }));
+    expect(want2.message).toBe('options.out.ids overlaps the input bytes');
+    new Uint8Array(big, 0, n - 10).fill(77);
+    expectSameError(await rejection(p.vectorizeBytes(input, offsets, { ...o, out: { ids: over } })), want2);
+    expect(new Uint8Array(big, 0, n - 10).every((x) => x === 77), 'nothing written').toBe(true);
+    expect(Buffer.compare(input, copy)).toBe(0);
+  });
+});
+
+it('the cost model tries the pool once it has an inline estimate (no hook), and both runs equal the core', async () => {
+  const p = make({ maxWorkers: 2 });
+  const { bytes, offsets } = pack(makeByteRows(4, 400_000));
+  const o: Opts = { encoding: 'byt5', maxLength: 64 };
+  const want = vectorizeBytes(bytes, offsets, o);
+  expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
+  expect(p.metrics().batches).toEqual({ inline: 1, pool: 0 });
+  expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
+  expect(p.metrics().batches).toEqual({ inline: 1, pool: 1 });
+  expect(p.metrics().cost.decisions).toEqual({ inline: 1, pool: 1 });
+  expectSettledCounts(p);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const SLO = { targetLatencyMs: 1e6, maxBatchSize: 64 };
+
+/** Grows the adaptive target to at least `min` (deterministic under an SLO no run can miss). */
+async function growTarget(p: Pipeline, min: number): Promise<void> {
+  for (let wave = 0; wave < 20 && p.metrics().batcher.target < min; wave++) {
+    await Promise.all(Array.from({ length: 200 }, (_, i) => p.submit(`warm ${i}`)));
+  }
+  expect(p.metrics().batcher.target).toBeGreaterThanOrEqual(min);
+}
+
+const SUBMIT_SETS: Opts[] = [
+  {},
+  { encoding: 'byt5', maxLength: 12, paddingSide: 'left', dtype: 'uint16' },
+  { encoding: 'canine', padding: 'max-length', maxLength: 16, padToMultipleOf: 8, truncationSide: 'left' },
+];
+
+/** Request i: its option set and its texts (an array submit for every 7th). */
+function request(i: number, pool: string[]): { set: number; texts: string[]; array: boolean } {
+  const array = i % 7 === 0;
+  const n = array ? 1 + (i % 4) : 1;
+  const texts = Array.from({ length: n }, (_, k) => pool[(i * 5 + k) % pool.length]!);
+  return { set: i % 3, texts, array };
+}
+
+describe('submit', () => {
+  const pool = makeTexts(5, 6000, { loneSurrogates: 0.05, long: 0.02, maxPieces: 10 });
+
+  it('hundreds of concurrent submits with mixed options: each gets exactly vectorize(its rows, its options)', async () => {
+    const p = make({ maxWorkers: 2, ...SLO });
+    await growTarget(p, 16);
+    const before = p.metrics().batcher;
+    const reqs = Array.from({ length: 600 }, (_, i) => request(i, pool));
+    const results = await Promise.all(reqs.map((r) => p.submit(r.array ? r.texts : r.texts[0]!, SUBMIT_SETS[r.set])));
+    reqs.forEach((r, i) => {
+      expect(plain(results[i] as VectorBatch<Dtype>), `request ${i}`).toEqual(plain(vectorize(r.texts, SUBMIT_SETS[r.set])));
+    });
+    const after = p.metrics().batcher;
+    expect(after.requests - before.requests).toBe(600);
+    expect(after.batches - before.batches, 'requests shared batches').toBeLessThan(300);
+    expectSettledCounts(p);
+  });
+
+  it('a handler gets whole batches of one option set; every request gets its own rows’ results, in order', async () => {
+    const seen: Array<{ rows: number; idsClass: string }> = [];
+    const p = make({
+      maxWorkers: 2,
+      ...SLO,
+      handler: async (batch) => {
+        const k = seen.length;
+        seen.push({ rows: batch.rows, idsClass: batch.ids.constructor.name });
+        await new Promise((r) => setImmediate(r));
+        return Array.from({ length: batch.rows }, (_, r) => ({ batch: k, row: r, tokens: kept(batch, r), idsClass: batch.ids.constructor.name }));
+      },
+    });
+    await growTarget(p, 16);
+    const first = seen.length;
+    const reqs = Array.from({ length: 450 }, (_, i) => request(i, pool));
+    const results = (await Promise.all(reqs.map((r) => p.submit(r.array ? r.texts : r.texts[0]!, SUBMIT_SETS[r.set])))) as Array<
+      Array<{ batch: number; row: number; tokens: number[]; idsClass: string }>
+    >;
+    const setsOf = new Map<number, Set<number>>();
+    const requestsOf = new Map<number, number>();
+    const rowsOf = new Map<number, number>();
+    reqs.forEach((r, i) => {
+      const res = results[i]!;
+      expect(res).toHaveLength(r.texts.length);
+      const want = vectorize(r.texts, SUBMIT_SETS[r.set]);
+      res.forEach((x, j) => {
+        expect(x.tokens, `request ${i} row ${j}`).toEqual(kept(want, j));
+        expect(x.idsClass).toBe(want.ids.constructor.name);
+        expect(x.batch, 'a request is never split').toBe(res[0]!.batch);
+        expect(x.row, 'its rows are contiguous, in order').toBe(res[0]!.row + j);
+      });
+      const b = res[0]!.batch;
+      setsOf.set(b, (setsOf.get(b) ?? new Set()).add(r.set));
+      requestsOf.set(b, (requestsOf.get(b) ?? 0) + 1);
+      rowsOf.set(b, (rowsOf.get(b) ?? 0) + r.texts.length);
+    });
+    for (const [b, sets] of setsOf) {
+      expect(sets.size, `batch ${b} mixes option sets`).toBe(1);
+      expect(rowsOf.get(b), `batch ${b} rows all delivered`).toBe(seen[b]!.rows);
+    }
+    expect(Math.max(...requestsOf.values()), 'some batch carried several requests').toBeGreaterThan(1);
+    expect([...setsOf.keys()].every((b) => b >= first)).toBe(true);
+    expectSettledCounts(p);
+  });
+
+  it('a handler resolving to the wrong number of results rejects its batch’s requests with a TypeError', async () => {
+    let extra = 1;
+    const p = make({ maxWorkers: 1, ...SLO, handler: async (batch) => (extra === 2 ? ({ n: 1 } as never) : new Array(batch.rows + extra).fill(0)) });
+    const e = await rejection(p.submit(['a', 'b', 'c']));
+    expect(e.constructor).toBe(TypeError);
+    expect(e.message).toBe('handler must resolve to an array of 3 results (one per row), got 4 results');
+    extra = 2;
+    const e2 = await rejection(p.submit('a'));
+    expect(e2.constructor).toBe(TypeError);
+    expect(e2.message).toBe('handler must resolve to an array of 1 results (one per row), got Object');
+    extra = 0;
+    expect(await p.submit(['a', 'b'])).toEqual([0, 0]);
+    expectSettledCounts(p);
+    expect(p.metrics().failed).toBe(4);
+  });
+
+  it('a handler that throws rejects every request of its batch with that error, and only them', async () => {
+    const boom = new Error('downstream failed');
+    const p = make({
+      maxWorkers: 1,
+      ...SLO,
+      handler: async (batch) => {
+        if (kept(batch, 0)[0] === 'B'.codePointAt(0)) throw boom;
+        return Array.from({ length: batch.rows }, (_, r) => kept(batch, r).length);
+      },
+    });
+    await growTarget(p, 8);
+    const before = p.metrics().batcher.batches;
+    // Submitted in one tick, fewer rows than the target: one batch when the timeout fires.
+    const bad = ['Bad', 'x', 'yy', 'zzz'].map((t) => p.submit(t));
+    const badErrors = await Promise.all(bad.map((x) => rejection(x)));
+    for (const e of badErrors) expect(e).toBe(boom);
+    expect(p.metrics().batcher.batches - before).toBe(1);
+    const good = await Promise.all(['ok', 'fine!', ''].map((t) => p.submit(t)));
+    expect(good).toEqual([[2], [5], [0]]);
+    expectSettledCounts(p);
+  });
+
+  it("one bad request (invalid: 'error', lone surrogate) fails only itself; its batch-mates succeed", async () => {
+    const p = make({ maxWorkers: 1, ...SLO });
+    await growTarget(p, 16);
+    const o: Opts = { invalid: 'error', encoding: 'canine', maxLength: 10 };
+    const before = p.metrics().batcher;
+    const inputs: Array<string | string[]> = ['one', 'two', ['three', 'four'], 'bad \uD800 row', 'five', ['ok', 'x\uDC00y'], 'six'];
+    const settled = await Promise.allSettled(inputs.map((x) => p.submit(x, o)));
+    const after = p.metrics().batcher;
+    expect(after.batches - before.batches, 'one batch').toBe(1);
+    expect(after.requests - before.requests).toBe(inputs.length);
+    settled.forEach((s, i) => {
+      const texts = typeof inputs[i] === 'string' ? [inputs[i] as string] : (inputs[i] as string[]);
+      if (i === 3 || i === 5) {
+        expect(s.status).toBe('rejected');
+        expectSameError((s as PromiseRejectedResult).reason, thrown(() => vectorize(texts, o)));
+      } else {
+        expect(s.status).toBe('fulfilled');
+        expect(plain((s as PromiseFulfilledResult<VectorBatch<Dtype>>).value)).toEqual(plain(vectorize(texts, o)));
+      }
+    });
+    expect((settled[3] as PromiseRejectedResult).reason.message).toBe("row 0 contains a lone surrogate at code unit 4 (options.invalid is 'error')");
+    expect((settled[5] as PromiseRejectedResult).reason.message).toBe("row 1 contains a lone surrogate at code unit 1 (options.invalid is 'error')");
+    expectSettledCounts(p);
+    expect(p.metrics().failed).toBe(3);
+  });
+
+  it('a coalesced batch large enough for the pool: each request still gets exactly its own result', async () => {
+    const p = make({ maxWorkers: 2, ...SLO });
+    await growTarget(p, 64);
+    route(p, 'pool');
+    // 60 rows of ~10k code units: each batch below is well over 256 KiB.
+    const long = Array.from({ length: 60 }, (_, i) => makeTexts(100 + i, 10_000, { loneSurrogates: 0.2 }).join(''));
+    const parts = [long.slice(0, 20), long.slice(20, 45), long.slice(45, 60)];
+    const before = p.metrics().batches.pool;
+    const results = await Promise.all(parts.map((t, i) => p.submit(t, i === 1 ? { paddingSide: 'left' } : { maxLength: 600 })));
+    expect(p.metrics().batches.pool - before).toBe(2);
+    parts.forEach((t, i) => expectSameBatch(results[i] as VectorBatch<Dtype>, vectorize(t, i === 1 ? { paddingSide: 'left' } : { maxLength: 600 })));
+    expectSettledCounts(p);
+  });
+
+  it('argument errors reject the call', async () => {
+    const p = make({ maxWorkers: 1 });
+    expectSameError(await rejection(p.submit(['a', 3 as never])), new TypeError('texts[1] must be a string, got number'));
+    expectSameError(await rejection(p.submit(5 as never)), new TypeError('texts must be an array of strings, got number'));
+    expectSameError(await rejection(p.submit('a', { foo: 1 } as never)), new TypeError("unknown option 'foo'"));
+    expectSameError(
+      await rejection(p.submit('a', { out: { ids: new Int32Array(4) } })),
+      new TypeError('options.out is not supported by submit(): results are per request'),
+    );
+    expectSettledCounts(p);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('processBatch', () => {
+  it('one result per item, in order, for ES modules and CommonJS, by path, URL or file: URL', async () => {
+    const p = make({ maxWorkers: 2 });
+    const items = Array.from({ length: 101 }, (_, i) => i);
+    const want = items.map((x) => ({ ok: true, value: x * 2 }));
+    expect(await p.processBatch(items, { task: 'test/fixtures/double.mjs' })).toEqual(want);
+    expect(await p.processBatch(items, { task: fixture('double.mjs') })).toEqual(want);
+    expect(await p.processBatch(items, { task: fixture('double.cjs').href })).toEqual(want);
+    expect(await p.processBatch([], { task: fixture('double.mjs') })).toEqual([]);
+    expect(await p.processBatch([21], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 42 }]);
+    expectSettledCounts(p);
+    expect(p.metrics().processed).toBe(304);
+  });
+
+  it('a throwing item fails alone; its neighbours keep their results', async () => {
+    const p = make({ maxWorkers: 2 });
+    const items = Array.from({ length: 40 }, (_, i) => i + 1);
+    const out = await p.processBatch<number, number>(items, { task: fixture('throws.mjs') });
+    expect(out).toHaveLength(40);
+    out.forEach((r, i) => {
+      const x = items[i]!;
+      if (x % 3 === 0) {
+        expect(r.ok).toBe(false);
+        expectSameError((r as { error: Error }).error, new RangeError(`item ${x} is a multiple of 3`));
+      } else if (x % 5 === 0) {
+        expect(r.ok).toBe(false);
+        expectSameError((r as { error: Error }).error, new Error(`item ${x} is a multiple of 5`));
+      } else {
+        expect(r).toEqual({ ok: true, value: x + 1 });
+      }
+    });
+    const failed = items.filter((x) => x % 3 === 0 || x % 5 === 0).length;
+    expect(p.metrics()).toMatchObject({ accepted: 40, processed: 40 - failed, failed });
+  });
+
+  it('a module without a function export fails every item with a TypeError', async () => {
+    const p = make({ maxWorkers: 1 });
+    const task = 'data:text/javascript,export default 42';
+    const out = await p.processBatch([1, 2], { task });
+    expect(out.map((r) => r.ok)).toEqual([false, false]);
+    for (const r of out) expectSameError((r as { error: Error }).error, new TypeError(`task module ${task} must export a function (default export), got number`));
+  });
+
+  it('a task that kills its worker: retried once, then WorkerCrashError for its piece only; the pool recovers', async () => {
+    const p = make({ maxWorkers: 2 });
+    route(p, 'pool');
+    const items = Array.from({ length: 40 }, (_, i) => `i${i}`);
+    items[13] = 'CRASH';
+    const out = await p.processBatch<string, string>(items, { task: fixture('crash.mjs') });
+    expect(out).toHaveLength(40);
+    const crashed = out.flatMap((r, i) => (r.ok ? [] : [i]));
+    expect(crashed).toContain(13);
+    expect(crashed.length).toBeLessThan(40);
+    expect(crashed[crashed.length - 1]! - crashed[0]! + 1, 'one contiguous piece').toBe(crashed.length);
+    out.forEach((r, i) => {
+      if (r.ok) expect(r.value).toBe(`ok:${items[i]}`);
+      else {
+        expect(r.error).toBeInstanceOf(WorkerCrashError);
+        expect((r.error as WorkerCrashError).code).toBe('ERR_DTESN_WORKER_CRASH');
+        expect((r.error as WorkerCrashError).exitCode).toBe(1);
+      }
+    });
+    expect(p.metrics().pool).toMatchObject({ retried: 1, crashed: 1 });
+    expect(p.metrics()).toMatchObject({ accepted: 40, processed: 40 - crashed.length, failed: crashed.length });
+    // The pool recovers: tasks and pool vectorization both work on the replaced workers.
+    expect(await p.processBatch([1, 2, 3], { task: fixture('double.mjs') })).toEqual([2, 4, 6].map((value) => ({ ok: true, value })));
+    const { bytes, offsets } = pack(makeByteRows(7, 300_000));
+    expectSameBatch(await p.vectorizeBytes(bytes, offsets), vectorizeBytes(bytes, offsets));
+    expect(p.metrics().batches.pool).toBe(1);
+    expect(p.metrics().pool!.threads).toBe(2);
+  });
+
+  it('a task that exhausts the worker heap (workerHeapMb): WorkerCrashError for its piece; the pool recovers', { timeout: 30_000 }, async () => {
+    const p = make({ maxWorkers: 2, workerHeapMb: 32 });
+    const items = ['a', 'b', 'c', 'd', 'OOM', 'e', 'f', 'g', 'h'];
+    const out = await p.processBatch<string, string>(items, { task: fixture('oom.mjs') });
+    expect(out[4]!.ok).toBe(false);
+    expect((out[4] as { error: Error }).error).toBeInstanceOf(WorkerCrashError);
+    out.forEach((r, i) => {
+      if (r.ok) expect(r.value).toBe(`ok:${items[i]}`);
+      else expect(r.error).toBe((out[4] as { error: Error }).error);
+    });
+    expect(out.filter((r) => r.ok).length).toBeGreaterThan(0);
+    expect(p.metrics().pool).toMatchObject({ retried: 1, crashed: 1 });
+    expect(await p.processBatch([5], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 10 }]);
+  });
+
+  it('abort: pre-aborted rejects with the reason; aborting while running rejects at once and the pool recovers', async () => {
+    const p = make({ maxWorkers: 2 });
+    const reason = new Error('stop');
+    expect(await rejection(p.processBatch([1], { task: fixture('double.mjs'), signal: AbortSignal.abort(reason) }))).toBe(reason);
+    const c = new AbortController();
+    const running = p.processBatch(['a', 'WAIT', 'b'], { task: fixture('gate.mjs'), signal: c.signal });
+    // Wait until the gate task is on a worker, then abort.
+    while (p.metrics().pool!.busy === 0) await new Promise((r) => setTimeout(r, 5));
+    c.abort(reason);
+    expect(await rejection(running)).toBe(reason);
+    expect(await p.processBatch([1, 2], { task: fixture('double.mjs') })).toEqual([2, 4].map((value) => ({ ok: true, value })));
+    expectSettledCounts(p);
+  });
+
+  it('argument errors', async () => {
+    const p = make({ maxWorkers: 1 });
+    expectSameError(await rejection(p.processBatch('x' as never, { task: fixture('double.mjs') })), new TypeError('items must be an array, got string'));
+    expectSameError(await rejection(p.processBatch([1], null as never)), new TypeError('opts must be an object, got null'));
+    expectSameError(await rejection(p.processBatch([1], { task: '' })), new TypeError('opts.task must be a module path or URL, got string'));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('abort', () => {
+  it('pre-aborted signals reject every entry point with the signal’s reason', async () => {
+    const p = make({ maxWorkers: 1 });
+    const reason = new RangeError('mine');
+    const signal = AbortSignal.abort(reason);
+    const { bytes, offsets } = pack(['a']);
+    expect(await rejection(p.vectorize(['a'], {}, { signal }))).toBe(reason);
+    expect(await rejection(p.vectorizeBytes(bytes, offsets, {}, { signal }))).toBe(reason);
+    expect(await rejection(p.submit('a', {}, { signal }))).toBe(reason);
+    expect(await rejection(p.processBatch([1], { task: fixture('double.mjs'), signal }))).toBe(reason);
+    // abort() without a reason: the platform's AbortError, passed through.
+    const c = new AbortController();
+    c.abort();
+    const e = await rejection(p.vectorize(['a'], {}, { signal: c.signal }));
+    expect(e).toBe(c.signal.reason);
+    expect(e.name).toBe('AbortError');
+    // A signal with no reason at all: our AbortError (code ABORT_ERR).
+    const bare = { aborted: true, reason: undefined } as unknown as AbortSignal;
+    const e2 = await rejection(p.vectorize(['a'], {}, { signal: bare }));
+    expect(e2).toBeInstanceOf(AbortError);
+    expect(e2).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'the operation was aborted' });
+    expect(p.metrics().accepted).toBe(p.metrics().processed + p.metrics().failed);
+  });
+
+  it('aborting a waiting submit frees its place in the queue; aborting a running one aborts the handler’s signal', async () => {
+    const g = gate();
+    const signals: AbortSignal[] = [];
+    const p = make({
+      maxWorkers: 1,
+      maxQueue: 2,
+      handler: async (batch, signal) => {
+        signals.push(signal);
+        await g.wait;
+        return new Array(batch.rows).fill('done');
+      },
+    });
+    const ca = new AbortController();
+    const a = p.submit('a', {}, { signal: ca.signal }); // dispatched at once, blocked in the handler
+    const cb = new AbortController();
+    const b = p.submit('b', {}, { signal: cb.signal }); // waiting
+    const c = p.submit('c'); // waiting: the queue (2) is full
+    await new Promise((r) => setImmediate(r));
+    expect(signals).toHaveLength(1);
+    expect(p.metrics().queueDepth).toBe(2);
+    const full = await rejection(p.submit('d'));
+    expect(full).toBeInstanceOf(QueueFullError);
+    cb.abort(new Error('b gone'));
+    expect((await rejection(b)).message).toBe('b gone');
+    expect(p.metrics().queueDepth).toBe(1);
+    const d = p.submit('d'); // the freed place
+    ca.abort(new Error('a gone'));
+    expect((await rejection(a)).message).toBe('a gone');
+    expect(signals[0]!.aborted, 'its batch had no other request').toBe(true);
+    g.open();
+    expect(await Promise.all([c, d])).toEqual([['done'], ['done']]);
+    expectSettledCounts(p);
+    expect(p.metrics()).toMatchObject({ accepted: 4, processed: 2, failed: 2, shed: 1 });
+  });
+
+  it('aborting a vectorize running on the pool rejects with the reason; the pool recovers', async () => {
+    const p = make({ maxWorkers: 2 });
+    route(p, 'pool');
+    const { bytes, offsets } = pack(makeByteRows(8, 2_000_000, 0));
+    const c = new AbortController();
+    const run = p.vectorizeBytes(bytes, offsets, {}, { signal: c.signal });
+    while (p.metrics().pool!.busy === 0) await new Promise((r) => setTimeout(r, 1));
+    c.abort(new Error('enough'));
+    expect((await rejection(run)).message).toBe('enough');
+    expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 8 }), vectorizeBytes(bytes, offsets, { maxLength: 8 }));
+    expectSettledCounts(p);
+    expect(p.metrics()).toMatchObject({ failed: offsets.length - 1, processed: offsets.length - 1 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('admission (maxQueue)', () => {
+  it('QueueFullError at once with its code and figures; accepted = processed + failed after all settles', async () => {
+    const g = gate();
+    const p = make({
+      maxWorkers: 1,
+      maxQueue: 3,
+      handler: async (batch) => {
+        await g.wait;
+        return Array.from({ length: batch.rows }, (_, i) => i);
+      },
+    });
+    route(p, 'pool');
+    const first = p.submit('a'); // running (not waiting)
+    const waiting = [p.submit('b'), p.submit(['c', 'd'])]; // 3 rows waiting
+    const e = await rejection(p.submit('e')); // settles while the handler still blocks
+    expect(e).toBeInstanceOf(QueueFullError);
+    expect(e).toMatchObject({ name: 'QueueFullError', code: 'ERR_DTESN_QUEUE_FULL', limit: 3, depth: 3, rows: 1 });
+    expect(e.message).toBe('queue full: 3 rows waiting + 1 requested would exceed maxQueue 3; retry later or raise maxQueue');
+    // processBatch and pool-bound vectorize are admitted against the same queue; inline vectorize is not queued.
+    expect(await rejection(p.processBatch([1, 2], { task: fixture('double.mjs') }))).toBeInstanceOf(QueueFullError);
+    const { bytes, offsets } = pack(makeByteRows(9, 300_000));
+    expect(await rejection(p.vectorizeBytes(bytes, offsets))).toBeInstanceOf(QueueFullError);
+    expect(plain(await p.vectorize(['inline']))).toEqual(plain(vectorize(['inline'])));
+    expect(p.metrics().shed).toBe(1 + 2 + (offsets.length - 1));
+    g.open();
+    expect(await first).toEqual([0]);
+    expect(await Promise.all(waiting)).toEqual([[0], [0, 1]]);
+    expectSettledCounts(p);
+    expect(p.metrics()).toMatchObject({ accepted: 5, processed: 5, failed: 0 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('close', () => {
+  it('drains everything in flight, nothing lost; later calls reject PipelineClosedError; twice is harmless', async () => {
+    const p = make({ maxWorkers: 2, batchTimeoutMs: 50, ...SLO });
+    route(p, 'pool');
+    const texts = makeTexts(10, 3000, { maxPieces: 8, long: 0 });
+    const subs = texts.map((t, i) => p.submit(t, SUBMIT_SETS[i % 3]));
+    const { bytes, offsets } = pack(makeByteRows(11, 300_000));
+    const big = p.vectorizeBytes(bytes, offsets, { maxLength: 20 });
+    const proc = p.processBatch([1, 2, 3], { task: fixture('double.mjs') });
+    const closed = p.close();
+    expect(p.close()).toBe(closed);
+    // Refused from the moment close() is called.
+    expect(await rejection(p.submit('late'))).toBeInstanceOf(PipelineClosedError);
+    await closed;
+    const results = await Promise.all(subs);
+    results.forEach((r, i) => expect(plain(r as VectorBatch<Dtype>)).toEqual(plain(vectorize([texts[i]!], SUBMIT_SETS[i % 3]))));
+    expectSameBatch(await big, vectorizeBytes(bytes, offsets, { maxLength: 20 }));
+    expect(await proc).toEqual([2, 4, 6].map((value) => ({ ok: true, value })));
+    expectSettledCounts(p);
+    expect(p.metrics().processed).toBe(texts.length + offsets.length - 1 + 3);
+
+    const e = await rejection(p.vectorize(['a']));
+    expect(e).toBeInstanceOf(PipelineClosedError);
+    expect(e).toMatchObject({ code: 'ERR_DTESN_CLOSED', name: 'PipelineClosedError', message: 'the pipeline is closed and accepts no new work' });
+    expect(await rejection(p.vectorizeBytes(bytes, offsets))).toBeInstanceOf(PipelineClosedError);
+    expect(await rejection(p.submit('a'))).toBeInstanceOf(PipelineClosedError);
+    expect(await rejection(p.processBatch([1], { task: fixture('double.mjs') }))).toBeInstanceOf(PipelineClosedError);
+    expect(thrown(() => p.stream(['a']))).toBeInstanceOf(PipelineClosedError);
+    expect(thrown(() => p.vectorizeFile('/nonexistent', { format: 'lines' }))).toBeInstanceOf(PipelineClosedError);
+    await p.close();
+    await p[Symbol.asyncDispose]();
+  });
+
+  it('await using closes the pipeline at the end of the block', async () => {
+    let q: Pipeline;
+    {
+      await using p = createPipeline({ maxWorkers: 1 });
+      q = p;
+      expect(plain(await p.vectorize(['a']))).toEqual(plain(vectorize(['a'])));
+    }
+    expect(await rejection(q.vectorize(['a']))).toBeInstanceOf(PipelineClosedError);
+    await q.close();
+  });
+});
+
+it('metrics add up over a mix of successes, failures, refusals and aborts', async () => {
+  const p = make({ maxWorkers: 2, maxQueue: 1000 });
+  const work: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 50; i++) work.push(p.submit(i % 10 === 0 ? 'x\uD800' : `ok ${i}`, { invalid: i % 10 === 0 ? 'error' : 'replace' }));
+  work.push(p.vectorize(['a', 'b\uDC00'], { invalid: 'error' }));
+  work.push(p.vectorize(['a', 'b']));
+  work.push(p.processBatch([1, 2, 3, 4, 5, 6], { task: fixture('throws.mjs') }));
+  await Promise.allSettled(work);
+  const m = p.metrics();
+  expect(m).toMatchObject({ accepted: 50 + 2 + 2 + 6, failed: 5 + 2 + 3, queueDepth: 0, shed: 0, backend: 'native' });
+  expect(m.accepted).toBe(m.processed + m.failed);
+  expect(m.batcher.accepted).toBe(m.batcher.resolved + m.batcher.rejected);
+  await Promise.allSettled([p.submit('gone', {}, { signal: AbortSignal.abort() }), p.vectorize(['gone'], {}, { signal: AbortSignal.abort() })]);
+  expectSettledCounts(p);
+});
