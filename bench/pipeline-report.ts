@@ -114,6 +114,8 @@ export interface PipelineBenchResults {
     rows: number;
     utf8Bytes: number;
     variants: ScalingVariant[];
+    /** Fixed CPU work / memory traffic through processBatch on the same pools, same rounds. */
+    controls: { id: string; label: string; w1Ms: number; w2Ms: number; speedup: number }[];
     auto: { calls: number; batches: { inline: number; pool: number }; decisions: { inline: number; pool: number }; medianMs: number } | null;
   };
   batching: {
@@ -212,6 +214,9 @@ export function renderPipelineMarkdown(r: PipelineBenchResults): string {
         `${fmtRate(x.inline.rowsPerSec)} | ${fmtRate(w1?.rowsPerSec ?? NaN)} | ${fmtRate(w2?.rowsPerSec ?? NaN)} | ${w2?.mbPerSec.toFixed(0) ?? 'n/a'} | ` +
         `${fmtX(x.speedup)} | ${x.efficiency.toFixed(2)} | ${w1?.poolBatches ?? '-'}, ${w2?.poolBatches ?? '-'} | ${x.rounds} |`,
     );
+  }
+  for (const c of s.controls ?? []) {
+    out.push(`| ${c.label} | - | ${c.w1Ms.toFixed(1)} | ${c.w2Ms.toFixed(1)} | | | | | ${fmtX(c.speedup)} | ${(c.speedup / 2).toFixed(2)} | | ${s.variants[0]?.rounds ?? ''} |`);
   }
   if (s.auto) {
     out.push('');

@@ -398,11 +398,28 @@ async function benchFile(res: PipelineBenchResults): Promise<void> {
 // ------------------------------------------------------------------------------------------------
 // 3. Scaling over the pool.
 
+/**
+ * Control tasks for `processBatch` (a data: URL module, run by the same pool): fixed CPU work (an
+ * integer hash loop, no memory traffic) and fixed memory traffic (fills of a per-worker 32 MiB
+ * buffer, faulted in once). They measure how much parallelism the machine gives two threads right
+ * now, next to the pipeline's own scaling.
+ */
+const CONTROL_TASK =
+  'data:text/javascript,' +
+  encodeURIComponent(
+    'const buf = new Uint8Array(32 << 20);\n' +
+      'export default function (item) {\n' +
+      "  if (item.kind === 'cpu') { let h = 0; for (let i = 0; i < item.n; i++) h = (Math.imul(h ^ i, 0x9e3779b1) + 1) | 0; return h; }\n" +
+      '  for (let k = 0; k < item.n; k++) buf.fill((k + 1) & 255);\n' +
+      '  return buf[0];\n' +
+      '}\n',
+  );
+
 async function benchScaling(res: PipelineBenchResults): Promise<void> {
   const w = workloadC(QUICK ? 3_000 : 10_000);
   const ml = w.maxLength; // 2048
   const s = res.scaling;
-  s.input = `workload (c), ${w.title}, as one UTF-8 byte batch (plain Uint8Array + Uint32Array offsets), maxLength ${ml}`;
+  s.input = `workload (c), ${w.title}, as one UTF-8 byte batch (Uint8Array + Uint32Array offsets), maxLength ${ml}`;
   s.rows = w.rows;
   s.utf8Bytes = w.utf8Bytes;
   const inl = createPipeline({ maxWorkers: 1 });
@@ -413,42 +430,72 @@ async function benchScaling(res: PipelineBenchResults): Promise<void> {
     return { k, p };
   });
   await sleep(300); // let the workers start
+  const sharedBytes = new Uint8Array(new SharedArrayBuffer(w.bytes.length));
+  sharedBytes.set(w.bytes);
+  const sharedOffsets = new Uint32Array(new SharedArrayBuffer(w.offsets.byteLength));
+  sharedOffsets.set(w.offsets);
   const sharedIds = new Int32Array(new SharedArrayBuffer(w.rows * ml * 4));
   const sharedMask = new Uint8Array(new SharedArrayBuffer(w.rows * ml));
-  const variants: { id: string; label: string; options: Record<string, unknown> }[] = [
-    { id: 'fresh', label: 'default options (fresh output per call)', options: { maxLength: ml } },
+  const variants: { id: string; label: string; bytes: Uint8Array; offsets: Uint32Array; options: Record<string, unknown> }[] = [
+    { id: 'fresh', label: 'default: plain input, fresh output per call', bytes: w.bytes, offsets: w.offsets, options: { maxLength: ml } },
     {
-      id: 'out',
-      label: "`out` reused (SharedArrayBuffer), padding 'max-length'",
+      id: 'shared',
+      label: "input in shared memory, `out` reused (SharedArrayBuffer), padding 'max-length'",
+      bytes: sharedBytes,
+      offsets: sharedOffsets,
       options: { maxLength: ml, padding: 'max-length', out: { ids: sharedIds, attentionMask: sharedMask } },
     },
   ];
   const rounds = QUICK ? 3 : 9;
+  const before = pools.map(({ p }) => p.metrics().batches.pool);
+  type Case = { key: string; run: () => Promise<unknown> };
+  const cases: Case[] = [];
   for (const v of variants) {
-    const before = pools.map(({ p }) => p.metrics().batches.pool);
-    const cases = [
-      { key: 'inline', run: () => inl.vectorizeBytes(w.bytes, w.offsets, v.options) },
-      ...pools.map(({ k, p }) => ({ key: `w${k}`, run: () => p.vectorizeBytes(w.bytes, w.offsets, v.options) })),
-    ];
-    for (const c of cases) await c.run(); // warm-up: first-touch of outputs, worker JIT
-    const times = await interleaved(cases, rounds);
-    const ms = (key: string) => median(times.get(key)!) * 1e3;
-    const rate = (t: number) => ({ rowsPerSec: w.rows / (t / 1e3), mbPerSec: w.utf8Bytes / (t / 1e3) / 1e6 });
-    const workers = pools.map(({ k, p }, i) => {
-      const mb = p.metrics().batches;
-      return { workers: k, medianMs: ms(`w${k}`), ...rate(ms(`w${k}`)), poolBatches: mb.pool - before[i]!, inlineBatches: mb.inline };
-    });
-    for (const x of workers) {
-      if (x.poolBatches < rounds) throw new Error(`scaling: ${x.workers}-worker pipeline ran only ${x.poolBatches} batches on the pool`);
+    cases.push({ key: `${v.id}/inline`, run: () => inl.vectorizeBytes(v.bytes, v.offsets, v.options) });
+    for (const { k, p } of pools) cases.push({ key: `${v.id}/w${k}`, run: () => p.vectorizeBytes(v.bytes, v.offsets, v.options) });
+  }
+  const controls = [
+    { id: 'cpu', label: 'control: CPU-bound loop (processBatch, 8 items)', items: Array.from({ length: 8 }, () => ({ kind: 'cpu', n: QUICK ? 4e6 : 1e7 })) },
+    { id: 'mem', label: 'control: memory fill (processBatch, 8 items x 64 MiB written)', items: Array.from({ length: 8 }, () => ({ kind: 'mem', n: 2 })) },
+  ];
+  for (const c of controls) {
+    for (const { k, p } of pools) {
+      cases.push({
+        key: `${c.id}/w${k}`,
+        run: async () => {
+          const r = await p.processBatch(c.items, { task: CONTROL_TASK });
+          const bad = r.find((x) => !x.ok);
+          if (bad) throw (bad as { error: Error }).error;
+          return r;
+        },
+      });
     }
+  }
+  for (const c of cases) await c.run(); // warm-up: first touch of buffers, worker JIT, task module load
+  const times = await interleaved(cases, rounds);
+  const ms = (key: string) => median(times.get(key)!) * 1e3;
+  const rate = (t: number) => ({ rowsPerSec: w.rows / (t / 1e3), mbPerSec: w.utf8Bytes / (t / 1e3) / 1e6 });
+  const poolBatches = pools.map(({ p }, i) => p.metrics().batches.pool - before[i]!);
+  for (const [i, n] of poolBatches.entries()) {
+    const want = variants.length * (rounds + 1);
+    if (n < want) throw new Error(`scaling: the ${pools[i]!.k}-worker pipeline ran ${n} of ${want} batches on the pool`);
+  }
+  for (const v of variants) {
+    const workers = pools.map(({ k, p }, i) => ({
+      workers: k, medianMs: ms(`${v.id}/w${k}`), ...rate(ms(`${v.id}/w${k}`)),
+      poolBatches: poolBatches[i]! / variants.length, inlineBatches: p.metrics().batches.inline,
+    }));
     const speedup = workers[0]!.medianMs / workers[1]!.medianMs;
-    const sv: ScalingVariant = {
-      id: v.id, label: v.label, inline: { medianMs: ms('inline'), ...rate(ms('inline')) }, workers,
-      speedup, efficiency: speedup / 2, rounds,
-    };
+    const sv: ScalingVariant = { id: v.id, label: v.label, inline: { medianMs: ms(`${v.id}/inline`), ...rate(ms(`${v.id}/inline`)) }, workers, speedup, efficiency: speedup / 2, rounds };
     s.variants.push(sv);
     log(`  ${v.id.padEnd(6)} inline ${sv.inline.medianMs.toFixed(1)} ms, 1 worker ${workers[0]!.medianMs.toFixed(1)} ms, 2 workers ${workers[1]!.medianMs.toFixed(1)} ms: speedup ${speedup.toFixed(2)}x, efficiency ${sv.efficiency.toFixed(2)}`);
   }
+  s.controls = controls.map((c) => {
+    const t1 = ms(`${c.id}/w1`);
+    const t2 = ms(`${c.id}/w2`);
+    log(`  ${c.id.padEnd(6)} 1 worker ${t1.toFixed(1)} ms, 2 workers ${t2.toFixed(1)} ms: speedup ${(t1 / t2).toFixed(2)}x`);
+    return { id: c.id, label: c.label, w1Ms: t1, w2Ms: t2, speedup: t1 / t2 };
+  });
   await Promise.all([inl.close(), ...pools.map(({ p }) => p.close())]);
 
   // The cost model left alone, same input as the first variant.
@@ -746,10 +793,14 @@ function targets(res: PipelineBenchResults): Target[] {
       detail: `vs ${worst.b}; ${rs.map((r) => `${r.b.split(' ')[1]} ${r.ratio.toFixed(2)}x`).join(', ')}`,
     });
   }
+  const cpu = res.scaling.controls.find((c) => c.id === 'cpu');
+  const mem = res.scaling.controls.find((c) => c.id === 'mem');
   for (const sv of res.scaling.variants) {
     t.push({
       name: `parallel efficiency, 2 workers (${sv.id})`, value: sv.efficiency, target: '>= 0.8', pass: sv.efficiency >= 0.8,
-      detail: `speedup ${sv.speedup.toFixed(2)}x (${sv.workers[0]!.medianMs.toFixed(1)} -> ${sv.workers[1]!.medianMs.toFixed(1)} ms); inline ${sv.inline.medianMs.toFixed(1)} ms`,
+      detail:
+        `speedup ${sv.speedup.toFixed(2)}x (${sv.workers[0]!.medianMs.toFixed(1)} -> ${sv.workers[1]!.medianMs.toFixed(1)} ms); inline ${sv.inline.medianMs.toFixed(1)} ms` +
+        (cpu && mem ? `; same rounds: CPU-loop control ${cpu.speedup.toFixed(2)}x, memory-fill control ${mem.speedup.toFixed(2)}x` : ''),
     });
   }
   const cfgs = res.batching.configs;
@@ -798,7 +849,7 @@ async function main() {
     config: { quick: QUICK, rounds: ROUNDS, sections: [...SECTIONS], windowSec: WINDOW_S, options: OPTIONS },
     vectorize: { workload: '', options: {}, cases: [] },
     file: { lines: 0, jsonlBytes: 0, linesBytes: 0, paths: { jsonl: '', lines: '' }, generatedSec: null, verify: [], cases: [], ratios: [] },
-    scaling: { input: '', rows: 0, utf8Bytes: 0, variants: [], auto: null },
+    scaling: { input: '', rows: 0, utf8Bytes: 0, variants: [], controls: [], auto: null },
     batching: { handler: '', targetLatencyMs: TARGET_LATENCY_MS, windowSec: WINDOW_S, warmupSec: WARMUP_S, drainSec: DRAIN_S, arrivals: '', serviceOvershootMs: null, configs: [] },
     targets: [],
     notes: [],

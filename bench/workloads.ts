@@ -160,7 +160,7 @@ export function workloadA(rows = 100_000, seed = 0xa11ce): Workload {
   const rng = mulberry32(seed);
   const texts: string[] = new Array(rows);
   for (let i = 0; i < rows; i++) texts[i] = makeRow(rng, 20 + Math.floor(rng() * 101), false);
-  return finish('a', `${rows.toLocaleString('en-US')} ASCII rows, 20-120 chars`, texts, 512);
+  return finish('a', `${rows.toLocaleString('en-US')} ASCII rows, 20-120 chars (maxLength 128)`, texts, 128);
 }
 
 export function workloadB(rows = 100_000, seed = 0xb0b): Workload {
@@ -172,7 +172,7 @@ export function workloadB(rows = 100_000, seed = 0xb0b): Workload {
     // Make sure a row picked as non-ASCII really is (a short row may have drawn only ASCII words).
     if (nonAscii && isAscii(texts[i])) texts[i] = nonAsciiWord(rng) + texts[i].slice(0, -4);
   }
-  return finish('b', `${rows.toLocaleString('en-US')} rows, 20-120 chars, 10% non-ASCII (accents, CJK, emoji)`, texts, 512);
+  return finish('b', `${rows.toLocaleString('en-US')} rows, 20-120 chars, 10% non-ASCII (accents, CJK, emoji; maxLength 128)`, texts, 128);
 }
 
 /** Long rows; maxLength 2048 so that most rows fit and ~a quarter are truncated. */

@@ -236,17 +236,25 @@ describe('vectorize / vectorizeBytes split over the pool equal the core', () => 
   });
 
   it('out buffers in shared memory are written by the workers (views of them), equal to the core', async () => {
-    const o: Opts = { maxLength: 40, dtype: 'uint16', encoding: 'byt5' };
-    const want = vectorizeBytes(plainIn.bytes, plainIn.offsets, o);
-    const n = want.rows * want.width;
-    const ids = new Uint16Array(new SharedArrayBuffer((n + 10) * 2)).fill(9999);
-    const attentionMask = new Uint8Array(new SharedArrayBuffer(n + 10)).fill(7);
-    const got = await onPool(() => p.vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids, attentionMask } }));
-    expectSameBatch(got, want);
-    expect(got.ids.buffer).toBe(ids.buffer);
-    expect(got.attentionMask.buffer).toBe(attentionMask.buffer);
-    expect(Array.from(ids.subarray(n))).toEqual(new Array(10).fill(9999));
-    expect(Array.from(attentionMask.subarray(n))).toEqual(new Array(10).fill(7));
+    for (const padding of ['longest', 'max-length'] as const) {
+      const o: Opts = { maxLength: 40, dtype: 'uint16', encoding: 'byt5', padding };
+      const want = vectorizeBytes(plainIn.bytes, plainIn.offsets, o);
+      const n = want.rows * want.width;
+      const ids = new Uint16Array(new SharedArrayBuffer((n + 10) * 2)).fill(9999);
+      const attentionMask = new Uint8Array(new SharedArrayBuffer(n + 10)).fill(7);
+      const got = await onPool(() => p.vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids, attentionMask } }));
+      expectSameBatch(got, want);
+      expect(got.ids.buffer).toBe(ids.buffer);
+      expect(got.attentionMask.buffer).toBe(attentionMask.buffer);
+      expect(Array.from(ids.subarray(n))).toEqual(new Array(10).fill(9999));
+      expect(Array.from(attentionMask.subarray(n))).toEqual(new Array(10).fill(7));
+      // ids only (the mask is then allocated).
+      const want2 = vectorize(texts, o);
+      const ids2 = new Uint16Array(new SharedArrayBuffer(want2.rows * want2.width * 2));
+      const got2 = await onPool(() => p.vectorize(texts, { ...o, out: { ids: ids2 } }));
+      expectSameBatch(got2, want2);
+      expect(got2.ids.buffer).toBe(ids2.buffer);
+    }
   });
 
   it('out buffers too small: the core error', async () => {
@@ -331,7 +339,9 @@ describe('errors from the pool equal the core errors, row numbers global', () =>
     const ids = new Uint8Array(new SharedArrayBuffer(n)).fill(77);
     const attentionMask = new Uint8Array(new SharedArrayBuffer(n)).fill(77);
     const want = thrown(() => vectorizeBytes(bytes, offsets, { ...o, out: { ids: new Uint8Array(n), attentionMask: new Uint8Array(n) } }));
+    const before = p.metrics().pool!.completed;
     expectSameError(await rejection(p.vectorizeBytes(bytes, offsets, { ...o, out: { ids, attentionMask } })), want);
+    expect(p.metrics().pool!.completed - before, 'it ran on the pool').toBeGreaterThanOrEqual(1);
     expect(ids.every((x) => x === 77), 'out.ids untouched').toBe(true);
     expect(attentionMask.every((x) => x === 77), 'out.attentionMask untouched').toBe(true);
   });
