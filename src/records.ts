@@ -41,6 +41,8 @@ function kindOf(v: unknown): string {
       return 'a number';
     case 'boolean':
       return 'a boolean';
+    case 'string':
+      return 'a string';
     case 'object':
       return 'an object';
     default:
@@ -75,7 +77,7 @@ export function parseRecordsJs(chunk: Uint8Array, format: RecordFormat, field: s
         try {
           const v: unknown = JSON.parse(text);
           if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-            errors.push({ line, message: `line is ${kindOf(v)}, not a JSON object` });
+            errors.push({ line, message: `line is ${kindOf(v)}, not an object` });
           } else if (!Object.prototype.hasOwnProperty.call(v, field!)) {
             errors.push({ line, message: `field '${field}' is missing` });
           } else {

@@ -130,7 +130,7 @@ class RowBuffer {
       const grown = new Uint32Array(new SharedArrayBuffer(this.offsets.length * 8));
       grown.set(this.offsets);
       this.offsets = grown;
-      const lines = new Uint32Array(this.lines.length * 2);
+      const lines = new Uint32Array(this.offsets.length);
       lines.set(this.lines);
       this.lines = lines;
     }
@@ -203,9 +203,11 @@ export function fileBatches(
         }
         const rec = parseRecords(chunk, format, format === 'jsonl' ? field : null, eof);
         const firstError = onError === 'throw' && rec.errors.length > 0 ? rec.errors[0]!.line : Number.POSITIVE_INFINITY;
+        let e = 0; // errors before a row are reported with the batch that row goes into
         for (let i = 0; i < rec.lines.length; i++) {
           const line = rec.lines[i]!;
           if (line > firstError) break;
+          for (; e < rec.errors.length && rec.errors[e]!.line < line; e++) skipped.push({ line: lineBase + rec.errors[e]!.line + 1, message: rec.errors[e]!.message });
           rows.push(rec.bytes.subarray(rec.offsets[i]!, rec.offsets[i + 1]!), lineBase + line + 1);
           if (rows.rows === batchSize) yield await flush();
         }
@@ -213,7 +215,7 @@ export function fileBatches(
           if (rows.rows > 0) yield await flush();
           throw new RecordError(path, lineBase + firstError + 1, rec.errors[0]!.message);
         }
-        for (const e of rec.errors) skipped.push({ line: lineBase + e.line + 1, message: e.message });
+        for (; e < rec.errors.length; e++) skipped.push({ line: lineBase + rec.errors[e]!.line + 1, message: rec.errors[e]!.message });
         lineBase += rec.lineCount;
         carry = chunk.slice(rec.consumed);
       }

@@ -114,12 +114,17 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
   }
 }
 
-/** Errors cross threads by structured clone; anything else thrown is wrapped in one that can. */
+/**
+ * Errors cross threads by structured clone; anything else thrown is wrapped in one that can. An
+ * Error whose clone is no longer an Error (a DOMException such as DataCloneError, on Node 20)
+ * is wrapped too, so that its name and message survive.
+ */
 function cloneable(error: unknown): unknown {
   try {
-    structuredClone(error);
-    return error;
+    const copy: unknown = structuredClone(error);
+    if (!(error instanceof Error) || copy instanceof Error) return error;
   } catch {
-    return new Error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+    // wrapped below
   }
+  return new Error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }

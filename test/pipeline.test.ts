@@ -9,7 +9,6 @@
  * in one tick and by gated handlers, and the adaptive target is grown under a latency SLO no run
  * can miss (targetLatencyMs 1e6).
  */
-import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
 import { vectorize, vectorizeBytes } from '../src/index.js';
@@ -375,6 +374,34 @@ describe('errors from the pool equal the core errors, row numbers global', () =>
   });
 });
 
+describe('enableVectorization: false — the JavaScript fallback inline and on the workers equals the core', () => {
+  let p: Pipeline;
+  const rows = makeByteRows(12, 400_000);
+  const texts = makeTexts(13, 200_000, { loneSurrogates: 0.03 });
+
+  beforeAll(() => {
+    p = createPipeline({ maxWorkers: 2, enableVectorization: false });
+  });
+  afterAll(() => p.close());
+
+  it('bytes and strings, pool and inline, values and errors', async () => {
+    expect(p.metrics().backend).toBe('js');
+    const input = pack(rows, { lead: 3 });
+    for (const to of ['pool', 'inline'] as const) {
+      route(p, to);
+      for (const [, o] of [BYTE_SETS[0]!, BYTE_SETS[2]!, BYTE_SETS[5]!, BYTE_SETS[8]!]) {
+        expectSameBatch(await p.vectorizeBytes(input.bytes, input.offsets, o), vectorizeBytes(input.bytes, input.offsets, o));
+      }
+      for (const [, o] of [STRING_SETS[1]!, STRING_SETS[3]!]) expectSameBatch(await p.vectorize(texts, o), vectorize(texts, o));
+      for (const o of [{ invalid: 'error' }, { dtype: 'uint8' }] as Opts[]) {
+        expectSameError(await rejection(p.vectorizeBytes(input.bytes, input.offsets, o)), thrown(() => vectorizeBytes(input.bytes, input.offsets, o)));
+      }
+    }
+    expect(p.metrics().batches.pool).toBe(6);
+    expectSettledCounts(p);
+  });
+});
+
 it('the cost model tries the pool once it has an inline estimate (no hook), and both runs equal the core', async () => {
   const p = make({ maxWorkers: 2 });
   const { bytes, offsets } = pack(makeByteRows(4, 400_000));
@@ -605,6 +632,21 @@ describe('processBatch', () => {
     expect(p.metrics()).toMatchObject({ accepted: 40, processed: 40 - failed, failed });
   });
 
+  it('a result or error that cannot cross threads fails its own item, with a message saying why', async () => {
+    const p = make({ maxWorkers: 1 });
+    const items = ['a', 'return-fn', 'throw-fn', 'throw-obj', 'b'];
+    const out = await p.processBatch<string, string>(items, { task: fixture('uncloneable.mjs') });
+    expect(out[0]).toEqual({ ok: true, value: 'ok:a' });
+    expect(out[4]).toEqual({ ok: true, value: 'ok:b' });
+    for (const r of out.slice(1, 4)) {
+      expect(r.ok).toBe(false);
+      expect((r as { error: Error }).error).toBeInstanceOf(Error);
+    }
+    expect((out[1] as { error: Error }).error.message).toMatch(/^DataCloneError: .*could not be cloned/);
+    expect((out[2] as { error: Error }).error.message).toBe('function thrower() {}');
+    expect(p.metrics()).toMatchObject({ accepted: 5, processed: 2, failed: 3 });
+  });
+
   it('a module without a function export fails every item with a TypeError', async () => {
     const p = make({ maxWorkers: 1 });
     const task = 'data:text/javascript,export default 42';
@@ -663,8 +705,8 @@ describe('processBatch', () => {
     expect(await rejection(p.processBatch([1], { task: fixture('double.mjs'), signal: AbortSignal.abort(reason) }))).toBe(reason);
     const c = new AbortController();
     const running = p.processBatch(['a', 'WAIT', 'b'], { task: fixture('gate.mjs'), signal: c.signal });
-    // Wait until the gate task is on a worker, then abort.
-    while (p.metrics().pool!.busy === 0) await new Promise((r) => setTimeout(r, 5));
+    // The pieces are handed to the pool synchronously (busy counts them); abort while they run or wait.
+    expect(p.metrics().pool!.busy).toBeGreaterThan(0);
     c.abort(reason);
     expect(await rejection(running)).toBe(reason);
     expect(await p.processBatch([1, 2], { task: fixture('double.mjs') })).toEqual([2, 4].map((value) => ({ ok: true, value })));
@@ -746,7 +788,7 @@ describe('abort', () => {
     const { bytes, offsets } = pack(makeByteRows(8, 2_000_000, 0));
     const c = new AbortController();
     const run = p.vectorizeBytes(bytes, offsets, {}, { signal: c.signal });
-    while (p.metrics().pool!.busy === 0) await new Promise((r) => setTimeout(r, 1));
+    expect(p.metrics().pool!.busy, 'shards handed to the pool').toBeGreaterThan(0);
     c.abort(new Error('enough'));
     expect((await rejection(run)).message).toBe('enough');
     expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 8 }), vectorizeBytes(bytes, offsets, { maxLength: 8 }));

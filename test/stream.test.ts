@@ -1,0 +1,564 @@
+/**
+ * pipeline.stream() and pipeline.vectorizeFile() (src/stream.ts) against the core and against the
+ * obvious JavaScript reading of the same input: batch sizes, equality, line numbers, malformed
+ * lines, errors, backpressure and bounded memory; with the native backend and with
+ * `enableVectorization: false` (the JavaScript fallback everywhere).
+ *
+ * Memory is measured after a forced full GC (live heap + ArrayBuffers), so the bounds test what is
+ * retained, not when the collector happened to run.
+ */
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PipelineClosedError } from '../src/errors.js';
+import { vectorize } from '../src/index.js';
+import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
+import { type FileBatch, type FileOptions, RecordError } from '../src/stream.js';
+import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import { expectSameBatch, expectSameError, makeTexts, rejection, thrown } from './fixtures/util.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/**
+ * Live memory after full GCs: heap objects plus ArrayBuffer/SharedArrayBuffer backing stores. The
+ * event loop turns in between so that finalizers deferred by the GC (native buffers) have run.
+ */
+async function live(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  gc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+const MB = 1 << 20;
+
+const opened: Pipeline[] = [];
+function make(config: PipelineConfig = {}): Pipeline {
+  const p = createPipeline(config);
+  opened.push(p);
+  return p;
+}
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((p) => p.close()));
+});
+
+type Opts = VectorizeOptions<Dtype>;
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+/** Runs `f` for the native backend and for the JavaScript fallback. */
+const BACKENDS = [
+  { name: 'native', config: {} },
+  { name: 'js fallback', config: { enableVectorization: false } },
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+
+describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
+  const texts = makeTexts(21, 150_000, { loneSurrogates: 0.05, maxPieces: 12 });
+
+  it('metrics name the backend', () => {
+    expect(make({ maxWorkers: 1, ...config }).metrics().backend).toBe(name === 'native' ? 'native' : 'js');
+  });
+
+  it('batches of batchSize, the last one partial, each equal to vectorize(its rows)', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    expect(texts.length).toBeGreaterThan(2500);
+    const rows = texts.slice(0, 2500);
+    const o: Opts = { encoding: 'byt5', maxLength: 30, paddingSide: 'left', dtype: 'uint16' };
+    function* sync() {
+      yield* rows;
+    }
+    async function* lazy() {
+      for (const t of rows) yield t;
+    }
+    for (const source of [rows, sync(), lazy()]) {
+      const batches = await collect(p.stream(source, { ...o, batchSize: 1000 }));
+      expect(batches.map((b) => b.rows)).toEqual([1000, 1000, 500]);
+      batches.forEach((b, k) => expectSameBatch(b, vectorize(rows.slice(k * 1000, (k + 1) * 1000), o)));
+    }
+    // Default batchSize 1000, default options; batch sizes that divide the input leave no partial batch.
+    expect((await collect(p.stream(rows))).map((b) => b.rows)).toEqual([1000, 1000, 500]);
+    const exact = await collect(p.stream(rows, { batchSize: 500 }));
+    expect(exact.map((b) => b.rows)).toEqual([500, 500, 500, 500, 500]);
+    exact.forEach((b, k) => expectSameBatch(b, vectorize(rows.slice(k * 500, (k + 1) * 500))));
+    expect(await collect(p.stream([]))).toEqual([]);
+    const m = p.metrics();
+    expect(m.accepted).toBe(m.processed + m.failed);
+  });
+
+  it('the pipeline defaults apply under the stream options', async () => {
+    const p = make({ maxWorkers: 1, ...config, vectorize: { encoding: 'canine', maxLength: 12 } });
+    const rows = texts.slice(0, 30);
+    const batches = await collect(p.stream(rows, { batchSize: 16, truncationSide: 'left' }));
+    expectSameBatch(batches[0]!, vectorize(rows.slice(0, 16), { encoding: 'canine', maxLength: 12, truncationSide: 'left' }));
+    expectSameBatch(batches[1]!, vectorize(rows.slice(16), { encoding: 'canine', maxLength: 12, truncationSide: 'left' }));
+  });
+
+  it('a non-string item: TypeError naming its index, after the batches before it', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    for (const [bad, type] of [
+      [42, 'number'],
+      [null, 'null'],
+      [undefined, 'undefined'],
+    ] as const) {
+      const source = [...texts.slice(0, 25), bad, 'after'] as unknown as string[];
+      const got: VectorBatch<Dtype>[] = [];
+      const e = await rejection(
+        (async () => {
+          for await (const b of p.stream(source, { batchSize: 10 })) got.push(b);
+        })(),
+      );
+      expectSameError(e, new TypeError(`stream item 25 must be a string, got ${type}`));
+      expect(got.map((b) => b.rows)).toEqual([10, 10]);
+    }
+  });
+
+  it("a batch the core refuses (invalid: 'error') ends the stream with the core's error for that batch", async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const rows = ['a', 'b', 'c', 'd', 'e\uD800', 'f'];
+    const got: VectorBatch<Dtype>[] = [];
+    const e = await rejection(
+      (async () => {
+        for await (const b of p.stream(rows, { batchSize: 3, invalid: 'error' })) got.push(b);
+      })(),
+    );
+    expect(got).toHaveLength(1);
+    expectSameError(e, thrown(() => vectorize(rows.slice(3), { invalid: 'error' })));
+    expect(e.message).toBe("row 1 contains a lone surrogate at code unit 1 (options.invalid is 'error')");
+  });
+
+  it('bad arguments are refused when stream() is called, naming the option', () => {
+    const p = make({ maxWorkers: 1, ...config });
+    expectSameError(thrown(() => p.stream(42 as never)), new TypeError('source must be an iterable or async iterable of strings, got number'));
+    expectSameError(thrown(() => p.stream(null as never)), new TypeError('source must be an iterable or async iterable of strings, got null'));
+    expectSameError(thrown(() => p.stream([], { batchSize: 0 })), new RangeError('options.batchSize must be an integer in [1, 16777216], got 0'));
+    expectSameError(thrown(() => p.stream([], { batchSize: 2.5 })), new RangeError('options.batchSize must be an integer in [1, 16777216], got 2.5'));
+    expectSameError(thrown(() => p.stream([], { foo: 1 } as never)), new TypeError("unknown option 'foo'"));
+    expectSameError(thrown(() => p.stream([], { encoding: 'ascii' } as never)), thrown(() => vectorize([], { encoding: 'ascii' } as never)));
+    expectSameError(thrown(() => p.stream([], null as never)), new TypeError('options must be an object, got null'));
+    expectSameError(
+      thrown(() => p.stream([], { out: { ids: new Int32Array(1) } })),
+      new TypeError('options.out is not supported for streams: every batch is a new array'),
+    );
+  });
+
+  it('backpressure: the source is pulled one batch at a time, only when the consumer asks', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    let pulled = 0;
+    let finished = false;
+    async function* source() {
+      try {
+        for (let i = 0; i < 2500; i++) {
+          pulled++;
+          yield `t${i}`;
+        }
+      } finally {
+        finished = true;
+      }
+    }
+    const it = p.stream(source(), { batchSize: 1000 })[Symbol.asyncIterator]();
+    expect(pulled).toBe(0);
+    expect((await it.next()).value.rows).toBe(1000);
+    expect(pulled).toBe(1000);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(pulled, 'nothing pulled while the consumer holds').toBe(1000);
+    expect((await it.next()).value.rows).toBe(1000);
+    expect(pulled).toBe(2000);
+    expect((await it.next()).value.rows).toBe(500);
+    expect(pulled).toBe(2500);
+    expect((await it.next()).done).toBe(true);
+    expect(finished).toBe(true);
+
+    // Breaking out of the loop finalizes the source.
+    pulled = 0;
+    finished = false;
+    for await (const b of p.stream(source(), { batchSize: 100 })) {
+      expect(b.rows).toBe(100);
+      if (pulled === 300) break;
+    }
+    expect(pulled).toBe(300);
+    expect(finished).toBe(true);
+  });
+
+  it('batches after close() are refused with PipelineClosedError', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const it = p.stream(texts.slice(0, 30), { batchSize: 10 })[Symbol.asyncIterator]();
+    expect((await it.next()).value.rows).toBe(10);
+    await p.close();
+    expect(await rejection(it.next())).toBeInstanceOf(PipelineClosedError);
+  });
+});
+
+it('stream(): 2 million lazily generated rows in bounded memory, never pulled ahead', { timeout: 60_000 }, async () => {
+  const p = make({ maxWorkers: 1 });
+  const N = 2_000_000;
+  const B = 1000;
+  let pulled = 0;
+  async function* source() {
+    for (let i = 0; i < N; i++) {
+      pulled++;
+      yield `row ${i} ${'abcdefghijklmnopqrstuvwxyz'.slice(i % 26)}`;
+    }
+  }
+  const base = await live();
+  const rss0 = process.memoryUsage().rss;
+  let rssPeak = 0;
+  let peak = 0;
+  let batches = 0;
+  let rows = 0;
+  let tokens = 0;
+  for await (const b of p.stream(source(), { batchSize: B, maxLength: 64 })) {
+    batches++;
+    rows += b.rows;
+    expect(pulled).toBe(rows);
+    for (let r = 0; r < b.rows; r++) tokens += b.lengths[r]!;
+    if (batches % 200 === 0) {
+      peak = Math.max(peak, (await live()) - base);
+      rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
+    }
+    if (batches === 1000) expectSameBatch(b, vectorize(Array.from({ length: B }, (_, r) => `row ${999_000 + r} ${'abcdefghijklmnopqrstuvwxyz'.slice((999_000 + r) % 26)}`), { maxLength: 64 }));
+  }
+  expect({ batches, rows }).toEqual({ batches: N / B, rows: N });
+  let want = 0;
+  for (let i = 0; i < N; i++) want += `row ${i} `.length + 26 - (i % 26);
+  expect(tokens).toBe(want);
+  // All rows kept would be > 80 MB of strings; all batches > 200 MB of ids. The loop holds one batch
+  // (measured: < 1 MB live, ~40 MB rss, most of it allocator slack).
+  expect(peak, `live memory growth ${(peak / MB).toFixed(1)} MB`).toBeLessThan(24 * MB);
+  expect(rssPeak, `rss growth ${(rssPeak / MB).toFixed(1)} MB`).toBeLessThan(160 * MB);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dtesn-stream-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const enc = new TextEncoder();
+// Decoding the file as a whole: a byte-order mark at its start is not text (TextDecoder's default).
+const dec = new TextDecoder('utf-8');
+
+/**
+ * The obvious reading of a lines file: decode, split on \n, one trailing \r stripped, no row after
+ * a final \n.
+ */
+function parseLines(bytes: Uint8Array): Array<{ line: number; text: string }> {
+  const parts = dec.decode(bytes).split('\n');
+  if (parts[parts.length - 1] === '') parts.pop();
+  return parts.map((t, i) => ({ line: i + 1, text: t.endsWith('\r') ? t.slice(0, -1) : t }));
+}
+
+interface JsonlExpect {
+  rows: Array<{ line: number; text: string }>;
+  errors: Array<{ line: number; kind: string }>;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'number') return 'a number';
+  if (typeof v === 'boolean') return 'a boolean';
+  if (typeof v === 'string') return 'a string';
+  return typeof v;
+}
+
+/** The obvious reading of a JSONL file: JSON.parse every non-blank line; the field must be a string. */
+function parseJsonl(bytes: Uint8Array, field = 'text'): JsonlExpect {
+  const out: JsonlExpect = { rows: [], errors: [] };
+  parseLines(bytes).forEach(({ line, text }) => {
+    if (text.trim() === '') return;
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      out.errors.push({ line, kind: 'invalid JSON: ' });
+      return;
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) out.errors.push({ line, kind: `line is ${kindOf(v)}, not an object` });
+    else if (!Object.prototype.hasOwnProperty.call(v, field)) out.errors.push({ line, kind: `field '${field}' is missing` });
+    else {
+      const s = (v as Record<string, unknown>)[field];
+      if (typeof s !== 'string') out.errors.push({ line, kind: `field '${field}' is ${kindOf(s)}, not a string` });
+      else out.rows.push({ line, text: s });
+    }
+  });
+  return out;
+}
+
+function write(name: string, content: string | Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Batches equal vectorize of the expected rows, with their line numbers; returns the batches' rows. */
+function expectRows(batches: FileBatch[], want: Array<{ line: number; text: string }>, batchSize: number, o: Opts): void {
+  let at = 0;
+  batches.forEach((b, k) => {
+    if (b.rows === 0) {
+      expect(k, 'only the last batch may be empty (it carries skipped lines)').toBe(batches.length - 1);
+      return;
+    }
+    expect(b.rows, `batch ${k}`).toBe(Math.min(batchSize, want.length - at));
+    const slice = want.slice(at, at + b.rows);
+    expectSameBatch(b, vectorize(slice.map((r) => r.text), o));
+    expect(Array.from(b.lines)).toEqual(slice.map((r) => r.line));
+    expect(b.firstLine).toBe(slice[0]!.line);
+    at += b.rows;
+  });
+  expect(at).toBe(want.length);
+}
+
+/** Lines with CRLF and LF, blank lines, a lone \r inside a line, unicode and emoji, malformed UTF-8. */
+function linesFile(lastNewline: boolean): Uint8Array {
+  const lines = makeTexts(31, 40_000, { maxPieces: 15, long: 0.01 }).map((t) => t.replace(/\n/g, ' '));
+  lines.splice(3, 0, '', '', 'a\rb', '   ', '😀🇫🇷 é 中文 \u{10FFFF}', 'trailing cr\r');
+  const parts: Uint8Array[] = [];
+  lines.forEach((l, i) => {
+    parts.push(enc.encode(l));
+    if (i === 40) parts.push(new Uint8Array([0xff, 0xe2, 0x82, 0x61]));
+    if (i < lines.length - 1 || lastNewline) parts.push(enc.encode(i % 3 === 0 ? '\r\n' : '\n'));
+  });
+  return Buffer.concat(parts);
+}
+
+/** JSONL: valid records with escapes, extra fields, blank lines, CRLF, and every kind of malformed line. */
+function jsonlFile(lastNewline: boolean, field = 'text'): Uint8Array {
+  const texts = makeTexts(32, 15_000, { maxPieces: 12, loneSurrogates: 0.05 });
+  const bad = ['oops', '[1, 2]', '42', 'null', '"just a string"', `{"${field}": 5}`, '{"other": "x"}', `{"${field}": "unterminated`, `{"${field}": true}`, `{"${field}": null}`];
+  const lines: string[] = [];
+  texts.forEach((t, i) => {
+    if (i % 17 === 5) lines.push(bad[(i / 17) | 0] ?? 'oops again');
+    if (i % 23 === 0) lines.push(i % 2 ? '' : '  \t ');
+    const rec = i % 4 === 0 ? { id: i, [field]: t, nested: { [field]: 'not this' } } : { [field]: t };
+    // JSON.stringify escapes lone surrogates; \u escapes of pairs are spelled out on some lines.
+    let json = JSON.stringify(rec);
+    if (i % 5 === 0) json = json.replace(/[\u{10000}-\u{10FFFF}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}\\u${c.charCodeAt(1).toString(16)}`);
+    lines.push(json);
+  });
+  lines.push(`{"${field}": "last 😀"}`);
+  return enc.encode(lines.map((l, i) => l + (i < lines.length - 1 || lastNewline ? (i % 2 ? '\r\n' : '\n') : '')).join(''));
+}
+
+describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
+  const o: Opts = { encoding: 'canine', maxLength: 24, truncationSide: 'left' };
+
+  it('lines: every row, its line number, for any chunk size (lines split across chunks)', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    for (const lastNewline of [false, true]) {
+      const bytes = linesFile(lastNewline);
+      const path = write(`lines-${lastNewline}.txt`, bytes);
+      const want = parseLines(bytes);
+      expect(want.length).toBeGreaterThan(1000);
+      for (const chunkBytes of [16, 64, 1000, 1 << 20]) {
+        const batches = await collect(p.vectorizeFile(path, { format: 'lines', batchSize: 97, chunkBytes, ...o }));
+        expectRows(batches, want, 97, o);
+        for (const b of batches) expect(b.skipped).toEqual([]);
+      }
+      // Defaults: batchSize 1000, 1 MiB chunks, default vectorize options.
+      expectRows(await collect(p.vectorizeFile(path, { format: 'lines' })), want, 1000, {});
+    }
+  });
+
+  it('jsonl, onError skip: rows, line numbers, and each malformed line reported once, with the batch it precedes', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    for (const [lastNewline, field] of [
+      [false, undefined],
+      [true, 'body'],
+    ] as const) {
+      const bytes = jsonlFile(lastNewline, field);
+      const path = write(`records-${lastNewline}.jsonl`, bytes);
+      const want = parseJsonl(bytes, field);
+      expect(want.errors.length).toBeGreaterThanOrEqual(10);
+      for (const chunkBytes of [16, 64, 1000, 1 << 20]) {
+        const batches = await collect(p.vectorizeFile(path, { format: 'jsonl', batchSize: 50, chunkBytes, ...(field ? { field } : {}), ...o }));
+        expectRows(batches, want.rows, 50, o);
+        const skipped = batches.flatMap((b) => b.skipped);
+        expect(skipped.map((s) => s.line)).toEqual(want.errors.map((e) => e.line));
+        skipped.forEach((s, i) => {
+          const kind = want.errors[i]!.kind;
+          if (kind === 'invalid JSON: ') expect(s.message.startsWith(kind), s.message).toBe(true);
+          else expect(s.message).toBe(kind);
+        });
+        // A skipped line is reported with the first batch that comes after it.
+        let prev = 0;
+        batches.forEach((b, k) => {
+          const last = b.rows > 0 ? b.lines[b.rows - 1]! : Number.POSITIVE_INFINITY;
+          for (const s of b.skipped) {
+            expect(s.line, `chunkBytes ${chunkBytes}, batch ${k}`).toBeGreaterThan(prev);
+            if (k < batches.length - 1) expect(s.line, `chunkBytes ${chunkBytes}, batch ${k}`).toBeLessThan(last);
+          }
+          prev = last;
+        });
+      }
+    }
+  });
+
+  it('jsonl, onError throw: the rows before the bad line are yielded, then RecordError with its line', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const bytes = jsonlFile(true);
+    const path = write('throw.jsonl', bytes);
+    const want = parseJsonl(bytes);
+    const first = want.errors[0]!.line;
+    const before = want.rows.filter((r) => r.line < first);
+    expect(before.length).toBeGreaterThan(3);
+    for (const chunkBytes of [16, 1 << 20]) {
+      const got: FileBatch[] = [];
+      const e = await rejection(
+        (async () => {
+          for await (const b of p.vectorizeFile(path, { format: 'jsonl', onError: 'throw', batchSize: 2, chunkBytes, ...o })) got.push(b);
+        })(),
+      );
+      expect(e).toBeInstanceOf(RecordError);
+      expect(e).toBeInstanceOf(SyntaxError);
+      expect(e).toMatchObject({ name: 'RecordError', code: 'ERR_DTESN_RECORD', path, line: first });
+      expect(e.message.startsWith(`${path}:${first}: `)).toBe(true);
+      expectRows(got, before, 2, o);
+    }
+  });
+
+  it('a file with nothing but malformed and blank lines: one empty batch carrying them', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = write('bad-only.jsonl', '\n{"a": 1}\n  \n[]\n');
+    const batches = await collect(p.vectorizeFile(path, { format: 'jsonl' }));
+    expect(batches).toHaveLength(1);
+    expect(batches[0]).toMatchObject({ rows: 0, firstLine: 0 });
+    expect(batches[0]!.skipped).toEqual([
+      { line: 2, message: "field 'text' is missing" },
+      { line: 4, message: 'line is an array, not an object' },
+    ]);
+    expect(await collect(p.vectorizeFile(write('empty.txt', ''), { format: 'lines' }))).toEqual([]);
+  });
+
+  it('a byte-order mark at the start of the file is skipped; one inside a row is text', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const bom = '\uFEFF';
+    const lines = write('bom.txt', `${bom}first\r\n${bom}second\nthird`);
+    const jsonl = write('bom.jsonl', `${bom}{"text": "first"}\n{"text": "${bom}second"}\n`);
+    for (const chunkBytes of [16, 1 << 20]) {
+      const a = await collect(p.vectorizeFile(lines, { format: 'lines', chunkBytes, ...o }));
+      expectRows(a, [{ line: 1, text: 'first' }, { line: 2, text: `${bom}second` }, { line: 3, text: 'third' }], 1000, o);
+      const b = await collect(p.vectorizeFile(jsonl, { format: 'jsonl', chunkBytes, ...o }));
+      expectRows(b, [{ line: 1, text: 'first' }, { line: 2, text: `${bom}second` }], 1000, o);
+      expect(b[0]!.skipped).toEqual([]);
+    }
+    expect(parseLines(enc.encode(`${bom}first\r\n${bom}second\nthird`)).map((r) => r.text)).toEqual(['first', `${bom}second`, 'third']);
+    expect(await collect(p.vectorizeFile(write('bom-only.txt', bom), { format: 'lines' }))).toEqual([]);
+    expectRows(await collect(p.vectorizeFile(write('short.txt', 'a\n'), { format: 'lines' })), [{ line: 1, text: 'a' }], 1000, {});
+  });
+
+  it('a missing file rejects with ENOENT on the first read', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const it = p.vectorizeFile(join(dir, 'does-not-exist.txt'), { format: 'lines' });
+    const e = await rejection(collect(it));
+    expect(e).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('bad options are refused when vectorizeFile() is called, naming the option', () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = join(dir, 'x.txt');
+    const cases: Array<[unknown, unknown, ErrorConstructor, string | RegExp]> = [
+      ['', { format: 'lines' }, TypeError, 'path must be a non-empty string, got string'],
+      [42, { format: 'lines' }, TypeError, 'path must be a non-empty string, got number'],
+      [path, undefined, TypeError, "options.format is required: 'lines' or 'jsonl'"],
+      [path, {}, TypeError, 'options.format must be one of \'lines\', \'jsonl\', got undefined'],
+      [path, { format: 'csv' }, TypeError, "options.format must be one of 'lines', 'jsonl', got 'csv'"],
+      [path, { format: 'lines', field: 'text' }, TypeError, "options.field is only valid with format 'jsonl'"],
+      [path, { format: 'jsonl', field: '' }, TypeError, /^options\.field must be a non-empty string/],
+      [path, { format: 'jsonl', onError: 'ignore' }, TypeError, /^options\.onError must be one of 'skip', 'throw'/],
+      [path, { format: 'lines', batchSize: 0 }, RangeError, 'options.batchSize must be an integer in [1, 16777216], got 0'],
+      [path, { format: 'lines', chunkBytes: 8 }, RangeError, 'options.chunkBytes must be an integer in [16, 1073741824], got 8'],
+      [path, { format: 'lines', chunkBytes: 64.5 }, RangeError, 'options.chunkBytes must be an integer in [16, 1073741824], got 64.5'],
+      [path, { format: 'lines', maxLength: 0 }, RangeError, 'options.maxLength must be an integer >= 1, got 0'],
+      [path, { format: 'lines', foo: 1 }, TypeError, "unknown option 'foo'"],
+      [path, { format: 'lines', out: { ids: new Int32Array(1) } }, TypeError, 'options.out is not supported for streams: every batch is a new array'],
+    ];
+    for (const [p1, opts, E, m] of cases) {
+      const e = thrown(() => p.vectorizeFile(p1 as string, opts as FileOptions));
+      expect(e.constructor, String(m)).toBe(E);
+      if (typeof m === 'string') expect(e.message).toBe(m);
+      else expect(e.message).toMatch(m);
+    }
+  });
+});
+
+it('vectorizeFile(): batches large enough for the pool read the shared row buffer in place, equal to the core', async () => {
+  const p = make({ maxWorkers: 2 });
+  (p as unknown as Record<symbol, string>)[ROUTE] = 'pool';
+  const lines = makeTexts(41, 700_000, { maxPieces: 60, long: 0.01 }).map((t) => t.replace(/\n/g, ' '));
+  const path = write('pool.txt', lines.join('\n'));
+  const batches = await collect(p.vectorizeFile(path, { format: 'lines', batchSize: 4000, chunkBytes: 100_000 }));
+  const want = parseLines(enc.encode(lines.join('\n')));
+  expectRows(batches, want, 4000, {});
+  expect(p.metrics().batches.pool).toBeGreaterThan(0);
+});
+
+it('vectorizeFile(): a 64 MB file in bounded memory', { timeout: 60_000 }, async () => {
+  const p = make({ maxWorkers: 1 });
+  const path = join(dir, 'big.txt');
+  // 1M lines of 63 bytes + '\n' = 64 MiB, written in 1 MiB pieces; line i is a function of i.
+  const N = 1 << 20;
+  const lineOf = (i: number) => `${String(i).padStart(8, '0')} ${'é😀'.repeat(i % 7)}${'x'.repeat(54 - (i % 7) * 6)}`;
+  const fd = openSync(path, 'w');
+  try {
+    let buf = '';
+    for (let i = 0; i < N; i++) {
+      buf += lineOf(i) + '\n';
+      if (buf.length >= MB) {
+        writeSync(fd, buf);
+        buf = '';
+      }
+    }
+    writeSync(fd, buf);
+  } finally {
+    closeSync(fd);
+  }
+  expect(enc.encode(lineOf(6) + '\n').length).toBe(64);
+  const base = await live();
+  const rss0 = process.memoryUsage().rss;
+  let rssPeak = 0;
+  let peak = 0;
+  let rows = 0;
+  let batches = 0;
+  let lastLine = 0;
+  for await (const b of p.vectorizeFile(path, { format: 'lines', batchSize: 2048, encoding: 'utf8', maxLength: 64 })) {
+    expect(b.firstLine).toBe(lastLine + 1);
+    lastLine = b.lines[b.rows - 1]!;
+    let short = 0;
+    for (let r = 0; r < b.rows; r++) if (b.lengths[r] !== 63) short++;
+    expect(short).toBe(0);
+    rows += b.rows;
+    batches++;
+    if (batches % 64 === 0) {
+      peak = Math.max(peak, (await live()) - base);
+      rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
+    }
+    if (batches === 300) {
+      const texts = Array.from({ length: b.rows }, (_, r) => lineOf(b.firstLine - 1 + r));
+      expectSameBatch(b, vectorize(texts, { encoding: 'utf8', maxLength: 64 }));
+    }
+  }
+  expect({ rows, batches, lastLine }).toEqual({ rows: N, batches: N / 2048, lastLine: N });
+  // Keeping the file's rows would be 64 MB, its batches 320 MB; the reader holds a chunk and a batch
+  // (measured: ~3 MB live, ~45 MB rss).
+  expect(peak, `live memory growth ${(peak / MB).toFixed(1)} MB`).toBeLessThan(24 * MB);
+  expect(rssPeak, `rss growth ${(rssPeak / MB).toFixed(1)} MB`).toBeLessThan(160 * MB);
+  rmSync(path);
+});
