@@ -97,6 +97,12 @@ export function streamBatches(
     let index = 0;
     for await (const item of source as AsyncIterable<unknown>) {
       if (typeof item !== 'string') {
+        // The rows before it are good: deliver them, then stop.
+        if (rows.length > 0) {
+          const batch = await run(rows, vec);
+          rows = [];
+          yield batch;
+        }
         throw new TypeError(`stream item ${index} must be a string, got ${item === null ? 'null' : typeof item}`);
       }
       index++;

@@ -106,7 +106,7 @@ describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
     expectSameBatch(batches[1]!, vectorize(rows.slice(16), { encoding: 'canine', maxLength: 12, truncationSide: 'left' }));
   });
 
-  it('a non-string item: TypeError naming its index, after the batches before it', async () => {
+  it('a non-string item: TypeError naming its index, after every row before it was delivered', async () => {
     const p = make({ maxWorkers: 1, ...config });
     for (const [bad, type] of [
       [42, 'number'],
@@ -121,7 +121,8 @@ describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
         })(),
       );
       expectSameError(e, new TypeError(`stream item 25 must be a string, got ${type}`));
-      expect(got.map((b) => b.rows)).toEqual([10, 10]);
+      expect(got.map((b) => b.rows)).toEqual([10, 10, 5]);
+      expectSameBatch(got[2]!, vectorize(texts.slice(20, 25)));
     }
   });
 
