@@ -16,7 +16,7 @@ export declare function availableSimd(): Array<string>
  * The width `vectorizeBytes` would give these rows (all checks included, nothing written).
  * Internal: the pipeline measures shards in workers, then writes them with one shared width.
  */
-export declare function measureBytes(bytes: unknown, offsets: unknown, options: object): number
+export declare function measureBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null): number
 
 /**
  * Turns one chunk of a file into rows without a JavaScript string per row: `'lines'` makes every
@@ -37,7 +37,11 @@ export declare function simdPath(): string
 export declare function simdRequestUnavailable(): string | null
 
 /** Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`. */
-export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options: object): object
+export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null): [unknown, number, number, Int32Array, Int32Array, Uint8Array]
 
-/** Vectorizes an array of strings. Internal: called by the TypeScript facade with normalized options. */
-export declare function vectorizeStrings(texts: unknown, options: object): object
+/**
+ * Vectorizes an array of strings. Internal: the TypeScript facade checks and packs the options
+ * (`packOptions` in src/backends.ts) and turns the returned array
+ * `[ids, rows, width, lengths, sourceLengths, attentionMask]` into a VectorBatch.
+ */
+export declare function vectorizeStrings(texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null): [unknown, number, number, Int32Array, Int32Array, Uint8Array]

@@ -99,93 +99,6 @@ pub(crate) fn describe(env: sys::napi_env, v: sys::napi_value) -> NResult<&'stat
     })
 }
 
-fn prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<sys::napi_value> {
-    let mut v = ptr::null_mut();
-    // SAFETY: `name` is a NUL-terminated literal (every caller passes b"...\0"); obj is live.
-    let st = unsafe { sys::napi_get_named_property(env, obj, name.as_ptr().cast(), &mut v) };
-    check(env, st, "reading an option")?;
-    Ok(v)
-}
-
-fn opt_name(name: &'static [u8]) -> &'static str {
-    std::str::from_utf8(&name[..name.len() - 1]).unwrap_or("?")
-}
-
-/// A short string option (enum value).
-fn str_prop<T>(
-    env: sys::napi_env,
-    obj: sys::napi_value,
-    name: &'static [u8],
-    parse: fn(&str) -> Option<T>,
-    choices: &str,
-) -> NResult<T> {
-    let v = prop(env, obj, name)?;
-    let mut buf = [0u8; 32];
-    let mut n = 0usize;
-    // SAFETY: buf is writable for buf.len() bytes; n is a valid out pointer.
-    let st = unsafe {
-        sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut n)
-    };
-    let parsed = if st == sys::Status::napi_ok {
-        std::str::from_utf8(&buf[..n]).ok().and_then(parse)
-    } else {
-        None
-    };
-    parsed.ok_or_else(|| {
-        throw(
-            env,
-            ErrorKind::Type,
-            &format!("options.{} must be one of {choices}", opt_name(name)),
-        )
-    })
-}
-
-fn num_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<f64> {
-    let v = prop(env, obj, name)?;
-    let mut x = 0f64;
-    // SAFETY: v is live; x is a valid out pointer.
-    if unsafe { sys::napi_get_value_double(env, v, &mut x) } != sys::Status::napi_ok {
-        let t = describe(env, v)?;
-        return Err(throw(
-            env,
-            ErrorKind::Type,
-            &format!("options.{} must be a number, got {t}", opt_name(name)),
-        ));
-    }
-    Ok(x)
-}
-
-/// An integer option >= 1 (`maxLength`, `padToMultipleOf`).
-fn count_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<u32> {
-    let x = num_prop(env, obj, name)?;
-    if x.fract() != 0.0 || !(1.0..=i32::MAX as f64).contains(&x) {
-        return Err(throw(
-            env,
-            ErrorKind::Range,
-            &format!(
-                "options.{} must be an integer >= 1, got {x}",
-                opt_name(name)
-            ),
-        ));
-    }
-    Ok(x as u32)
-}
-
-fn bool_prop(env: sys::napi_env, obj: sys::napi_value, name: &'static [u8]) -> NResult<bool> {
-    let v = prop(env, obj, name)?;
-    let mut b = false;
-    // SAFETY: v is live; b is a valid out pointer.
-    if unsafe { sys::napi_get_value_bool(env, v, &mut b) } != sys::Status::napi_ok {
-        let t = describe(env, v)?;
-        return Err(throw(
-            env,
-            ErrorKind::Type,
-            &format!("options.{} must be a boolean, got {t}", opt_name(name)),
-        ));
-    }
-    Ok(b)
-}
-
 pub(crate) fn is_nullish(env: sys::napi_env, v: sys::napi_value) -> NResult<bool> {
     let t = type_of(env, v)?;
     Ok(t == sys::ValueType::napi_undefined || t == sys::ValueType::napi_null)
@@ -357,89 +270,65 @@ struct ReadOptions {
     out_mask: Option<sys::napi_value>,
 }
 
-fn read_options(env: sys::napi_env, o: sys::napi_value) -> NResult<ReadOptions> {
-    if type_of(env, o)? != sys::ValueType::napi_object {
-        let t = describe(env, o)?;
-        return Err(throw(
-            env,
-            ErrorKind::Type,
-            &format!("options must be an object, got {t}"),
-        ));
+/// Outputs up to this size share one ArrayBuffer (see `emit`).
+const SMALL_BATCH_BYTES: usize = 16 << 10;
+
+/// Number of fields in the packed options (see `packOptions` in src/backends.ts).
+const PACKED_LEN: usize = 11;
+
+/// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
+/// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
+/// padToMultipleOf, paddingSide, truncationSide, padId, addSpecialTokens, dtype, invalid, width
+/// (-1 for none). Codes follow the order of the option's values in docs/SEMANTICS.md.
+fn read_options(
+    env: sys::napi_env,
+    packed: sys::napi_value,
+    vocab: sys::napi_value,
+    out_ids: sys::napi_value,
+    out_mask: sys::napi_value,
+) -> NResult<ReadOptions> {
+    let t = typed_array_of(env, packed, "options", sys::TypedarrayType::int32_array, " (packed)")?;
+    if t.len != PACKED_LEN {
+        return Err(throw(env, ErrorKind::Range, &format!("options (packed) must have {PACKED_LEN} fields, got {}", t.len)));
     }
-    let side = "'left', 'right'";
-    let encoding = str_prop(
-        env,
-        o,
-        b"encoding\0",
-        Encoding::parse,
-        "'codepoint', 'utf8', 'utf16', 'byt5', 'canine'",
-    )?;
-    let max_length = count_prop(env, o, b"maxLength\0")?;
-    let padding = str_prop(
-        env,
-        o,
-        b"padding\0",
-        Padding::parse,
-        "'longest', 'max-length'",
-    )?;
-    let pad_to_multiple_of = count_prop(env, o, b"padToMultipleOf\0")?;
-    let padding_side = str_prop(env, o, b"paddingSide\0", Side::parse, side)?;
-    let truncation_side = str_prop(env, o, b"truncationSide\0", Side::parse, side)?;
-    let dtype = str_prop(
-        env,
-        o,
-        b"dtype\0",
-        Dtype::parse,
-        "'int32', 'int16', 'uint16', 'uint8', 'float32'",
-    )?;
-    let pad = num_prop(env, o, b"padId\0")?;
-    if pad.fract() != 0.0 || pad < dtype.min() as f64 || pad > dtype.max() as f64 {
-        let e = CoreError::PadRange {
-            pad_id: pad as i64,
-            dtype,
-        };
-        return Err(throw_core(env, &e));
+    // SAFETY: an Int32Array of PACKED_LEN elements (checked above); copied out at once.
+    let f: [i32; PACKED_LEN] = unsafe { t.slice::<i32>() }.try_into().unwrap_or([0; PACKED_LEN]);
+    let bad = |i: usize| throw(env, ErrorKind::Range, &format!("options (packed) field {i} is out of range: {}", f[i]));
+    let pick = |i: usize, n: i32| if (0..n).contains(&f[i]) { Ok(f[i]) } else { Err(bad(i)) };
+    let side = |i: usize| pick(i, 2).map(|c| if c == 0 { Side::Right } else { Side::Left });
+    let encoding = [Encoding::Codepoint, Encoding::Utf8, Encoding::Utf16, Encoding::Byt5, Encoding::Canine][pick(0, 5)? as usize];
+    let dtype = [Dtype::Int32, Dtype::Int16, Dtype::Uint16, Dtype::Uint8, Dtype::Float32][pick(8, 5)? as usize];
+    if f[1] < 1 {
+        return Err(throw_core(env, &CoreError::IntegerOption { name: "maxLength", value: f[1] as i64 }));
     }
-    let add_special_tokens = bool_prop(env, o, b"addSpecialTokens\0")?;
-    let invalid = str_prop(env, o, b"invalid\0", Invalid::parse, "'replace', 'error'")?;
-    let opt = |name: &'static [u8]| -> NResult<Option<sys::napi_value>> {
-        let v = prop(env, o, name)?;
-        Ok(if is_nullish(env, v)? { None } else { Some(v) })
-    };
-    // Internal: a fixed width shared by the shards of one pipeline batch.
-    let width = match opt(b"width\0")? {
-        Some(v) => {
-            let mut w = 0f64;
-            // SAFETY: v is live; w is a valid out pointer.
-            let st = unsafe { sys::napi_get_value_double(env, v, &mut w) };
-            if st != sys::Status::napi_ok || w.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&w) {
-                return Err(throw(env, ErrorKind::Range, "options.width must be an integer >= 0"));
-            }
-            Some(w as u32)
-        }
-        None => None,
-    };
+    if f[3] < 1 {
+        return Err(throw_core(env, &CoreError::IntegerOption { name: "padToMultipleOf", value: f[3] as i64 }));
+    }
+    if f[10] < -1 {
+        return Err(bad(10));
+    }
+    let opt = |v: sys::napi_value| -> NResult<Option<sys::napi_value>> { Ok(if is_nullish(env, v)? { None } else { Some(v) }) };
     Ok(ReadOptions {
-        width,
         encoding,
-        max_length,
-        padding,
-        pad_to_multiple_of,
-        padding_side,
-        truncation_side,
-        pad_id: pad as i32,
-        add_special_tokens,
+        max_length: f[1] as u32,
+        padding: if pick(2, 2)? == 0 { Padding::Longest } else { Padding::MaxLength },
+        pad_to_multiple_of: f[3] as u32,
+        padding_side: side(4)?,
+        truncation_side: side(5)?,
+        pad_id: f[6],
+        add_special_tokens: pick(7, 2)? == 1,
         dtype,
-        invalid,
-        vocab: opt(b"vocab\0")?,
-        out_ids: opt(b"outIds\0")?,
-        out_mask: opt(b"outMask\0")?,
+        invalid: if pick(9, 2)? == 0 { Invalid::Replace } else { Invalid::Error },
+        width: (f[10] >= 0).then_some(f[10] as u32),
+        vocab: opt(vocab)?,
+        out_ids: opt(out_ids)?,
+        out_mask: opt(out_mask)?,
     })
 }
 
 thread_local! {
     /// Reused UTF-16 arena and offsets for string batches (one per thread: workers have their own).
-    static ARENA: RefCell<(Vec<u16>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static ARENA: RefCell<(Vec<u16>, Vec<u32>, Measured)> = RefCell::new((Vec::new(), Vec::new(), Measured::default()));
     /// The last vocabulary compiled on this thread; reused when the next call passes the same one.
     static VOCAB: RefCell<Option<std::rc::Rc<Vocab>>> = const { RefCell::new(None) };
 }
@@ -510,6 +399,35 @@ pub(crate) fn fresh(
     ))
 }
 
+/// Typed arrays of `(kind, element size, length)` laid out one after another (each aligned to 8
+/// bytes) on one fresh ArrayBuffer.
+fn fresh_views(env: sys::napi_env, parts: &[(i32, usize, usize)]) -> NResult<Vec<(sys::napi_value, TypedArray)>> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut at = Vec::with_capacity(parts.len());
+    let mut size = 0usize;
+    for &(_, elem, len) in parts {
+        size = size.div_ceil(8) * 8;
+        at.push(size);
+        size += elem * len;
+    }
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    // SAFETY: out pointers are valid; V8 allocates `size` bytes (or fails with a status).
+    check(env, unsafe { sys::napi_create_arraybuffer(env, size, &mut data, &mut buffer) }, "allocating the output")?;
+    let mut out = Vec::with_capacity(parts.len());
+    for (&(kind, _, len), &off) in parts.iter().zip(&at) {
+        let mut arr = ptr::null_mut();
+        // SAFETY: `off` is aligned for the element type and `off + len * elem <= size`.
+        check(env, unsafe { sys::napi_create_typedarray(env, kind, len, buffer, off, &mut arr) }, "allocating the output")?;
+        // SAFETY: `off <= size`, inside the allocation (or both zero).
+        let p = if data.is_null() { ptr::null_mut() } else { unsafe { (data as *mut u8).add(off) } };
+        out.push((arr, TypedArray { kind, len, data: p, buffer, byte_offset: off }));
+    }
+    Ok(out)
+}
+
 /// A view of the first `len` elements of a caller's buffer (the buffer itself when it fits exactly).
 fn view(
     env: sys::napi_env,
@@ -552,7 +470,7 @@ fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
 /// `inputs` are the byte ranges the outputs must not overlap (byte input and offsets).
 fn emit<U: Unit>(
     env: sys::napi_env,
-    p: Plan<'_, U>,
+    p: &Plan<'_, U>,
     ro: &ReadOptions,
     out_ids: Option<TypedArray>,
     out_mask: Option<TypedArray>,
@@ -608,41 +526,37 @@ fn emit<U: Unit>(
         Dtype::Int16 | Dtype::Uint16 => 2,
         Dtype::Uint8 => 1,
     };
-    let out = Output {
-        ids: ptr::null_mut(),
-        ids_mem: TypedArray {
-            kind,
-            len: 0,
-            data: ptr::null_mut(),
-            buffer: ptr::null_mut(),
-            byte_offset: 0,
-        },
-        mask: ptr::null_mut(),
-        mask_mem: TypedArray {
-            kind: sys::TypedarrayType::uint8_array,
-            len: 0,
-            data: ptr::null_mut(),
-            buffer: ptr::null_mut(),
-            byte_offset: 0,
-        },
+    // Fresh outputs share ArrayBuffers (ids with mask, lengths with sourceLengths): every buffer
+    // V8 allocates costs a backing store, its bookkeeping and a sweep, which dominate small batches.
+    let want_ids = out_ids.is_none() || ro.out_ids.is_none();
+    let want_mask = out_mask.is_none() || ro.out_mask.is_none();
+    // Small batches put all four arrays on one buffer; large ones keep lengths apart, so that
+    // holding on to the lengths of a big batch does not keep its ids alive.
+    let small = n * (elem + 1) + rows * 8 <= SMALL_BATCH_BYTES;
+    let mut parts = Vec::with_capacity(4);
+    if want_ids {
+        parts.push((kind, elem, n));
+    }
+    if want_mask {
+        parts.push((sys::TypedarrayType::uint8_array, 1, n));
+    }
+    let lens_parts = [(sys::TypedarrayType::int32_array, 4, rows), (sys::TypedarrayType::int32_array, 4, rows)];
+    if small {
+        parts.extend_from_slice(&lens_parts);
+    }
+    let mut made = fresh_views(env, &parts)?.into_iter();
+    let (ids_v, ids_mem) = match (out_ids, ro.out_ids) {
+        (Some(t), Some(v)) if !want_ids => (view(env, v, &t, n)?, t),
+        _ => made.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no ids buffer"))?,
     };
-    let mut out = out;
-    match (out_ids, ro.out_ids) {
-        (Some(t), Some(v)) => {
-            out.ids = view(env, v, &t, n)?;
-            out.ids_mem = t;
-        }
-        _ => (out.ids, out.ids_mem) = fresh(env, kind, elem, n)?,
-    }
-    match (out_mask, ro.out_mask) {
-        (Some(t), Some(v)) => {
-            out.mask = view(env, v, &t, n)?;
-            out.mask_mem = t;
-        }
-        _ => (out.mask, out.mask_mem) = fresh(env, sys::TypedarrayType::uint8_array, 1, n)?,
-    }
-    let (lengths, lengths_mem) = fresh(env, sys::TypedarrayType::int32_array, 4, rows)?;
-    let (source_lengths, source_mem) = fresh(env, sys::TypedarrayType::int32_array, 4, rows)?;
+    let (mask_v, mask_mem) = match (out_mask, ro.out_mask) {
+        (Some(t), Some(v)) if !want_mask => (view(env, v, &t, n)?, t),
+        _ => made.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no mask buffer"))?,
+    };
+    let out = Output { ids: ids_v, ids_mem, mask: mask_v, mask_mem };
+    let mut lens = if small { made } else { fresh_views(env, &lens_parts)?.into_iter() };
+    let (lengths, lengths_mem) = lens.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
+    let (source_lengths, source_mem) = lens.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
     // SAFETY: every buffer below was checked (kind, length, no overlap with each other or the
     // inputs) or freshly allocated for exactly this call; no JavaScript runs until we return, so
     // nothing can detach or alias them meanwhile.
@@ -650,11 +564,11 @@ fn emit<U: Unit>(
         p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
         let mask: &mut [u8] = &mut out.mask_mem.slice_mut::<u8>()[..n];
         let written = match ro.dtype {
-            Dtype::Int32 => write::<i32, U>(&p, &out.ids_mem, mask, n),
-            Dtype::Int16 => write::<i16, U>(&p, &out.ids_mem, mask, n),
-            Dtype::Uint16 => write::<u16, U>(&p, &out.ids_mem, mask, n),
-            Dtype::Uint8 => write::<u8, U>(&p, &out.ids_mem, mask, n),
-            Dtype::Float32 => write::<f32, U>(&p, &out.ids_mem, mask, n),
+            Dtype::Int32 => write::<i32, U>(p, &out.ids_mem, mask, n),
+            Dtype::Int16 => write::<i16, U>(p, &out.ids_mem, mask, n),
+            Dtype::Uint16 => write::<u16, U>(p, &out.ids_mem, mask, n),
+            Dtype::Uint8 => write::<u8, U>(p, &out.ids_mem, mask, n),
+            Dtype::Float32 => write::<f32, U>(p, &out.ids_mem, mask, n),
         };
         written.map_err(|e| throw_core(env, &e))?;
     }
@@ -691,40 +605,23 @@ fn batch_object(
     lengths: sys::napi_value,
     source_lengths: sys::napi_value,
 ) -> NResult<sys::napi_value> {
-    let mut obj = ptr::null_mut();
+    // An array, not an object: setting named properties internalizes their names and walks map
+    // transitions on every call; src/backends.ts turns it into the VectorBatch object.
+    let mut arr = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_create_object(env, &mut obj) },
-        "building the result",
-    )?;
+    check(env, unsafe { sys::napi_create_array_with_length(env, 6, &mut arr) }, "building the result")?;
     let num = |x: usize| -> NResult<sys::napi_value> {
         let mut v = ptr::null_mut();
         // SAFETY: out pointer valid.
-        check(
-            env,
-            unsafe { sys::napi_create_double(env, x as f64, &mut v) },
-            "building the result",
-        )?;
+        check(env, unsafe { sys::napi_create_double(env, x as f64, &mut v) }, "building the result")?;
         Ok(v)
     };
-    let fields: [(&[u8], sys::napi_value); 6] = [
-        (b"ids\0", ids),
-        (b"rows\0", num(rows)?),
-        (b"width\0", num(width)?),
-        (b"lengths\0", lengths),
-        (b"sourceLengths\0", source_lengths),
-        (b"attentionMask\0", mask),
-    ];
-    for (name, v) in fields {
-        // SAFETY: names are NUL-terminated literals; obj and v are live handles.
-        check(
-            env,
-            unsafe { sys::napi_set_named_property(env, obj, name.as_ptr().cast(), v) },
-            "building the result",
-        )?;
+    let fields = [ids, num(rows)?, num(width)?, lengths, source_lengths, mask];
+    for (i, v) in fields.into_iter().enumerate() {
+        // SAFETY: arr and v are live handles.
+        check(env, unsafe { sys::napi_set_element(env, arr, i as u32, v) }, "building the result")?;
     }
-    Ok(obj)
+    Ok(arr)
 }
 
 /// Copies every string of `texts` into the arena (one `napi_get_value_string_utf16` per string in
@@ -876,30 +773,31 @@ impl Drop for HandleScope {
     }
 }
 
-fn vectorize_strings_impl(
-    env: sys::napi_env,
-    texts: sys::napi_value,
-    options: sys::napi_value,
-) -> NResult<sys::napi_value> {
-    let ro = read_options(env, options)?;
+/// `[packed options, vocab, outIds, outMask]` as the facade passes them.
+type OptionArgs = [sys::napi_value; 4];
+
+fn vectorize_strings_impl(env: sys::napi_env, texts: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     // The vocabulary is copied out before the strings are read: a getter on the array may run
     // JavaScript, which must not see (or detach) memory we already hold.
     let voc = vocab(env, ro.vocab)?;
     let opts = core_options(&ro, voc.as_deref());
-    let run_with = |arena: &mut Vec<u16>, offsets: &mut Vec<u32>| -> NResult<sys::napi_value> {
-        let mut m = Measured::with_capacity(0);
-        if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, &mut m)? {
+    let run_with = |arena: &mut Vec<u16>, offsets: &mut Vec<u32>, m: &mut Measured| -> NResult<sys::napi_value> {
+        m.clear();
+        if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
             return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
         }
         let (ids, mask) = out_buffers(env, &ro)?;
         let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
-        let p = plan_measured(&src, &opts, m).map_err(|e| throw_core(env, &e))?;
-        emit(env, p, &ro, ids, mask, &[])
+        let p = plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
+        let r = emit(env, &p, &ro, ids, mask, &[]);
+        *m = p.into_measured();
+        r
     };
     ARENA.with(|cell| match cell.try_borrow_mut() {
         Ok(mut a) => {
-            let (arena, offsets) = &mut *a;
-            let r = run_with(arena, offsets);
+            let (arena, offsets, m) = &mut *a;
+            let r = run_with(arena, offsets, m);
             // Do not pin a huge arena forever after one giant batch.
             if arena.capacity() > (64 << 20) {
                 *arena = Vec::new();
@@ -908,7 +806,7 @@ fn vectorize_strings_impl(
             r
         }
         // Re-entered from a getter during gathering: use a private arena.
-        Err(_) => run_with(&mut Vec::new(), &mut Vec::new()),
+        Err(_) => run_with(&mut Vec::new(), &mut Vec::new(), &mut Measured::default()),
     })
 }
 
@@ -939,13 +837,8 @@ fn out_buffers(
     Ok((ids, mask))
 }
 
-fn vectorize_bytes_impl(
-    env: sys::napi_env,
-    bytes: sys::napi_value,
-    offsets: sys::napi_value,
-    options: sys::napi_value,
-) -> NResult<sys::napi_value> {
-    let ro = read_options(env, options)?;
+fn vectorize_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     // Nothing below runs JavaScript, so the memory read here stays valid until we return.
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
     let o = typed_array_of(
@@ -962,11 +855,11 @@ fn vectorize_bytes_impl(
     let src = Utf8Rows::new(data, offs).map_err(|e| throw_core(env, &e))?;
     let opts = core_options(&ro, voc.as_deref());
     let p = plan(&src, &opts).map_err(|e| throw_core(env, &e))?;
-    emit(env, p, &ro, ids, mask, &[(&b, "bytes"), (&o, "offsets")])
+    emit(env, &p, &ro, ids, mask, &[(&b, "bytes"), (&o, "offsets")])
 }
 
-fn measure_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, options: sys::napi_value) -> NResult<sys::napi_value> {
-    let ro = read_options(env, options)?;
+fn measure_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
     let o = typed_array_of(env, offsets, "offsets", sys::TypedarrayType::uint32_array, "")?;
     let voc = vocab(env, ro.vocab)?;
@@ -998,40 +891,56 @@ pub(crate) fn guard(
     }
 }
 
-/// Vectorizes an array of strings. Internal: called by the TypeScript facade with normalized options.
+/// Vectorizes an array of strings. Internal: the TypeScript facade checks and packs the options
+/// (`packOptions` in src/backends.ts) and turns the returned array
+/// `[ids, rows, width, lengths, sourceLengths, attentionMask]` into a VectorBatch.
 #[napi(
-    ts_args_type = "texts: unknown, options: object",
-    ts_return_type = "object"
+    ts_args_type = "texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null",
+    ts_return_type = "[unknown, number, number, Int32Array, Int32Array, Uint8Array]"
 )]
 pub fn vectorize_strings(
     env: Env,
     texts: Unknown,
     options: Unknown,
+    vocab: Unknown,
+    out_ids: Unknown,
+    out_mask: Unknown,
 ) -> napi::Result<Unknown<'static>> {
-    let (t, o) = (texts.raw(), options.raw());
+    let (t, o) = (texts.raw(), [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()]);
     guard(&env, |e| vectorize_strings_impl(e, t, o))
 }
 
 /// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`.
 #[napi(
-    ts_args_type = "bytes: unknown, offsets: unknown, options: object",
-    ts_return_type = "object"
+    ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null",
+    ts_return_type = "[unknown, number, number, Int32Array, Int32Array, Uint8Array]"
 )]
 pub fn vectorize_bytes(
     env: Env,
     bytes: Unknown,
     offsets: Unknown,
     options: Unknown,
+    vocab: Unknown,
+    out_ids: Unknown,
+    out_mask: Unknown,
 ) -> napi::Result<Unknown<'static>> {
-    let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
+    let (b, of) = (bytes.raw(), offsets.raw());
+    let o = [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()];
     guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
 }
 
 /// The width `vectorizeBytes` would give these rows (all checks included, nothing written).
 /// Internal: the pipeline measures shards in workers, then writes them with one shared width.
-#[napi(ts_args_type = "bytes: unknown, offsets: unknown, options: object", ts_return_type = "number")]
-pub fn measure_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown) -> napi::Result<Unknown<'static>> {
-    let (b, of, o) = (bytes.raw(), offsets.raw(), options.raw());
+#[napi(
+    ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null",
+    ts_return_type = "number"
+)]
+pub fn measure_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown, vocab: Unknown) -> napi::Result<Unknown<'static>> {
+    let (b, of) = (bytes.raw(), offsets.raw());
+    let mut null = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    unsafe { sys::napi_get_null(env.raw(), &mut null) };
+    let o = [options.raw(), vocab.raw(), null, null];
     guard(&env, |e| measure_bytes_impl(e, b, of, o))
 }
 

@@ -4,7 +4,7 @@
  * message carries only views (no copy of the text or of the ids); `process` tasks run a user
  * module over items, one result per item, catching each item's error on its own.
  */
-import { jsBackend, loadNative, nativeBackendOf, type Backend, type NativeBinding } from './backends.js';
+import { jsBackend, loadNative, nativeBackendOf, packOptions, type Backend, type NativeBinding } from './backends.js';
 import type { NormalizedOptions } from './options.js';
 
 const loaded = loadNative();
@@ -83,7 +83,7 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
   switch (task.kind) {
     case 'measure': {
       const b = backendFor(task.js);
-      if (b === native && binding) return binding.measureBytes(task.bytes, task.offsets, task.options);
+      if (b === native && binding) return binding.measureBytes(task.bytes, task.offsets, packOptions(task.options), task.options.vocab);
       return b.vectorizeBytes(task.bytes, task.offsets, { ...task.options, outIds: null, outMask: null }).width;
     }
     case 'vectorize': {

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf } from '../src/backends.js';
+import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions } from '../src/backends.js';
 import { checkBytesInput, checkTexts, normalizeOptions } from '../src/options.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
 import { type Backend, backendSuite, pack, plain } from './suite.js';
@@ -193,18 +193,41 @@ describe('native binding', () => {
     const offsets = new Uint32Array(buf, 8, 2);
     offsets[1] = 8;
     const outIds = new Int32Array(buf, 8, 8);
-    expect(() => binding.vectorizeBytes(bytes, offsets, { ...normalizeOptions({}), outIds })).toThrow(
+    const n = normalizeOptions({});
+    expect(() => binding.vectorizeBytes(bytes, offsets, packOptions(n), null, outIds, null)).toThrow(
       new RangeError('options.out.ids overlaps the input offsets'),
     );
   });
 
-  it('a direct call with a bad options object throws instead of crashing', () => {
-    expect(() => binding.vectorizeStrings(['a'], { encoding: 'nope' })).toThrow(TypeError);
-    expect(() => binding.vectorizeStrings(['a'], { ...normalizeOptions({}), maxLength: -1 })).toThrow(RangeError);
-    expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), normalizeOptions({}))).toThrow(
+  it('a direct call with bad packed options or arguments throws instead of crashing', () => {
+    const good = () => packOptions(normalizeOptions({})).slice();
+    const bad = (i: number, v: number) => {
+      const p = good();
+      p[i] = v;
+      return p;
+    };
+    expect(() => binding.vectorizeStrings(['a'], bad(0, 9), null, null, null)).toThrow(
+      new RangeError('options (packed) field 0 is out of range: 9'),
+    );
+    expect(() => binding.vectorizeStrings(['a'], bad(1, -1), null, null, null)).toThrow(
+      new RangeError('options.maxLength must be an integer >= 1, got -1'),
+    );
+    expect(() => binding.vectorizeStrings(['a'], bad(6, 300), null, null, null)).not.toThrow();
+    expect(() => binding.vectorizeStrings(['a'], good().subarray(0, 5), null, null, null)).toThrow(
+      new RangeError('options (packed) must have 11 fields, got 5'),
+    );
+    expect(() => binding.vectorizeStrings(['a'], {} as Int32Array, null, null, null)).toThrow(
+      new TypeError('options must be a Int32Array (packed), got object'),
+    );
+    const uint8 = bad(8, 3);
+    uint8[6] = 300;
+    expect(() => binding.vectorizeStrings(['a'], uint8, null, null, null)).toThrow(
+      new RangeError("options.padId must be an integer in [0, 255] for dtype 'uint8', got 300"),
+    );
+    expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), good(), null, null, null)).toThrow(
       new TypeError('bytes must be a Uint8Array, got Uint16Array'),
     );
-    expect(() => binding.vectorizeStrings(['a'], { ...normalizeOptions({}), vocab: new Uint32Array([97, 97]) })).toThrow(
+    expect(() => binding.vectorizeStrings(['a'], good(), new Uint32Array([97, 97]), null, null)).toThrow(
       new RangeError("options.vocab[1] repeats 'a' (first at index 0)"),
     );
   });

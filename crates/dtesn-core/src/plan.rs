@@ -41,6 +41,12 @@ impl Measured {
         self.content.is_empty()
     }
 
+    /// Forgets every row, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.content.clear();
+        self.simple.clear();
+    }
+
     /// Measures the next row. `Err(at)` is the unit offset of the first invalid unit when
     /// `opts.invalid` is `Error`; the row is then recorded as empty.
     #[inline]
@@ -164,6 +170,11 @@ impl<U: Unit> Plan<'_, U> {
 
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// The measurements back, for reuse by the next batch.
+    pub fn into_measured(self) -> Measured {
+        self.m
     }
 
     /// `rows * width`.
