@@ -439,7 +439,7 @@ impl Unit for u16 {
         match opts.vocab {
             Some(v) => {
                 for (d, &u) in dst.iter_mut().zip(src) {
-                    *d = T::from_i32(v.id(u as u32));
+                    *d = T::from_i32(v.id16(u));
                 }
             }
             None if add == 0 => T::widen_u16(k)(src, dst),
@@ -500,7 +500,7 @@ impl Unit for u8 {
         match opts.vocab {
             Some(v) => {
                 for (d, &b) in dst.iter_mut().zip(src) {
-                    *d = T::from_i32(v.id(b as u32));
+                    *d = T::from_i32(v.id16(b as u16));
                 }
             }
             None => T::widen_u8(k)(src, decode::byte_add(opts.encoding) as i32, dst),

@@ -409,7 +409,7 @@ impl<T: Id> Sink for Write<'_, '_, T> {
                 Some(v) => dst
                     .iter_mut()
                     .zip(src)
-                    .for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
+                    .for_each(|(d, &x)| *d = T::from_i32(v.id16(x))),
                 None if add == 0 => T::widen_u16(self.k)(src, dst),
                 None => dst
                     .iter_mut()
@@ -429,7 +429,7 @@ impl<T: Id> Sink for Write<'_, '_, T> {
                 Some(v) => dst
                     .iter_mut()
                     .zip(src)
-                    .for_each(|(d, &x)| *d = T::from_i32(v.id(x as u32))),
+                    .for_each(|(d, &x)| *d = T::from_i32(v.id16(x as u16))),
                 None => T::widen_u8(self.k)(src, add as i32, dst),
             }
             self.pos += c;

@@ -10,7 +10,8 @@ pub const OOV: i32 = 1;
 /// A compiled vocabulary: a dense table for the BMP (one load per character on the hot path) and a
 /// map for astral code points. Building one costs about 256 KiB of writes, so bindings cache it.
 pub struct Vocab {
-    bmp: Box<[i32]>,
+    /// Fixed size, so indexing with a u16 needs no bounds check on the hot path.
+    bmp: Box<[i32; 0x10000]>,
     astral: HashMap<u32, i32>,
     codepoints: Vec<u32>,
 }
@@ -19,7 +20,10 @@ impl Vocab {
     /// Compiles `codepoints` (vocab[i] gets id i + 2). Surrogates, values above U+10FFFF and
     /// repeats are refused, naming the index.
     pub fn new(codepoints: &[u32]) -> Result<Vocab, Error> {
-        let mut bmp = vec![OOV; 0x10000].into_boxed_slice();
+        let mut bmp: Box<[i32; 0x10000]> = vec![OOV; 0x10000]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has 0x10000 entries"));
         let mut astral = HashMap::new();
         let mut first: HashMap<u32, usize> = HashMap::with_capacity(codepoints.len());
         for (i, &cp) in codepoints.iter().enumerate() {
@@ -62,6 +66,12 @@ impl Vocab {
     /// Largest id it can produce (1 for an empty vocabulary).
     pub fn max_id(&self) -> u32 {
         (self.codepoints.len() as u32 + 1).max(OOV as u32)
+    }
+
+    /// The id of a BMP code point (or any UTF-16 unit): one load.
+    #[inline(always)]
+    pub fn id16(&self, unit: u16) -> i32 {
+        self.bmp[unit as usize]
     }
 
     #[inline(always)]
