@@ -28,6 +28,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { MicroBatcher } from '../src/batcher.js';
 import { getBackend, vectorize } from '../src/index.js';
+import * as pipelineModule from '../src/pipeline.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
 import {
@@ -57,7 +58,7 @@ const opt = (name: string, dflt: string) => {
 };
 const QUICK = flag('quick');
 const SECTIONS = new Set(opt('sections', 'vectorize,file,scaling,batching').split(',').filter(Boolean));
-const ROUNDS = Number(opt('rounds', QUICK ? '3' : '7'));
+const ROUNDS = Number(opt('rounds', QUICK ? '3' : '15'));
 const OUT_FILE = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'pipeline-quick.json' : 'pipeline.json')));
 /** Measured window per offered rate (s), warm-up before it, and how long the window's requests may finish after it. */
 const WINDOW_S = Number(opt('window', QUICK ? '0.8' : '3'));
@@ -116,12 +117,18 @@ function machineInfo(): MachineInfo {
 }
 
 /**
- * Bench hook: makes the pipeline's cost model always (or never) choose the pool. The pipeline has
- * no public switch for this; `cost` is a TypeScript-private field, reachable at run time.
+ * Bench hook: sends every pool-eligible batch to the pool (or inline) instead of asking the cost
+ * model. Uses the pipeline's internal `ROUTE` symbol (src/pipeline.ts, for tests) when it exists,
+ * else replaces the private `cost.choosePool`.
  */
+const ROUTE = (pipelineModule as { ROUTE?: symbol }).ROUTE;
 function forcePool(p: Pipeline, pool: boolean): void {
+  if (typeof ROUTE === 'symbol') {
+    (p as unknown as Record<symbol, string>)[ROUTE] = pool ? 'pool' : 'inline';
+    return;
+  }
   const cost = (p as unknown as { cost?: { choosePool: (...a: unknown[]) => boolean } }).cost;
-  if (!cost || typeof cost.choosePool !== 'function') throw new Error('pipeline internals changed: no cost.choosePool to force the route');
+  if (!cost || typeof cost.choosePool !== 'function') throw new Error('pipeline internals changed: no ROUTE hook and no cost.choosePool to force the route');
   cost.choosePool = () => pool;
 }
 
@@ -350,7 +357,7 @@ async function benchFile(res: PipelineBenchResults): Promise<void> {
     log(`  verify ${format}: ${detail ?? 'identical'} (${VERIFY_BATCHES} batches)`);
   }
 
-  const rounds = QUICK ? 2 : 3;
+  const rounds = QUICK ? 2 : 5;
   for (const format of ['jsonl', 'lines'] as const) {
     const file = format === 'jsonl' ? files.jsonl : files.plain;
     const bytes = format === 'jsonl' ? files.jsonlBytes : files.plainBytes;
@@ -440,8 +447,15 @@ async function benchScaling(res: PipelineBenchResults): Promise<void> {
   const variants: { id: string; label: string; bytes: Uint8Array; offsets: Uint32Array; options: Record<string, unknown> }[] = [
     { id: 'fresh', label: 'default: plain input, fresh output per call', bytes: w.bytes, offsets: w.offsets, options: { maxLength: ml } },
     {
-      id: 'shared',
-      label: "input in shared memory, `out` reused (SharedArrayBuffer), padding 'max-length'",
+      id: 'shared-fresh',
+      label: "input in shared memory, padding 'max-length', fresh output (no copy, no measuring pass)",
+      bytes: sharedBytes,
+      offsets: sharedOffsets,
+      options: { maxLength: ml, padding: 'max-length' },
+    },
+    {
+      id: 'shared-out',
+      label: "input in shared memory, `out` reused (SharedArrayBuffer), padding 'max-length' (pool measures first)",
       bytes: sharedBytes,
       offsets: sharedOffsets,
       options: { maxLength: ml, padding: 'max-length', out: { ids: sharedIds, attentionMask: sharedMask } },
@@ -489,7 +503,7 @@ async function benchScaling(res: PipelineBenchResults): Promise<void> {
     const speedup = workers[0]!.medianMs / workers[1]!.medianMs;
     const sv: ScalingVariant = { id: v.id, label: v.label, inline: { medianMs: ms(`${v.id}/inline`), ...rate(ms(`${v.id}/inline`)) }, workers, speedup, efficiency: speedup / 2, rounds };
     s.variants.push(sv);
-    log(`  ${v.id.padEnd(6)} inline ${sv.inline.medianMs.toFixed(1)} ms, 1 worker ${workers[0]!.medianMs.toFixed(1)} ms, 2 workers ${workers[1]!.medianMs.toFixed(1)} ms: speedup ${speedup.toFixed(2)}x, efficiency ${sv.efficiency.toFixed(2)}`);
+    log(`  ${v.id.padEnd(12)} inline ${sv.inline.medianMs.toFixed(1)} ms, 1 worker ${workers[0]!.medianMs.toFixed(1)} ms, 2 workers ${workers[1]!.medianMs.toFixed(1)} ms: speedup ${speedup.toFixed(2)}x, efficiency ${sv.efficiency.toFixed(2)}`);
   }
   s.controls = controls.map((c) => {
     const t1 = ms(`${c.id}/w1`);
@@ -907,7 +921,7 @@ async function main() {
   res.targets = targets(res);
   res.loadavg.end = os.loadavg();
   res.notes.push(
-    'Bench hooks (no public switch exists): section 3 forces the route by replacing the private `cost.choosePool`; ' +
+    `Bench hooks (no public switch exists): section 3 forces the route with ${typeof ROUTE === 'symbol' ? "the internal `pipeline[ROUTE] = 'pool' | 'inline'` (src/pipeline.ts, for tests)" : 'a replaced private `cost.choosePool`'}; ` +
       'section 4 (ii) replaces the private `batcher` to pin the batch size.',
   );
   res.durationSec = (performance.now() - t0) / 1e3;

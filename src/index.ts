@@ -103,3 +103,39 @@ export type { CallOptions, Pipeline, PipelineConfig, PipelineMetrics, ProcessRes
 export type { FileBatch, FileOptions, SkippedLine, StreamOptions } from './stream.js';
 export { RecordError } from './stream.js';
 export { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from './errors.js';
+export type {
+  BatchingMetrics,
+  DistributionSnapshot,
+  EventLoopDelay,
+  LatencyMetrics,
+  MetricsSource,
+  ParallelizationMetrics,
+  Percentiles,
+  PipelineSettings,
+  ResourceMetrics,
+  ThroughputMetrics,
+} from './metrics.js';
+export { DEFAULT_THRESHOLDS } from './alerts.js';
+export { HEALTH_WEIGHTS } from './health.js';
+export { Monitor, createMonitor } from './monitor.js';
+export type {
+  Alert,
+  AlertRule,
+  Grade,
+  Health,
+  HealthComponent,
+  MonitorEvents,
+  MonitorOptions,
+  MonitorReport,
+  MonitorSample,
+  MonitorTrends,
+  ResolvedAlert,
+  RuleContext,
+  Severity,
+  Thresholds,
+  Trend,
+} from './monitor.js';
+export { registerMetrics } from './prometheus.js';
+export type { HealthSource, PrometheusOptions } from './prometheus.js';
+export { registerOtelMetrics } from './otel.js';
+export type { OtelOptions } from './otel.js';

@@ -13,11 +13,14 @@
  */
 import { availableParallelism } from 'node:os';
 import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
-import { MicroBatcher, type BatcherStats } from './batcher.js';
-import { CostModel, type CostSnapshot, type InputKind } from './cost.js';
+import { AdaptiveBatchSize, type BatchSizeController } from './adaptive.js';
+import { MicroBatcher } from './batcher.js';
+import { CostModel, type InputKind } from './cost.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason } from './errors.js';
+import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
 import { type NormalizedOptions, checkBytesInput, checkTexts, describe, normalizeOptions } from './options.js';
-import { WorkerPool, type PoolStats } from './pool.js';
+import { WorkerPool } from './pool.js';
+import { ProcessResources } from './resources.js';
 import { parseRecords, parseRecordsJs } from './records.js';
 import { type FileBatch, type FileOptions, type StreamOptions, streamBatches, fileBatches } from './stream.js';
 import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
@@ -40,7 +43,10 @@ export interface PipelineConfig {
   handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<unknown[]>;
   /** [true]; false = the JS fallback everywhere. */
   enableVectorization?: boolean;
-  /** [true]; metrics collection. */
+  /**
+   * [true] the metrics collector: rate windows, latency and batch-size histograms, event-loop
+   * delay (see src/metrics.ts). false: counters only, no timers, no histograms.
+   */
   enableProfiling?: boolean;
   /** Worker heap limit (`resourceLimits.maxOldGenerationSizeMb`); a worker over it is replaced. */
   workerHeapMb?: number;
@@ -52,22 +58,7 @@ export interface CallOptions {
 
 export type ProcessResult<R> = { ok: true; value: R } | { ok: false; error: Error };
 
-export interface PipelineMetrics {
-  /** Rows (or items) accepted, processed, failed. accepted = processed + failed + in progress. */
-  accepted: number;
-  processed: number;
-  failed: number;
-  /** Rows refused with QueueFullError. */
-  shed: number;
-  /** UTF-8 (bytes input) or UTF-16 code units (strings) vectorized. */
-  bytesIn: number;
-  batches: { inline: number; pool: number };
-  queueDepth: number;
-  batcher: BatcherStats;
-  pool: PoolStats | null;
-  cost: CostSnapshot;
-  backend: 'native' | 'js';
-}
+export type { PipelineMetrics } from './metrics.js';
 
 export interface Pipeline {
   vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
@@ -232,6 +223,13 @@ class DtesnPipeline implements Pipeline {
   private readonly handler: PipelineConfig['handler'];
   private readonly maxQueue: number;
   private readonly profiling: boolean;
+  /** The metrics collector; null with `enableProfiling: false`. */
+  private readonly prof: MetricsCollector | null;
+  private readonly resources: ProcessResources;
+  private readonly settings: PipelineSettings;
+  private readonly started = performance.now();
+  /** When the pool (piscina) started: its utilization is relative to that. */
+  private readonly poolStarted: number;
   private closing: Promise<void> | null = null;
   private readonly running = new Set<Promise<unknown>>();
   private pending = 0;
@@ -264,6 +262,29 @@ class DtesnPipeline implements Pipeline {
       this.backend = loaded.ok ? nativeBackendOf(loaded.binding) : jsBackend;
     } else this.backend = jsBackend;
     this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined);
+    this.poolStarted = performance.now();
+    this.settings = {
+      maxWorkers: workers, maxBatchSize, batchTimeoutMs, targetLatencyMs, maxQueue: this.maxQueue,
+      enableVectorization: vectorization, enableProfiling: this.profiling, workerHeapMb: heap ?? null,
+    };
+    const prof = this.profiling ? new MetricsCollector(this.started) : null;
+    this.prof = prof;
+    this.resources = new ProcessResources({ now: () => performance.now(), eventLoopDelay: this.profiling });
+    // With profiling, the batcher's default controller, seen through: its observations carry each
+    // request's end-to-end latency, which the batcher measures anyway (no clock read per request).
+    let controller: BatchSizeController | undefined;
+    if (prof) {
+      const adaptive = new AdaptiveBatchSize({ maxBatchSize, targetLatencyMs });
+      controller = {
+        get target() {
+          return adaptive.target;
+        },
+        observe(o) {
+          if (o.latenciesMs) prof.requests(o.latenciesMs, performance.now());
+          adaptive.observe(o);
+        },
+      };
+    }
     this.batcher = new MicroBatcher<SubmitRequest, SubmitResult>({
       maxBatchSize,
       batchTimeoutMs,
@@ -272,6 +293,8 @@ class DtesnPipeline implements Pipeline {
       maxInFlight: workers,
       rowsOf: (req) => req.texts.length,
       run: (_key, reqs, signal) => this.runSubmitted(reqs, signal),
+      controller,
+      onBatch: prof ? (b) => prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, performance.now()) : undefined,
     });
   }
 
@@ -396,13 +419,17 @@ class DtesnPipeline implements Pipeline {
     } catch (e) {
       this.counts.accepted += rows;
       this.counts.failed += rows;
+      this.prof?.ranInline(0, t0, performance.now()); // activity only
       throw e;
     }
-    this.cost.observeInline(kind, bytes, performance.now() - t0);
+    const t1 = performance.now();
+    this.cost.observeInline(kind, bytes, t1 - t0);
     this.counts.inline++;
     this.counts.accepted += rows;
     this.counts.processed += rows;
     this.counts.bytesIn += bytes;
+    // Submitted rows (rows = 0 here) are counted per request and per micro-batch instead.
+    this.prof?.ranInline(rows, t0, t1);
     return b;
   }
 
@@ -431,6 +458,7 @@ class DtesnPipeline implements Pipeline {
     this.pending += counted;
     this.counts.accepted += counted;
     const t0 = performance.now();
+    this.prof?.begin(t0);
     try {
       const cuts = shardCuts(offs, this.shardCount(size));
       const js = this.backend.kind === 'js';
@@ -471,10 +499,16 @@ class DtesnPipeline implements Pipeline {
         sourceLengths.set(v.sourceLengths, cuts[i]!);
         workerMs += v.ms;
       });
-      this.cost.observePool(kind, size, shardOffs.length, prepMs, workerMs, performance.now() - t0 + prepMs);
+      const t1 = performance.now();
+      this.cost.observePool(kind, size, shardOffs.length, prepMs, workerMs, t1 - t0 + prepMs);
       this.counts.pool++;
       this.counts.processed += counted;
       this.counts.bytesIn += size;
+      const prof = this.prof;
+      if (prof) {
+        prof.poolBatch(workerMs, t1 - t0 + prepMs);
+        if (direct) prof.ranDirect(rows, t1 - t0 + prepMs, t1);
+      }
       return {
         ids: ids.length === total ? ids : ids.subarray(0, total),
         rows,
@@ -488,6 +522,7 @@ class DtesnPipeline implements Pipeline {
       throw e;
     } finally {
       this.pending -= counted;
+      this.prof?.end(performance.now());
     }
   }
 
@@ -496,6 +531,7 @@ class DtesnPipeline implements Pipeline {
     const b = exact(); // throws the core's error (counted as failed by onPool's catch)
     this.counts.inline++;
     this.counts.processed += rows;
+    this.prof?.processed(rows, performance.now());
     return b;
   }
 
@@ -521,6 +557,10 @@ class DtesnPipeline implements Pipeline {
       throw new QueueFullError(this.maxQueue, depth, texts.length);
     }
     const rows = texts.length;
+    // Per request, no clock read (~75 ns each here): latencies come with the micro-batch (see the
+    // controller above), activity reads the clock only when the pipeline goes busy or idle.
+    const prof = this.prof;
+    prof?.enter();
     const p = this.batcher.submit(fingerprint(n), { texts: texts as readonly string[], n }, signal);
     this.counts.accepted += rows;
     try {
@@ -528,8 +568,13 @@ class DtesnPipeline implements Pipeline {
       if (r instanceof SubmitFailure) throw r.reason;
       this.counts.processed += rows;
       this.counts.bytesIn += texts.reduce((a: number, t) => a + (t as string).length * 2, 0);
+      if (prof) {
+        prof.processedRecently(rows);
+        prof.leave();
+      }
       return r;
     } catch (e) {
+      prof?.leave();
       if (e instanceof QueueFullError) {
         this.counts.accepted -= rows;
         this.counts.shed += rows;
@@ -613,6 +658,9 @@ class DtesnPipeline implements Pipeline {
     this.admit(items.length);
     this.pending += items.length;
     this.counts.accepted += items.length;
+    const prof = this.prof;
+    const t0 = prof ? performance.now() : 0;
+    prof?.begin(t0);
     try {
       const pieces = Math.min(items.length, pool.size * 4);
       const per = Math.ceil(items.length / pieces);
@@ -631,32 +679,94 @@ class DtesnPipeline implements Pipeline {
         }),
       );
       const out = settled.flat();
-      for (const r of out) this.counts[r.ok ? 'processed' : 'failed']++;
+      let ok = 0;
+      for (const r of out) if (r.ok) ok++;
+      this.counts.processed += ok;
+      this.counts.failed += out.length - ok;
+      if (prof) {
+        const t1 = performance.now();
+        prof.processed(ok, t1);
+        prof.batchRun(items.length, t1 - t0, t1);
+      }
       return out;
     } catch (e) {
       this.counts.failed += items.length;
       throw e;
     } finally {
       this.pending -= items.length;
+      prof?.end(performance.now());
     }
   }
 
   // -------------------------------------------------------------------------------------------
 
   metrics(): PipelineMetrics {
+    const now = performance.now();
+    const c = this.counts;
     const b = this.batcher.stats();
+    const pool = this.pool?.stats() ?? null;
+    const prof = this.prof;
+    const queueDepth = this.pending + this.batcher.queuedRows;
+    const uptimeSeconds = (now - this.started) / 1000;
+    const workers = this.settings.maxWorkers;
+    const rates = prof?.rates(now);
     return {
-      accepted: this.counts.accepted,
-      processed: this.counts.processed,
-      failed: this.counts.failed,
-      shed: this.counts.shed,
-      bytesIn: this.counts.bytesIn,
-      batches: { inline: this.counts.inline, pool: this.counts.pool },
-      queueDepth: this.pending + this.batcher.queuedRows,
+      accepted: c.accepted,
+      processed: c.processed,
+      failed: c.failed,
+      shed: c.shed,
+      bytesIn: c.bytesIn,
+      batches: { inline: c.inline, pool: c.pool },
+      queueDepth,
       batcher: b,
-      pool: this.pool?.stats() ?? null,
+      pool,
       cost: this.cost.snapshot(),
       backend: this.backend.kind,
+      profiling: prof !== null,
+      timestamp: now,
+      uptimeSeconds,
+      config: { ...this.settings },
+      throughput: {
+        accepted: c.accepted,
+        processed: c.processed,
+        failed: c.failed,
+        shed: c.shed,
+        bytesIn: c.bytesIn,
+        meanRate: uptimeSeconds > 0 ? c.processed / uptimeSeconds : 0,
+        rate1s: rates?.rate1s ?? null,
+        rate10s: rates?.rate10s ?? null,
+        rate60s: rates?.rate60s ?? null,
+        peakRate1s: rates?.peakRate1s ?? null,
+        inFlight: prof?.inFlight ?? null,
+        activeSeconds: prof?.activeSeconds(now) ?? null,
+      },
+      latency: prof?.latency(now) ?? null,
+      batching: {
+        queueDepth,
+        queuedRequests: b.queuedRequests,
+        inFlightBatches: b.inFlight,
+        target: b.target,
+        batches: b.batches,
+        fullBatches: b.fullBatches,
+        timeoutBatches: b.timeoutBatches,
+        flushBatches: b.flushBatches,
+        size: prof?.sizes(now) ?? null,
+        efficiency: prof?.efficiency() ?? null,
+      },
+      parallelization: {
+        workers,
+        threads: pool?.threads ?? 0,
+        busyWorkers: Math.min(pool?.busy ?? 0, workers),
+        poolUtilization: pool?.utilization ?? 0,
+        busyWorkerSeconds: ((pool?.utilization ?? 0) * (now - this.poolStarted) * workers) / 1000,
+        parallelEfficiency: prof?.parallelEfficiency(workers) ?? null,
+        inlineBatches: c.inline,
+        poolBatches: c.pool,
+        completedTasks: pool?.completed ?? 0,
+        retriedTasks: pool?.retried ?? 0,
+        crashedTasks: pool?.crashed ?? 0,
+      },
+      resources: this.resources.snapshot(),
     };
   }
 
@@ -666,6 +776,7 @@ class DtesnPipeline implements Pipeline {
         await this.batcher.close();
         while (this.running.size > 0) await Promise.allSettled([...this.running]);
         await this.pool?.close();
+        this.resources.close();
       })();
     }
     return this.closing;
