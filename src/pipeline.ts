@@ -323,7 +323,26 @@ class DtesnPipeline implements Pipeline {
   }
 
   vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>> {
-    return this.track(this.vectorizeStrings(texts, options, opts?.signal)) as Promise<VectorBatch<D>>;
+    // A batch that cannot go to the pool runs now, on this thread, like the core `vectorize`: no
+    // async frames and nothing for close() to wait for (small batches are dominated by these).
+    let n: NormalizedOptions;
+    let units: number;
+    try {
+      this.open();
+      const signal = opts?.signal;
+      if (signal?.aborted) throw abortReason(signal);
+      checkTexts(texts);
+      n = normalizeOptions(mergeOptions(this.defaults, options));
+      units = unitsOf(texts);
+      if (!this.stringsPoolable(units, n)) {
+        const rows = texts.length;
+        const nn = n;
+        return Promise.resolve(this.inline('strings', units * 2, rows, () => this.backend.vectorizeStrings(texts, nn)) as VectorBatch<D>);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.track(this.runStrings(texts, n, opts?.signal, true)) as Promise<VectorBatch<D>>;
   }
 
   private async vectorizeStrings(texts: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
@@ -334,18 +353,20 @@ class DtesnPipeline implements Pipeline {
     return this.runStrings(texts, n, signal, true);
   }
 
+  /** Whether a string batch of `units` UTF-16 units may go to the pool at all. */
+  private stringsPoolable(units: number, n: NormalizedOptions): boolean {
+    // Encoding to UTF-8 changes what 'utf16' sees and hides lone surrogates from 'error'.
+    return (
+      this.pool !== null && units * 2 >= POOL_MIN_BYTES && n.encoding !== 'utf16' && n.invalid === 'replace' &&
+      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask)) && !outSharesMemory(n, [])
+    );
+  }
+
   /** Strings: inline, or encoded into shared memory and vectorized on the pool. */
   private async runStrings(texts: readonly unknown[], n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype>> {
-    let units = 0;
-    for (let i = 0; i < texts.length; i++) {
-      const t = texts[i];
-      if (typeof t === 'string') units += t.length;
-    }
+    const units = unitsOf(texts);
     const rows = texts.length;
-    // Encoding to UTF-8 changes what 'utf16' sees and hides lone surrogates from 'error'.
-    const poolable =
-      this.pool !== null && units * 2 >= POOL_MIN_BYTES && n.encoding !== 'utf16' && n.invalid === 'replace' &&
-      (n.outIds === null || isShared(n.outIds)) && (n.outMask === null || isShared(n.outMask)) && !outSharesMemory(n, []);
+    const poolable = this.stringsPoolable(units, n);
     const shards = this.shardCount(units * 2);
     if (!poolable || !this.choosePool('strings', units * 2, shards)) {
       return this.inline('strings', units * 2, direct ? rows : 0, () => this.backend.vectorizeStrings(texts, n));
@@ -796,6 +817,16 @@ type SubmitResult = VectorBatch<Dtype> | unknown[] | SubmitFailure;
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** UTF-16 code units of the strings among `texts` (what the cost model sizes string batches by). */
+function unitsOf(texts: readonly unknown[]): number {
+  let units = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i];
+    if (typeof t === 'string') units += t.length;
+  }
+  return units;
 }
 
 /** Row indices cutting `offs` into `k` shards of about equal bytes: [0, c1, ..., rows]. */
