@@ -8,10 +8,9 @@
  *                                                             #   <!-- bench-pipeline:begin --> and
  *                                                             #   <!-- bench-pipeline:end --> (appended if absent)
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MachineInfo } from './report.js';
+import { type MachineInfo, reportMain } from './report.js';
 
 /** The original DTESN implementation's reported rate for a no-op batch, items/s. */
 export const ORIGINAL_ITEMS_PER_SEC = 24_741;
@@ -275,29 +274,11 @@ export function renderPipelineMarkdown(r: PipelineBenchResults): string {
 const BEGIN = '<!-- bench-pipeline:begin -->';
 const END = '<!-- bench-pipeline:end -->';
 
-export function splicePipelineInto(doc: string, section: string): string {
-  const body = `${BEGIN}\n${section}\n${END}`;
-  const i = doc.indexOf(BEGIN);
-  const j = doc.indexOf(END);
-  if (i >= 0 && j > i) return doc.slice(0, i) + body + doc.slice(j + END.length);
-  return `${doc.replace(/\s*$/, '')}\n\n${body}\n`;
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  reportMain<PipelineBenchResults>(
+    path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'pipeline.json'),
+    renderPipelineMarkdown,
+    BEGIN,
+    END,
+  );
 }
-
-function main() {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const args = process.argv.slice(2);
-  const wi = args.indexOf('--write');
-  const target = wi >= 0 ? args[wi + 1] : null;
-  const file = args.find((a, k) => !a.startsWith('--') && (wi < 0 || k !== wi + 1)) ?? path.join(here, 'results', 'pipeline.json');
-  const results = JSON.parse(readFileSync(file, 'utf8')) as PipelineBenchResults;
-  const md = renderPipelineMarkdown(results);
-  if (target) {
-    const doc = existsSync(target) ? readFileSync(target, 'utf8') : '# Benchmarks\n';
-    writeFileSync(target, splicePipelineInto(doc, md));
-    console.error(`wrote ${target}`);
-  } else {
-    process.stdout.write(md + '\n');
-  }
-}
-
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();

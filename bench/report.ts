@@ -210,29 +210,34 @@ export function renderMarkdown(r: BenchResults): string {
 const BEGIN = '<!-- bench:begin -->';
 const END = '<!-- bench:end -->';
 
-export function spliceInto(doc: string, section: string): string {
-  const body = `${BEGIN}\n${section}\n${END}`;
-  const i = doc.indexOf(BEGIN);
-  const j = doc.indexOf(END);
-  if (i >= 0 && j > i) return doc.slice(0, i) + body + doc.slice(j + END.length);
+/** Replaces the part of `doc` between the `begin`/`end` markers with `section` (appends both if absent). */
+export function spliceInto(doc: string, section: string, begin = BEGIN, end = END): string {
+  const body = `${begin}\n${section}\n${end}`;
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i >= 0 && j > i) return doc.slice(0, i) + body + doc.slice(j + end.length);
   return `${doc.replace(/\s*$/, '')}\n\n${body}\n`;
 }
 
-function main() {
-  const here = path.dirname(fileURLToPath(import.meta.url));
+/**
+ * The command line of the report scripts: `[results.json] [--write FILE]` renders the results
+ * (default `defaultFile`) and prints the markdown, or splices it into FILE between the markers.
+ */
+export function reportMain<R>(defaultFile: string, render: (r: R) => string, begin = BEGIN, end = END): void {
   const args = process.argv.slice(2);
   const wi = args.indexOf('--write');
   const target = wi >= 0 ? args[wi + 1] : null;
-  const file = args.find((a, k) => !a.startsWith('--') && (wi < 0 || k !== wi + 1)) ?? path.join(here, 'results', 'latest.json');
-  const results = JSON.parse(readFileSync(file, 'utf8')) as BenchResults;
-  const md = renderMarkdown(results);
+  const file = args.find((a, k) => !a.startsWith('--') && (wi < 0 || k !== wi + 1)) ?? defaultFile;
+  const md = render(JSON.parse(readFileSync(file, 'utf8')) as R);
   if (target) {
     const doc = existsSync(target) ? readFileSync(target, 'utf8') : '# Benchmarks\n';
-    writeFileSync(target, spliceInto(doc, md));
+    writeFileSync(target, spliceInto(doc, md, begin, end));
     console.error(`wrote ${target}`);
   } else {
     process.stdout.write(md + '\n');
   }
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  reportMain<BenchResults>(path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json'), renderMarkdown);
+}
