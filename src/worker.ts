@@ -100,13 +100,21 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
       const fn = await fnP;
       const out: ItemResult[] = new Array(task.items.length);
       for (let i = 0; i < task.items.length; i++) {
+        let value: unknown;
         try {
-          const value = await fn(task.items[i]);
+          value = await fn(task.items[i]);
+        } catch (error) {
+          out[i] = { ok: false, error: cloneable(error) };
+          continue;
+        }
+        try {
           // A value that cannot cross threads fails its own item, not the whole piece.
           structuredClone(value);
           out[i] = { ok: true, value };
-        } catch (error) {
-          out[i] = { ok: false, error: cloneable(error) };
+        } catch (e) {
+          // Named in the message: how a DOMException clones differs between Node versions.
+          const err = e as Error;
+          out[i] = { ok: false, error: new Error(`${err.name}: ${err.message}`) };
         }
       }
       return out;

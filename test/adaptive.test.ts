@@ -1,5 +1,6 @@
 /** The adaptive batch-size controller, driven with synthetic batch observations. */
 import { describe, expect, it } from 'vitest';
+import { rng } from './fixtures/util.js';
 import {
   AdaptiveBatchSize,
   type BatchObservation,
@@ -18,17 +19,6 @@ function feed(c: AdaptiveBatchSize, n: number, make: (target: number, i: number)
   return seen;
 }
 
-/** Deterministic PRNG (mulberry32) for noisy synthetic latencies. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A saturated pool: full batches of `target` rows, a backlog behind them, e2e ~ wait one run + run. */
 function saturated(runOf: (rows: number) => number) {

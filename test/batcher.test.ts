@@ -1,5 +1,6 @@
 /** The micro-batcher: routing, closing rules, slots, aborts, shedding, close(), and the adaptive loop. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { rng } from './fixtures/util.js';
 import type { BatchSizeController } from '../src/adaptive.js';
 import { type BatchInfo, type BatcherOptions, MicroBatcher } from '../src/batcher.js';
 import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError, abortReason } from '../src/errors.js';
@@ -597,17 +598,6 @@ describe('stats()', () => {
   });
 });
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('randomized stress', () => {
   it.each([1, 2, 3])('settles every accepted request exactly once (seed %i)', async (seed) => {

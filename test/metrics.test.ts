@@ -5,6 +5,7 @@
  * with `enableProfiling: false`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { pipelines } from './fixtures/util.js';
 import { Distribution, EXACT_ROWS, LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS, WINDOW_MS } from '../src/histogram.js';
 import { EFFICIENCY_WINDOW, MetricsCollector } from '../src/metrics.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
@@ -308,15 +309,7 @@ describe('ProcessResources', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const opened: Pipeline[] = [];
-function make(config: PipelineConfig = {}): Pipeline {
-  const p = createPipeline(config);
-  opened.push(p);
-  return p;
-}
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((p) => p.close()));
-});
+const make = pipelines();
 
 describe('pipeline.metrics()', () => {
   it('fills every section, and the sections agree with the counters', async () => {

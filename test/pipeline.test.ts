@@ -25,21 +25,12 @@ import {
   pack,
   plain,
   rejection,
-  thrown,
-} from './fixtures/util.js';
+  thrown, pipelines } from './fixtures/util.js';
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url);
 
 /** Pipelines made by `make` are closed after each test, whatever happened. */
-const opened: Pipeline[] = [];
-function make(config: PipelineConfig = {}): Pipeline {
-  const p = createPipeline(config);
-  opened.push(p);
-  return p;
-}
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((p) => p.close()));
-});
+const make = pipelines();
 
 function route(p: Pipeline, to: 'auto' | 'pool' | 'inline'): void {
   (p as unknown as Record<symbol, string>)[ROUTE] = to;

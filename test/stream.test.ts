@@ -18,7 +18,7 @@ import { vectorize } from '../src/index.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
 import { type FileBatch, type FileOptions, RecordError } from '../src/stream.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
-import { expectSameBatch, expectSameError, makeTexts, rejection, thrown } from './fixtures/util.js';
+import { expectSameBatch, expectSameError, makeTexts, rejection, thrown, pipelines } from './fixtures/util.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -39,15 +39,7 @@ async function live(): Promise<number> {
 
 const MB = 1 << 20;
 
-const opened: Pipeline[] = [];
-function make(config: PipelineConfig = {}): Pipeline {
-  const p = createPipeline(config);
-  opened.push(p);
-  return p;
-}
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((p) => p.close()));
-});
+const make = pipelines();
 
 type Opts = VectorizeOptions<Dtype>;
 
