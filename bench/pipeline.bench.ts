@@ -829,7 +829,7 @@ function targets(res: PipelineBenchResults): Target[] {
     const worst = rs.reduce((a, b) => (b.ratio < a.ratio ? b : a));
     t.push({
       name: `vectorizeFile (${format}) vs best readline baseline`, value: worst.ratio, target: '>= 3x', pass: worst.ratio >= 3,
-      detail: `vs ${worst.b}; ${rs.map((r) => `${r.b.split(' ')[1]} ${r.ratio.toFixed(2)}x`).join(', ')}`,
+      detail: `vs ${worst.b}; ${rs.map((r) => `${r.b.includes('for await') ? 'for await' : "on('line')"}: ${r.ratio.toFixed(2)}x`).join(', ')}`,
     });
   }
   const cpu = res.scaling.controls.find((c) => c.id === 'cpu');

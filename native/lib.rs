@@ -287,38 +287,99 @@ fn read_options(
     out_ids: sys::napi_value,
     out_mask: sys::napi_value,
 ) -> NResult<ReadOptions> {
-    let t = typed_array_of(env, packed, "options", sys::TypedarrayType::int32_array, " (packed)")?;
+    let t = typed_array_of(
+        env,
+        packed,
+        "options",
+        sys::TypedarrayType::int32_array,
+        " (packed)",
+    )?;
     if t.len != PACKED_LEN {
-        return Err(throw(env, ErrorKind::Range, &format!("options (packed) must have {PACKED_LEN} fields, got {}", t.len)));
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            &format!(
+                "options (packed) must have {PACKED_LEN} fields, got {}",
+                t.len
+            ),
+        ));
     }
     // SAFETY: an Int32Array of PACKED_LEN elements (checked above); copied out at once.
-    let f: [i32; PACKED_LEN] = unsafe { t.slice::<i32>() }.try_into().unwrap_or([0; PACKED_LEN]);
-    let bad = |i: usize| throw(env, ErrorKind::Range, &format!("options (packed) field {i} is out of range: {}", f[i]));
-    let pick = |i: usize, n: i32| if (0..n).contains(&f[i]) { Ok(f[i]) } else { Err(bad(i)) };
+    let f: [i32; PACKED_LEN] = unsafe { t.slice::<i32>() }
+        .try_into()
+        .unwrap_or([0; PACKED_LEN]);
+    let bad = |i: usize| {
+        throw(
+            env,
+            ErrorKind::Range,
+            &format!("options (packed) field {i} is out of range: {}", f[i]),
+        )
+    };
+    let pick = |i: usize, n: i32| {
+        if (0..n).contains(&f[i]) {
+            Ok(f[i])
+        } else {
+            Err(bad(i))
+        }
+    };
     let side = |i: usize| pick(i, 2).map(|c| if c == 0 { Side::Right } else { Side::Left });
-    let encoding = [Encoding::Codepoint, Encoding::Utf8, Encoding::Utf16, Encoding::Byt5, Encoding::Canine][pick(0, 5)? as usize];
-    let dtype = [Dtype::Int32, Dtype::Int16, Dtype::Uint16, Dtype::Uint8, Dtype::Float32][pick(8, 5)? as usize];
+    let encoding = [
+        Encoding::Codepoint,
+        Encoding::Utf8,
+        Encoding::Utf16,
+        Encoding::Byt5,
+        Encoding::Canine,
+    ][pick(0, 5)? as usize];
+    let dtype = [
+        Dtype::Int32,
+        Dtype::Int16,
+        Dtype::Uint16,
+        Dtype::Uint8,
+        Dtype::Float32,
+    ][pick(8, 5)? as usize];
     if f[1] < 1 {
-        return Err(throw_core(env, &CoreError::IntegerOption { name: "maxLength", value: f[1] as i64 }));
+        return Err(throw_core(
+            env,
+            &CoreError::IntegerOption {
+                name: "maxLength",
+                value: f[1] as i64,
+            },
+        ));
     }
     if f[3] < 1 {
-        return Err(throw_core(env, &CoreError::IntegerOption { name: "padToMultipleOf", value: f[3] as i64 }));
+        return Err(throw_core(
+            env,
+            &CoreError::IntegerOption {
+                name: "padToMultipleOf",
+                value: f[3] as i64,
+            },
+        ));
     }
     if f[10] < -1 {
         return Err(bad(10));
     }
-    let opt = |v: sys::napi_value| -> NResult<Option<sys::napi_value>> { Ok(if is_nullish(env, v)? { None } else { Some(v) }) };
+    let opt = |v: sys::napi_value| -> NResult<Option<sys::napi_value>> {
+        Ok(if is_nullish(env, v)? { None } else { Some(v) })
+    };
     Ok(ReadOptions {
         encoding,
         max_length: f[1] as u32,
-        padding: if pick(2, 2)? == 0 { Padding::Longest } else { Padding::MaxLength },
+        padding: if pick(2, 2)? == 0 {
+            Padding::Longest
+        } else {
+            Padding::MaxLength
+        },
         pad_to_multiple_of: f[3] as u32,
         padding_side: side(4)?,
         truncation_side: side(5)?,
         pad_id: f[6],
         add_special_tokens: pick(7, 2)? == 1,
         dtype,
-        invalid: if pick(9, 2)? == 0 { Invalid::Replace } else { Invalid::Error },
+        invalid: if pick(9, 2)? == 0 {
+            Invalid::Replace
+        } else {
+            Invalid::Error
+        },
         width: (f[10] >= 0).then_some(f[10] as u32),
         vocab: opt(vocab)?,
         out_ids: opt(out_ids)?,
@@ -401,7 +462,10 @@ pub(crate) fn fresh(
 
 /// Typed arrays of `(kind, element size, length)` laid out one after another (each aligned to 8
 /// bytes) on one fresh ArrayBuffer.
-fn fresh_views(env: sys::napi_env, parts: &[(i32, usize, usize)]) -> NResult<Vec<(sys::napi_value, TypedArray)>> {
+fn fresh_views(
+    env: sys::napi_env,
+    parts: &[(i32, usize, usize)],
+) -> NResult<Vec<(sys::napi_value, TypedArray)>> {
     if parts.is_empty() {
         return Ok(Vec::new());
     }
@@ -415,37 +479,38 @@ fn fresh_views(env: sys::napi_env, parts: &[(i32, usize, usize)]) -> NResult<Vec
     let mut data: *mut c_void = ptr::null_mut();
     let mut buffer = ptr::null_mut();
     // SAFETY: out pointers are valid; V8 allocates `size` bytes (or fails with a status).
-    check(env, unsafe { sys::napi_create_arraybuffer(env, size, &mut data, &mut buffer) }, "allocating the output")?;
+    check(
+        env,
+        unsafe { sys::napi_create_arraybuffer(env, size, &mut data, &mut buffer) },
+        "allocating the output",
+    )?;
     let mut out = Vec::with_capacity(parts.len());
     for (&(kind, _, len), &off) in parts.iter().zip(&at) {
         let mut arr = ptr::null_mut();
         // SAFETY: `off` is aligned for the element type and `off + len * elem <= size`.
-        check(env, unsafe { sys::napi_create_typedarray(env, kind, len, buffer, off, &mut arr) }, "allocating the output")?;
+        check(
+            env,
+            unsafe { sys::napi_create_typedarray(env, kind, len, buffer, off, &mut arr) },
+            "allocating the output",
+        )?;
         // SAFETY: `off <= size`, inside the allocation (or both zero).
-        let p = if data.is_null() { ptr::null_mut() } else { unsafe { (data as *mut u8).add(off) } };
-        out.push((arr, TypedArray { kind, len, data: p, buffer, byte_offset: off }));
+        let p = if data.is_null() {
+            ptr::null_mut()
+        } else {
+            unsafe { (data as *mut u8).add(off) }
+        };
+        out.push((
+            arr,
+            TypedArray {
+                kind,
+                len,
+                data: p,
+                buffer,
+                byte_offset: off,
+            },
+        ));
     }
     Ok(out)
-}
-
-/// A view of the first `len` elements of a caller's buffer (the buffer itself when it fits exactly).
-fn view(
-    env: sys::napi_env,
-    v: sys::napi_value,
-    t: &TypedArray,
-    len: usize,
-) -> NResult<sys::napi_value> {
-    if t.len == len {
-        return Ok(v);
-    }
-    let mut arr = ptr::null_mut();
-    // SAFETY: `buffer`/`byte_offset` come from this typed array's info; `len` <= its length.
-    check(
-        env,
-        unsafe { sys::napi_create_typedarray(env, t.kind, len, t.buffer, t.byte_offset, &mut arr) },
-        "creating an output view",
-    )?;
-    Ok(arr)
 }
 
 /// Core options from the options read off the JavaScript object.
@@ -540,23 +605,43 @@ fn emit<U: Unit>(
     if want_mask {
         parts.push((sys::TypedarrayType::uint8_array, 1, n));
     }
-    let lens_parts = [(sys::TypedarrayType::int32_array, 4, rows), (sys::TypedarrayType::int32_array, 4, rows)];
+    let lens_parts = [
+        (sys::TypedarrayType::int32_array, 4, rows),
+        (sys::TypedarrayType::int32_array, 4, rows),
+    ];
     if small {
         parts.extend_from_slice(&lens_parts);
     }
     let mut made = fresh_views(env, &parts)?.into_iter();
     let (ids_v, ids_mem) = match (out_ids, ro.out_ids) {
-        (Some(t), Some(v)) if !want_ids => (view(env, v, &t, n)?, t),
-        _ => made.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no ids buffer"))?,
+        (Some(t), Some(v)) if !want_ids => (v, t),
+        _ => made
+            .next()
+            .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no ids buffer"))?,
     };
     let (mask_v, mask_mem) = match (out_mask, ro.out_mask) {
-        (Some(t), Some(v)) if !want_mask => (view(env, v, &t, n)?, t),
-        _ => made.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no mask buffer"))?,
+        (Some(t), Some(v)) if !want_mask => (v, t),
+        _ => made
+            .next()
+            .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no mask buffer"))?,
     };
-    let out = Output { ids: ids_v, ids_mem, mask: mask_v, mask_mem };
-    let mut lens = if small { made } else { fresh_views(env, &lens_parts)?.into_iter() };
-    let (lengths, lengths_mem) = lens.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
-    let (source_lengths, source_mem) = lens.next().ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
+    let out = Output {
+        ids: ids_v,
+        ids_mem,
+        mask: mask_v,
+        mask_mem,
+    };
+    let mut lens = if small {
+        made
+    } else {
+        fresh_views(env, &lens_parts)?.into_iter()
+    };
+    let (lengths, lengths_mem) = lens
+        .next()
+        .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
+    let (source_lengths, source_mem) = lens
+        .next()
+        .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
     // SAFETY: every buffer below was checked (kind, length, no overlap with each other or the
     // inputs) or freshly allocated for exactly this call; no JavaScript runs until we return, so
     // nothing can detach or alias them meanwhile.
@@ -609,17 +694,29 @@ fn batch_object(
     // transitions on every call; src/backends.ts turns it into the VectorBatch object.
     let mut arr = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(env, unsafe { sys::napi_create_array_with_length(env, 6, &mut arr) }, "building the result")?;
+    check(
+        env,
+        unsafe { sys::napi_create_array_with_length(env, 6, &mut arr) },
+        "building the result",
+    )?;
     let num = |x: usize| -> NResult<sys::napi_value> {
         let mut v = ptr::null_mut();
         // SAFETY: out pointer valid.
-        check(env, unsafe { sys::napi_create_double(env, x as f64, &mut v) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_create_double(env, x as f64, &mut v) },
+            "building the result",
+        )?;
         Ok(v)
     };
     let fields = [ids, num(rows)?, num(width)?, lengths, source_lengths, mask];
     for (i, v) in fields.into_iter().enumerate() {
         // SAFETY: arr and v are live handles.
-        check(env, unsafe { sys::napi_set_element(env, arr, i as u32, v) }, "building the result")?;
+        check(
+            env,
+            unsafe { sys::napi_set_element(env, arr, i as u32, v) },
+            "building the result",
+        )?;
     }
     Ok(arr)
 }
@@ -776,13 +873,20 @@ impl Drop for HandleScope {
 /// `[packed options, vocab, outIds, outMask]` as the facade passes them.
 type OptionArgs = [sys::napi_value; 4];
 
-fn vectorize_strings_impl(env: sys::napi_env, texts: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+fn vectorize_strings_impl(
+    env: sys::napi_env,
+    texts: sys::napi_value,
+    o: OptionArgs,
+) -> NResult<sys::napi_value> {
     let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     // The vocabulary is copied out before the strings are read: a getter on the array may run
     // JavaScript, which must not see (or detach) memory we already hold.
     let voc = vocab(env, ro.vocab)?;
     let opts = core_options(&ro, voc.as_deref());
-    let run_with = |arena: &mut Vec<u16>, offsets: &mut Vec<u32>, m: &mut Measured| -> NResult<sys::napi_value> {
+    let run_with = |arena: &mut Vec<u16>,
+                    offsets: &mut Vec<u32>,
+                    m: &mut Measured|
+     -> NResult<sys::napi_value> {
         m.clear();
         if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
             return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
@@ -837,7 +941,12 @@ fn out_buffers(
     Ok((ids, mask))
 }
 
-fn vectorize_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+fn vectorize_bytes_impl(
+    env: sys::napi_env,
+    bytes: sys::napi_value,
+    offsets: sys::napi_value,
+    o: OptionArgs,
+) -> NResult<sys::napi_value> {
     let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     // Nothing below runs JavaScript, so the memory read here stays valid until we return.
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
@@ -858,10 +967,21 @@ fn vectorize_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys
     emit(env, &p, &ro, ids, mask, &[(&b, "bytes"), (&o, "offsets")])
 }
 
-fn measure_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::napi_value, o: OptionArgs) -> NResult<sys::napi_value> {
+fn measure_bytes_impl(
+    env: sys::napi_env,
+    bytes: sys::napi_value,
+    offsets: sys::napi_value,
+    o: OptionArgs,
+) -> NResult<sys::napi_value> {
     let ro = read_options(env, o[0], o[1], o[2], o[3])?;
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
-    let o = typed_array_of(env, offsets, "offsets", sys::TypedarrayType::uint32_array, "")?;
+    let o = typed_array_of(
+        env,
+        offsets,
+        "offsets",
+        sys::TypedarrayType::uint32_array,
+        "",
+    )?;
     let voc = vocab(env, ro.vocab)?;
     // SAFETY: kinds checked above; only read.
     let (data, offs): (&[u8], &[u32]) = unsafe { (b.slice(), o.slice()) };
@@ -870,7 +990,11 @@ fn measure_bytes_impl(env: sys::napi_env, bytes: sys::napi_value, offsets: sys::
     let p = plan(&src, &opts).map_err(|e| throw_core(env, &e))?;
     let mut v = ptr::null_mut();
     // SAFETY: out pointer valid.
-    check(env, unsafe { sys::napi_create_double(env, p.width() as f64, &mut v) }, "building the result")?;
+    check(
+        env,
+        unsafe { sys::napi_create_double(env, p.width() as f64, &mut v) },
+        "building the result",
+    )?;
     Ok(v)
 }
 
@@ -906,7 +1030,10 @@ pub fn vectorize_strings(
     out_ids: Unknown,
     out_mask: Unknown,
 ) -> napi::Result<Unknown<'static>> {
-    let (t, o) = (texts.raw(), [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()]);
+    let (t, o) = (
+        texts.raw(),
+        [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()],
+    );
     guard(&env, |e| vectorize_strings_impl(e, t, o))
 }
 
@@ -935,7 +1062,13 @@ pub fn vectorize_bytes(
     ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null",
     ts_return_type = "number"
 )]
-pub fn measure_bytes(env: Env, bytes: Unknown, offsets: Unknown, options: Unknown, vocab: Unknown) -> napi::Result<Unknown<'static>> {
+pub fn measure_bytes(
+    env: Env,
+    bytes: Unknown,
+    offsets: Unknown,
+    options: Unknown,
+    vocab: Unknown,
+) -> napi::Result<Unknown<'static>> {
     let (b, of) = (bytes.raw(), offsets.raw());
     let mut null = ptr::null_mut();
     // SAFETY: out pointer valid.

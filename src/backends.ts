@@ -72,8 +72,15 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   return PACKED;
 }
 
+/**
+ * The binding hands back the caller's own `out` arrays; views of their first rows x width
+ * elements are made here, because N-API cannot create a typed array on a SharedArrayBuffer.
+ */
 function batchOf(r: NativeResult): VectorBatch<Dtype> {
-  return { ids: r[0], rows: r[1], width: r[2], lengths: r[3], sourceLengths: r[4], attentionMask: r[5] } as VectorBatch<Dtype>;
+  const n = r[1] * r[2];
+  const ids = r[0].length === n ? r[0] : r[0].subarray(0, n);
+  const mask = r[5].length === n ? r[5] : r[5].subarray(0, n);
+  return { ids, rows: r[1], width: r[2], lengths: r[3], sourceLengths: r[4], attentionMask: mask } as VectorBatch<Dtype>;
 }
 
 export function nativeBackendOf(binding: NativeBinding): Backend {

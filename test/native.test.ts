@@ -187,6 +187,24 @@ describe('native binding', () => {
     expect(b.ids[b.width + 70_000]).toBe(0x1f600);
   });
 
+  it('out buffers on a SharedArrayBuffer, longer than the batch, are written and viewed (both backends)', () => {
+    const texts = ['hello', 'wörld 😀', ''];
+    const o = { encoding: 'byt5', maxLength: 16 } as const;
+    const want = plain(facadeOf(jsBackend).vectorize(texts, o));
+    for (const impl of [native, jsBackend]) {
+      const ids = new Int32Array(new SharedArrayBuffer(4 * 100)).fill(-9);
+      const attentionMask = new Uint8Array(new SharedArrayBuffer(100)).fill(9);
+      const b = facadeOf(impl).vectorize(texts, { ...o, out: { ids, attentionMask } });
+      expect(plain(b)).toEqual(want);
+      expect(b.ids.buffer).toBe(ids.buffer);
+      expect(b.attentionMask.buffer).toBe(attentionMask.buffer);
+      expect(ids[b.rows * b.width]).toBe(-9);
+      const { bytes, offsets } = pack(texts.map((t) => new TextEncoder().encode(t)));
+      const bb = facadeOf(impl).vectorizeBytes(bytes, offsets, { ...o, out: { ids, attentionMask } });
+      expect(plain(bb)).toEqual(want);
+    }
+  });
+
   it('outputs overlapping the input offsets are refused (direct binding call)', () => {
     const buf = new ArrayBuffer(64);
     const bytes = new Uint8Array(buf, 0, 8).fill(97);

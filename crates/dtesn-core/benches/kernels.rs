@@ -83,7 +83,11 @@ fn vectorize(c: &mut Criterion) {
         offsets.push(bytes.len() as u32);
     }
     let rows = Utf8Rows::new(&bytes, &offsets).unwrap();
-    let opts = Options { max_length: 128, padding: Padding::MaxLength, ..Options::default() };
+    let opts = Options {
+        max_length: 128,
+        padding: Padding::MaxLength,
+        ..Options::default()
+    };
     let mut ids = vec![0i32; 100_000 * 128];
     let mut mask = vec![0u8; 100_000 * 128];
     let mut g = c.benchmark_group("vectorize");

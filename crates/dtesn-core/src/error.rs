@@ -92,7 +92,10 @@ pub enum Error {
         what: &'static str,
     },
     /// A fixed width (internal option) below the longest kept row.
-    WidthTooSmall { width: u32, longest: u32 },
+    WidthTooSmall {
+        width: u32,
+        longest: u32,
+    },
     /// A binding measured a different number of rows than it passed (a bug in the binding).
     MeasuredRows {
         measured: usize,

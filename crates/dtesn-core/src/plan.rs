@@ -139,7 +139,10 @@ pub fn plan_measured<'a, U: Unit>(
     let longest = m.content.iter().map(|&c| c.min(cap) + s).max().unwrap_or(0) as u64;
     let width = match opts.width {
         Some(w) if (w as u64) < longest => {
-            return Err(Error::WidthTooSmall { width: w, longest: longest as u32 });
+            return Err(Error::WidthTooSmall {
+                width: w,
+                longest: longest as u32,
+            });
         }
         Some(w) => w as u64,
         None => {
