@@ -941,14 +941,12 @@ fn out_buffers(
     Ok((ids, mask))
 }
 
-fn vectorize_bytes_impl(
+/// The `bytes` (Uint8Array) and `offsets` (Uint32Array) of a byte batch, type-checked.
+fn byte_input(
     env: sys::napi_env,
     bytes: sys::napi_value,
     offsets: sys::napi_value,
-    o: OptionArgs,
-) -> NResult<sys::napi_value> {
-    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
-    // Nothing below runs JavaScript, so the memory read here stays valid until we return.
+) -> NResult<(TypedArray, TypedArray)> {
     let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
     let o = typed_array_of(
         env,
@@ -957,6 +955,18 @@ fn vectorize_bytes_impl(
         sys::TypedarrayType::uint32_array,
         "",
     )?;
+    Ok((b, o))
+}
+
+fn vectorize_bytes_impl(
+    env: sys::napi_env,
+    bytes: sys::napi_value,
+    offsets: sys::napi_value,
+    o: OptionArgs,
+) -> NResult<sys::napi_value> {
+    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
+    // Nothing below runs JavaScript, so the memory read here stays valid until we return.
+    let (b, o) = byte_input(env, bytes, offsets)?;
     let voc = vocab(env, ro.vocab)?;
     let (ids, mask) = out_buffers(env, &ro)?;
     // SAFETY: kinds checked above; outputs are checked not to overlap these before any write.
@@ -974,14 +984,7 @@ fn measure_bytes_impl(
     o: OptionArgs,
 ) -> NResult<sys::napi_value> {
     let ro = read_options(env, o[0], o[1], o[2], o[3])?;
-    let b = typed_array_of(env, bytes, "bytes", sys::TypedarrayType::uint8_array, "")?;
-    let o = typed_array_of(
-        env,
-        offsets,
-        "offsets",
-        sys::TypedarrayType::uint32_array,
-        "",
-    )?;
+    let (b, o) = byte_input(env, bytes, offsets)?;
     let voc = vocab(env, ro.vocab)?;
     // SAFETY: kinds checked above; only read.
     let (data, offs): (&[u8], &[u32]) = unsafe { (b.slice(), o.slice()) };

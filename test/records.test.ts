@@ -8,16 +8,9 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { vectorize, vectorizeBytes } from '../src/index.js';
+import type { Records } from '../src/records.js';
 
-interface Parsed {
-  bytes: Uint8Array;
-  offsets: Uint32Array;
-  lines: Uint32Array;
-  consumed: number;
-  lineCount: number;
-  blank: number;
-  errors: Array<{ line: number; message: string }>;
-}
+type Parsed = Records;
 type ParseRecords = (chunk: unknown, format: unknown, field: unknown, isLast: unknown) => Parsed;
 
 const require = createRequire(import.meta.url);
