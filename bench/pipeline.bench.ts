@@ -20,13 +20,10 @@
  *
  * The pipeline's pool runs dist/worker.js: run `npx tsc -p tsconfig.json` after changing src/.
  */
-import { once } from 'node:events';
-import { createReadStream, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { MicroBatcher } from '../src/batcher.js';
 import { getBackend, vectorize } from '../src/index.js';
 import * as pipelineModule from '../src/pipeline.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline.js';
@@ -43,6 +40,7 @@ import {
   renderPipelineMarkdown,
 } from './pipeline-report.js';
 import type { MachineInfo } from './report.js';
+import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
 import { mulberry32, workloadA, workloadC } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -250,85 +248,9 @@ async function benchVectorize(res: PipelineBenchResults): Promise<void> {
 // ------------------------------------------------------------------------------------------------
 // 2. Files.
 
-const FILE_GEN_VERSION = 1;
-
-/** Writes (or reuses) the JSONL and plain-lines files of `lines` workload (a) rows. */
-function ensureFiles(lines: number): { jsonl: string; plain: string; jsonlBytes: number; plainBytes: number; generatedSec: number | null } {
-  const dir = os.tmpdir();
-  const base = path.join(dir, `dtesn-bench-a-${lines}-v${FILE_GEN_VERSION}`);
-  const jsonl = `${base}.jsonl`;
-  const plain = `${base}.txt`;
-  const meta = `${base}.meta.json`;
-  try {
-    const m = JSON.parse(readFileSync(meta, 'utf8')) as { lines: number; jsonlBytes: number; plainBytes: number };
-    if (m.lines === lines && statSync(jsonl).size === m.jsonlBytes && statSync(plain).size === m.plainBytes) {
-      log(`  reusing ${jsonl} (${(m.jsonlBytes / 1e6).toFixed(1)} MB) and ${plain}`);
-      return { jsonl, plain, jsonlBytes: m.jsonlBytes, plainBytes: m.plainBytes, generatedSec: null };
-    }
-  } catch {
-    /* absent or stale: regenerate */
-  }
-  const t0 = performance.now();
-  const w = workloadA(lines); // the same generator and seed as workload (a): its first 100k rows are (a)
-  const fj = openSync(jsonl, 'w');
-  const fp = openSync(plain, 'w');
-  let jsonlBytes = 0;
-  let plainBytes = 0;
-  const CH = 10_000;
-  for (let i = 0; i < lines; i += CH) {
-    let a = '';
-    let b = '';
-    for (let k = i; k < Math.min(lines, i + CH); k++) {
-      a += `{"id":${k},"text":${JSON.stringify(w.texts[k])}}\n`;
-      b += `${w.texts[k]}\n`;
-    }
-    jsonlBytes += writeSync(fj, a);
-    plainBytes += writeSync(fp, b);
-  }
-  closeSync(fj);
-  closeSync(fp);
-  writeFileSync(meta, JSON.stringify({ version: FILE_GEN_VERSION, lines, jsonlBytes, plainBytes }) + '\n');
-  const generatedSec = (performance.now() - t0) / 1e3;
-  log(`  wrote ${jsonl} (${(jsonlBytes / 1e6).toFixed(1)} MB) and ${plain} in ${generatedSec.toFixed(1)} s`);
-  return { jsonl, plain, jsonlBytes, plainBytes, generatedSec };
-}
-
-/** The obvious JS way: readline over a file stream (for await), JSON.parse per line, core vectorize per 1,000 lines. */
-async function* readlineBatches(file: string, jsonl: boolean): AsyncGenerator<VectorBatch<Dtype>> {
-  const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-  let texts: string[] = [];
-  for await (const line of rl) {
-    texts.push(jsonl ? (JSON.parse(line) as { text: string }).text : line);
-    if (texts.length === 1000) {
-      yield vectorize(texts, OPTIONS);
-      texts = [];
-    }
-  }
-  if (texts.length) yield vectorize(texts, OPTIONS);
-}
-
-/** The same with rl.on('line') instead of async iteration (the faster readline idiom), rows counted. */
-async function readlineEvents(file: string, jsonl: boolean): Promise<number> {
-  const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-  let texts: string[] = [];
-  let rows = 0;
-  rl.on('line', (line) => {
-    texts.push(jsonl ? (JSON.parse(line) as { text: string }).text : line);
-    if (texts.length === 1000) {
-      const b = vectorize(texts, OPTIONS);
-      rows += b.rows;
-      sink = b;
-      texts = [];
-    }
-  });
-  await once(rl, 'close');
-  if (texts.length) rows += vectorize(texts, OPTIONS).rows;
-  return rows;
-}
-
 async function benchFile(res: PipelineBenchResults): Promise<void> {
   const lines = QUICK ? 100_000 : 1_000_000;
-  const files = ensureFiles(lines);
+  const files = ensureFiles(lines, log);
   const f = res.file;
   Object.assign(f, { lines, jsonlBytes: files.jsonlBytes, linesBytes: files.plainBytes, paths: { jsonl: files.jsonl, lines: files.plain }, generatedSec: files.generatedSec });
   const p = createPipeline();
@@ -344,7 +266,7 @@ async function benchFile(res: PipelineBenchResults): Promise<void> {
       if (ours.length === VERIFY_BATCHES) break;
     }
     const theirs: VectorBatch<Dtype>[] = [];
-    for await (const b of readlineBatches(file, format === 'jsonl')) {
+    for await (const b of readlineBatches(file, format === 'jsonl', OPTIONS)) {
       theirs.push(b);
       if (theirs.length === VERIFY_BATCHES) break;
     }
@@ -377,13 +299,20 @@ async function benchFile(res: PipelineBenchResults): Promise<void> {
         key: 'readline-await', label: `readline (for await)${format === 'jsonl' ? ' + JSON.parse' : ''} + core vectorize`,
         run: async () => {
           let n = 0;
-          for await (const b of readlineBatches(file, format === 'jsonl')) n += b.rows;
+          for await (const b of readlineBatches(file, format === 'jsonl', OPTIONS)) n += b.rows;
           check(n);
         },
       },
       {
         key: 'readline-events', label: `readline (on 'line')${format === 'jsonl' ? ' + JSON.parse' : ''} + core vectorize`,
-        run: async () => check(await readlineEvents(file, format === 'jsonl')),
+        run: async () => {
+          let n = 0;
+          await readlineEvents(file, format === 'jsonl', OPTIONS, (b) => {
+            n += b.rows;
+            sink = b;
+          });
+          check(n);
+        },
       },
     ];
     const times = await interleaved(cases, rounds);
@@ -682,22 +611,6 @@ async function runRate(
   };
 }
 
-/** A pipeline whose micro-batcher uses a fixed batch size (bench hook: the config has no such option). */
-function withFixedBatchSize(p: Pipeline, size: number, batchTimeoutMs: number, maxInFlight: number): void {
-  const inner = p as unknown as { batcher: unknown; runSubmitted: (reqs: unknown[], signal: AbortSignal) => Promise<unknown[]> };
-  if (typeof inner.runSubmitted !== 'function' || !inner.batcher) throw new Error('pipeline internals changed: cannot install a fixed-size batcher');
-  inner.batcher = new MicroBatcher<unknown, unknown>({
-    maxBatchSize: size,
-    batchTimeoutMs,
-    targetLatencyMs: TARGET_LATENCY_MS,
-    maxQueue: 100_000,
-    maxInFlight,
-    rowsOf: (req) => (req as { texts: readonly string[] }).texts.length,
-    run: (_key, reqs, signal) => inner.runSubmitted.call(p, reqs, signal),
-    controller: { target: size, observe() {} },
-  });
-}
-
 async function benchBatching(res: PipelineBenchResults): Promise<void> {
   const texts = workloadA(20_000).texts;
   const b = res.batching;
@@ -717,16 +630,14 @@ async function benchBatching(res: PipelineBenchResults): Promise<void> {
   const ladder = QUICK ? [250, 1_000, 4_000, 16_000, 64_000] : [100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400, 204_800];
   const refine = QUICK ? 0 : 2;
   const workers = 2;
-  const specs: { id: string; label: string; config: PipelineConfig; how: string; fixed?: { size: number; timeout: number } }[] = [
+  const specs: { id: string; label: string; config: PipelineConfig; how: string }[] = [
     {
       id: 'adaptive', label: '(i) adaptive sizing (defaults)', config: { maxWorkers: workers },
       how: 'defaults: maxBatchSize 1000, batchTimeoutMs 2, targetLatencyMs 50; the target starts at 1 and adapts.',
     },
     {
-      id: 'ray-fixed', label: '(ii) fixed 10 rows / 10 ms (Ray Serve defaults)', config: { maxWorkers: workers, maxBatchSize: 10, batchTimeoutMs: 10 },
-      how: 'pinned through a bench hook: the pipeline\'s private `batcher` is replaced by a MicroBatcher with ' +
-        '`controller: { target: 10, observe() {} }` (the config cannot pin the size; see notes).',
-      fixed: { size: 10, timeout: 10 },
+      id: 'ray-fixed', label: '(ii) fixed 10 rows / 10 ms (Ray Serve defaults)', config: { maxWorkers: workers, fixedBatchSize: 10, batchTimeoutMs: 10 },
+      how: 'public config: fixedBatchSize 10 pins the size (adaptive sizing off), batchTimeoutMs 10.',
     },
     {
       id: 'ray-config', label: '(ii-b) maxBatchSize 10, batchTimeoutMs 10 via config', config: { maxWorkers: workers, maxBatchSize: 10, batchTimeoutMs: 10 },
@@ -741,7 +652,6 @@ async function benchBatching(res: PipelineBenchResults): Promise<void> {
   const live = specs.map((spec) => {
     const ctl: HandlerCtl = { instant: false, overshoots: [] };
     const p = createPipeline({ ...spec.config, vectorize: { ...OPTIONS }, handler: makeHandler(ctl), targetLatencyMs: TARGET_LATENCY_MS });
-    if (spec.fixed) withFixedBatchSize(p, spec.fixed.size, spec.fixed.timeout, workers);
     const cfg: BatchingConfig = { id: spec.id, label: spec.label, config: { ...spec.config }, how: spec.how, runs: [], capacity: null, serviceOvershootMs: null };
     return { spec, ctl, p, cfg, active: true, fails: 0 };
   });
@@ -921,8 +831,8 @@ async function main() {
   res.targets = targets(res);
   res.loadavg.end = os.loadavg();
   res.notes.push(
-    `Bench hooks (no public switch exists): section 3 forces the route with ${typeof ROUTE === 'symbol' ? "the internal `pipeline[ROUTE] = 'pool' | 'inline'` (src/pipeline.ts, for tests)" : 'a replaced private `cost.choosePool`'}; ` +
-      'section 4 (ii) replaces the private `batcher` to pin the batch size.',
+    `Bench hooks: section 3 forces the route with ${typeof ROUTE === 'symbol' ? "the internal `pipeline[ROUTE] = 'pool' | 'inline'` (src/pipeline.ts, for tests)" : 'a replaced private `cost.choosePool`'}; ` +
+      'section 4 (ii) pins the batch size with the public `fixedBatchSize` config.',
   );
   res.durationSec = (performance.now() - t0) / 1e3;
   void started;

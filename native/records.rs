@@ -1,31 +1,38 @@
-//! N-API binding of the record reader (`dtesn_core::records`): one chunk of file bytes in, rows
-//! out as one UTF-8 buffer plus `Uint32Array` offsets (the input of `vectorizeBytes`), with no
-//! JavaScript string per row. The rules (lines, blank lines, JSONL extraction, errors) are in the
-//! core module's documentation.
+//! N-API binding of the record reader (`dtesn_core::records`), with no JavaScript string per row:
 //!
-//! Costs: the rows are parsed into a per-thread `Records` whose allocations are reused from call to
-//! call, then copied once into fresh ArrayBuffers (`napi_create_arraybuffer`), so the returned
-//! arrays never alias memory a later call overwrites. That copy is a memcpy of the output, small
-//! next to the parse. Only error objects cost one JavaScript allocation each (their messages are
-//! strings); rows never do. For `'lines'` the rows are copied too: `vectorizeBytes` wants the rows
-//! back to back, and in the chunk the `'\n'` (and `'\r'`) between them are in the way.
+//! * `fillRows` (what `vectorizeFile` uses): the rows of a chunk's complete lines go straight into
+//!   the caller's batch arena (bytes, `Uint32Array` offsets and line numbers, typically in a
+//!   SharedArrayBuffer), stopping when the batch is full: one call per batch, no per-row
+//!   JavaScript work, no copy of the rows out. Only a small result object crosses back.
+//! * `parseRecords`: one chunk in, rows out as one UTF-8 buffer plus offsets (the input of
+//!   `vectorizeBytes`). The rows are parsed into a per-thread `Records` whose allocations are
+//!   reused from call to call, then copied once into fresh ArrayBuffers, so the returned arrays
+//!   never alias memory a later call overwrites.
+//!
+//! The rules (lines, blank lines, JSONL extraction, errors) are in the core module's
+//! documentation. Only error objects cost one JavaScript allocation each (their messages are
+//! strings); rows never do.
 
 use std::cell::RefCell;
 use std::ptr;
 
-use dtesn_core::records::{parse_records, Format, Records, MAX_INPUT};
+use dtesn_core::records::{
+    fill_rows, parse_records, Format, RecordError, Records, RowArena, Scratch, Stop, MAX_INPUT,
+};
 use dtesn_core::ErrorKind;
 use napi::bindgen_prelude::{Env, Unknown};
 use napi::{sys, JsValue};
 use napi_derive::napi;
 
 use crate::{
-    check, describe, fresh, guard, is_nullish, throw, typed_array_of, HandleScope, NResult,
+    check, describe, fresh, guard, is_nullish, throw, typed_array_of, HandleScope, NResult, Thrown,
 };
 
 thread_local! {
     /// Reused output of the core (one per thread: workers have their own).
     static RECORDS: RefCell<Records> = RefCell::new(Records::new());
+    /// Reused buffers of `fillRows`.
+    static FILL: RefCell<(Scratch, Vec<RecordError>)> = RefCell::new(Default::default());
 }
 
 /// The value of a JavaScript string (lone surrogates become U+FFFD), or `None` for a non-string.
@@ -50,8 +57,8 @@ fn string_value(env: sys::napi_env, v: sys::napi_value) -> NResult<Option<String
     })))
 }
 
-fn type_error(env: sys::napi_env, msg: String) -> NResult<sys::napi_value> {
-    Err(throw(env, ErrorKind::Type, &msg))
+fn type_error(env: sys::napi_env, msg: String) -> Thrown {
+    throw(env, ErrorKind::Type, &msg)
 }
 
 fn number(env: sys::napi_env, x: f64) -> NResult<sys::napi_value> {
@@ -86,6 +93,46 @@ fn copy_out<T: Copy>(env: sys::napi_env, kind: i32, src: &[T]) -> NResult<sys::n
     Ok(v)
 }
 
+/// `[{ line, message }]` of the errors.
+fn errors_array(env: sys::napi_env, list: &[RecordError]) -> NResult<sys::napi_value> {
+    let mut errors = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    let st = unsafe { sys::napi_create_array_with_length(env, list.len(), &mut errors) };
+    check(env, st, "building the result")?;
+    for (i, e) in list.iter().enumerate() {
+        // One scope per error keeps the handles of a chunk full of bad lines from piling up;
+        // the array keeps the objects alive.
+        let _scope = HandleScope::open(env)?;
+        let mut item = ptr::null_mut();
+        // SAFETY: out pointer valid.
+        check(
+            env,
+            unsafe { sys::napi_create_object(env, &mut item) },
+            "building the result",
+        )?;
+        set(env, item, b"line\0", number(env, e.line as f64)?)?;
+        let mut msg = ptr::null_mut();
+        // SAFETY: the pointer and length describe the message's UTF-8 bytes, alive for the call.
+        let st = unsafe {
+            sys::napi_create_string_utf8(
+                env,
+                e.message.as_ptr().cast(),
+                e.message.len() as isize,
+                &mut msg,
+            )
+        };
+        check(env, st, "building the result")?;
+        set(env, item, b"message\0", msg)?;
+        // SAFETY: errors is the array created above; i < its length.
+        check(
+            env,
+            unsafe { sys::napi_set_element(env, errors, i as u32, item) },
+            "building the result",
+        )?;
+    }
+    Ok(errors)
+}
+
 /// The result object of one call.
 fn result_object(env: sys::napi_env, r: &Records) -> NResult<sys::napi_value> {
     use sys::TypedarrayType as T;
@@ -117,43 +164,56 @@ fn result_object(env: sys::napi_env, r: &Records) -> NResult<sys::napi_value> {
     set(env, obj, b"consumed\0", number(env, r.consumed as f64)?)?;
     set(env, obj, b"lineCount\0", number(env, r.line_count as f64)?)?;
     set(env, obj, b"blank\0", number(env, r.blank as f64)?)?;
-    let mut errors = ptr::null_mut();
-    // SAFETY: out pointer valid.
-    let st = unsafe { sys::napi_create_array_with_length(env, r.errors.len(), &mut errors) };
-    check(env, st, "building the result")?;
-    for (i, e) in r.errors.iter().enumerate() {
-        // One scope per error keeps the handles of a chunk full of bad lines from piling up;
-        // the array keeps the objects alive.
-        let _scope = HandleScope::open(env)?;
-        let mut item = ptr::null_mut();
-        // SAFETY: out pointer valid.
-        check(
-            env,
-            unsafe { sys::napi_create_object(env, &mut item) },
-            "building the result",
-        )?;
-        set(env, item, b"line\0", number(env, e.line as f64)?)?;
-        let mut msg = ptr::null_mut();
-        // SAFETY: the pointer and length describe the message's UTF-8 bytes, alive for the call.
-        let st = unsafe {
-            sys::napi_create_string_utf8(
-                env,
-                e.message.as_ptr().cast(),
-                e.message.len() as isize,
-                &mut msg,
-            )
-        };
-        check(env, st, "building the result")?;
-        set(env, item, b"message\0", msg)?;
-        // SAFETY: errors is the array created above; i < its length.
-        check(
-            env,
-            unsafe { sys::napi_set_element(env, errors, i as u32, item) },
-            "building the result",
-        )?;
-    }
+    let errors = errors_array(env, &r.errors)?;
     set(env, obj, b"errors\0", errors)?;
     Ok(obj)
+}
+
+/// The `format` and `field` arguments, checked.
+fn read_format(
+    env: sys::napi_env,
+    format: sys::napi_value,
+    field: sys::napi_value,
+) -> NResult<Format> {
+    let choices = "'lines', 'jsonl'";
+    let jsonl = match string_value(env, format)?.as_deref() {
+        Some("lines") => false,
+        Some("jsonl") => true,
+        Some(other) => {
+            return Err(type_error(
+                env,
+                format!("format must be one of {choices}, got '{other}'"),
+            ))
+        }
+        None => {
+            let t = describe(env, format)?;
+            return Err(type_error(
+                env,
+                format!("format must be one of {choices}, got {t}"),
+            ));
+        }
+    };
+    Ok(if jsonl {
+        match string_value(env, field)? {
+            Some(field) => Format::Jsonl { field },
+            None => {
+                let t = describe(env, field)?;
+                return Err(type_error(
+                    env,
+                    format!("field must be a string for format 'jsonl', got {t}"),
+                ));
+            }
+        }
+    } else {
+        if !is_nullish(env, field)? {
+            let t = describe(env, field)?;
+            return Err(type_error(
+                env,
+                format!("field must be null for format 'lines', got {t}"),
+            ));
+        }
+        Format::Lines
+    })
 }
 
 fn parse_records_impl(
@@ -166,47 +226,15 @@ fn parse_records_impl(
     // Arguments in order. None of these calls can run JavaScript (no getters, no coercion), so the
     // chunk's memory stays valid and unchanged until the core has read it.
     let t = typed_array_of(env, chunk, "chunk", sys::TypedarrayType::uint8_array, "")?;
-    let choices = "'lines', 'jsonl'";
-    let jsonl = match string_value(env, format)?.as_deref() {
-        Some("lines") => false,
-        Some("jsonl") => true,
-        Some(other) => {
-            return type_error(
-                env,
-                format!("format must be one of {choices}, got '{other}'"),
-            )
-        }
-        None => {
-            let t = describe(env, format)?;
-            return type_error(env, format!("format must be one of {choices}, got {t}"));
-        }
-    };
-    let format = if jsonl {
-        match string_value(env, field)? {
-            Some(field) => Format::Jsonl { field },
-            None => {
-                let t = describe(env, field)?;
-                return type_error(
-                    env,
-                    format!("field must be a string for format 'jsonl', got {t}"),
-                );
-            }
-        }
-    } else {
-        if !is_nullish(env, field)? {
-            let t = describe(env, field)?;
-            return type_error(
-                env,
-                format!("field must be null for format 'lines', got {t}"),
-            );
-        }
-        Format::Lines
-    };
+    let format = read_format(env, format, field)?;
     let mut last = false;
     // SAFETY: is_last is a live handle; out pointer valid.
     if unsafe { sys::napi_get_value_bool(env, is_last, &mut last) } != sys::Status::napi_ok {
         let t = describe(env, is_last)?;
-        return type_error(env, format!("isLast must be a boolean, got {t}"));
+        return Err(type_error(
+            env,
+            format!("isLast must be a boolean, got {t}"),
+        ));
     }
     if t.len > MAX_INPUT {
         let msg = format!(
@@ -257,4 +285,207 @@ pub fn parse_records_js(
 ) -> napi::Result<Unknown<'static>> {
     let (c, f, fi, l) = (chunk.raw(), format.raw(), field.raw(), is_last.raw());
     guard(&env, |e| parse_records_impl(e, c, f, fi, l))
+}
+
+/// A non-negative integer argument (at most 2^53), or a TypeError/RangeError naming it.
+fn index_arg(env: sys::napi_env, v: sys::napi_value, what: &str) -> NResult<u64> {
+    let mut x = 0f64;
+    // SAFETY: v is a live handle; out pointer valid.
+    if unsafe { sys::napi_get_value_double(env, v, &mut x) } != sys::Status::napi_ok {
+        let t = describe(env, v)?;
+        return Err(type_error(env, format!("{what} must be a number, got {t}")));
+    }
+    if !((0.0..=9007199254740992.0).contains(&x) && x.fract() == 0.0) {
+        let msg = format!("{what} must be a non-negative integer, got {x}");
+        return Err(throw(env, ErrorKind::Range, &msg));
+    }
+    Ok(x as u64)
+}
+
+fn bool_arg(env: sys::napi_env, v: sys::napi_value, what: &str) -> NResult<bool> {
+    let mut b = false;
+    // SAFETY: v is a live handle; out pointer valid.
+    if unsafe { sys::napi_get_value_bool(env, v, &mut b) } != sys::Status::napi_ok {
+        let t = describe(env, v)?;
+        return Err(type_error(
+            env,
+            format!("{what} must be a boolean, got {t}"),
+        ));
+    }
+    Ok(b)
+}
+
+/// Arguments of `fillRows`, in order.
+type FillArgs = [sys::napi_value; 11];
+
+fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
+    use sys::TypedarrayType as T;
+    // Every argument is read (none can run JavaScript: no getters, no coercion) before any memory
+    // is touched, so the typed arrays stay valid and unchanged until we return.
+    let input = typed_array_of(env, a[0], "input", T::uint8_array, "")?;
+    let last = bool_arg(env, a[1], "isLast")?;
+    let format = read_format(env, a[2], a[3])?;
+    let first_line = index_arg(env, a[4], "firstLine")? as u32; // line numbers wrap, as in a Uint32Array
+    let max_rows = index_arg(env, a[5], "maxRows")?;
+    let stop_at_error = bool_arg(env, a[6], "stopAtError")?;
+    let bytes = typed_array_of(env, a[7], "bytes", T::uint8_array, "")?;
+    let offsets = typed_array_of(env, a[8], "offsets", T::uint32_array, "")?;
+    let lines = typed_array_of(env, a[9], "lines", T::uint32_array, "")?;
+    let rows = index_arg(env, a[10], "rows")?;
+    if input.len > MAX_INPUT {
+        let msg = format!(
+            "input has {} bytes; fillRows takes at most {MAX_INPUT} per call",
+            input.len
+        );
+        return Err(throw(env, ErrorKind::Range, &msg));
+    }
+    if bytes.len > u32::MAX as usize {
+        let msg = format!(
+            "bytes has {} bytes; offsets are 32-bit, so at most {}",
+            bytes.len,
+            u32::MAX
+        );
+        return Err(throw(env, ErrorKind::Range, &msg));
+    }
+    let capacity = offsets.len.saturating_sub(1).min(lines.len);
+    if rows > capacity as u64 {
+        let msg = format!("rows ({rows}) exceeds the arena's capacity ({capacity} rows)");
+        return Err(throw(env, ErrorKind::Range, &msg));
+    }
+    let rows = rows as usize;
+    // The arena is written while the input is read: no two of them may share memory.
+    let parts = [
+        (&input, "input"),
+        (&bytes, "bytes"),
+        (&offsets, "offsets"),
+        (&lines, "lines"),
+    ];
+    for (i, (x, xn)) in parts.iter().enumerate() {
+        for (y, yn) in &parts[i + 1..] {
+            let ((a0, a1), (b0, b1)) = (x.byte_range(), y.byte_range());
+            if a0 < b1 && b0 < a1 {
+                return Err(type_error(
+                    env,
+                    format!("{xn} and {yn} must not share memory"),
+                ));
+            }
+        }
+    }
+    let run = |(scratch, errors): &mut (Scratch, Vec<RecordError>)| -> NResult<sys::napi_value> {
+        let filled = {
+            // SAFETY: kinds checked above (u8, u8, u32, u32); the four ranges do not overlap, so
+            // the one shared slice and the three exclusive ones alias nothing; they live only in
+            // this block, before anything that allocates in (or returns to) JavaScript.
+            let (input, bytes, offsets, lines): (&[u8], &mut [u8], &mut [u32], &mut [u32]) = unsafe {
+                (
+                    input.slice(),
+                    bytes.slice_mut(),
+                    offsets.slice_mut(),
+                    lines.slice_mut(),
+                )
+            };
+            let mut arena = RowArena {
+                bytes,
+                offsets,
+                lines,
+                rows,
+            };
+            let f = fill_rows(
+                input,
+                &format,
+                last,
+                first_line,
+                usize::try_from(max_rows).unwrap_or(usize::MAX),
+                stop_at_error,
+                &mut arena,
+                errors,
+                scratch,
+            );
+            (f, arena.rows)
+        };
+        let (f, rows) = filled;
+        let mut obj = ptr::null_mut();
+        // SAFETY: out pointer valid.
+        check(
+            env,
+            unsafe { sys::napi_create_object(env, &mut obj) },
+            "building the result",
+        )?;
+        set(env, obj, b"consumed\0", number(env, f.consumed as f64)?)?;
+        set(env, obj, b"lineCount\0", number(env, f.line_count as f64)?)?;
+        set(env, obj, b"blank\0", number(env, f.blank as f64)?)?;
+        set(env, obj, b"rows\0", number(env, rows as f64)?)?;
+        let stop: &[u8] = match f.stop {
+            Stop::Input => b"input",
+            Stop::Rows => b"rows",
+            Stop::Bytes => b"bytes",
+            Stop::Error => b"error",
+        };
+        let mut sv = ptr::null_mut();
+        // SAFETY: the pointer and length describe a static ASCII string.
+        let st = unsafe {
+            sys::napi_create_string_utf8(env, stop.as_ptr().cast(), stop.len() as isize, &mut sv)
+        };
+        check(env, st, "building the result")?;
+        set(env, obj, b"stop\0", sv)?;
+        set(env, obj, b"need\0", number(env, f.need as f64)?)?;
+        set(env, obj, b"errors\0", errors_array(env, errors)?)?;
+        Ok(obj)
+    };
+    FILL.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            let out = run(&mut s);
+            if s.0.capacity_bytes() > (64 << 20) {
+                *s = Default::default();
+            }
+            out
+        }
+        // Cannot happen (no JavaScript runs inside), but private buffers are always correct.
+        Err(_) => run(&mut Default::default()),
+    })
+}
+
+/// Appends the rows of `input`'s complete lines (all of them when `isLast`) to a caller's arena
+/// in place: row bytes into `bytes` from `offsets[rows]` on, their ends into `offsets`, their line
+/// numbers (`firstLine` + the line's index, wrapping at 2^32) into `lines`. Stops after `maxRows`
+/// rows or when the arena is full (`stop: 'rows'`), before a row that does not fit in `bytes`
+/// (`'bytes'`, `need` = its length), at the first bad line when `stopAtError` (`'error'`: the
+/// line is the last of `errors` and not consumed), or at the end (`'input'`). Returns the bytes
+/// and lines consumed, the blank lines among them, the arena's rows now, and the bad lines
+/// (`line`: index from the start of `input`). One call per batch, no per-row JavaScript work;
+/// the rules are those of `parseRecords`.
+#[napi(
+    js_name = "fillRows",
+    ts_args_type = "input: Uint8Array, isLast: boolean, format: 'lines' | 'jsonl', field: string | null, firstLine: number, maxRows: number, stopAtError: boolean, bytes: Uint8Array, offsets: Uint32Array, lines: Uint32Array, rows: number",
+    ts_return_type = "{ consumed: number; lineCount: number; blank: number; rows: number; stop: 'input' | 'rows' | 'bytes' | 'error'; need: number; errors: Array<{ line: number; message: string }> }"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn fill_rows_js(
+    env: Env,
+    input: Unknown,
+    is_last: Unknown,
+    format: Unknown,
+    field: Unknown,
+    first_line: Unknown,
+    max_rows: Unknown,
+    stop_at_error: Unknown,
+    bytes: Unknown,
+    offsets: Unknown,
+    lines: Unknown,
+    rows: Unknown,
+) -> napi::Result<Unknown<'static>> {
+    let a = [
+        input.raw(),
+        is_last.raw(),
+        format.raw(),
+        field.raw(),
+        first_line.raw(),
+        max_rows.raw(),
+        stop_at_error.raw(),
+        bytes.raw(),
+        offsets.raw(),
+        lines.raw(),
+        rows.raw(),
+    ];
+    guard(&env, |e| fill_rows_impl(e, a))
 }

@@ -33,7 +33,7 @@ import {
   AdaptiveBatchSize,
   LatencyWindow,
 } from './adaptive.js';
-import { AbortError, PipelineClosedError, QueueFullError, abortReason } from './errors.js';
+import { AbortError, PipelineClosedError, abortReason, queueFull } from './errors.js';
 
 export type { CloseReason } from './adaptive.js';
 
@@ -283,7 +283,7 @@ export class MicroBatcher<Req, Res> {
     }
     if (this.#queuedRows + rows > this.#opts.maxQueue) {
       this.#stats.shed++;
-      return Promise.reject(new QueueFullError(this.#opts.maxQueue, this.#queuedRows, rows));
+      return Promise.reject(queueFull(this.#opts.maxQueue, this.#queuedRows, rows));
     }
 
     let resolve!: (value: Res) => void;

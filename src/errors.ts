@@ -40,6 +40,21 @@ export class QueueFullError extends Error {
   }
 }
 
+/**
+ * A QueueFullError without a stack trace. Shedding is the overload path: it must cost far less
+ * than accepting (capturing a stack took ~10 us of the ~20 us a shed request cost here), and the
+ * stack of a refusal would only point into the pipeline; the message and fields say what happened.
+ */
+export function queueFull(limit: number, depth: number, rows: number): QueueFullError {
+  const saved = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new QueueFullError(limit, depth, rows);
+  } finally {
+    Error.stackTraceLimit = saved;
+  }
+}
+
 /** Rejection for every request of a batch whose worker died (exit, uncaught error, OOM kill). */
 export class WorkerCrashError extends Error {
   readonly code = 'ERR_DTESN_WORKER_CRASH' as const;

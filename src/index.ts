@@ -100,7 +100,7 @@ export function getBackend(): BackendInfo {
 
 export { createPipeline } from './pipeline.js';
 export type { CallOptions, Pipeline, PipelineConfig, PipelineMetrics, ProcessResult } from './pipeline.js';
-export type { FileBatch, FileOptions, SkippedLine, StreamOptions } from './stream.js';
+export type { FileBatch, FileOptions, FileSource, SkippedLine, StreamOptions } from './stream.js';
 export { RecordError } from './stream.js';
 export { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from './errors.js';
 export type {
@@ -139,3 +139,7 @@ export { registerMetrics } from './prometheus.js';
 export type { HealthSource, PrometheusOptions } from './prometheus.js';
 export { registerOtelMetrics } from './otel.js';
 export type { OtelOptions } from './otel.js';
+export { closeOnSignals, startServer, type DtesnServer, type ServerOptions, type SignalOptions } from './server.js';
+export { openTensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
+export type { TensorFileResult, TensorFormat, TensorWriter, TensorWriterOptions } from './tensor-file.js';
+export { encodeNpy } from './npy.js';

@@ -119,6 +119,8 @@ export interface PipelineSettings {
   enableVectorization: boolean;
   enableProfiling: boolean;
   workerHeapMb: number | null;
+  /** The pinned micro-batch size, or null when the size adapts. */
+  fixedBatchSize: number | null;
 }
 
 /**

@@ -25,6 +25,7 @@ export interface Records {
 
 interface RecordsBinding {
   parseRecords(chunk: Uint8Array, format: RecordFormat, field: string | null, isLast: boolean): Records;
+  fillRows: RowFiller;
 }
 
 const loaded = loadNative();
@@ -50,54 +51,63 @@ function kindOf(v: unknown): string {
   }
 }
 
+/** What one line gives: a row's bytes, nothing (a blank JSONL line), or an error message. */
+type LineResult = Uint8Array | null | string;
+
+/** One line without its terminator: the JavaScript rules (TextDecoder + JSON.parse). */
+function readLineJs(raw: Uint8Array, format: RecordFormat, field: string | null): LineResult {
+  if (format === 'lines') return raw;
+  const text = decoder.decode(raw);
+  if (text.trim() === '') return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return `invalid JSON: ${(e as Error).message}`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return `line is ${kindOf(v)}, not an object`;
+  if (!Object.prototype.hasOwnProperty.call(v, field!)) return `field '${field}' is missing`;
+  const s = (v as Record<string, unknown>)[field!];
+  if (typeof s !== 'string') return `field '${field}' is ${kindOf(s)}, not a string`;
+  return encoder.encode(s);
+}
+
+/** Calls `f(start, next, raw)` for each line of `chunk` (all of it when `isLast`) until it returns false. */
+function eachLine(chunk: Uint8Array, isLast: boolean, f: (start: number, next: number, raw: Uint8Array) => boolean): void {
+  let start = 0;
+  while (start < chunk.length) {
+    let end = chunk.indexOf(0x0a, start);
+    if (end < 0) {
+      if (!isLast) break;
+      end = chunk.length;
+    }
+    let stop = end;
+    if (stop > start && chunk[stop - 1] === 0x0d) stop--;
+    if (!f(start, Math.min(end + 1, chunk.length), chunk.subarray(start, stop))) break;
+    start = end + 1;
+  }
+}
+
 /** The JavaScript reader: one TextDecoder/JSON.parse per line. */
 export function parseRecordsJs(chunk: Uint8Array, format: RecordFormat, field: string | null, isLast: boolean): Records {
   const parts: Uint8Array[] = [];
   const lines: number[] = [];
   const errors: Array<{ line: number; message: string }> = [];
   let blank = 0;
-  let start = 0;
   let line = 0;
-  for (;;) {
-    let end = chunk.indexOf(0x0a, start);
-    if (end < 0) {
-      if (!isLast || start >= chunk.length) break;
-      end = chunk.length;
-    }
-    let stop = end;
-    if (stop > start && chunk[stop - 1] === 0x0d) stop--;
-    const raw = chunk.subarray(start, stop);
-    if (format === 'lines') {
-      parts.push(raw);
+  let consumed = 0;
+  eachLine(chunk, isLast, (_, next, raw) => {
+    const r = readLineJs(raw, format, field);
+    if (r === null) blank++;
+    else if (typeof r === 'string') errors.push({ line, message: r });
+    else {
+      parts.push(r);
       lines.push(line);
-    } else {
-      const text = decoder.decode(raw);
-      if (text.trim() === '') blank++;
-      else {
-        try {
-          const v: unknown = JSON.parse(text);
-          if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-            errors.push({ line, message: `line is ${kindOf(v)}, not an object` });
-          } else if (!Object.prototype.hasOwnProperty.call(v, field!)) {
-            errors.push({ line, message: `field '${field}' is missing` });
-          } else {
-            const s = (v as Record<string, unknown>)[field!];
-            if (typeof s !== 'string') errors.push({ line, message: `field '${field}' is ${kindOf(s)}, not a string` });
-            else {
-              parts.push(encoder.encode(s));
-              lines.push(line);
-            }
-          }
-        } catch (e) {
-          errors.push({ line, message: `invalid JSON: ${(e as Error).message}` });
-        }
-      }
     }
     line++;
-    start = end + 1;
-    if (end >= chunk.length) break;
-  }
-  const consumed = Math.min(start, chunk.length);
+    consumed = next;
+    return true;
+  });
   let size = 0;
   for (const p of parts) size += p.length;
   const bytes = new Uint8Array(size);
@@ -114,3 +124,86 @@ export function parseRecordsJs(chunk: Uint8Array, format: RecordFormat, field: s
 export function parseRecords(chunk: Uint8Array, format: RecordFormat, field: string | null, isLast: boolean): Records {
   return native ? native.parseRecords(chunk, format, field, isLast) : parseRecordsJs(chunk, format, field, isLast);
 }
+
+/** Why `fillRows` returned (see `Filled`). */
+export type FillStop = 'input' | 'rows' | 'bytes' | 'error';
+
+/** What one `fillRows` call did. */
+export interface Filled {
+  /** Bytes of the input consumed: whole lines, each a row, blank, or in `errors`. */
+  consumed: number;
+  /** Lines consumed. */
+  lineCount: number;
+  /** Blank JSONL lines among them. */
+  blank: number;
+  /** Rows in the arena now. */
+  rows: number;
+  /**
+   * 'input': every complete line consumed; 'rows': `maxRows` added or the arena's rows full;
+   * 'bytes': the next row (`need` bytes) does not fit in `bytes`, its line is not consumed;
+   * 'error': with `stopAtError`, the last of `errors`, whose line is not consumed.
+   */
+  stop: FillStop;
+  need: number;
+  /** Malformed JSONL lines, 0-based from the start of the input. */
+  errors: Array<{ line: number; message: string }>;
+}
+
+/**
+ * Appends the rows of `input`'s complete lines (all when `isLast`) to an arena in place: row bytes
+ * into `bytes` from `offsets[rows]` on, their ends into `offsets`, their line numbers
+ * (`firstLine` + the line's index) into `lines`. The rules are those of `parseRecords`; one call
+ * fills a batch, with no JavaScript work per row (native). See `Filled` for where it stops.
+ */
+export type RowFiller = (
+  input: Uint8Array,
+  isLast: boolean,
+  format: RecordFormat,
+  field: string | null,
+  firstLine: number,
+  maxRows: number,
+  stopAtError: boolean,
+  bytes: Uint8Array,
+  offsets: Uint32Array,
+  lines: Uint32Array,
+  rows: number,
+) => Filled;
+
+/** `fillRows` in JavaScript (the fallback): the rows of `readLineJs`, with the native stops. */
+export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, maxRows, stopAtError, bytes, offsets, lines, rows) => {
+  const capacity = Math.min(offsets.length - 1, lines.length);
+  const limit = rows + Math.max(0, Math.min(maxRows, capacity - rows));
+  const out: Filled = { consumed: 0, lineCount: 0, blank: 0, rows, stop: 'input', need: 0, errors: [] };
+  eachLine(input, isLast, (start, next, raw) => {
+    if (out.rows >= limit) {
+      out.stop = 'rows';
+      return false;
+    }
+    const r = readLineJs(raw, format, field);
+    if (r === null) out.blank++;
+    else if (typeof r === 'string') {
+      out.errors.push({ line: out.lineCount, message: r });
+      if (stopAtError) {
+        out.stop = 'error';
+        return false;
+      }
+    } else {
+      const at = offsets[out.rows]!;
+      if (at > bytes.length || r.length > bytes.length - at) {
+        out.stop = 'bytes';
+        out.need = r.length;
+        return false;
+      }
+      bytes.set(r, at);
+      lines[out.rows] = (firstLine + out.lineCount) >>> 0;
+      out.rows++;
+      offsets[out.rows] = at + r.length;
+    }
+    out.lineCount++;
+    out.consumed = next;
+    return true;
+  });
+  return out;
+};
+
+export const fillRows: RowFiller = native ? native.fillRows : fillRowsJs;

@@ -6,6 +6,7 @@ import {
   type BatchObservation,
   GROW_AFTER,
   LatencyWindow,
+  eventLoopUtilizationSampler,
   SHRINK_AFTER,
 } from '../src/adaptive.js';
 
@@ -200,6 +201,37 @@ describe('AdaptiveBatchSize', () => {
     expect(c.target).toBe(16);
   });
 
+  it('grows instead of shrinking when run time is over budget only because the saturated loop lags', () => {
+    // Cold start under overload: every run reads 40 ms (the loop's lag, whatever the size), a
+    // backlog behind full batches. Without the ELU signal this is rule 1 (shrink, pinned at 1).
+    let elu = 0.97;
+    const c = new AdaptiveBatchSize({ maxBatchSize: 1000, targetLatencyMs: 50, elu: () => elu });
+    const seen = feed(c, 120, saturated(() => 40));
+    expect(seen.every((t, i) => i === 0 || t >= seen[i - 1]!)).toBe(true);
+    expect(c.target).toBe(1000); // 1, 2, 4 ... 512, 1000: x2 every GROW_AFTER batches
+    expect(c.lastDecision).toMatchObject({ kind: 'grow', rule: 'saturated-backlog' });
+    // Busy but not saturated (ELU 0.7-0.9): the lag may still be the loop's -> hold.
+    elu = 0.8;
+    feed(c, 50, saturated(() => 40));
+    expect(c.target).toBe(1000);
+    // The same runs with the loop not busy: the batches themselves are too slow -> shrink.
+    elu = 0.5;
+    feed(c, SHRINK_AFTER, saturated(() => 40));
+    expect(c.target).toBe(625); // 1000 * 25/40
+    expect(c.lastDecision).toMatchObject({ kind: 'shrink', rule: 'run-over-budget' });
+  });
+
+  it('does not grow on a saturated loop without a backlog (holds, then shrinks once the loop frees)', () => {
+    let elu = 0.97;
+    const c = new AdaptiveBatchSize({ maxBatchSize: 1000, targetLatencyMs: 50, initialBatchSize: 64, elu: () => elu });
+    const noBacklog = (target: number): BatchObservation => ({ rows: target, reason: 'full', runMs: 40, waitMs: 1, latenciesMs: [41], queuedRows: 0, target });
+    feed(c, SHRINK_AFTER, noBacklog);
+    expect(c.target).toBe(40); // no backlog: rule 1 applies, 64 * 25/40
+    elu = 0.2;
+    feed(c, SHRINK_AFTER, noBacklog);
+    expect(c.target).toBe(25);
+  });
+
   it('uses waitMs + runMs as the latency sample when per-request latencies are absent', () => {
     const c = new AdaptiveBatchSize({ maxBatchSize: 512, targetLatencyMs: 50, initialBatchSize: 40 });
     feed(c, SHRINK_AFTER, (target) => ({ rows: target, reason: 'full', runMs: 10, waitMs: 90, target }));
@@ -221,5 +253,19 @@ describe('AdaptiveBatchSize', () => {
     let changes = 0;
     for (let i = 1; i < steady.length; i++) if (steady[i] !== steady[i - 1]) changes++;
     expect(changes).toBeLessThanOrEqual(20);
+  });
+});
+
+describe('eventLoopUtilizationSampler', () => {
+  it('reads the loop over at least its window: a busy spell reads near 1, an idle one near 0, quick repeats the last value', async () => {
+    const elu = eventLoopUtilizationSampler(40);
+    expect(elu()).toBe(0); // no window has passed yet
+    const spinUntil = performance.now() + 60;
+    while (performance.now() < spinUntil);
+    const busy = elu();
+    expect(busy).toBeGreaterThan(0.9);
+    expect(elu()).toBe(busy); // within the window: the same reading, not an empty interval
+    await new Promise((r) => setTimeout(r, 80));
+    expect(elu()).toBeLessThan(0.5);
   });
 });

@@ -321,7 +321,7 @@ describe('pipeline.metrics()', () => {
     expect(m.profiling).toBe(true);
     expect(m.config).toEqual({
       maxWorkers: 2, maxBatchSize: 1000, batchTimeoutMs: 2, targetLatencyMs: 1e6, maxQueue: 100_000,
-      enableVectorization: true, enableProfiling: true, workerHeapMb: null,
+      enableVectorization: true, enableProfiling: true, workerHeapMb: null, fixedBatchSize: null,
     });
     const t = m.throughput;
     expect(t).toMatchObject({ accepted: m.accepted, processed: m.processed, failed: m.failed, shed: m.shed, bytesIn: m.bytesIn });

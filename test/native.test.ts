@@ -155,6 +155,22 @@ describe('native equals the fallback, byte for byte, on every path', () => {
 // Native-only behaviour.
 
 describe('native binding', () => {
+  it('fresh outputs are allocated without zero-fill, yet their whole ArrayBuffer holds only what was written', () => {
+    // Stale heap bytes must not show through the gaps between the parts sharing one buffer.
+    for (let i = 0; i < 200; i++) {
+      // Dirty the allocator: free buffers full of 0xAB, then allocate outputs of similar sizes.
+      for (let k = 0; k < 4; k++) Buffer.allocUnsafeSlow(64 + ((i * 37 + k * 11) % 900)).fill(0xab);
+      const rows = Array.from({ length: 1 + (i % 5) }, (_, r) => 'x'.repeat((i + r * 7) % 13));
+      const b = native.vectorizeStrings(rows, normalizeOptions({ dtype: (['int16', 'uint8', 'int32'] as const)[i % 3], padId: 0 }));
+      const views: ArrayBufferView[] = [b.ids, b.attentionMask, b.lengths, b.sourceLengths];
+      const covered = new Uint8Array(b.ids.buffer.byteLength);
+      for (const v of views) if (v.buffer === b.ids.buffer) covered.fill(1, v.byteOffset, v.byteOffset + v.byteLength);
+      const all = new Uint8Array(b.ids.buffer);
+      for (let j = 0; j < all.length; j++) if (!covered[j]) expect(all[j]).toBe(0);
+      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype: (['int16', 'uint8', 'int32'] as const)[i % 3] }))));
+    }
+  });
+
   it('a getter that calls back into vectorize while the strings are read', () => {
     const rows: string[] = ['ab', 'cd'];
     Object.defineProperty(rows, 1, {

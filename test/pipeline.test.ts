@@ -63,6 +63,9 @@ describe('config', () => {
     [{ targetLatencyMs: 0 }, RangeError, 'config.targetLatencyMs must be a finite number > 0, got 0'],
     [{ targetLatencyMs: null }, TypeError, 'config.targetLatencyMs must be a number, got null'],
     [{ maxQueue: 0 }, RangeError, 'config.maxQueue must be an integer in [1, 2147483647], got 0'],
+    [{ fixedBatchSize: 0 }, RangeError, 'config.fixedBatchSize must be an integer in [1, 1000], got 0'],
+    [{ maxBatchSize: 64, fixedBatchSize: 65 }, RangeError, 'config.fixedBatchSize must be an integer in [1, 64], got 65'],
+    [{ fixedBatchSize: '8' }, TypeError, 'config.fixedBatchSize must be a number, got string'],
     [{ workerHeapMb: 8 }, RangeError, 'config.workerHeapMb must be an integer in [16, 1048576], got 8'],
     [{ handler: 5 }, TypeError, 'config.handler must be a function, got number'],
     [{ enableVectorization: 'yes' }, TypeError, 'config.enableVectorization must be a boolean, got string'],
@@ -819,6 +822,52 @@ describe('admission (maxQueue)', () => {
     expect(await Promise.all(waiting)).toEqual([[0], [0, 1]]);
     expectSettledCounts(p);
     expect(p.metrics()).toMatchObject({ accepted: 5, processed: 5, failed: 0 });
+    // A refusal carries no stack frames (it is the overload path, and they would only point inside).
+    expect(e.stack).toBe(`QueueFullError: ${e.message}`);
+  });
+
+  it('a refusal is counted, never queued: 10,000 refused submits leave the queue and the results untouched', async () => {
+    const g = gate();
+    const p = make({ maxWorkers: 1, maxQueue: 2, handler: async (batch) => (await g.wait, batch.rows > 0 ? new Array(batch.rows).fill('ok') : []) });
+    const running = p.submit('a');
+    const waiting = p.submit(['b', 'c']);
+    const refused = await Promise.allSettled(Array.from({ length: 10_000 }, (_, i) => p.submit(`x${i}`)));
+    expect(refused.every((r) => r.status === 'rejected' && r.reason instanceof QueueFullError)).toBe(true);
+    expect(p.metrics()).toMatchObject({ shed: 10_000, queueDepth: 2 });
+    g.open();
+    expect(await running).toEqual(['ok']);
+    expect(await waiting).toEqual(['ok', 'ok']);
+    expectSettledCounts(p);
+    expect(p.metrics()).toMatchObject({ accepted: 3, processed: 3, failed: 0, shed: 10_000 });
+  });
+});
+
+describe('fixedBatchSize', () => {
+  it('pins the micro-batch size: batches of exactly that many rows under load, the rest on timeout; results exact', async () => {
+    const sizes: number[] = [];
+    const g = gate();
+    const p = make({
+      maxWorkers: 1,
+      fixedBatchSize: 7,
+      batchTimeoutMs: 5,
+      handler: async (batch) => {
+        sizes.push(batch.rows);
+        await g.wait;
+        return Array.from({ length: batch.rows }, (_, i) => i);
+      },
+    });
+    const first = p.submit('first'); // alone: waits its 5 ms, then holds the only slot at the gate
+    await new Promise((r) => setTimeout(r, 20));
+    const rest = Array.from({ length: 30 }, (_, i) => p.submit(`r${i}`));
+    g.open();
+    expect(await first).toEqual([0]);
+    const results = await Promise.all(rest);
+    expect(results.every((r) => Array.isArray(r) && r.length === 1)).toBe(true);
+    // 30 waiting rows behind the busy slot: cut at 7 each (4 full batches), 2 left for the timer.
+    expect(sizes).toEqual([1, 7, 7, 7, 7, 2]);
+    const m = p.metrics();
+    expect(m.config.fixedBatchSize).toBe(7);
+    expect(m.batching.target).toBe(7);
   });
 });
 

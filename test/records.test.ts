@@ -3,18 +3,19 @@
  * JavaScript way: decode the file with TextDecoder, `split('\n')`, strip one '\r', and for JSONL
  * `JSON.parse` each non-blank line. Generated files mix valid lines, every kind of malformed line,
  * CRLF, blank lines, ill-formed UTF-8, lone surrogate escapes and duplicate keys, and are fed whole
- * and in chunks of many sizes (carrying the unconsumed tail, as the caller does).
+ * and in chunks of many sizes (carrying the unconsumed tail, as the caller does). `fillRows` (native
+ * and its JavaScript fallback) must give the same rows cut into batches, in arenas of any size.
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { vectorize, vectorizeBytes } from '../src/index.js';
-import type { Records } from '../src/records.js';
+import { type Filled, type Records, type RowFiller, fillRowsJs } from '../src/records.js';
 
 type Parsed = Records;
 type ParseRecords = (chunk: unknown, format: unknown, field: unknown, isLast: unknown) => Parsed;
 
 const require = createRequire(import.meta.url);
-const { parseRecords } = require('../index.cjs') as { parseRecords: ParseRecords };
+const { parseRecords, fillRows } = require('../index.cjs') as { parseRecords: ParseRecords; fillRows: RowFiller };
 
 const enc = new TextEncoder();
 // Rows are not documents: a leading U+FEFF is content (as in vectorizeBytes).
@@ -399,5 +400,171 @@ describe('parseRecords', () => {
     const big = new Uint8Array(MAX_INPUT + 1);
     expect(() => parseRecords(big, 'lines', null, true)).toThrow(RangeError);
     expect(() => parseRecords(big, 'lines', null, true)).toThrow(`chunk has ${MAX_INPUT + 1} bytes; parseRecords takes at most ${MAX_INPUT} per call`);
+  });
+});
+
+/**
+ * Drives a `fillRows` the way `vectorizeFile` does: reads of the given sizes (cycled) with the
+ * tail carried, batches of `batch` rows in an arena that starts at `arena` (bytes, rows) and grows
+ * when the filler says it is full. Checks every batch but the last is full.
+ */
+function fillChunked(
+  fill: RowFiller,
+  file: Uint8Array,
+  format: 'lines' | 'jsonl',
+  field: string | null,
+  sizes: number[],
+  batch: number,
+  arena: [number, number],
+  stopAtError = false,
+): Merged & { batches: number[]; stoppedAt: number | null } {
+  const out = { rows: [] as Uint8Array[], lines: [] as number[], errors: [] as Array<{ line: number; message: string }>, blank: 0, lineCount: 0, batches: [] as number[], stoppedAt: null as number | null };
+  let bytes = new Uint8Array(arena[0]);
+  let offsets = new Uint32Array(arena[1] + 1);
+  let lines = new Uint32Array(arena[1]);
+  let rows = 0;
+  const flush = () => {
+    for (let i = 0; i < rows; i++) {
+      out.rows.push(bytes.slice(offsets[i], offsets[i + 1]));
+      out.lines.push(lines[i]! - 1);
+    }
+    out.batches.push(rows);
+    rows = 0;
+  };
+  let buf = new Uint8Array(0);
+  let read = 0;
+  let base = 0;
+  for (let k = 0; ; k++) {
+    const next = Math.min(file.length, read + sizes[k % sizes.length]!);
+    buf = Buffer.concat([buf, file.subarray(read, next)]);
+    read = next;
+    const isLast = read === file.length;
+    let pos = 0;
+    for (;;) {
+      const r: Filled = fill(buf.subarray(pos), isLast, format, field, out.lineCount + 1, batch - rows, stopAtError, bytes, offsets, lines, rows);
+      expect(r.rows).toBeGreaterThanOrEqual(rows);
+      expect(r.consumed).toBeLessThanOrEqual(buf.length - pos);
+      rows = r.rows;
+      for (const e of r.errors) out.errors.push({ line: out.lineCount + e.line, message: e.message });
+      out.blank += r.blank;
+      out.lineCount += r.lineCount;
+      pos += r.consumed;
+      if (r.stop === 'input') break;
+      if (r.stop === 'error') {
+        expect(stopAtError).toBe(true);
+        out.stoppedAt = base + pos;
+        if (rows > 0) flush();
+        return out;
+      }
+      if (r.stop === 'rows' && rows === batch) flush();
+      else if (r.stop === 'rows') {
+        expect(rows).toBe(lines.length);
+        const cap = Math.min(batch, 2 * lines.length);
+        const o = new Uint32Array(cap + 1);
+        o.set(offsets.subarray(0, rows + 1));
+        const l = new Uint32Array(cap);
+        l.set(lines.subarray(0, rows));
+        [offsets, lines] = [o, l];
+      } else {
+        const used = offsets[rows]!;
+        expect(used + r.need).toBeGreaterThan(bytes.length);
+        const b = new Uint8Array(Math.max(2 * bytes.length, used + r.need));
+        b.set(bytes.subarray(0, used));
+        bytes = b;
+      }
+    }
+    if (isLast) {
+      expect(pos).toBe(buf.length);
+      if (rows > 0) flush();
+      out.batches.slice(0, -1).forEach((n) => expect(n).toBe(batch));
+      return out;
+    }
+    buf = buf.slice(pos);
+    base += pos;
+  }
+}
+
+describe.each([
+  { name: 'native', fill: (...a: Parameters<RowFiller>) => fillRows(...a) },
+  { name: 'js fallback', fill: fillRowsJs },
+])('fillRows ($name)', ({ fill }) => {
+  it('gives the rows, lines and errors of split + JSON.parse, cut into exact batches, for any reads and arena', () => {
+    const rng = new Rng(4242);
+    for (const format of ['jsonl', 'lines'] as const) {
+      const field = format === 'jsonl' ? 'text' : null;
+      const file = randomFile(rng, 1200, 'text', format);
+      const want = reference(file, format, 'text');
+      for (const [sizes, batch, arena] of [
+        [[file.length], 1000, [1 << 20, 1000]],
+        [[1, 7, 64, 333], 1, [0, 1]],
+        [[4096], 7, [16, 2]],
+        [[rng.below(500) + 1], 100, [100, 3]],
+      ] as Array<[number[], number, [number, number]]>) {
+        compare(fillChunked(fill, file, format, field, sizes, batch, arena), want, format, 'text');
+      }
+    }
+  });
+
+  it('with stopAtError, stops before the first bad line: its start is what was consumed', () => {
+    const text = '{"text":"a"}\n\n{"text":"b"}\r\n  \n{"text":[]}\n{"text":"c"}\n';
+    const file = enc.encode(text);
+    for (const sizes of [[1], [5], [file.length]]) {
+      const got = fillChunked(fill, file, 'jsonl', 'text', sizes, 2, [4, 1], true);
+      expect(got.rows.map((r) => dec.decode(r))).toEqual(['a', 'b']);
+      expect(got.errors).toEqual([{ line: 4, message: "field 'text' is an array, not a string" }]);
+      expect(got.lineCount).toBe(4);
+      expect(got.stoppedAt).toBe(enc.encode(text.slice(0, text.indexOf('{"text":[]}'))).length);
+    }
+  });
+
+  it('writes after the rows already in the arena, numbering lines from firstLine', () => {
+    const bytes = new Uint8Array(8);
+    const offsets = new Uint32Array([0, 2, 0, 0]);
+    const lines = new Uint32Array([7, 0, 0]);
+    bytes.set([0x41, 0x42]);
+    const r = fill(enc.encode('{"t":"cd"}\n\n{"t":"e"}\n{"t":"f"}\n'), false, 'jsonl', 't', 10, 5, false, bytes, offsets, lines, 1);
+    expect({ ...r, errors: r.errors }).toEqual({ consumed: 22, lineCount: 3, blank: 1, rows: 3, stop: 'rows', need: 0, errors: [] });
+    expect(dec.decode(bytes.subarray(0, offsets[3]))).toBe('ABcde');
+    expect([...offsets]).toEqual([0, 2, 4, 5]);
+    expect([...lines]).toEqual([7, 10, 12]);
+  });
+});
+
+describe('fillRows (native) arguments', () => {
+  const args = (): unknown[] => [new Uint8Array([97]), true, 'lines', null, 1, 10, false, new Uint8Array(4), new Uint32Array(3), new Uint32Array(2), 0];
+  const call = (a: unknown[]) => (fillRows as unknown as (...x: unknown[]) => Filled)(...a);
+  it('throws TypeError or RangeError naming the bad argument, and keeps working', () => {
+    const shared = new Uint8Array(16);
+    const cases: Array<[number, unknown, ErrorConstructor, string]> = [
+      [0, 'abc', TypeError, 'input must be a Uint8Array, got string'],
+      [1, 1, TypeError, 'isLast must be a boolean, got number'],
+      [2, 'csv', TypeError, "format must be one of 'lines', 'jsonl', got 'csv'"],
+      [3, 'text', TypeError, "field must be null for format 'lines', got string"],
+      [4, -1, RangeError, 'firstLine must be a non-negative integer, got -1'],
+      [5, 1.5, RangeError, 'maxRows must be a non-negative integer, got 1.5'],
+      [5, '1', TypeError, 'maxRows must be a number, got string'],
+      [6, null, TypeError, 'stopAtError must be a boolean, got null'],
+      [7, new Int8Array(4), TypeError, 'bytes must be a Uint8Array, got Int8Array'],
+      [8, new Int32Array(3), TypeError, 'offsets must be a Uint32Array, got Int32Array'],
+      [9, [0, 0], TypeError, 'lines must be a Uint32Array, got object'],
+      [10, 3, RangeError, "rows (3) exceeds the arena's capacity (2 rows)"],
+      [7, shared.subarray(0, 8), TypeError, 'input and bytes must not share memory'],
+    ];
+    for (const [i, v, E, message] of cases) {
+      const a = args();
+      a[i] = v;
+      if (message.startsWith('input and bytes')) a[0] = shared.subarray(4, 5);
+      let thrown: unknown;
+      try {
+        call(a);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, message).toBeInstanceOf(E);
+      expect((thrown as Error).message).toBe(message);
+    }
+    const a = args();
+    expect(call(a)).toMatchObject({ consumed: 1, lineCount: 1, rows: 1, stop: 'input' });
+    expect((a[7] as Uint8Array)[0]).toBe(97);
   });
 });

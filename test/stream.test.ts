@@ -2,14 +2,16 @@
  * pipeline.stream() and pipeline.vectorizeFile() (src/stream.ts) against the core and against the
  * obvious JavaScript reading of the same input: batch sizes, equality, line numbers, malformed
  * lines, errors, backpressure and bounded memory; with the native backend and with
- * `enableVectorization: false` (the JavaScript fallback everywhere).
+ * `enableVectorization: false` (the JavaScript fallback everywhere). vectorizeFile reads files and
+ * byte streams (any chunking, e.g. stdin); `bytesRead` is checked against the line offsets.
  *
  * Memory is measured after a forced full GC (live heap + ArrayBuffers), so the bounds test what is
  * retained, not when the collector happened to run.
  */
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -469,7 +471,8 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     const path = join(dir, 'x.txt');
     const cases: Array<[unknown, unknown, ErrorConstructor, string | RegExp]> = [
       ['', { format: 'lines' }, TypeError, 'path must be a non-empty string, got string'],
-      [42, { format: 'lines' }, TypeError, 'path must be a non-empty string, got number'],
+      [42, { format: 'lines' }, TypeError, 'source must be a file path, a readable stream or an async iterable of Uint8Array, got number'],
+      [{}, { format: 'lines' }, TypeError, 'source must be a file path, a readable stream or an async iterable of Uint8Array, got Object'],
       [path, undefined, TypeError, "options.format is required: 'lines' or 'jsonl'"],
       [path, {}, TypeError, 'options.format must be one of \'lines\', \'jsonl\', got undefined'],
       [path, { format: 'csv' }, TypeError, "options.format must be one of 'lines', 'jsonl', got 'csv'"],
@@ -489,6 +492,211 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
       if (typeof m === 'string') expect(e.message).toBe(m);
       else expect(e.message).toMatch(m);
     }
+  });
+});
+
+/** `bytes` as a stream of chunks of the given sizes (cycled), each a copy. */
+async function* chunksOf(bytes: Uint8Array, sizes: number[]): AsyncGenerator<Uint8Array> {
+  for (let at = 0, k = 0; at < bytes.length; k++) {
+    const n = sizes[k % sizes.length]!;
+    yield bytes.slice(at, at + n);
+    at += n;
+  }
+}
+
+/** ends[L] = the input offset just after line L (1-based): after its '\n', or the end of the input. */
+function lineEnds(bytes: Uint8Array): number[] {
+  const ends = [0];
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x0a) ends.push(i + 1);
+  if (ends[ends.length - 1] !== bytes.length) ends.push(bytes.length);
+  return ends;
+}
+
+/** bytesRead is the end of each batch's last row's line, and the input's size for the last batch. */
+function expectBytesRead(batches: FileBatch[], bytes: Uint8Array): void {
+  const ends = lineEnds(bytes);
+  batches.forEach((b, k) => {
+    if (k === batches.length - 1) expect(b.bytesRead, 'last batch').toBe(bytes.length);
+    else expect(b.bytesRead, `batch ${k}`).toBe(ends[b.lines[b.rows - 1]!]);
+  });
+}
+
+/** Everything a consumer sees of a batch, to compare two runs. */
+function seen(b: FileBatch): object {
+  return { ...b, ids: Array.from(b.ids), attentionMask: Array.from(b.attentionMask), lengths: Array.from(b.lengths), sourceLengths: Array.from(b.sourceLengths), lines: Array.from(b.lines) };
+}
+
+describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) => {
+  const o: Opts = { encoding: 'canine', maxLength: 24, truncationSide: 'left' };
+  const bom = enc.encode('\uFEFF');
+
+  it('gives what the file gives, bytesRead included, however the stream is cut (characters, CRLF, lines, the BOM split)', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    for (const [format, content] of [
+      ['lines', linesFile(false)],
+      ['jsonl', jsonlFile(true)],
+      ['jsonl', Buffer.concat([bom, jsonlFile(false)])],
+      ['lines', Buffer.concat([bom, linesFile(true)])],
+    ] as const) {
+      const path = write(`stream-${format}.txt`, content);
+      const opts: FileOptions = { format, batchSize: 61, ...o };
+      const want = await collect(p.vectorizeFile(path, opts));
+      expectBytesRead(want, content);
+      expectRows(want, format === 'lines' ? parseLines(content) : parseJsonl(content).rows, 61, o);
+      const sources: Array<[string, () => AsyncIterable<Uint8Array> | NodeJS.ReadableStream]> = [
+        ['1-byte chunks', () => chunksOf(content, [1])],
+        ['2, 3, 5, 7', () => chunksOf(content, [2, 3, 5, 7])],
+        ['4 KiB', () => chunksOf(content, [4096])],
+        ['fs stream, highWaterMark 17', () => createReadStream(path, { highWaterMark: 17 })],
+        ['fs stream', () => createReadStream(path)],
+      ];
+      for (const [how, source] of sources) {
+        const got = await collect(p.vectorizeFile(source(), opts));
+        expect(got.map(seen), `${format}, ${how}`).toEqual(want.map(seen));
+      }
+    }
+  });
+
+  it('bytesRead at the edges: a full last batch before blank lines, an empty batch carrying the last skipped lines, a BOM', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const run = (text: string, batchSize: number) => collect(p.vectorizeFile(chunksOf(enc.encode(text), [3]), { format: 'jsonl', batchSize }));
+    const blankAfter = await run('{"text":"a"}\n\n \n', 1);
+    expect(blankAfter.map((b) => [b.rows, b.bytesRead])).toEqual([[1, 13]]);
+    const badAfter = await run('{"text":"a"}\n[1]\n\n', 1);
+    expect(badAfter.map((b) => [b.rows, b.bytesRead, b.skipped.map((x) => x.line)])).toEqual([
+      [1, 13, []],
+      [0, 18, [2]],
+    ]);
+    const partial = await run('\uFEFF{"text":"a"}\r\n\n', 2);
+    expect(partial.map((b) => [b.rows, b.bytesRead])).toEqual([[1, 18]]);
+  });
+
+  it('equals the core on many option sets, skipped lines and their numbers included', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const content = jsonlFile(true, 'body');
+    const want = parseJsonl(content, 'body');
+    const sets: Opts[] = [
+      {},
+      { encoding: 'utf8', maxLength: 7, padding: 'max-length' },
+      { encoding: 'byt5', maxLength: 40, padToMultipleOf: 8, paddingSide: 'left' },
+      { encoding: 'canine', maxLength: 3, truncationSide: 'left', addSpecialTokens: false },
+      { encoding: 'codepoint', vocab: ['a', 'b', 'é', '😀'], maxLength: 30, dtype: 'uint16', padId: 9 },
+      { encoding: 'utf8', dtype: 'uint8', maxLength: 64, padding: 'max-length' },
+      { encoding: 'codepoint', dtype: 'float32', maxLength: 50 },
+    ];
+    for (const v of sets) {
+      for (const batchSize of [1, 33, 1000]) {
+        const batches = await collect(p.vectorizeFile(chunksOf(content, [1000, 3]), { format: 'jsonl', field: 'body', batchSize, ...v }));
+        expectRows(batches, want.rows, batchSize, v);
+        expect(batches.flatMap((b) => b.skipped.map((s) => s.line))).toEqual(want.errors.map((e) => e.line));
+        expectBytesRead(batches, content);
+      }
+    }
+  });
+
+  it("onError 'throw': the rows before the bad line, the last batch ending where that line starts, then RecordError naming the stream", async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const content = jsonlFile(true);
+    const path = write('stream-throw.jsonl', content);
+    const want = parseJsonl(content);
+    const first = want.errors[0]!.line;
+    for (const [source, name] of [
+      [() => chunksOf(content, [5]), '<stream>'],
+      [() => createReadStream(path, { highWaterMark: 100 }), path],
+      [() => path, path],
+    ] as const) {
+      const got: FileBatch[] = [];
+      const e = await rejection(
+        (async () => {
+          for await (const b of p.vectorizeFile(source(), { format: 'jsonl', onError: 'throw', batchSize: 2, ...o })) got.push(b);
+        })(),
+      );
+      expect(e).toMatchObject({ name: 'RecordError', path: name, line: first });
+      expect(e.message.startsWith(`${name}:${first}: `)).toBe(true);
+      expectRows(got, want.rows.filter((r) => r.line < first), 2, o);
+      const ends = lineEnds(content);
+      expect(got[got.length - 1]!.bytesRead).toBe(ends[first - 1]);
+      got.slice(0, -1).forEach((b) => expect(b.bytesRead).toBe(ends[b.lines[b.rows - 1]!]));
+    }
+  });
+
+  it('a chunk that is not bytes is a TypeError naming it (a stream with an encoding set gives strings)', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    async function* mixed() {
+      yield enc.encode('a\nb\n');
+      yield 'c\n' as unknown as Uint8Array;
+    }
+    const got: FileBatch[] = [];
+    const e = await rejection(
+      (async () => {
+        for await (const b of p.vectorizeFile(mixed(), { format: 'lines', batchSize: 1 })) got.push(b);
+      })(),
+    );
+    expect(e).toBeInstanceOf(TypeError);
+    expect(e.message).toBe('stream chunk 1 must be a Uint8Array, got a string (a stream with an encoding set?)');
+    expect(got.map((b) => b.rows)).toEqual([1, 1]);
+    const s = createReadStream(write('enc.txt', 'x\n'), { encoding: 'utf8' });
+    expect((await rejection(collect(p.vectorizeFile(s, { format: 'lines' })))).message).toBe('stream chunk 0 must be a Uint8Array, got a string (a stream with an encoding set?)');
+    async function* numbers() {
+      yield 42 as unknown as Uint8Array;
+    }
+    expect((await rejection(collect(p.vectorizeFile(numbers(), { format: 'lines' })))).message).toBe('stream chunk 0 must be a Uint8Array, got number');
+  });
+
+  it('backpressure: chunks are pulled only as the consumer asks; breaking out ends the stream', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const line = enc.encode('0123456789abcdef\n'); // 17 bytes
+    let pulled = 0;
+    let finished = false;
+    async function* source() {
+      try {
+        for (let i = 0; i < 1000; i++) {
+          pulled++;
+          yield Buffer.concat(Array.from({ length: 10 }, () => line)); // 10 rows per chunk
+        }
+      } finally {
+        finished = true;
+      }
+    }
+    const it = p.vectorizeFile(source(), { format: 'lines', batchSize: 25 })[Symbol.asyncIterator]();
+    expect(pulled).toBe(0);
+    const first = (await it.next()).value as FileBatch;
+    expect(first.rows).toBe(25);
+    expect(first.bytesRead).toBe(25 * 17);
+    expect(pulled).toBe(3);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(pulled, 'nothing pulled while the consumer holds').toBe(3);
+    expect(((await it.next()).value as FileBatch).firstLine).toBe(26);
+    expect(pulled).toBe(5);
+    await it.return!();
+    expect(finished).toBe(true);
+  });
+
+  it('a Node.js stream is read a few chunks ahead at most, and destroyed when the consumer breaks out', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const line = enc.encode('0123456789abcdef\n');
+    let pushed = 0;
+    const stream = new Readable({
+      highWaterMark: 1,
+      read() {
+        pushed++;
+        this.push(Buffer.concat(Array.from({ length: 10 }, () => line))); // 10 rows per chunk
+      },
+    });
+    let batches = 0;
+    for await (const b of p.vectorizeFile(stream, { format: 'lines', batchSize: 25 })) {
+      expect(b.firstLine).toBe(batches * 25 + 1);
+      batches++;
+      // Rows delivered so far need ceil(25 * batches / 10) chunks: the reader's one chunk ahead
+      // and the stream's own buffering add a few, never more as the stream goes on.
+      expect(pushed).toBeLessThanOrEqual(Math.ceil((25 * batches) / 10) + 4);
+      await new Promise((r) => setTimeout(r, 5));
+      if (batches === 4) break;
+    }
+    expect(stream.destroyed).toBe(true);
+    const settled = pushed;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(pushed).toBe(settled);
   });
 });
 
@@ -554,4 +762,59 @@ it('vectorizeFile(): a 64 MB file in bounded memory', { timeout: 60_000 }, async
   expect(peak, `live memory growth ${(peak / MB).toFixed(1)} MB`).toBeLessThan(24 * MB);
   expect(rssPeak, `rss growth ${(rssPeak / MB).toFixed(1)} MB`).toBeLessThan(160 * MB);
   rmSync(path);
+});
+
+it('vectorizeFile(): a JSONL stream through the pool (batches past the pool minimum) equals the core, skipped lines included', async () => {
+  const p = make({ maxWorkers: 2 });
+  (p as unknown as Record<symbol, string>)[ROUTE] = 'pool';
+  const texts = makeTexts(43, 900_000, { maxPieces: 60, long: 0.01 });
+  const lines = texts.map((t, i) => (i % 500 === 7 ? `{"text": ${i}}` : JSON.stringify({ id: i, text: t })));
+  const content = enc.encode(lines.join('\r\n') + '\n');
+  const want = parseJsonl(content);
+  expect(want.errors.length).toBeGreaterThan(5);
+  const batches = await collect(p.vectorizeFile(chunksOf(content, [65536, 1]), { format: 'jsonl', batchSize: 3000 }));
+  expectRows(batches, want.rows, 3000, {});
+  expect(batches.flatMap((b) => b.skipped.map((s) => s.line))).toEqual(want.errors.map((e) => e.line));
+  expectBytesRead(batches, content);
+  expect(p.metrics().batches.pool).toBeGreaterThan(0);
+});
+
+it('vectorizeFile(): a 64 MB byte stream (generated as it is pulled) in bounded memory', { timeout: 60_000 }, async () => {
+  const p = make({ maxWorkers: 1 });
+  const N = 1 << 20;
+  const lineOf = (i: number) => `{"text":"${String(i).padStart(8, '0')} ${'é'.repeat(i % 5)}${'x'.repeat(43 - (i % 5) * 2)}"}`;
+  let pulled = 0;
+  async function* source() {
+    for (let i = 0; i < N; i += 4096) {
+      let s = '';
+      for (let k = i; k < i + 4096; k++) s += lineOf(k) + '\n';
+      pulled += 4096;
+      yield enc.encode(s);
+    }
+  }
+  expect(enc.encode(lineOf(3) + '\n').length).toBe(64);
+  const base = await live();
+  const rss0 = process.memoryUsage().rss;
+  let peak = 0;
+  let rssPeak = 0;
+  let rows = 0;
+  let batches = 0;
+  for await (const b of p.vectorizeFile(source(), { format: 'jsonl', batchSize: 2048, encoding: 'utf8', maxLength: 64 })) {
+    rows += b.rows;
+    batches++;
+    expect(b.bytesRead).toBe(rows * 64);
+    expect(pulled - rows, 'read ahead').toBeLessThanOrEqual(2 * 4096);
+    if (batches % 64 === 0) {
+      peak = Math.max(peak, (await live()) - base);
+      rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
+    }
+    if (batches === 300) {
+      const texts = Array.from({ length: b.rows }, (_, r) => JSON.parse(lineOf(b.firstLine - 1 + r)).text as string);
+      expectSameBatch(b, vectorize(texts, { encoding: 'utf8', maxLength: 64 }));
+    }
+  }
+  expect({ rows, batches }).toEqual({ rows: N, batches: N / 2048 });
+  // The stream is 64 MB, its batches 160 MB: the reader holds a read buffer, a pulled chunk and a batch.
+  expect(peak, `live memory growth ${(peak / MB).toFixed(1)} MB`).toBeLessThan(24 * MB);
+  expect(rssPeak, `rss growth ${(rssPeak / MB).toFixed(1)} MB`).toBeLessThan(160 * MB);
 });

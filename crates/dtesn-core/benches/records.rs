@@ -1,21 +1,23 @@
-//! Throughput of `records::parse_records` on a generated ~50 MB JSONL file (one object per line,
-//! a 20-120 character `text` field among a few others) and on the same texts as plain lines,
-//! beside counting the lines with `memchr` alone (the floor of any line splitter).
+//! Throughput of `records::parse_records` and `records::fill_rows` on a generated ~50 MB JSONL file
+//! (one object per line, a 20-120 character `text` field among a few others) and on the same texts
+//! as plain lines, beside counting the lines with `memchr` alone (the floor of any line splitter).
 //!
 //! `cargo bench --manifest-path crates/dtesn-core/Cargo.toml --bench records`
 //!
-//! Throughput is counted in input bytes. `chunks-1MiB` feeds the file the way `vectorizeFile` does
-//! (1 MiB reads, the unconsumed tail carried in front of the next one); `one-call` passes it
-//! whole. The texts mix ASCII words, raw UTF-8 (accents, CJK, emoji) and JSON escapes (quotes,
-//! `\n`, `\t`, backslashes); a quarter of the lines escape every non-ASCII character as `\uXXXX`
-//! (surrogate pairs for emoji), as Python's `json.dumps` does by default. Short warm-up and few
-//! samples keep the run near a minute; raise them with criterion's flags for steadier numbers.
+//! Throughput is counted in input bytes. `chunks-1MiB` feeds the file in 1 MiB reads, the
+//! unconsumed tail carried in front of the next one; `one-call` passes it whole;
+//! `fill_rows/batches-of-1000` cuts it into 1,000-row batches in a reused arena, one call per
+//! batch, as `vectorizeFile` does. The texts mix ASCII words, raw UTF-8 (accents, CJK, emoji) and
+//! JSON escapes (quotes, `\n`, `\t`, backslashes); a quarter of the lines escape every non-ASCII
+//! character as `\uXXXX` (surrogate pairs for emoji), as Python's `json.dumps` does by default.
+//! Short warm-up and few samples keep the run near a minute; raise them with criterion's flags for
+//! steadier numbers.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dtesn_core::records::{parse_records, Format, Records};
+use dtesn_core::records::{fill_rows, parse_records, Format, Records, RowArena, Scratch, Stop};
 
 const SIZE: usize = 50 << 20;
 const CHUNK: usize = 1 << 20;
@@ -134,6 +136,39 @@ fn chunked(input: &[u8], format: &Format, r: &mut Records, carry: &mut Vec<u8>) 
     }
 }
 
+/// The whole input (one call's worth) cut into batches of 1,000 rows the way `vectorizeFile` does:
+/// one `fill_rows` call per batch into a reused arena; returns the number of rows.
+fn batches(input: &[u8], format: &Format, arena: &mut (Vec<u8>, Vec<u32>, Vec<u32>)) -> usize {
+    let (mut errors, mut scratch) = (Vec::new(), Scratch::new());
+    let (mut pos, mut rows, mut line) = (0, 0, 1u32);
+    loop {
+        let mut a = RowArena {
+            bytes: &mut arena.0,
+            offsets: &mut arena.1,
+            lines: &mut arena.2,
+            rows: 0,
+        };
+        let f = fill_rows(
+            &input[pos..],
+            format,
+            true,
+            line,
+            1000,
+            false,
+            &mut a,
+            &mut errors,
+            &mut scratch,
+        );
+        assert_ne!(f.stop, Stop::Bytes, "the arena holds any 1,000 rows here");
+        rows += a.rows;
+        pos += f.consumed;
+        line += f.line_count;
+        if f.stop == Stop::Input {
+            return rows;
+        }
+    }
+}
+
 fn records(c: &mut Criterion) {
     let (jsonl, lines) = generate();
     let field = Format::Jsonl {
@@ -141,6 +176,7 @@ fn records(c: &mut Criterion) {
     };
     let mut r = Records::new();
     let mut carry = Vec::with_capacity(2 * CHUNK);
+    let mut arena = (vec![0u8; 1 << 20], vec![0u32; 1001], vec![0u32; 1000]);
     // Sanity: every JSONL line gives a row equal to the lines file's line.
     let rows = chunked(&jsonl, &field, &mut r, &mut carry);
     assert_eq!(rows, memchr::memchr_iter(b'\n', &lines).count());
@@ -163,6 +199,9 @@ fn records(c: &mut Criterion) {
                 parse_records(black_box(input), format, true, &mut r);
                 r.len()
             })
+        });
+        g.bench_function("fill_rows/batches-of-1000", |b| {
+            b.iter(|| batches(black_box(input), format, &mut arena))
         });
         g.finish();
     }

@@ -1,8 +1,11 @@
 //! `records::parse_records`: line rules, JSONL extraction and every kind of malformed line, and
 //! chunking: feeding an input in chunks of every size (carrying the unconsumed tail, as the
 //! caller does) gives the same rows, line numbers, errors and counts as one call.
+//! `records::fill_rows`: the same rows, cut into batches in caller-owned arenas of any size.
 
-use dtesn_core::records::{parse_records, Format, RecordError, Records, MAX_DEPTH};
+use dtesn_core::records::{
+    fill_rows, parse_records, Format, RecordError, Records, RowArena, Scratch, Stop, MAX_DEPTH,
+};
 
 fn jsonl(field: &str) -> Format {
     Format::Jsonl {
@@ -475,6 +478,269 @@ fn every_chunk_size_gives_the_same_rows() {
             (6, "field 'text' is missing"),
             (7, "invalid JSON: EOF while parsing at column 14"),
         ]
+    );
+}
+
+/// What `fill_rows` gave, driven the way `vectorizeFile` drives it: reads of `chunk` bytes (the
+/// unconsumed tail carried), batches of `batch` rows, an arena that starts with `bytes_cap` bytes
+/// and `rows_cap` rows and grows when `fill_rows` says it is full.
+struct FillRun {
+    /// Each batch's rows and their line numbers (1-based, as passed through `first_line`).
+    batches: Vec<(Vec<Vec<u8>>, Vec<u32>)>,
+    /// 0-based global line of each error.
+    errors: Vec<RecordError>,
+    blank: u32,
+    line_count: u32,
+    /// With `stop_at_error`: input bytes consumed when it stopped.
+    stopped_at: Option<usize>,
+}
+
+fn fill_run(
+    input: &[u8],
+    format: &Format,
+    chunk: usize,
+    batch: usize,
+    (bytes_cap, rows_cap): (usize, usize),
+    stop_at_error: bool,
+) -> FillRun {
+    let mut out = FillRun {
+        batches: Vec::new(),
+        errors: Vec::new(),
+        blank: 0,
+        line_count: 0,
+        stopped_at: None,
+    };
+    let (mut bytes, mut offsets, mut lines) = (
+        vec![0u8; bytes_cap],
+        vec![0u32; rows_cap + 1],
+        vec![0u32; rows_cap],
+    );
+    let mut rows = 0usize;
+    let (mut errors, mut scratch) = (Vec::new(), Scratch::new());
+    let flush = |out: &mut FillRun, bytes: &[u8], offsets: &[u32], lines: &[u32], rows: usize| {
+        let texts = (0..rows)
+            .map(|i| bytes[offsets[i] as usize..offsets[i + 1] as usize].to_vec())
+            .collect();
+        out.batches.push((texts, lines[..rows].to_vec()));
+    };
+    let (mut buf, mut base, mut read) = (Vec::new(), 0usize, 0usize);
+    loop {
+        let next = (read + chunk).min(input.len());
+        buf.extend_from_slice(&input[read..next]);
+        read = next;
+        let is_last = read == input.len();
+        let mut pos = 0;
+        loop {
+            let mut arena = RowArena {
+                bytes: &mut bytes,
+                offsets: &mut offsets,
+                lines: &mut lines,
+                rows,
+            };
+            let f = fill_rows(
+                &buf[pos..],
+                format,
+                is_last,
+                out.line_count + 1,
+                batch - rows,
+                stop_at_error,
+                &mut arena,
+                &mut errors,
+                &mut scratch,
+            );
+            rows = arena.rows;
+            assert!(f.consumed <= buf.len() - pos);
+            assert_eq!(f.stop == Stop::Bytes, f.need > 0 || (f.stop == Stop::Bytes));
+            out.errors.extend(errors.iter().map(|e| RecordError {
+                line: out.line_count + e.line,
+                message: e.message.clone(),
+            }));
+            out.blank += f.blank;
+            out.line_count += f.line_count;
+            pos += f.consumed;
+            match f.stop {
+                Stop::Input => break,
+                Stop::Rows if rows == batch => {
+                    flush(&mut out, &bytes, &offsets, &lines, rows);
+                    rows = 0;
+                }
+                Stop::Rows => {
+                    assert_eq!(
+                        rows,
+                        lines.len(),
+                        "Rows before the batch is full: the arena is"
+                    );
+                    let cap = (2 * lines.len()).min(batch);
+                    offsets.resize(cap + 1, 0);
+                    lines.resize(cap, 0);
+                }
+                Stop::Bytes => {
+                    let used = offsets[rows] as usize;
+                    assert!(used + f.need > bytes.len(), "Bytes although the row fits");
+                    bytes.resize((2 * bytes.len()).max(used + f.need), 0);
+                }
+                Stop::Error => {
+                    assert!(stop_at_error);
+                    out.stopped_at = Some(base + pos);
+                    if rows > 0 {
+                        flush(&mut out, &bytes, &offsets, &lines, rows);
+                    }
+                    return out;
+                }
+            }
+        }
+        if is_last {
+            assert_eq!(pos, buf.len());
+            if rows > 0 {
+                flush(&mut out, &bytes, &offsets, &lines, rows);
+            }
+            return out;
+        }
+        buf.drain(..pos);
+        base += pos;
+    }
+}
+
+#[test]
+fn fill_rows_gives_the_rows_of_parse_records_in_batches() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut generated = Vec::new();
+    for i in 0..300 {
+        let text: String = (0..rng.below(40))
+            .map(|_| ['a', 'é', '😀', ' ', '"', '\\', 'z'][rng.below(7) as usize])
+            .collect();
+        let quoted = format!("{text:?}"); // a JSON string for these characters
+        match i % 11 {
+            3 => generated.extend_from_slice(b"   \r\n"),
+            5 => generated.extend_from_slice(b"{\"text\": 1}\n"),
+            7 => generated.extend_from_slice(b"{\"text\":\"a\xff\"}\r\n"),
+            _ => {}
+        }
+        generated.extend_from_slice(format!("{{\"id\":{i},\"text\":{quoted}}}\n").as_bytes());
+    }
+    let small: &[u8] = b"{\"text\":\"a\"}\r\n\n  \n{\"text\":\"caf\\u00e9\",\"n\":[1]}\n{\"text\":5}\n[1]\n{\"text\":\"last\"}";
+    for (input, format) in [
+        (&generated[..], jsonl("text")),
+        (small, jsonl("text")),
+        (&generated[..], Format::Lines),
+        (small, Format::Lines),
+    ] {
+        let whole = run(input, &format, true);
+        let want: Vec<Vec<u8>> = (0..whole.len()).map(|i| whole.row(i).to_vec()).collect();
+        for (chunk, batch, arena) in [
+            (input.len(), 1000, (1 << 16, 1000)),
+            (1, 1, (0, 1)),
+            (7, 3, (1, 1)),
+            (64, 7, (16, 2)),
+            (1000, 50, (100, 3)),
+            (4096, 128, (1 << 12, 128)),
+        ] {
+            let got = fill_run(input, &format, chunk, batch, arena, false);
+            let ctx = format!("chunk {chunk}, batch {batch}, arena {arena:?}");
+            let n = got.batches.len();
+            for (k, (rows, _)) in got.batches.iter().enumerate() {
+                assert!(
+                    rows.len() == batch || (k == n - 1 && !rows.is_empty()),
+                    "{ctx}"
+                );
+            }
+            let rows: Vec<Vec<u8>> = got.batches.iter().flat_map(|b| b.0.clone()).collect();
+            let lines: Vec<u32> = got.batches.iter().flat_map(|b| b.1.clone()).collect();
+            assert_eq!(rows, want, "{ctx}");
+            assert_eq!(
+                lines,
+                whole.lines.iter().map(|l| l + 1).collect::<Vec<_>>(),
+                "{ctx}"
+            );
+            assert_eq!(got.errors, whole.errors, "{ctx}");
+            assert_eq!(
+                (got.blank, got.line_count),
+                (whole.blank, whole.line_count),
+                "{ctx}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fill_rows_stops_at_the_first_error_without_consuming_it() {
+    let input: &[u8] =
+        b"{\"text\":\"a\"}\n\n{\"text\":\"b\"}\r\n  \n{\"text\":[]}\n{\"text\":\"c\"}\n";
+    let bad_at = input
+        .windows(11)
+        .position(|w| w == br#"{"text":[]}"#)
+        .unwrap();
+    for chunk in [1, 5, input.len()] {
+        for batch in [1, 2, 10] {
+            let got = fill_run(input, &jsonl("text"), chunk, batch, (4, 1), true);
+            let rows: Vec<Vec<u8>> = got.batches.iter().flat_map(|b| b.0.clone()).collect();
+            assert_eq!(rows, [b"a".to_vec(), b"b".to_vec()]);
+            assert_eq!(
+                got.errors,
+                [RecordError {
+                    line: 4,
+                    message: "field 'text' is an array, not a string".into()
+                }]
+            );
+            assert_eq!(got.line_count, 4, "the bad line is not consumed");
+            assert_eq!(got.stopped_at, Some(bad_at));
+        }
+    }
+}
+
+#[test]
+fn fill_rows_writes_after_the_callers_rows_and_respects_max_rows() {
+    let (mut bytes, mut offsets, mut lines) = (vec![0u8; 64], vec![0u32; 5], vec![0u32; 4]);
+    offsets[1] = 3;
+    lines[0] = 99;
+    let mut arena = RowArena {
+        bytes: &mut bytes,
+        offsets: &mut offsets,
+        lines: &mut lines,
+        rows: 1,
+    };
+    let (mut errors, mut scratch) = (Vec::new(), Scratch::new());
+    let input = b"x\nyy\nzzz\n";
+    let f = fill_rows(
+        input,
+        &Format::Lines,
+        false,
+        10,
+        2,
+        false,
+        &mut arena,
+        &mut errors,
+        &mut scratch,
+    );
+    assert_eq!(
+        (f.stop, f.consumed, f.line_count, arena.rows),
+        (Stop::Rows, 5, 2, 3)
+    );
+    assert_eq!(&offsets[..4], [0, 3, 4, 6]);
+    assert_eq!(&lines[..3], [99, 10, 11]);
+    assert_eq!(&bytes[3..6], b"xyy");
+    // No room for a 3-byte row in 2 bytes: nothing consumed, `need` says how much.
+    let (mut small, mut offs, mut lns) = (vec![0u8; 2], vec![0u32; 3], vec![0u32; 2]);
+    let mut arena = RowArena {
+        bytes: &mut small,
+        offsets: &mut offs,
+        lines: &mut lns,
+        rows: 0,
+    };
+    let f = fill_rows(
+        b"zzz\n",
+        &Format::Lines,
+        true,
+        1,
+        10,
+        false,
+        &mut arena,
+        &mut errors,
+        &mut scratch,
+    );
+    assert_eq!(
+        (f.stop, f.consumed, f.line_count, f.need, arena.rows),
+        (Stop::Bytes, 0, 0, 3, 0)
     );
 }
 

@@ -1,0 +1,236 @@
+/**
+ * `pipeline.vectorizeFile` on a generated 1,000,000-line file of workload (a)-like texts (JSONL
+ * `{"id":n,"text":"..."}` and plain lines; the files of the pipeline suite, bench/files.ts), from
+ * the path and from a byte stream (fs.createReadStream: what the CLI reads from stdin), against the
+ * obvious JavaScript way: readline + JSON.parse + core `vectorize` per 1,000 lines. Same options
+ * (`{ maxLength: 128 }`, batches of 1,000), all in one process, contenders alternating round by
+ * round (order rotated, gc() before each), medians of rounds. Before timing, every contender's
+ * batches over the whole file are checked to be identical (a hash of every batch's rows, width,
+ * ids, mask and lengths), and one untimed pass samples memory (bounded: two read chunks, one
+ * unfinished line and one batch live).
+ *
+ *   node --expose-gc --import tsx bench/file.bench.ts             # ~2 min on 2 cores
+ *   node --expose-gc --import tsx bench/file.bench.ts --quick     # 100k lines, 3 rounds
+ *   options: --rounds <n>  --lines <n>  --out <file.json>  --write BENCHMARKS.md (splices the table)
+ */
+import { createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../src/index.js';
+import { createPipeline } from '../src/pipeline.js';
+import type { FileBatch } from '../src/stream.js';
+import type { Dtype, VectorBatch } from '../src/types.js';
+import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
+import { spliceInto } from './report.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
+};
+const QUICK = argv.includes('--quick');
+const LINES = Number(opt('lines', QUICK ? '100000' : '1000000'));
+const ROUNDS = Number(opt('rounds', QUICK ? '3' : '7'));
+const OUT = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'file-quick.json' : 'file.json')));
+const WRITE = opt('write', '');
+const OPTIONS = { maxLength: 128 } as const;
+const BATCH = 1000;
+const BEGIN = '<!-- bench-file:begin -->';
+const END = '<!-- bench-file:end -->';
+
+const gc: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+let sink: unknown;
+
+function median(xs: readonly number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+/** FNV-1a over a batch's rows, width, ids, mask and lengths, folded into `h`. */
+function digest(h: number, b: VectorBatch<Dtype>): number {
+  const mix = (x: number) => {
+    h = Math.imul(h ^ (x | 0), 16777619);
+  };
+  mix(b.rows);
+  mix(b.width);
+  const n = b.rows * b.width;
+  for (let i = 0; i < n; i++) mix(b.ids[i]! * 2 + b.attentionMask[i]!);
+  for (let i = 0; i < b.rows; i++) mix(b.lengths[i]!);
+  return h;
+}
+
+interface Case {
+  format: 'jsonl' | 'lines';
+  key: string;
+  label: string;
+  medianSec: number;
+  rowsPerSec: number;
+  mbPerSec: number;
+  seconds: number[];
+}
+
+interface FileResults {
+  date: string;
+  machine: { cpu: string; cores: number; simd: string; node: string; os: string; memoryGiB: number; loadavg: { start: number[]; end: number[] } };
+  lines: number;
+  bytes: { jsonl: number; lines: number };
+  rounds: number;
+  options: object;
+  verified: Array<{ format: string; rows: number; identical: string[] }>;
+  memory: Array<{ format: string; liveGrowthMB: number; rssGrowthMB: number }>;
+  cases: Case[];
+  ratios: Array<{ format: string; ours: string; baseline: string; ratio: number }>;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const loadStart = os.loadavg();
+  const b = getBackend();
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  log(`dtesn file bench: ${cpu}, ${os.availableParallelism()} cores, Node ${process.version}, backend ${b.kind} (simd ${b.simd}), load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
+  if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pipeline starts its pool from it)');
+  const files = ensureFiles(LINES, log);
+  const p = createPipeline();
+  const res: FileResults = {
+    date: new Date().toISOString(),
+    machine: { cpu, cores: os.availableParallelism(), simd: b.simd, node: process.version, os: `${os.type()} ${os.release()} ${os.arch()}`, memoryGiB: Math.round(os.totalmem() / 2 ** 30), loadavg: { start: loadStart, end: [] } },
+    lines: LINES,
+    bytes: { jsonl: files.jsonlBytes, lines: files.plainBytes },
+    rounds: ROUNDS,
+    options: { ...OPTIONS, batchSize: BATCH },
+    verified: [],
+    memory: [],
+    cases: [],
+    ratios: [],
+  };
+
+  for (const format of ['jsonl', 'lines'] as const) {
+    const file = format === 'jsonl' ? files.jsonl : files.plain;
+    const bytes = format === 'jsonl' ? files.jsonlBytes : files.plainBytes;
+    const jsonl = format === 'jsonl';
+    const fileOpts = { format, batchSize: BATCH, ...OPTIONS };
+    const each = async (it: AsyncIterable<VectorBatch<Dtype>>, f: (b: VectorBatch<Dtype>) => void) => {
+      for await (const x of it) f(x);
+    };
+    const contenders: Array<{ key: string; label: string; run: (f: (b: VectorBatch<Dtype>) => void) => Promise<void> }> = [
+      { key: 'file', label: `pipeline.vectorizeFile(path, { format: '${format}' })`, run: (f) => each(p.vectorizeFile(file, fileOpts), f) },
+      { key: 'stream', label: `pipeline.vectorizeFile(fs.createReadStream(path), { format: '${format}' })`, run: (f) => each(p.vectorizeFile(createReadStream(file), fileOpts), f) },
+      { key: 'readline-await', label: `readline (for await)${jsonl ? ' + JSON.parse' : ''} + core vectorize`, run: (f) => each(readlineBatches(file, jsonl, OPTIONS), f) },
+      { key: 'readline-events', label: `readline (on 'line')${jsonl ? ' + JSON.parse' : ''} + core vectorize`, run: (f) => readlineEvents(file, jsonl, OPTIONS, f) },
+    ];
+
+    // Whole-file equality, untimed.
+    const digests = new Map<string, { h: number; rows: number }>();
+    for (const c of contenders) {
+      let h = 0x811c9dc5;
+      let rows = 0;
+      await c.run((x) => {
+        h = digest(h, x);
+        rows += x.rows;
+      });
+      digests.set(c.key, { h, rows });
+    }
+    const ref = digests.get('readline-events')!;
+    const differ = [...digests].filter(([, d]) => d.h !== ref.h || d.rows !== ref.rows).map(([k]) => k);
+    if (differ.length || ref.rows !== LINES) throw new Error(`${format}: batches differ from readline + core vectorize: ${differ.join(', ')} (rows ${ref.rows})`);
+    res.verified.push({ format, rows: ref.rows, identical: [...digests.keys()] });
+    log(`  ${format}: every contender's batches identical over the whole file (${ref.rows.toLocaleString('en-US')} rows)`);
+
+    // Memory of one untimed pass: live heap + ArrayBuffers after full GCs (with event-loop turns
+    // between, so that finalizers of native buffers have run), and rss, every 50 batches.
+    const settled = async () => {
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setImmediate(r));
+      }
+      gc();
+      return process.memoryUsage();
+    };
+    sink = null;
+    const m0 = await settled();
+    let live = 0;
+    let rss = 0;
+    let k = 0;
+    for await (const x of p.vectorizeFile(file, fileOpts)) {
+      sink = x;
+      if (++k % 50 === 0) {
+        const m = await settled();
+        live = Math.max(live, m.heapUsed + m.arrayBuffers - m0.heapUsed - m0.arrayBuffers);
+        rss = Math.max(rss, m.rss - m0.rss);
+      }
+    }
+    res.memory.push({ format, liveGrowthMB: live / 2 ** 20, rssGrowthMB: rss / 2 ** 20 });
+    log(`  ${format}: memory growth during a pass: live ${(live / 2 ** 20).toFixed(1)} MiB, rss ${(rss / 2 ** 20).toFixed(1)} MiB (file ${(bytes / 2 ** 20).toFixed(0)} MiB)`);
+
+    // Timed rounds, order rotated.
+    const seconds = new Map<string, number[]>(contenders.map((c) => [c.key, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let i = 0; i < contenders.length; i++) {
+        const c = contenders[(i + r) % contenders.length]!;
+        gc();
+        let rows = 0;
+        const t0 = performance.now();
+        await c.run((x) => {
+          rows += x.rows;
+          sink = x;
+        });
+        seconds.get(c.key)!.push((performance.now() - t0) / 1e3);
+        if (rows !== LINES) throw new Error(`${c.key}: ${rows} rows`);
+      }
+    }
+    const cases = contenders.map((c): Case => {
+      const s = seconds.get(c.key)!;
+      const t = median(s);
+      return { format, key: c.key, label: c.label, medianSec: t, rowsPerSec: LINES / t, mbPerSec: bytes / t / 1e6, seconds: s };
+    });
+    res.cases.push(...cases);
+    for (const c of cases) log(`  ${format} ${c.label.padEnd(64)} ${c.medianSec.toFixed(3)} s  ${(c.rowsPerSec / 1e6).toFixed(2)} M rows/s  ${c.mbPerSec.toFixed(0)} MB/s`);
+    for (const ours of cases.slice(0, 2)) {
+      for (const base of cases.slice(2)) {
+        res.ratios.push({ format, ours: ours.label, baseline: base.label, ratio: base.medianSec / ours.medianSec });
+        log(`  ${format} ${ours.key} vs ${base.key}: ${(base.medianSec / ours.medianSec).toFixed(2)}x`);
+      }
+    }
+  }
+  await p.close();
+  res.machine.loadavg.end = os.loadavg();
+  mkdirSync(path.dirname(OUT), { recursive: true });
+  writeFileSync(OUT, JSON.stringify(res, null, 2) + '\n');
+  const md = render(res);
+  if (WRITE) {
+    writeFileSync(WRITE, spliceInto(readFileSync(WRITE, 'utf8'), md, BEGIN, END));
+    log(`wrote ${WRITE}`);
+  }
+  process.stdout.write(md + '\n');
+  log(`done in ${((Date.now() - started) / 1e3).toFixed(0)} s; results in ${OUT}`);
+}
+
+const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : `${(n / 1e3).toFixed(1)} k`);
+
+function render(r: FileResults): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push('### vectorizeFile vs the obvious JavaScript way', '');
+  out.push(`Machine: ${m.cpu}, ${m.cores} cores (shared with other work: load average ${m.loadavg.start.map((x) => x.toFixed(2)).join(' ')} → ${m.loadavg.end.map((x) => x.toFixed(2)).join(' ')}), SIMD ${m.simd}, Node ${m.node}, ${m.os}, ${m.memoryGiB} GiB. Run ${r.date.replace('T', ' ').slice(0, 19)} UTC with \`node --expose-gc --import tsx bench/file.bench.ts\`.`, '');
+  out.push(
+    `${r.lines.toLocaleString('en-US')} lines of workload (a)-like text (bench/files.ts): JSONL \`{"id":n,"text":"..."}\` ${(r.bytes.jsonl / 1e6).toFixed(1)} MB, plain lines ${(r.bytes.lines / 1e6).toFixed(1)} MB, in the OS temp dir (page cache warm). ` +
+      `Batches of ${BATCH.toLocaleString('en-US')} rows, \`${JSON.stringify(OPTIONS)}\`, default pipeline. One process; contenders alternate round by round (order rotated, gc() before each); ${r.rounds} rounds, medians. MB/s = file bytes / time.`,
+    '',
+  );
+  out.push('| format | contender | median s/pass | rows/s | MB/s (file) | all rounds (s) |', '|---|---|---:|---:|---:|---|');
+  for (const c of r.cases) out.push(`| ${c.format} | ${c.label} | ${c.medianSec.toFixed(3)} | ${fmt(c.rowsPerSec)} | ${c.mbPerSec.toFixed(1)} | ${c.seconds.map((s) => s.toFixed(2)).join(' ')} |`);
+  out.push('');
+  for (const x of r.ratios) out.push(`- ${x.format}: ${x.ours} / ${x.baseline} = **${x.ratio.toFixed(2)}x**${x.format === 'jsonl' && x.ours.includes('(path') ? ' (issue 3 target >= 3x)' : ''}`);
+  for (const v of r.verified) out.push(`- Verified before timing (${v.format}): every contender's batches over the whole file (${v.rows.toLocaleString('en-US')} rows) hash the same (rows, width, ids, mask, lengths).`);
+  for (const x of r.memory) out.push(`- Memory during one ${x.format} pass (sampled every 50 batches after a full GC): live heap + ArrayBuffers grew at most ${x.liveGrowthMB.toFixed(1)} MiB, rss ${x.rssGrowthMB.toFixed(1)} MiB, for a ${((x.format === 'jsonl' ? r.bytes.jsonl : r.bytes.lines) / 2 ** 20).toFixed(0)} MiB file.`);
+  return out.join('\n');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

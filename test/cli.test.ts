@@ -1,0 +1,272 @@
+/**
+ * The `dtesn` command (src/cli.ts), run as a user runs it: `node dist/cli.js ...` in a child
+ * process (the suite compiles dist first: `npm test` = tsc && vitest). Outputs are read back and
+ * compared with the core `vectorize` of the same texts; errors are checked by exit code and message;
+ * a failed or interrupted run must leave no output file behind.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { vectorize } from '../src/index.js';
+import type { VectorizeOptions } from '../src/types.js';
+import { makeTexts } from './fixtures/util.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'dtesn-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], opts: { input?: string | Buffer; cwd?: string; onSpawn?: (c: ChildProcess) => void } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.stdin.on('error', () => undefined); // EPIPE when the command exits before reading
+    opts.onSpawn?.(child);
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else if (!opts.onSpawn) child.stdin.end();
+  });
+}
+
+interface Npy {
+  descr: string;
+  shape: number[];
+  data: Buffer;
+}
+
+/** Reads a .npy file (format 1.0) by its specification. */
+function readNpy(path: string): Npy {
+  const buf = readFileSync(path);
+  expect(buf.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
+  const headerLen = buf.readUInt16LE(8);
+  expect((10 + headerLen) % 64).toBe(0);
+  const header = buf.subarray(10, 10 + headerLen).toString('latin1');
+  const m = /^\{'descr': '([<|][a-z]\d)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \} *\n$/.exec(header);
+  if (!m) throw new Error(`bad npy header: ${JSON.stringify(header)}`);
+  const shape = m[2]!.split(',').map((x) => x.trim()).filter((x) => x.length > 0).map(Number);
+  return { descr: m[1]!, shape, data: buf.subarray(10 + headerLen) };
+}
+
+/** Reads a .safetensors file by its specification. */
+function readSafetensors(path: string): Record<string, { dtype: string; shape: number[]; data: Buffer }> {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const body = buf.subarray(8 + n);
+  const out: Record<string, { dtype: string; shape: number[]; data: Buffer }> = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    out[name] = { dtype: t.dtype, shape: t.shape, data: body.subarray(t.data_offsets[0], t.data_offsets[1]) };
+  }
+  return out;
+}
+
+const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+function jsonl(texts: readonly string[]): string {
+  return texts.map((t, i) => JSON.stringify({ id: i, text: t })).join('\n') + '\n';
+}
+
+/** Output files of a run named `base` in the test directory, and any temporary leftovers. */
+function leftovers(prefix: string): string[] {
+  return readdirSync(dir).filter((f) => f.startsWith(prefix));
+}
+
+describe('dtesn vectorize', () => {
+  const texts = makeTexts(7, 60_000).slice(0, 2500);
+
+  it('a JSONL file -> .npy files equal to the core vectorize of its texts (longest padding over the whole file)', async () => {
+    writeFileSync(join(dir, 'a.jsonl'), jsonl(texts));
+    const r = await run(['vectorize', 'a.jsonl', '--out', 'a.npy', '--max-length', '64', '--batch-size', '300', '--report', 'a.report.json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const want = vectorize(texts, { maxLength: 64 });
+    const ids = readNpy(join(dir, 'a.npy'));
+    expect(ids).toMatchObject({ descr: '<i4', shape: [want.rows, want.width] });
+    expect(ids.data.equals(bytesOf(want.ids))).toBe(true);
+    const mask = readNpy(join(dir, 'a.mask.npy'));
+    expect(mask).toMatchObject({ descr: '|u1', shape: [want.rows, want.width] });
+    expect(mask.data.equals(bytesOf(want.attentionMask))).toBe(true);
+    const lengths = readNpy(join(dir, 'a.lengths.npy'));
+    expect(lengths).toMatchObject({ descr: '<i4', shape: [want.rows] });
+    expect(lengths.data.equals(bytesOf(want.lengths))).toBe(true);
+    expect(r.stdout).toContain(`dtesn vectorize: ${want.rows.toLocaleString('en-US')} rows x width ${want.width}`);
+    expect(r.stdout).toMatch(/skipped: +0 malformed lines/);
+    expect(r.stdout).toMatch(/throughput: +[\d,]+ rows\/s, [\d.]+ MB\/s/);
+    expect(r.stdout).toMatch(/batch time: +p50 [\d.]+ ms, p90 [\d.]+ ms, p99 [\d.]+ ms/);
+    expect(r.stdout).toMatch(/health: +\d+\/100/);
+    const report = JSON.parse(readFileSync(join(dir, 'a.report.json'), 'utf8')) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      schema: 'dtesn-vectorize-report/1',
+      format: 'jsonl',
+      rows: want.rows,
+      width: want.width,
+      skipped: 0,
+      inputBytes: Buffer.byteLength(jsonl(texts)),
+      outputs: ['a.npy', 'a.mask.npy', 'a.lengths.npy'],
+    });
+    expect(leftovers('a.')).toEqual(['a.jsonl', 'a.lengths.npy', 'a.mask.npy', 'a.npy', 'a.report.json'].sort());
+  });
+
+  it('--out x.safetensors: one file with input_ids, attention_mask, lengths; options as flags', async () => {
+    const lines = texts.slice(0, 700);
+    writeFileSync(join(dir, 'b.txt'), lines.map((t) => t.replace(/[\r\n]/g, ' ')).join('\n') + '\n');
+    const flat = lines.map((t) => t.replace(/[\r\n]/g, ' '));
+    const r = await run([
+      'vectorize', 'b.txt', '--out', 'b.safetensors', '--encoding', 'byt5', '--max-length', '40', '--padding', 'max-length',
+      '--padding-side', 'left', '--truncation-side', 'left', '--dtype', 'int16', '--quiet',
+    ]);
+    expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    const o: VectorizeOptions<'int16'> = { encoding: 'byt5', maxLength: 40, padding: 'max-length', paddingSide: 'left', truncationSide: 'left', dtype: 'int16' };
+    const want = vectorize(flat, o);
+    const t = readSafetensors(join(dir, 'b.safetensors'));
+    expect(Object.keys(t).sort()).toEqual(['attention_mask', 'input_ids', 'lengths']);
+    expect(t.input_ids).toMatchObject({ dtype: 'I16', shape: [want.rows, 40] });
+    expect(t.input_ids!.data.equals(bytesOf(want.ids))).toBe(true);
+    expect(t.attention_mask).toMatchObject({ dtype: 'U8', shape: [want.rows, 40] });
+    expect(t.attention_mask!.data.equals(bytesOf(want.attentionMask))).toBe(true);
+    expect(t.lengths).toMatchObject({ dtype: 'I32', shape: [want.rows] });
+    expect(t.lengths!.data.equals(bytesOf(want.lengths))).toBe(true);
+  });
+
+  it('stdin (INPUT -), lines format', async () => {
+    const lines = ['hello', 'wörld 😀', '', 'last line'];
+    const r = await run(['vectorize', '-', '--out', 'c.npy', '--quiet'], { input: lines.join('\n') + '\n' });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const want = vectorize(lines);
+    const ids = readNpy(join(dir, 'c.npy'));
+    expect(ids.shape).toEqual([4, want.width]);
+    expect(ids.data.equals(bytesOf(want.ids))).toBe(true);
+  });
+
+  it('malformed JSONL lines are skipped and counted with their line numbers; --on-error throw stops with no output', async () => {
+    const good = ['one', 'two', 'three', 'four'];
+    const body = [JSON.stringify({ text: 'one' }), '{"text": ', JSON.stringify({ text: 'two' }), '{"other": 1}', JSON.stringify({ text: 'three' }), JSON.stringify({ text: 'four' })].join('\n') + '\n';
+    writeFileSync(join(dir, 'd.jsonl'), body);
+    const r = await run(['vectorize', 'd.jsonl', '--out', 'd.npy', '--report', 'd.report.json']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/skipped: +2 malformed lines \(first at line 2: /);
+    const report = JSON.parse(readFileSync(join(dir, 'd.report.json'), 'utf8')) as { rows: number; skipped: number; skippedLines: Array<{ line: number }> };
+    expect(report.rows).toBe(4);
+    expect(report.skipped).toBe(2);
+    expect(report.skippedLines.map((s) => s.line)).toEqual([2, 4]);
+    expect(readNpy(join(dir, 'd.npy')).data.equals(bytesOf(vectorize(good).ids))).toBe(true);
+
+    const t = await run(['vectorize', 'd.jsonl', '--out', 'e.npy', '--on-error', 'throw']);
+    expect(t.code).toBe(1);
+    expect(t.stderr).toMatch(/^dtesn vectorize: d\.jsonl:2: .+ \(--on-error throw\); no output written\n$/);
+    expect(leftovers('e.')).toEqual([]);
+  });
+
+  it('with no INPUT it vectorizes the bundled multilingual corpus', async () => {
+    const r = await run(['vectorize', '--out', 'f.npy', '--max-length', '32', '--report', 'f.report.json']);
+    expect(r.code).toBe(0);
+    const lines = readFileSync(CORPUS, 'utf8').split('\n').filter((l) => l.length > 0);
+    const report = JSON.parse(readFileSync(join(dir, 'f.report.json'), 'utf8')) as { rows: number; input: string; inputBytes: number };
+    expect(report.rows).toBe(lines.length);
+    expect(report.input).toBe('bundled corpus: samples/udhr.jsonl');
+    expect(report.inputBytes).toBe(readFileSync(CORPUS).length);
+    const want = vectorize(lines.map((l) => (JSON.parse(l) as { text: string }).text), { maxLength: 32 });
+    expect(readNpy(join(dir, 'f.npy')).data.equals(bytesOf(want.ids))).toBe(true);
+  });
+
+  it('errors say what and where, exit non-zero, and leave nothing behind', async () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [['vectorize', 'missing.jsonl', '--out', 'g.npy'], 1, /^dtesn vectorize: cannot read input 'missing\.jsonl': no such file or directory \(ENOENT\)\n$/],
+      [['vectorize', 'a.jsonl', '--out', 'a.jsonl/g.npy'], 1, /^dtesn vectorize: cannot write 'a\.jsonl\/g\.npy': .*(ENOTDIR|EEXIST)/],
+      [['vectorize', 'a.jsonl', '--out', 'g.csv'], 2, /--out must name a \.npy or \.safetensors file, got 'g\.csv'/],
+      [['vectorize', 'a.jsonl'], 2, /--out FILE is required/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--max-length', '0'], 2, /--max-length must be an integer in \[1, 2147483647\], got '0'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--max-length', '12abc'], 2, /--max-length must be an integer in \[1, 2147483647\], got '12abc'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--encoding', 'ascii'], 2, /--encoding must be one of .*got 'ascii'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--dtype', 'uint8', '--encoding', 'canine'], 2, /canine.*does not fit dtype 'uint8'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--format', 'csv'], 2, /--format must be one of lines, jsonl, got 'csv'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--frobnicate'], 2, /Unknown option '--frobnicate'/],
+      [['vectorize', 'b.txt', '--out', 'g.npy', '--field', 'x'], 2, /--field is only valid with --format jsonl/],
+      [['vectorize', 'a.jsonl', 'b.txt', '--out', 'g.npy'], 2, /unexpected argument 'b\.txt'/],
+      [['frob'], 2, /unknown command 'frob'/],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await run(args);
+      expect({ args, code: r.code }).toEqual({ args, code });
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe('');
+    }
+    expect(leftovers('g.')).toEqual([]);
+  });
+
+  it('SIGINT while reading: exit 130, no output file', async () => {
+    let child: ChildProcess | undefined;
+    const done = run(['vectorize', '-', '--out', 'h.npy'], { onSpawn: (c) => (child = c) });
+    const line = 'a line of text that keeps coming\n'.repeat(2000);
+    child!.stdin!.write(line);
+    await new Promise((r) => setTimeout(r, 1500));
+    child!.stdin!.write(line);
+    child!.kill('SIGINT');
+    const r = await done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain('interrupted; no output written');
+    expect(leftovers('h.')).toEqual([]);
+  });
+
+  it('--help and --version', async () => {
+    const h = await run(['--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('dtesn vectorize [INPUT] --out FILE');
+    const v = await run(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/^dtesn \d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('dtesn serve', () => {
+  it('listens, answers, and drains on SIGTERM with exit 0', async () => {
+    let child: ChildProcess | undefined;
+    const done = run(['serve', '--port', '0', '--workers', '1'], { onSpawn: (c) => (child = c) });
+    const url = await new Promise<string>((resolve, reject) => {
+      let err = '';
+      child!.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+        const m = /listening on (http:\/\/[^ ]+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+      child!.on('close', () => reject(new Error(`serve exited: ${err}`)));
+    });
+    const res = await fetch(`${url}/v1/vectorize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ texts: ['hi', 'there'], options: { maxLength: 8 } }) });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { rows: number; width: number; ids: number[][]; lengths: number[] };
+    const want = vectorize(['hi', 'there'], { maxLength: 8 });
+    expect(body.rows).toBe(2);
+    expect(body.width).toBe(want.width);
+    expect(body.ids).toEqual([Array.from(want.ids.subarray(0, want.width)), Array.from(want.ids.subarray(want.width))]);
+    expect(body.lengths).toEqual(Array.from(want.lengths));
+    child!.kill('SIGTERM');
+    const r = await done;
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('dtesn bench', () => {
+  it('runs the quick suite on the bundled corpus and prints the table', { timeout: 120_000 }, async () => {
+    const r = await run(['bench', '--rounds', '1', '--lines', '20000']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\| vectorize \(native, \w+\) \| [\d,]+ \| [\d.]+x the JS fallback \|/);
+    expect(r.stdout).toMatch(/\| pipeline\.vectorize, batches of 1000 \| [\d,]+ \| \d+x the original's 24,741 no-op items\/s \|/);
+    expect(r.stdout).toMatch(/\| pipeline\.vectorizeFile, [\d,]+-line JSONL \| [\d,]+ \| \d+ MB\/s; [\d.]+x readline/);
+    expect(existsSync(join(dir, 'bench'))).toBe(false);
+  });
+});
