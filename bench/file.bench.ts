@@ -22,7 +22,7 @@ import { createPipeline } from '../src/pipeline.js';
 import type { FileBatch } from '../src/stream.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
 import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
-import { spliceInto } from './report.js';
+import { median, spliceInto } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -44,11 +44,6 @@ const gc: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 let sink: unknown;
 
-function median(xs: readonly number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 /** FNV-1a over a batch's rows, width, ids, mask and lengths, folded into `h`. */
 function digest(h: number, b: VectorBatch<Dtype>): number {

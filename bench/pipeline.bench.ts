@@ -20,7 +20,7 @@
  *
  * The pipeline's pool runs dist/worker.js: run `npx tsc -p tsconfig.json` after changing src/.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +39,7 @@ import {
   type Target,
   renderPipelineMarkdown,
 } from './pipeline-report.js';
-import type { MachineInfo } from './report.js';
+import { type MachineInfo, machineInfo, median } from './report.js';
 import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
 import { mulberry32, workloadA, workloadC } from './workloads.js';
 
@@ -74,11 +74,6 @@ const gc: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function median(xs: readonly number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 /** Nearest-rank percentile, q in (0, 1]; Infinity entries sort last. */
 function percentile(sorted: Float64Array | number[], q: number): number {
@@ -86,33 +81,6 @@ function percentile(sorted: Float64Array | number[], q: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length))) - 1]!;
 }
 
-function machineInfo(): MachineInfo {
-  let cpu = os.cpus()[0]?.model?.trim() || 'unknown';
-  let cpuFlags = os.arch();
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() || cpu;
-    const flags = new Set((/^flags\s*:\s*(.+)$/m.exec(info)?.[1] ?? '').split(/\s+/));
-    const simd = ['sse4_2', 'avx2', 'avx512f', 'avx512bw'].filter((f) => flags.has(f));
-    if (simd.length) cpuFlags = simd.join(' ');
-  } catch {
-    /* not Linux */
-  }
-  const b = getBackend();
-  return {
-    cpu,
-    logicalCores: os.cpus().length,
-    availableParallelism: os.availableParallelism?.() ?? os.cpus().length,
-    simd: b.kind === 'native' ? b.simd : `n/a (backend ${b.kind})`,
-    cpuFlags,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${os.type()} ${os.release()}`,
-    arch: os.arch(),
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    backend: { kind: b.kind, simd: b.simd, version: b.version },
-  };
-}
 
 /**
  * Bench hook: sends every pool-eligible batch to the pool (or inline) instead of asking the cost
@@ -799,7 +767,7 @@ function targets(res: PipelineBenchResults): Target[] {
 async function main() {
   const started = Date.now();
   const t0 = performance.now();
-  const machine = machineInfo();
+  const machine = machineInfo(getBackend());
   const res: PipelineBenchResults = {
     schema: 1,
     kind: 'pipeline',

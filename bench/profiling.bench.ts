@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { MetricsCollector } from '../src/metrics.js';
 import { type Pipeline, createPipeline } from '../src/pipeline.js';
 import { mulberry32, workloadA } from './workloads.js';
+import { median } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -51,11 +52,6 @@ const gc: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 let sink: unknown;
 
-function median(xs: readonly number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? Number.NaN : n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 /** Bootstrap 95% interval of the median (seeded). */
 function medianInterval(xs: readonly number[], resamples = 2000): [number, number] {

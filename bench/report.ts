@@ -8,6 +8,7 @@
  *                                                        #   (appended, with the markers, if absent)
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +26,42 @@ export interface MachineInfo {
   arch: string;
   memoryGiB: number;
   backend: { kind: string; simd: string; version: string } | null;
+}
+
+/** Median (NaN when empty). */
+export function median(xs: readonly number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? Number.NaN : n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+/** The machine a suite ran on: CPU model and SIMD flags, cores, Node, OS, memory, our backend. */
+export function machineInfo(backend: { kind: string; simd: string; version: string } | null): MachineInfo {
+  let cpu = os.cpus()[0]?.model?.trim() || 'unknown';
+  let cpuFlags = os.arch();
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() || cpu;
+    const flags = new Set((/^flags\s*:\s*(.+)$/m.exec(info)?.[1] ?? '').split(/\s+/));
+    const simd = ['sse4_2', 'avx2', 'bmi2', 'avx512f', 'avx512bw', 'avx512vl', 'avx512vbmi', 'avx512vbmi2'].filter((f) => flags.has(f));
+    if (simd.length) cpuFlags = simd.join(' ');
+    if (/asimd/.test([...flags].join(' ')) || /Features\s*:.*asimd/m.test(info)) cpuFlags = 'neon (asimd)';
+  } catch {
+    /* not Linux */
+  }
+  return {
+    cpu,
+    logicalCores: os.cpus().length,
+    availableParallelism: os.availableParallelism(),
+    simd: backend?.kind === 'native' ? backend.simd : `n/a (backend ${backend?.kind ?? 'not loaded'})`,
+    cpuFlags,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.type()} ${os.release()}`,
+    arch: os.arch(),
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    backend: backend ? { kind: backend.kind, simd: backend.simd, version: backend.version } : null,
+  };
 }
 
 export interface WorkloadInfo {

@@ -26,8 +26,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { getBackend, vectorize } from '../src/index.js';
 import { closeOnSignals, startServer } from '../src/server.js';
-import type { MachineInfo } from './report.js';
-import { spliceInto } from './report.js';
+import { type MachineInfo, machineInfo, median, spliceInto } from './report.js';
 import { SERVE_BEGIN, SERVE_END, type ServeBenchResults, type ServePoint, type ServeRun, renderServeMarkdown } from './serve-report.js';
 import { workloadA } from './workloads.js';
 
@@ -53,39 +52,7 @@ async function child(): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------
 
-function median(xs: readonly number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
-function machineInfo(): MachineInfo {
-  let cpu = os.cpus()[0]?.model?.trim() || 'unknown';
-  let cpuFlags = os.arch();
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() || cpu;
-    const flags = new Set((/^flags\s*:\s*(.+)$/m.exec(info)?.[1] ?? '').split(/\s+/));
-    const simd = ['sse4_2', 'avx2', 'avx512f', 'avx512bw'].filter((f) => flags.has(f));
-    if (simd.length) cpuFlags = simd.join(' ');
-  } catch {
-    /* not Linux */
-  }
-  const b = getBackend();
-  return {
-    cpu,
-    logicalCores: os.cpus().length,
-    availableParallelism: os.availableParallelism(),
-    simd: b.kind === 'native' ? b.simd : `n/a (backend ${b.kind})`,
-    cpuFlags,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${os.type()} ${os.release()}`,
-    arch: os.arch(),
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    backend: { kind: b.kind, simd: b.simd, version: b.version },
-  };
-}
 
 /** dtesn_batch_size's sum and count from /metrics (rows per batch the pipeline ran). */
 async function batchTotals(url: string): Promise<{ sum: number; count: number }> {
@@ -131,7 +98,7 @@ async function main(): Promise<void> {
   if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pool runs the compiled worker)');
 
   const t0 = performance.now();
-  const machine = machineInfo();
+  const machine = machineInfo(getBackend());
   const res: ServeBenchResults = {
     schema: 1,
     kind: 'serve',

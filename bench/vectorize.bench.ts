@@ -14,9 +14,8 @@
  * again with interleaved A/B rounds. Prints a markdown table and writes the results JSON that
  * bench/report.ts renders into BENCHMARKS.md.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import benny from 'benny';
@@ -35,7 +34,7 @@ import {
 import { buildFloorAddon } from './floor-addon/build.mjs';
 import { BYT5_VARIANTS, charVocabTokenizer } from './hf.js';
 import { loadOurs } from './ours.js';
-import { type BenchResults, type CaseResult, type MachineInfo, type RatioResult, renderMarkdown } from './report.js';
+import { machineInfo, renderMarkdown, type BenchResults, type CaseResult, type MachineInfo, type RatioResult } from './report.js';
 import { CHAR_VOCAB, WORKLOADS, type Workload } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -78,33 +77,6 @@ function log(msg: string) {
   process.stderr.write(`${msg}\n`);
 }
 
-function machineInfo(ours: Awaited<ReturnType<typeof loadOurs>>): MachineInfo {
-  let cpu = os.cpus()[0]?.model?.trim() || 'unknown';
-  let cpuFlags = os.arch();
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() || cpu;
-    const flags = new Set((/^flags\s*:\s*(.+)$/m.exec(info)?.[1] ?? '').split(/\s+/));
-    const simd = ['sse4_2', 'avx2', 'bmi2', 'avx512f', 'avx512bw', 'avx512vl', 'avx512vbmi', 'avx512vbmi2'].filter((f) => flags.has(f));
-    if (simd.length) cpuFlags = simd.join(' ');
-    if (/asimd/.test([...flags].join(' ')) || /Features\s*:.*asimd/m.test(info)) cpuFlags = 'neon (asimd)';
-  } catch {
-    /* not Linux */
-  }
-  return {
-    cpu,
-    logicalCores: os.cpus().length,
-    availableParallelism: os.availableParallelism?.() ?? os.cpus().length,
-    simd: ours.backend?.kind === 'native' ? ours.backend.simd : `n/a (backend ${ours.backend?.kind ?? 'not loaded'})`,
-    cpuFlags,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${os.type()} ${os.release()}`,
-    arch: os.arch(),
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    backend: ours.backend ? { kind: ours.backend.kind, simd: ours.backend.simd, version: ours.backend.version } : null,
-  };
-}
 
 function loadFloor(notes: string[]): FloorAddon | undefined {
   try {
@@ -247,7 +219,7 @@ async function main() {
   notes.push(...hf.notes);
   const floor = JOB_IDS.includes('raw') ? loadFloor(notes) : undefined;
   const env: ContenderEnv = { ours, hf, floor };
-  const machine = machineInfo(ours);
+  const machine = machineInfo(ours.backend ?? null);
   const refName = ours.vectorize ? `dtesn vectorize (${ours.backend?.kind ?? '?'} backend)` : ours.fallbackReady ? 'dtesn fallback' : 'naive JS (dtesn not loaded)';
   log(`dtesn bench: ${machine.cpu}, ${machine.logicalCores} cores, Node ${machine.node}, backend ${machine.backend?.kind ?? 'not loaded'} (simd ${machine.simd})`);
   log(`reference: ${refName}; gc between cases: ${gc ? 'yes' : 'no (run node with --expose-gc)'}`);
