@@ -17,7 +17,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createMonitor } from './monitor.js';
+import { type Health, createMonitor } from './monitor.js';
 import { normalizeOptions } from './options.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { RecordError, type FileBatch } from './stream.js';
@@ -161,7 +161,7 @@ export interface VectorizeReport {
   inputMBPerSecond: number;
   /** Run time of each batch, ms (the pipeline's batch latency distribution). */
   batchLatencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null };
-  health: { score: number; grade: string };
+  health: Health;
   options: VectorizeOptions<Dtype>;
   backend: ReturnType<typeof getBackend>;
   workers: number;
@@ -344,7 +344,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       rowsPerSecond: rows / seconds,
       inputMBPerSecond: bytesRead / MB / seconds,
       batchLatencyMs: { p50: batch?.p50 ?? null, p90: batch?.p90 ?? null, p99: batch?.p99 ?? null, max: batch?.max ?? null },
-      health: { score: health.score, grade: health.grade },
+      health,
       options,
       backend: getBackend(),
       workers: m.config.maxWorkers,
@@ -372,10 +372,17 @@ function summary(r: VectorizeReport): string {
     `  skipped:     ${fmtInt(r.skipped)} malformed line${r.skipped === 1 ? '' : 's'}${r.skipped > 0 ? ` (first at line ${r.skippedLines[0]!.line}: ${r.skippedLines[0]!.message})` : ''}`,
     `  throughput:  ${fmtInt(r.rowsPerSecond)} rows/s, ${r.inputMBPerSecond.toFixed(1)} MB/s in ${r.seconds.toFixed(2)} s`,
     `  batch time:  p50 ${fmtMs(r.batchLatencyMs.p50)}, p90 ${fmtMs(r.batchLatencyMs.p90)}, p99 ${fmtMs(r.batchLatencyMs.p99)}, max ${fmtMs(r.batchLatencyMs.max)}`,
-    `  health:      ${r.health.score.toFixed(0)}/100 (${r.health.grade})`,
+    `  health:      ${r.health.score.toFixed(0)}/100 (${r.health.grade}): ${healthParts(r.health)}`,
     `  backend:     ${r.backend.kind} (${r.backend.simd}), ${r.workers} worker${r.workers === 1 ? '' : 's'}`,
   ];
   return lines.join('\n') + '\n';
+}
+
+/** The health score's parts, so that a low score says why (docs/METRICS.md has the formula). */
+function healthParts(h: Health): string {
+  const c = h.components;
+  const part = (name: string, x: { points: number; weight: number }) => `${name} ${x.points.toFixed(0)}/${x.weight}`;
+  return [part('throughput', c.throughput), part('pool utilization', c.utilization), part('memory', c.memory), part('CPU headroom', c.cpu)].join(', ');
 }
 
 async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
