@@ -333,7 +333,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       schema: 'dtesn-vectorize-report/1',
       input: input === null ? 'bundled corpus: samples/udhr.jsonl' : inputName,
       format,
-      outputs: done.files.map((f) => path.relative(process.cwd(), f) || f),
+      outputs: done.files.map(displayPath),
       rows,
       width: done.width,
       skipped,
@@ -376,6 +376,12 @@ function summary(r: VectorizeReport): string {
     `  backend:     ${r.backend.kind} (${r.backend.simd}), ${r.workers} worker${r.workers === 1 ? '' : 's'}`,
   ];
   return lines.join('\n') + '\n';
+}
+
+/** A path as a person reads it: relative to the working directory when inside it, else absolute. */
+function displayPath(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  return rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
 }
 
 /** The health score's parts, so that a low score says why (docs/METRICS.md has the formula). */
