@@ -22,14 +22,10 @@ import { createPipeline } from '../src/pipeline.js';
 import type { FileBatch } from '../src/stream.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
 import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
-import { median, spliceInto } from './report.js';
+import { median, spliceInto, opt } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
-};
 const QUICK = argv.includes('--quick');
 const LINES = Number(opt('lines', QUICK ? '100000' : '1000000'));
 const ROUNDS = Number(opt('rounds', QUICK ? '3' : '7'));

@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type MachineInfo, reportMain } from './report.js';
+import { type MachineInfo, machineTable, reportMain } from './report.js';
 
 /** The original DTESN implementation's reported rate for a no-op batch, items/s. */
 export const ORIGINAL_ITEMS_PER_SEC = 24_741;
@@ -151,13 +151,7 @@ const fmtX = (r: number | null | undefined) => (r == null || !Number.isFinite(r)
 export function renderPipelineMarkdown(r: PipelineBenchResults): string {
   const out: string[] = [];
   const m = r.machine;
-  out.push('### Pipeline: machine', '');
-  out.push('| CPU | cores (logical / available) | SIMD | Node | OS | memory | load average (start → end) |');
-  out.push('|---|---|---|---|---|---|---|');
-  out.push(
-    `| ${m.cpu} | ${m.logicalCores} / ${m.availableParallelism} | ${m.simd} | ${m.node} | ${m.platform} ${m.arch} | ${m.memoryGiB} GiB | ` +
-      `${r.loadavg.start.map((x) => x.toFixed(2)).join(' ')} → ${r.loadavg.end.map((x) => x.toFixed(2)).join(' ')} |`,
-  );
+  out.push(...machineTable('Pipeline', m, r.loadavg));
   out.push('');
   out.push(
     `Run ${r.date.slice(0, 19).replace('T', ' ')} UTC, ${Math.round(r.durationSec)} s` +

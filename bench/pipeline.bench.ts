@@ -39,7 +39,7 @@ import {
   type Target,
   renderPipelineMarkdown,
 } from './pipeline-report.js';
-import { type MachineInfo, machineInfo, median } from './report.js';
+import { type MachineInfo, machineInfo, median, flag, opt } from './report.js';
 import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
 import { mulberry32, workloadA, workloadC } from './workloads.js';
 
@@ -48,12 +48,6 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // ------------------------------------------------------------------------------------------------
 // Arguments.
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : dflt;
-};
 const QUICK = flag('quick');
 const SECTIONS = new Set(opt('sections', 'vectorize,file,scaling,batching').split(',').filter(Boolean));
 const ROUNDS = Number(opt('rounds', QUICK ? '3' : '15'));

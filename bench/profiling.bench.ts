@@ -30,15 +30,9 @@ import { fileURLToPath } from 'node:url';
 import { MetricsCollector } from '../src/metrics.js';
 import { type Pipeline, createPipeline } from '../src/pipeline.js';
 import { mulberry32, workloadA } from './workloads.js';
-import { median } from './report.js';
+import { median, flag, opt } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
-};
 const QUICK = flag('quick');
 const PAIRS = Number(opt('pairs', QUICK ? '40' : '400'));
 const OUT = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'profiling-quick.json' : 'profiling.json')));

@@ -28,6 +28,31 @@ export interface MachineInfo {
   backend: { kind: string; simd: string; version: string } | null;
 }
 
+/** Whether the bench's command line has `--name`. */
+export function flag(name: string): boolean {
+  return process.argv.slice(2).includes(`--${name}`);
+}
+
+/** The value after `--name` on the bench's command line, or `dflt`. */
+export function opt(name: string, dflt: string): string {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
+}
+
+/** A suite's machine table: its heading, the header row and one row (load average start -> end). */
+export function machineTable(title: string, m: MachineInfo, loadavg: { start: number[]; end: number[] }): string[] {
+  const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
+  return [
+    `### ${title}: machine`,
+    '',
+    '| CPU | cores (logical / available) | SIMD | Node | OS | memory | load average (start → end) |',
+    '|---|---|---|---|---|---|---|',
+    `| ${m.cpu} | ${m.logicalCores} / ${m.availableParallelism} | ${m.simd} | ${m.node} | ${m.platform} ${m.arch} | ${m.memoryGiB} GiB | ` +
+      `${load(loadavg.start)} → ${load(loadavg.end)} |`,
+  ];
+}
+
 /** Median (NaN when empty). */
 export function median(xs: readonly number[]): number {
   const s = xs.slice().sort((a, b) => a - b);

@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmtRate } from './pipeline-report.js';
-import { type MachineInfo, reportMain } from './report.js';
+import { type MachineInfo, machineTable, reportMain } from './report.js';
 
 export const SERVE_BEGIN = '<!-- bench-serve:begin -->';
 export const SERVE_END = '<!-- bench-serve:end -->';
@@ -66,13 +66,7 @@ const fmtMs = (ms: number) => (!Number.isFinite(ms) ? 'n/a' : ms >= 100 ? ms.toF
 export function renderServeMarkdown(r: ServeBenchResults): string {
   const out: string[] = [];
   const m = r.machine;
-  out.push('### HTTP service (`dtesn serve`): machine', '');
-  out.push('| CPU | cores (logical / available) | SIMD | Node | OS | memory | load average (start → end) |');
-  out.push('|---|---|---|---|---|---|---|');
-  out.push(
-    `| ${m.cpu} | ${m.logicalCores} / ${m.availableParallelism} | ${m.simd} | ${m.node} | ${m.platform} ${m.arch} | ${m.memoryGiB} GiB | ` +
-      `${r.loadavg.start.map((x) => x.toFixed(2)).join(' ')} → ${r.loadavg.end.map((x) => x.toFixed(2)).join(' ')} |`,
-  );
+  out.push(...machineTable('HTTP service (`dtesn serve`)', m, r.loadavg));
   out.push('');
   out.push(
     `Run ${r.date.slice(0, 19).replace('T', ' ')} UTC, ${Math.round(r.durationSec)} s` +

@@ -26,17 +26,11 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { getBackend, vectorize } from '../src/index.js';
 import { closeOnSignals, startServer } from '../src/server.js';
-import { type MachineInfo, machineInfo, median, spliceInto } from './report.js';
+import { type MachineInfo, machineInfo, median, spliceInto, flag, opt } from './report.js';
 import { SERVE_BEGIN, SERVE_END, type ServeBenchResults, type ServePoint, type ServeRun, renderServeMarkdown } from './serve-report.js';
 import { workloadA } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
-};
 
 const OPTIONS = { maxLength: 128 } as const;
 const log = (msg: string) => process.stderr.write(`${msg}\n`);

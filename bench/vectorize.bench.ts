@@ -34,7 +34,7 @@ import {
 import { buildFloorAddon } from './floor-addon/build.mjs';
 import { BYT5_VARIANTS, charVocabTokenizer } from './hf.js';
 import { loadOurs } from './ours.js';
-import { machineInfo, renderMarkdown, type BenchResults, type CaseResult, type MachineInfo, type RatioResult } from './report.js';
+import { machineInfo, renderMarkdown, type BenchResults, type CaseResult, type MachineInfo, type RatioResult, flag, opt } from './report.js';
 import { CHAR_VOCAB, WORKLOADS, type Workload } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,12 +43,6 @@ const require = createRequire(import.meta.url);
 // ------------------------------------------------------------------------------------------------
 // Arguments.
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : dflt;
-};
 const QUICK = flag('quick');
 const SCALE = Number(opt('scale', QUICK ? '0.1' : '1'));
 const MAX_TIME = Number(opt('max-time', QUICK ? '0.5' : '1.5'));

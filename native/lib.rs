@@ -394,6 +394,27 @@ thread_local! {
     static VOCAB: RefCell<Option<std::rc::Rc<Vocab>>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` on this thread's reused scratch in `key` (its allocations survive between calls), or
+/// on a fresh one when it is already in use (re-entered from JavaScript, e.g. a getter calling
+/// back in). Afterwards a scratch that `too_big` judges oversized is dropped, so that one giant
+/// batch does not pin its memory for the life of the thread.
+pub(crate) fn with_scratch<T: Default, R>(
+    key: &'static std::thread::LocalKey<RefCell<T>>,
+    too_big: impl FnOnce(&T) -> bool,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            let r = f(&mut s);
+            if too_big(&s) {
+                *s = T::default();
+            }
+            r
+        }
+        Err(_) => f(&mut T::default()),
+    })
+}
+
 /// Compiles (or reuses) the vocabulary. Its code points are copied out at once, so the typed array
 /// may be touched afterwards.
 fn vocab(env: sys::napi_env, v: Option<sys::napi_value>) -> NResult<Option<std::rc::Rc<Vocab>>> {
@@ -905,35 +926,23 @@ fn vectorize_strings_impl(
     // JavaScript, which must not see (or detach) memory we already hold.
     let voc = vocab(env, ro.vocab)?;
     let opts = core_options(&ro, voc.as_deref());
-    let run_with = |arena: &mut Vec<u16>,
-                    offsets: &mut Vec<u32>,
-                    m: &mut Measured|
-     -> NResult<sys::napi_value> {
-        m.clear();
-        if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
-            return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
-        }
-        let (ids, mask) = out_buffers(env, &ro)?;
-        let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
-        let p = plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
-        let r = emit(env, &p, &ro, ids, mask, &[]);
-        *m = p.into_measured();
-        r
-    };
-    ARENA.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut a) => {
-            let (arena, offsets, m) = &mut *a;
-            let r = run_with(arena, offsets, m);
-            // Do not pin a huge arena forever after one giant batch.
-            if arena.capacity() > (64 << 20) {
-                *arena = Vec::new();
-                *offsets = Vec::new();
+    let run_with =
+        |(arena, offsets, m): &mut (Vec<u16>, Vec<u32>, Measured)| -> NResult<sys::napi_value> {
+            m.clear();
+            if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
+                return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
             }
+            let (ids, mask) = out_buffers(env, &ro)?;
+            let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
+            let p =
+                plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
+            let r = emit(env, &p, &ro, ids, mask, &[]);
+            *m = p.into_measured();
             r
-        }
-        // Re-entered from a getter during gathering: use a private arena.
-        Err(_) => run_with(&mut Vec::new(), &mut Vec::new(), &mut Measured::default()),
-    })
+        };
+    // A getter on the array may call back in while the strings are gathered: that call gets a
+    // private arena (with_scratch).
+    with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
 }
 
 fn out_buffers(

@@ -25,12 +25,13 @@ use napi::{sys, JsValue};
 use napi_derive::napi;
 
 use crate::{
-    check, describe, fresh, guard, is_nullish, throw, typed_array_of, HandleScope, NResult, Thrown,
+    check, describe, fresh, guard, is_nullish, throw, typed_array_of, with_scratch, HandleScope,
+    NResult, Thrown,
 };
 
 thread_local! {
     /// Reused output of the core (one per thread: workers have their own).
-    static RECORDS: RefCell<Records> = RefCell::new(Records::new());
+    static RECORDS: RefCell<Records> = RefCell::new(Records::default());
     /// Reused buffers of `fillRows`.
     static FILL: RefCell<(Scratch, Vec<RecordError>)> = RefCell::new(Default::default());
 }
@@ -72,6 +73,26 @@ fn number(env: sys::napi_env, x: f64) -> NResult<sys::napi_value> {
     Ok(v)
 }
 
+fn object(env: sys::napi_env) -> NResult<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    check(
+        env,
+        unsafe { sys::napi_create_object(env, &mut v) },
+        "building the result",
+    )?;
+    Ok(v)
+}
+
+fn string(env: sys::napi_env, s: &str) -> NResult<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: the pointer and length describe `s`'s UTF-8 bytes, alive for the call.
+    let st =
+        unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) };
+    check(env, st, "building the result")?;
+    Ok(v)
+}
+
 fn set(
     env: sys::napi_env,
     obj: sys::napi_value,
@@ -103,25 +124,9 @@ fn errors_array(env: sys::napi_env, list: &[RecordError]) -> NResult<sys::napi_v
         // One scope per error keeps the handles of a chunk full of bad lines from piling up;
         // the array keeps the objects alive.
         let _scope = HandleScope::open(env)?;
-        let mut item = ptr::null_mut();
-        // SAFETY: out pointer valid.
-        check(
-            env,
-            unsafe { sys::napi_create_object(env, &mut item) },
-            "building the result",
-        )?;
+        let item = object(env)?;
         set(env, item, b"line\0", number(env, e.line as f64)?)?;
-        let mut msg = ptr::null_mut();
-        // SAFETY: the pointer and length describe the message's UTF-8 bytes, alive for the call.
-        let st = unsafe {
-            sys::napi_create_string_utf8(
-                env,
-                e.message.as_ptr().cast(),
-                e.message.len() as isize,
-                &mut msg,
-            )
-        };
-        check(env, st, "building the result")?;
+        let msg = string(env, &e.message)?;
         set(env, item, b"message\0", msg)?;
         // SAFETY: errors is the array created above; i < its length.
         check(
@@ -136,13 +141,7 @@ fn errors_array(env: sys::napi_env, list: &[RecordError]) -> NResult<sys::napi_v
 /// The result object of one call.
 fn result_object(env: sys::napi_env, r: &Records) -> NResult<sys::napi_value> {
     use sys::TypedarrayType as T;
-    let mut obj = ptr::null_mut();
-    // SAFETY: out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_create_object(env, &mut obj) },
-        "building the result",
-    )?;
+    let obj = object(env)?;
     set(
         env,
         obj,
@@ -252,18 +251,12 @@ fn parse_records_impl(
         }
         result_object(env, r)
     };
-    RECORDS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut r) => {
-            let out = run(&mut r);
-            // Do not pin a huge buffer forever after one giant chunk.
-            if r.bytes.capacity() > (64 << 20) || r.offsets.capacity() > (16 << 20) {
-                *r = Records::new();
-            }
-            out
-        }
-        // Cannot happen (no JavaScript runs inside), but a private buffer is always correct.
-        Err(_) => run(&mut Records::new()),
-    })
+    // Do not pin a huge buffer forever after one giant chunk.
+    with_scratch(
+        &RECORDS,
+        |r| r.bytes.capacity() > (64 << 20) || r.offsets.capacity() > (16 << 20),
+        run,
+    )
 }
 
 /// Turns one chunk of a file into rows without a JavaScript string per row: `'lines'` makes every
@@ -404,45 +397,23 @@ fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
             (f, arena.rows)
         };
         let (f, rows) = filled;
-        let mut obj = ptr::null_mut();
-        // SAFETY: out pointer valid.
-        check(
-            env,
-            unsafe { sys::napi_create_object(env, &mut obj) },
-            "building the result",
-        )?;
+        let obj = object(env)?;
         set(env, obj, b"consumed\0", number(env, f.consumed as f64)?)?;
         set(env, obj, b"lineCount\0", number(env, f.line_count as f64)?)?;
         set(env, obj, b"blank\0", number(env, f.blank as f64)?)?;
         set(env, obj, b"rows\0", number(env, rows as f64)?)?;
-        let stop: &[u8] = match f.stop {
-            Stop::Input => b"input",
-            Stop::Rows => b"rows",
-            Stop::Bytes => b"bytes",
-            Stop::Error => b"error",
+        let stop = match f.stop {
+            Stop::Input => "input",
+            Stop::Rows => "rows",
+            Stop::Bytes => "bytes",
+            Stop::Error => "error",
         };
-        let mut sv = ptr::null_mut();
-        // SAFETY: the pointer and length describe a static ASCII string.
-        let st = unsafe {
-            sys::napi_create_string_utf8(env, stop.as_ptr().cast(), stop.len() as isize, &mut sv)
-        };
-        check(env, st, "building the result")?;
-        set(env, obj, b"stop\0", sv)?;
+        set(env, obj, b"stop\0", string(env, stop)?)?;
         set(env, obj, b"need\0", number(env, f.need as f64)?)?;
         set(env, obj, b"errors\0", errors_array(env, errors)?)?;
         Ok(obj)
     };
-    FILL.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut s) => {
-            let out = run(&mut s);
-            if s.0.capacity_bytes() > (64 << 20) {
-                *s = Default::default();
-            }
-            out
-        }
-        // Cannot happen (no JavaScript runs inside), but private buffers are always correct.
-        Err(_) => run(&mut Default::default()),
-    })
+    with_scratch(&FILL, |s| s.0.capacity_bytes() > (64 << 20), run)
 }
 
 /// Appends the rows of `input`'s complete lines (all of them when `isLast`) to a caller's arena

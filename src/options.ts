@@ -140,10 +140,23 @@ export function typedArrayKind(v: unknown): string | undefined {
   return typedArrayTag.call(v);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** An object literal (or Object.create(null)): what options and config objects must be. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null) return false;
   const proto: unknown = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
+}
+
+/**
+ * An integer setting `where.key` in [lo, hi], or `dflt` when absent: a TypeError for a non-number,
+ * a RangeError otherwise (pipeline config, server options).
+ */
+export function intSetting(o: Record<string, unknown>, where: string, key: string, dflt: number, lo: number, hi: number): number {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw new TypeError(`${where}.${key} must be a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${where}.${key} must be an integer in [${lo}, ${hi}], got ${v}`);
+  return v;
 }
 
 /** Step 1 for strings: `texts` must be an array (rows are checked by the backends, step 3). */

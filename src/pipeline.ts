@@ -18,7 +18,7 @@ import { MicroBatcher } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { type NormalizedOptions, checkBytesInput, checkTexts, describe, normalizeOptions } from './options.js';
+import { type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, normalizeOptions } from './options.js';
 import { WorkerPool } from './pool.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
@@ -102,11 +102,7 @@ const CONFIG_KEYS = new Set([
 ]);
 
 function intIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number): number {
-  const v = config[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number') throw new TypeError(`config.${key} must be a number, got ${describe(v)}`);
-  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`config.${key} must be an integer in [${lo}, ${hi}], got ${v}`);
-  return v;
+  return intSetting(config, 'config', key, dflt, lo, hi);
 }
 
 function numIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, loOpen: boolean): number {

@@ -31,7 +31,7 @@ import { Counter, Registry } from 'prom-client';
 import { PipelineClosedError, QueueFullError } from './errors.js';
 import { type Monitor, type MonitorOptions, createMonitor } from './monitor.js';
 import { encodeNpy } from './npy.js';
-import { MAX_ELEMENTS, checkTexts, describe, normalizeOptions, specialCount } from './options.js';
+import { MAX_ELEMENTS, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
@@ -128,18 +128,8 @@ function isMonitor(m: unknown): m is Monitor {
   return typeof m === 'object' && m !== null && typeof (m as Monitor).health === 'function' && typeof (m as Monitor).alerts === 'function';
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
 function intOption(o: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number): number {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number') throw new TypeError(`options.${key} must be a number, got ${describe(v)}`);
-  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`options.${key} must be an integer in [${lo}, ${hi}], got ${v}`);
-  return v;
+  return intSetting(o, 'options', key, dflt, lo, hi);
 }
 
 /** JSON's name of a parsed value's type, for messages. */

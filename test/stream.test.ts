@@ -12,32 +12,13 @@ import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PipelineClosedError } from '../src/errors.js';
 import { vectorize } from '../src/index.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
 import { type FileBatch, type FileOptions, RecordError } from '../src/stream.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
-import { expectSameBatch, expectSameError, makeTexts, rejection, thrown, pipelines } from './fixtures/util.js';
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-
-/**
- * Live memory after full GCs: heap objects plus ArrayBuffer/SharedArrayBuffer backing stores. The
- * event loop turns in between so that finalizers deferred by the GC (native buffers) have run.
- */
-async function live(): Promise<number> {
-  for (let i = 0; i < 3; i++) {
-    gc();
-    await new Promise((r) => setImmediate(r));
-  }
-  gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
+import { expectSameBatch, expectSameError, liveMemory, makeTexts, rejection, thrown, pipelines } from './fixtures/util.js';
 
 const MB = 1 << 20;
 
@@ -207,7 +188,7 @@ it('stream(): 2 million lazily generated rows in bounded memory, never pulled ah
       yield `row ${i} ${'abcdefghijklmnopqrstuvwxyz'.slice(i % 26)}`;
     }
   }
-  const base = await live();
+  const base = await liveMemory();
   const rss0 = process.memoryUsage().rss;
   let rssPeak = 0;
   let peak = 0;
@@ -220,7 +201,7 @@ it('stream(): 2 million lazily generated rows in bounded memory, never pulled ah
     expect(pulled).toBe(rows);
     for (let r = 0; r < b.rows; r++) tokens += b.lengths[r]!;
     if (batches % 200 === 0) {
-      peak = Math.max(peak, (await live()) - base);
+      peak = Math.max(peak, (await liveMemory()) - base);
       rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
     }
     if (batches === 1000) expectSameBatch(b, vectorize(Array.from({ length: B }, (_, r) => `row ${999_000 + r} ${'abcdefghijklmnopqrstuvwxyz'.slice((999_000 + r) % 26)}`), { maxLength: 64 }));
@@ -732,7 +713,7 @@ it('vectorizeFile(): a 64 MB file in bounded memory', { timeout: 60_000 }, async
     closeSync(fd);
   }
   expect(enc.encode(lineOf(6) + '\n').length).toBe(64);
-  const base = await live();
+  const base = await liveMemory();
   const rss0 = process.memoryUsage().rss;
   let rssPeak = 0;
   let peak = 0;
@@ -748,7 +729,7 @@ it('vectorizeFile(): a 64 MB file in bounded memory', { timeout: 60_000 }, async
     rows += b.rows;
     batches++;
     if (batches % 64 === 0) {
-      peak = Math.max(peak, (await live()) - base);
+      peak = Math.max(peak, (await liveMemory()) - base);
       rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
     }
     if (batches === 300) {
@@ -793,7 +774,7 @@ it('vectorizeFile(): a 64 MB byte stream (generated as it is pulled) in bounded 
     }
   }
   expect(enc.encode(lineOf(3) + '\n').length).toBe(64);
-  const base = await live();
+  const base = await liveMemory();
   const rss0 = process.memoryUsage().rss;
   let peak = 0;
   let rssPeak = 0;
@@ -805,7 +786,7 @@ it('vectorizeFile(): a 64 MB byte stream (generated as it is pulled) in bounded 
     expect(b.bytesRead).toBe(rows * 64);
     expect(pulled - rows, 'read ahead').toBeLessThanOrEqual(2 * 4096);
     if (batches % 64 === 0) {
-      peak = Math.max(peak, (await live()) - base);
+      peak = Math.max(peak, (await liveMemory()) - base);
       rssPeak = Math.max(rssPeak, process.memoryUsage().rss - rss0);
     }
     if (batches === 300) {

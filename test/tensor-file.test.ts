@@ -13,14 +13,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
 import { encodeNpy } from '../src/npy.js';
 import { type TensorWriterOptions, openTensorWriter, tensorWriterOptionsOf } from '../src/tensor-file.js';
 import type { Dtype, Encoding, VectorBatch, VectorizeOptions } from '../src/types.js';
-import { makeTexts, pipelines, rejection, rng } from './fixtures/util.js';
+import { liveMemory, makeTexts, pipelines, rejection, rng } from './fixtures/util.js';
 
 // Made in beforeAll: with every test filtered out vitest runs neither hook, and nothing is left behind.
 let dir = '';
@@ -291,19 +289,6 @@ describe('large outputs', () => {
   });
 
   it('memory stays bounded while 150 MB are written with re-padding', async () => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    // Live memory after full GCs, with event-loop turns in between so that the finalizers the
-    // GC defers (ArrayBuffer backing stores) have run (as test/stream.test.ts measures it).
-    const live = async (): Promise<number> => {
-      for (let i = 0; i < 3; i++) {
-        gc();
-        await new Promise((r) => setImmediate(r));
-      }
-      gc();
-      const m = process.memoryUsage();
-      return m.heapUsed + m.arrayBuffers;
-    };
     // Five batches reused: the input costs ~3 MB, the output 150 MB.
     const batches = [64, 96, 128, 80, 112].map((w) => {
       const rows = 1000;
@@ -311,18 +296,18 @@ describe('large outputs', () => {
       const lengths = new Int32Array(rows).fill(w);
       return { ids, attentionMask: new Uint8Array(rows * w).fill(1), lengths, sourceLengths: lengths, rows, width: w };
     });
-    const before = await live();
+    const before = await liveMemory();
     let peak = 0;
     const w = await openTensorWriter(join(outDir(), 'mem.npy'), { dtype: 'int32', padId: 0, paddingSide: 'right' });
     for (let i = 0; i < 300; i++) {
       await w.write(batches[i % 5]!);
-      if (i % 25 === 0) peak = Math.max(peak, (await live()) - before);
+      if (i % 25 === 0) peak = Math.max(peak, (await liveMemory()) - before);
     }
     const done = await w.finish();
     expect(done.bytes).toBeGreaterThan(150e6);
     // Three 4 MiB staging buffers, plus some slack for the collector's timing.
     expect(peak).toBeLessThan(24 << 20);
-    expect((await live()) - before).toBeLessThan(8 << 20);
+    expect((await liveMemory()) - before).toBeLessThan(8 << 20);
   });
 });
 
