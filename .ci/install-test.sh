@@ -92,6 +92,10 @@ expected_main() {
     m=$(basename "$f" .ts)
     printf 'dist/%s.js\ndist/%s.d.ts\n' "$m" "$m"
   done
+  for f in "$stage"/src/*.cts; do # CommonJS sources (the worker pool's entry)
+    m=$(basename "$f" .cts)
+    printf 'dist/%s.cjs\ndist/%s.d.cts\n' "$m" "$m"
+  done
 }
 packlist() { # dir -> sorted file list of `npm pack --dry-run`
   (cd "$1" && npm pack --dry-run --json --ignore-scripts 2>/dev/null) |
@@ -199,7 +203,7 @@ if (backend.kind !== 'native') throw new Error(`backend ${JSON.stringify(backend
 const b = vectorize(['hello', 'wörld 😀'], { encoding: 'byt5', maxLength: 16 });
 const row0 = Array.from(b.ids.subarray(0, 6)).join(',');
 if (row0 !== '107,104,111,111,114,1') throw new Error(`byt5 ids ${row0}`);
-// The worker pool loads dist/worker.js from the installed package.
+// The worker pool loads dist/worker-entry.cjs (which imports dist/worker.js) from the installed package.
 const pipeline = createPipeline({ maxWorkers: 1 });
 const out = await pipeline.processBatch([1, 2], { task: new URL('./double.mjs', import.meta.url) });
 await pipeline.close();

@@ -26,9 +26,10 @@ export interface PoolStats {
   crashed: number;
 }
 
-// The compiled worker sits in dist/ beside this module's compiled form; from src/ (tests) the
-// same relative path reaches it, since both folders are one level below the package root.
-const workerFile = fileURLToPath(new URL('../dist/worker.js', import.meta.url));
+// The compiled worker entry (worker-entry.cts: a CommonJS file that imports worker.js) sits in
+// dist/ beside this module's compiled form; from src/ (tests) the same relative path reaches it,
+// since both folders are one level below the package root.
+export const WORKER_ENTRY = fileURLToPath(new URL('../dist/worker-entry.cjs', import.meta.url));
 
 export class WorkerPool {
   readonly size: number;
@@ -40,7 +41,7 @@ export class WorkerPool {
   constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
     this.size = size;
     this.piscina = new Piscina({
-      filename: workerFile,
+      filename: WORKER_ENTRY,
       minThreads: size,
       maxThreads: size,
       idleTimeout: Number.POSITIVE_INFINITY,

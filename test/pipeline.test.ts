@@ -9,10 +9,13 @@
  * in one tick and by gated handlers, and the adaptive target is grown under a latency SLO no run
  * can miss (targetLatencyMs 1e6).
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
 import { vectorize, vectorizeBytes } from '../src/index.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
+import { WORKER_ENTRY } from '../src/pool.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import {
   type Packed,
@@ -904,6 +907,27 @@ describe('close', () => {
     expect(thrown(() => p.vectorizeFile('/nonexistent', { format: 'lines' }))).toBeInstanceOf(PipelineClosedError);
     await p.close();
     await p[Symbol.asyncDispose]();
+  });
+
+  it('the pool loads its worker through a CommonJS entry, never require() of an ES module', () => {
+    // piscina loads a worker file with require() first; on Node 20/22, terminating a worker while
+    // require() instantiates an ES module graph aborts the process (see src/worker-entry.cts). With
+    // require(esm) switched off, the entry must still load and give the task function.
+    const r = spawnSync(process.execPath, ['--no-experimental-require-module', '-e', `
+      const run = require(${JSON.stringify(WORKER_ENTRY)});
+      process.stdout.write(typeof run);`], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('function');
+    expect(r.status).toBe(0);
+  });
+
+  it('closing pipelines while their workers start never brings the process down', () => {
+    // Delays spread over the workers' start-up; before the CommonJS entry this aborted the process
+    // with "FATAL ERROR: v8::Module::IsGraphAsync ..." in about one run in three of 120 rounds.
+    const r = spawnSync(process.execPath, [fileURLToPath(fixture('close-early.mjs')), '60'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('ok 60\n');
+    expect(r.status).toBe(0);
   });
 
   it('await using closes the pipeline at the end of the block', async () => {
