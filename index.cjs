@@ -843,4 +843,5 @@ module.exports.selectSimd = nativeBinding.selectSimd
 module.exports.simdPath = nativeBinding.simdPath
 module.exports.simdRequestUnavailable = nativeBinding.simdRequestUnavailable
 module.exports.vectorizeBytes = nativeBinding.vectorizeBytes
+module.exports.vectorizeJoined = nativeBinding.vectorizeJoined
 module.exports.vectorizeStrings = nativeBinding.vectorizeStrings

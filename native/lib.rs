@@ -7,12 +7,15 @@
 //! TypeError / RangeError with the messages of docs/SEMANTICS.md; no panic crosses the boundary
 //! (every entry point runs under `catch_unwind`).
 //!
-//! Costs, measured on a 2-core x86_64 (see BENCHMARKS.md): string input is bounded by the
-//! per-string crossing (`napi_get_element` + `napi_get_value_string_utf16`), so the strings are
-//! copied once into a reused per-thread UTF-16 arena and the core runs on that; byte input
-//! (`vectorizeBytes`) needs no per-row crossing at all. Fresh outputs are allocated as Node
-//! Buffers (not zero-filled: every byte is written before JavaScript sees it) and written in
-//! place; callers that pass `out` buffers skip the allocation and its page faults.
+//! Costs, measured on a 2-core x86_64 (see BENCHMARKS.md): reading strings one by one costs two
+//! N-API calls per row (`napi_get_element` + `napi_get_value_string_utf16`), most of a batch's
+//! time, so the facade concatenates the rows in JavaScript and `vectorizeJoined` copies each
+//! 64 K-unit chunk with one call into a reused per-thread UTF-16 arena, which the core runs on
+//! (`vectorizeStrings`, row by row, stays for direct callers and the benchmarks); byte input
+//! (`vectorizeBytes`) needs no per-row crossing at all. The result is one ArrayBuffer (the
+//! facade's slab for small batches, else a fresh one; large ones are Node Buffers, not
+//! zero-filled: every byte is written before JavaScript sees it) over which the facade makes the
+//! typed arrays; callers that pass `out` buffers skip most of the allocation and its page faults.
 
 use std::cell::RefCell;
 use std::ffi::{c_void, CString};
@@ -168,6 +171,17 @@ fn class_name(kind: i32) -> &'static str {
     }
 }
 
+/// " for dtype 'D'", the suffix of the `out.ids` type error.
+fn dtype_suffix(d: Dtype) -> &'static str {
+    match d {
+        Dtype::Int32 => " for dtype 'int32'",
+        Dtype::Int16 => " for dtype 'int16'",
+        Dtype::Uint16 => " for dtype 'uint16'",
+        Dtype::Uint8 => " for dtype 'uint8'",
+        Dtype::Float32 => " for dtype 'float32'",
+    }
+}
+
 fn dtype_kind(d: Dtype) -> i32 {
     use sys::TypedarrayType as T;
     match d {
@@ -185,6 +199,7 @@ fn typed_array(
     v: sys::napi_value,
     what: &str,
     expected: &str,
+    suffix: &str,
 ) -> NResult<TypedArray> {
     let mut is = false;
     // SAFETY: v is live; is is a valid out pointer.
@@ -225,11 +240,12 @@ fn typed_array(
     Err(throw(
         env,
         ErrorKind::Type,
-        &format!("{what} must be a {expected}, got {got}"),
+        &format!("{what} must be a {expected}{suffix}, got {got}"),
     ))
 }
 
-/// An expected typed array of one kind.
+/// An expected typed array of one kind. The message parts are only formatted when it throws (this
+/// runs several times per call; formatting eagerly was ~7% of a 10-row batch).
 pub(crate) fn typed_array_of(
     env: sys::napi_env,
     v: sys::napi_value,
@@ -238,7 +254,7 @@ pub(crate) fn typed_array_of(
     suffix: &str,
 ) -> NResult<TypedArray> {
     let expected = class_name(kind);
-    let t = typed_array(env, v, what, &format!("{expected}{suffix}"))?;
+    let t = typed_array(env, v, what, expected, suffix)?;
     if t.kind != kind {
         return Err(throw(
             env,
@@ -268,25 +284,80 @@ struct ReadOptions {
     vocab: Option<sys::napi_value>,
     out_ids: Option<sys::napi_value>,
     out_mask: Option<sys::napi_value>,
+    /// The facade's slab for small outputs and the offset its free part starts at (see `emit`).
+    slab: Option<Slab>,
+    /// The packed array itself: `emit` writes the width and the slab offset used back into it.
+    packed: TypedArray,
+}
+
+/// Free memory at the end of an ArrayBuffer the facade keeps for small batches' outputs.
+struct Slab {
+    buffer: sys::napi_value,
+    data: *mut u8,
+    len: usize,
+    offset: usize,
+}
+
+/// The slab argument: an ArrayBuffer, and a free offset inside it that is a multiple of 8.
+fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab> {
+    let mut is = false;
+    // SAFETY: v is live; out pointer valid.
+    check(
+        env,
+        unsafe { sys::napi_is_arraybuffer(env, v, &mut is) },
+        "reading the slab",
+    )?;
+    if !is {
+        let t = describe(env, v)?;
+        return Err(throw(
+            env,
+            ErrorKind::Type,
+            &format!("slab must be an ArrayBuffer, got {t}"),
+        ));
+    }
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: v is an ArrayBuffer (checked above); out pointers valid.
+    check(
+        env,
+        unsafe { sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len) },
+        "reading the slab",
+    )?;
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    if offset % 8 != 0 || offset > len {
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            &format!("slab offset {offset} is not a multiple of 8 inside the slab ({len} bytes)"),
+        ));
+    }
+    Ok(Slab {
+        buffer: v,
+        data: data.cast(),
+        len,
+        offset,
+    })
 }
 
 /// Outputs up to this size share one ArrayBuffer (see `emit`).
 const SMALL_BATCH_BYTES: usize = 16 << 10;
 
-/// Number of fields in the packed options (see `packOptions` in src/backends.ts).
-const PACKED_LEN: usize = 11;
+/// Number of option fields in the packed options (see `packOptions` in src/backends.ts).
+const OPTIONS_LEN: usize = 11;
+
+/// The packed array's length: the options, then two fields for `emit`: the batch's width (written
+/// back), and the slab offset (read, then written back: where the outputs went, or -1).
+const PACKED_LEN: usize = OPTIONS_LEN + 2;
+
+/// Outputs up to this size go into the facade's slab when it has room (see `emit`).
+const SLAB_MAX_BYTES: usize = 8 << 10;
 
 /// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
 /// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
 /// padToMultipleOf, paddingSide, truncationSide, padId, addSpecialTokens, dtype, invalid, width
 /// (-1 for none). Codes follow the order of the option's values in docs/SEMANTICS.md.
-fn read_options(
-    env: sys::napi_env,
-    packed: sys::napi_value,
-    vocab: sys::napi_value,
-    out_ids: sys::napi_value,
-    out_mask: sys::napi_value,
-) -> NResult<ReadOptions> {
+fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
+    let [packed, vocab, out_ids, out_mask, slab] = args;
     let t = typed_array_of(
         env,
         packed,
@@ -305,9 +376,9 @@ fn read_options(
         ));
     }
     // SAFETY: an Int32Array of PACKED_LEN elements (checked above); copied out at once.
-    let f: [i32; PACKED_LEN] = unsafe { t.slice::<i32>() }
+    let f: [i32; OPTIONS_LEN] = unsafe { &t.slice::<i32>()[..OPTIONS_LEN] }
         .try_into()
-        .unwrap_or([0; PACKED_LEN]);
+        .unwrap_or([0; OPTIONS_LEN]);
     let bad = |i: usize| {
         throw(
             env,
@@ -358,6 +429,8 @@ fn read_options(
     if f[10] < -1 {
         return Err(bad(10));
     }
+    // SAFETY: as above; the field after the width is the slab offset the facade set.
+    let slab_offset = unsafe { t.slice::<i32>()[OPTIONS_LEN + 1] };
     let opt = |v: sys::napi_value| -> NResult<Option<sys::napi_value>> {
         Ok(if is_nullish(env, v)? { None } else { Some(v) })
     };
@@ -384,6 +457,11 @@ fn read_options(
         vocab: opt(vocab)?,
         out_ids: opt(out_ids)?,
         out_mask: opt(out_mask)?,
+        slab: match opt(slab)? {
+            None => None,
+            Some(v) => Some(slab_of(env, v, slab_offset)?),
+        },
+        packed: t,
     })
 }
 
@@ -437,14 +515,6 @@ fn vocab(env: sys::napi_env, v: Option<sys::napi_value>) -> NResult<Option<std::
         *cache = Some(compiled.clone());
         Ok(Some(compiled))
     })
-}
-
-/// Output buffers of one call: the caller's, or fresh buffers written in place.
-struct Output {
-    ids: sys::napi_value,
-    ids_mem: TypedArray,
-    mask: sys::napi_value,
-    mask_mem: TypedArray,
 }
 
 /// Creates a typed array of `len` elements on a fresh, uninitialized buffer (see `fresh_views`):
@@ -574,8 +644,66 @@ fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
     }
 }
 
-/// Writes a checked plan into the caller's buffers (or fresh ones) and builds the batch object.
-/// `inputs` are the byte ranges the outputs must not overlap (byte input and offsets).
+/// One fresh ArrayBuffer of `size` bytes for a batch's outputs and its data pointer. Small ones come
+/// from `napi_create_arraybuffer` (zero-filled, but cheaper to make than a Buffer); large ones are
+/// Node Buffers, which are not zero-filled (like Buffer.allocUnsafe): every byte of every part is
+/// written by the kernels before JavaScript sees it, and zero-filling a fresh output first was a
+/// fifth of a 1,000-row call's time (perf, workload (a)). The gaps between parts are the caller's
+/// to clear.
+fn region(env: sys::napi_env, size: usize) -> NResult<(sys::napi_value, *mut u8, bool)> {
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    if size <= SMALL_BATCH_BYTES {
+        // SAFETY: out pointers are valid; V8 allocates `size` zeroed bytes (or fails with a status).
+        check(
+            env,
+            unsafe { sys::napi_create_arraybuffer(env, size, &mut data, &mut buffer) },
+            "allocating the output",
+        )?;
+        return Ok((buffer, data.cast(), true));
+    }
+    let mut node_buffer = ptr::null_mut();
+    // SAFETY: out pointers are valid; Node allocates `size` bytes (or fails with a status).
+    check(
+        env,
+        unsafe { sys::napi_create_buffer(env, size, &mut data, &mut node_buffer) },
+        "allocating the output",
+    )?;
+    let (mut kind, mut len, mut off) = (0i32, 0usize, 0usize);
+    let mut data0: *mut c_void = ptr::null_mut();
+    // SAFETY: node_buffer is the Uint8Array just made; every out pointer is valid.
+    check(
+        env,
+        unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                node_buffer,
+                &mut kind,
+                &mut len,
+                &mut data0,
+                &mut buffer,
+                &mut off,
+            )
+        },
+        "allocating the output",
+    )?;
+    if off != 0 || data0 != data {
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            "internal: the output Buffer is not at the start of its ArrayBuffer",
+        ));
+    }
+    Ok((buffer, data.cast(), false))
+}
+
+/// Writes a checked plan into the caller's buffers and one fresh ArrayBuffer, and returns that
+/// buffer; the batch's width goes into the packed options array (field OPTIONS_LEN), and the
+/// facade makes the typed arrays over the buffer (`batchOf` in src/backends.ts: creating them and
+/// a result array here through N-API was a third of a 10-row call). Layout of the buffer, each part
+/// starting at a multiple of 8: ids (unless the caller passed out.ids), attentionMask (unless
+/// out.attentionMask), lengths, sourceLengths. `inputs` are the byte ranges the outputs must not
+/// overlap (byte input and offsets).
 fn emit<U: Unit>(
     env: sys::napi_env,
     p: &Plan<'_, U>,
@@ -634,81 +762,114 @@ fn emit<U: Unit>(
         Dtype::Int16 | Dtype::Uint16 => 2,
         Dtype::Uint8 => 1,
     };
-    // Fresh outputs share ArrayBuffers (ids with mask, lengths with sourceLengths): every buffer
-    // V8 allocates costs a backing store, its bookkeeping and a sweep, which dominate small batches.
-    let want_ids = out_ids.is_none() || ro.out_ids.is_none();
-    let want_mask = out_mask.is_none() || ro.out_mask.is_none();
-    // Small batches put all four arrays on one buffer; large ones keep lengths apart, so that
-    // holding on to the lengths of a big batch does not keep its ids alive.
-    let small = n * (elem + 1) + rows * 8 <= SMALL_BATCH_BYTES;
-    let mut parts = Vec::with_capacity(4);
-    if want_ids {
-        parts.push((kind, elem, n));
+    // The layout (the facade computes the same offsets, see `batchOf`).
+    let mut size = 0usize;
+    let mut place = |bytes: usize| {
+        size = size.div_ceil(8) * 8;
+        let at = size;
+        size += bytes;
+        at
+    };
+    let ids_at = out_ids.is_none().then(|| place(n * elem));
+    let mask_at = out_mask.is_none().then(|| place(n));
+    let lens_at = place(rows * 4);
+    let src_at = place(rows * 4);
+    // Small outputs go into the facade's slab when its free part has room and no out array or
+    // input lies there (a caller may have made a view of a whole slab from an earlier result):
+    // allocating an ArrayBuffer per call, and V8 freeing it on another thread, were half of a
+    // 10-row call (malloc lock contention with the sweeper thread; perf, workload (a)).
+    let in_slab = ro.slab.as_ref().filter(|sl| {
+        let a0 = sl.data as usize + sl.offset;
+        let a1 = a0 + size;
+        let clear = |t: &TypedArray| {
+            let (b0, b1) = t.byte_range();
+            b1 <= a0 || a1 <= b0
+        };
+        size <= SLAB_MAX_BYTES
+            && size <= sl.len - sl.offset
+            && !sl.data.is_null()
+            && out_ids.as_ref().is_none_or(clear)
+            && out_mask.as_ref().is_none_or(clear)
+            && inputs.iter().all(|(t, _)| clear(t))
+    });
+    let (buffer, data, zeroed, base) = match in_slab {
+        // SAFETY: offset + size <= len (checked above): the region is inside the slab. Its free
+        // part has never been handed out, and was zero-filled when JavaScript made it.
+        Some(sl) => (sl.buffer, unsafe { sl.data.add(sl.offset) }, true, sl.offset),
+        None => {
+            let (b, d, z) = region(env, size)?;
+            (b, d, z, usize::MAX)
+        }
+    };
+    let part = |at: usize, kind: i32, len: usize| TypedArray {
+        kind,
+        len,
+        // SAFETY: `at <= size`: inside the region (or both zero, data may then be null).
+        data: if data.is_null() {
+            ptr::null_mut()
+        } else {
+            unsafe { data.add(at) }
+        },
+        buffer,
+        byte_offset: if base == usize::MAX { at } else { base + at },
+    };
+    if !zeroed && !data.is_null() {
+        // The alignment gaps between parts are never written by the kernels: clear them, so that
+        // the buffer shows no stale memory. Parts themselves are written in full below.
+        let mut parts = Vec::with_capacity(4);
+        if let Some(at) = ids_at {
+            parts.push((at, n * elem));
+        }
+        if let Some(at) = mask_at {
+            parts.push((at, n));
+        }
+        parts.push((lens_at, rows * 4));
+        parts.push((src_at, rows * 4));
+        let mut end = 0usize;
+        for (at, len) in parts {
+            // SAFETY: end <= at <= size: the gap [end, at) is inside the allocation.
+            unsafe { ptr::write_bytes(data.add(end), 0, at - end) };
+            end = at + len;
+        }
+        // SAFETY: end <= size.
+        unsafe { ptr::write_bytes(data.add(end), 0, size - end) };
     }
-    if want_mask {
-        parts.push((sys::TypedarrayType::uint8_array, 1, n));
-    }
-    let lens_parts = [
-        (sys::TypedarrayType::int32_array, 4, rows),
-        (sys::TypedarrayType::int32_array, 4, rows),
-    ];
-    if small {
-        parts.extend_from_slice(&lens_parts);
-    }
-    let mut made = fresh_views(env, &parts)?.into_iter();
-    let (ids_v, ids_mem) = match (out_ids, ro.out_ids) {
-        (Some(t), Some(v)) if !want_ids => (v, t),
-        _ => made
-            .next()
-            .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no ids buffer"))?,
+    let ids_mem = match (out_ids, ids_at) {
+        (Some(t), _) => t,
+        (None, Some(at)) => part(at, kind, n),
+        (None, None) => return Err(throw(env, ErrorKind::Range, "internal: no ids buffer")),
     };
-    let (mask_v, mask_mem) = match (out_mask, ro.out_mask) {
-        (Some(t), Some(v)) if !want_mask => (v, t),
-        _ => made
-            .next()
-            .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no mask buffer"))?,
+    let mask_mem = match (out_mask, mask_at) {
+        (Some(t), _) => t,
+        (None, Some(at)) => part(at, sys::TypedarrayType::uint8_array, n),
+        (None, None) => return Err(throw(env, ErrorKind::Range, "internal: no mask buffer")),
     };
-    let out = Output {
-        ids: ids_v,
-        ids_mem,
-        mask: mask_v,
-        mask_mem,
-    };
-    let mut lens = if small {
-        made
-    } else {
-        fresh_views(env, &lens_parts)?.into_iter()
-    };
-    let (lengths, lengths_mem) = lens
-        .next()
-        .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
-    let (source_lengths, source_mem) = lens
-        .next()
-        .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no lengths buffer"))?;
+    let lengths_mem = part(lens_at, sys::TypedarrayType::int32_array, rows);
+    let source_mem = part(src_at, sys::TypedarrayType::int32_array, rows);
+    let width = i32::try_from(p.width())
+        .map_err(|_| throw(env, ErrorKind::Range, "internal: width exceeds 2147483647"))?;
     // SAFETY: every buffer below was checked (kind, length, no overlap with each other or the
     // inputs) or freshly allocated for exactly this call; no JavaScript runs until we return, so
-    // nothing can detach or alias them meanwhile.
+    // nothing can detach or alias them meanwhile. The packed options array is the facade's own
+    // Int32Array of PACKED_LEN elements (checked by read_options), not an output or an input.
     unsafe {
         p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
-        let mask: &mut [u8] = &mut out.mask_mem.slice_mut::<u8>()[..n];
+        let mask: &mut [u8] = &mut mask_mem.slice_mut::<u8>()[..n];
         let written = match ro.dtype {
-            Dtype::Int32 => write::<i32, U>(p, &out.ids_mem, mask, n),
-            Dtype::Int16 => write::<i16, U>(p, &out.ids_mem, mask, n),
-            Dtype::Uint16 => write::<u16, U>(p, &out.ids_mem, mask, n),
-            Dtype::Uint8 => write::<u8, U>(p, &out.ids_mem, mask, n),
-            Dtype::Float32 => write::<f32, U>(p, &out.ids_mem, mask, n),
+            Dtype::Int32 => write::<i32, U>(p, &ids_mem, mask, n),
+            Dtype::Int16 => write::<i16, U>(p, &ids_mem, mask, n),
+            Dtype::Uint16 => write::<u16, U>(p, &ids_mem, mask, n),
+            Dtype::Uint8 => write::<u8, U>(p, &ids_mem, mask, n),
+            Dtype::Float32 => write::<f32, U>(p, &ids_mem, mask, n),
         };
         written.map_err(|e| throw_core(env, &e))?;
+        let packed = ro.packed.slice_mut::<i32>();
+        packed[OPTIONS_LEN] = width;
+        // The slab offset is below the slab's length, itself an ArrayBuffer's (<= 2^53), and
+        // the facade's slabs are small; anything else reads as "not in the slab".
+        packed[OPTIONS_LEN + 1] = i32::try_from(base).unwrap_or(-1);
     }
-    batch_object(
-        env,
-        rows,
-        p.width(),
-        out.ids,
-        out.mask,
-        lengths,
-        source_lengths,
-    )
+    Ok(buffer)
 }
 
 /// # Safety
@@ -722,46 +883,6 @@ unsafe fn write<T: Id, U: Unit>(
     // SAFETY: forwarded from this function's contract.
     let ids: &mut [T] = unsafe { &mut ids.slice_mut::<T>()[..n] };
     p.write(ids, mask)
-}
-
-fn batch_object(
-    env: sys::napi_env,
-    rows: usize,
-    width: usize,
-    ids: sys::napi_value,
-    mask: sys::napi_value,
-    lengths: sys::napi_value,
-    source_lengths: sys::napi_value,
-) -> NResult<sys::napi_value> {
-    // An array, not an object: setting named properties internalizes their names and walks map
-    // transitions on every call; src/backends.ts turns it into the VectorBatch object.
-    let mut arr = ptr::null_mut();
-    // SAFETY: out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_create_array_with_length(env, 6, &mut arr) },
-        "building the result",
-    )?;
-    let num = |x: usize| -> NResult<sys::napi_value> {
-        let mut v = ptr::null_mut();
-        // SAFETY: out pointer valid.
-        check(
-            env,
-            unsafe { sys::napi_create_double(env, x as f64, &mut v) },
-            "building the result",
-        )?;
-        Ok(v)
-    };
-    let fields = [ids, num(rows)?, num(width)?, lengths, source_lengths, mask];
-    for (i, v) in fields.into_iter().enumerate() {
-        // SAFETY: arr and v are live handles.
-        check(
-            env,
-            unsafe { sys::napi_set_element(env, arr, i as u32, v) },
-            "building the result",
-        )?;
-    }
-    Ok(arr)
 }
 
 /// Copies every string of `texts` into the arena (one `napi_get_value_string_utf16` per string in
@@ -913,15 +1034,15 @@ impl Drop for HandleScope {
     }
 }
 
-/// `[packed options, vocab, outIds, outMask]` as the facade passes them.
-type OptionArgs = [sys::napi_value; 4];
+/// `[packed options, vocab, outIds, outMask, slab]` as the facade passes them.
+type OptionArgs = [sys::napi_value; 5];
 
 fn vectorize_strings_impl(
     env: sys::napi_env,
     texts: sys::napi_value,
     o: OptionArgs,
 ) -> NResult<sys::napi_value> {
-    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
+    let ro = read_options(env, o)?;
     // The vocabulary is copied out before the strings are read: a getter on the array may run
     // JavaScript, which must not see (or detach) memory we already hold.
     let voc = vocab(env, ro.vocab)?;
@@ -945,6 +1066,142 @@ fn vectorize_strings_impl(
     with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
 }
 
+/// Vectorizes rows the facade has concatenated: `chunks` is an array of strings whose
+/// concatenation is every row in order, `lengths` the rows' lengths in UTF-16 units (`rows` of
+/// them). One `napi_get_value_string_utf16` per chunk instead of two N-API calls per row: the
+/// per-string crossing was most of a batch's cost (a 1,000-row batch of workload (a) spent
+/// ~250 of ~300 us reading strings). The facade has already checked that every row is a string.
+fn vectorize_joined_impl(
+    env: sys::napi_env,
+    chunks: sys::napi_value,
+    lengths: sys::napi_value,
+    rows: sys::napi_value,
+    o: OptionArgs,
+) -> NResult<sys::napi_value> {
+    let ro = read_options(env, o)?;
+    let voc = vocab(env, ro.vocab)?;
+    let opts = core_options(&ro, voc.as_deref());
+    let lens = typed_array_of(
+        env,
+        lengths,
+        "lengths",
+        sys::TypedarrayType::uint32_array,
+        "",
+    )?;
+    let mut n = 0u32;
+    // SAFETY: rows is a live handle; out pointer valid.
+    check(
+        env,
+        unsafe { sys::napi_get_value_uint32(env, rows, &mut n) },
+        "reading rows",
+    )?;
+    if n as usize > lens.len {
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            "internal: more rows than lengths",
+        ));
+    }
+    let mut count = 0u32;
+    // SAFETY: chunks is a live handle; out pointer valid (fails with a status on a non-array).
+    check(
+        env,
+        unsafe { sys::napi_get_array_length(env, chunks, &mut count) },
+        "reading texts",
+    )?;
+    let run_with =
+        |(arena, offsets, m): &mut (Vec<u16>, Vec<u32>, Measured)| -> NResult<sys::napi_value> {
+            m.clear();
+            arena.clear();
+            offsets.clear();
+            offsets.reserve(n as usize + 1);
+            offsets.push(0);
+            // Offsets first (the lengths are copied out before any JavaScript could run).
+            let mut end = 0u64;
+            // SAFETY: a Uint32Array of at least n elements (checked above); read at once.
+            for &len in unsafe { &lens.slice::<u32>()[..n as usize] } {
+                end += u64::from(len);
+                let e = u32::try_from(end).map_err(|_| {
+                    throw(
+                        env,
+                        ErrorKind::Range,
+                        "texts hold more than 4294967295 UTF-16 code units in total; split the batch",
+                    )
+                })?;
+                offsets.push(e);
+            }
+            let total = end as usize;
+            // One unit more than the rows need, so a chunk longer than its rows shows as a
+            // mismatch below instead of being cut short unnoticed; one more for V8's NUL.
+            arena.reserve(total + 2);
+            let cap = total + 2;
+            let mut at = 0usize;
+            let mut scope = HandleScope::open(env)?;
+            for i in 0..count {
+                if i % 4096 == 4095 {
+                    drop(scope);
+                    scope = HandleScope::open(env)?;
+                }
+                let mut v = ptr::null_mut();
+                // SAFETY: chunks is live; out pointer valid.
+                check(
+                    env,
+                    unsafe { sys::napi_get_element(env, chunks, i, &mut v) },
+                    "reading texts",
+                )?;
+                let mut copied = 0usize;
+                // SAFETY: the destination is the arena's spare capacity past `at`, `cap - at`
+                // units long (at < cap: see the check below); V8 writes at most that many units
+                // including the terminating NUL and reports how many text units it copied.
+                check(
+                    env,
+                    unsafe {
+                        sys::napi_get_value_string_utf16(
+                            env,
+                            v,
+                            arena.as_mut_ptr().add(at),
+                            cap - at,
+                            &mut copied,
+                        )
+                    },
+                    "reading texts",
+                )?;
+                at += copied;
+                if at > total {
+                    break;
+                }
+            }
+            drop(scope);
+            if at != total {
+                return Err(throw(
+                    env,
+                    ErrorKind::Range,
+                    &format!("internal: the joined texts hold {at} units, the rows {total}"),
+                ));
+            }
+            // SAFETY: V8 initialised the first `total` units.
+            unsafe { arena.set_len(total) };
+            let mut invalid = None;
+            for r in 0..n as usize {
+                let row = &arena[offsets[r] as usize..offsets[r + 1] as usize];
+                if let Err(at) = m.push(row, &opts) {
+                    invalid = invalid.or(Some((r, at)));
+                }
+            }
+            if let Some((row, unit)) = invalid {
+                return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
+            }
+            let (ids, mask) = out_buffers(env, &ro)?;
+            let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
+            let p =
+                plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
+            let r = emit(env, &p, &ro, ids, mask, &[]);
+            *m = p.into_measured();
+            r
+        };
+    with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
+}
+
 fn out_buffers(
     env: sys::napi_env,
     ro: &ReadOptions,
@@ -955,7 +1212,7 @@ fn out_buffers(
             v,
             "options.out.ids",
             dtype_kind(ro.dtype),
-            &format!(" for dtype '{}'", ro.dtype.name()),
+            dtype_suffix(ro.dtype),
         )?),
         None => None,
     };
@@ -995,7 +1252,7 @@ fn vectorize_bytes_impl(
     offsets: sys::napi_value,
     o: OptionArgs,
 ) -> NResult<sys::napi_value> {
-    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
+    let ro = read_options(env, o)?;
     // Nothing below runs JavaScript, so the memory read here stays valid until we return.
     let (b, o) = byte_input(env, bytes, offsets)?;
     let voc = vocab(env, ro.vocab)?;
@@ -1014,7 +1271,7 @@ fn measure_bytes_impl(
     offsets: sys::napi_value,
     o: OptionArgs,
 ) -> NResult<sys::napi_value> {
-    let ro = read_options(env, o[0], o[1], o[2], o[3])?;
+    let ro = read_options(env, o)?;
     let (b, o) = byte_input(env, bytes, offsets)?;
     let voc = vocab(env, ro.vocab)?;
     // SAFETY: kinds checked above; only read.
@@ -1050,11 +1307,11 @@ pub(crate) fn guard(
 }
 
 /// Vectorizes an array of strings. Internal: the TypeScript facade checks and packs the options
-/// (`packOptions` in src/backends.ts) and turns the returned array
-/// `[ids, rows, width, lengths, sourceLengths, attentionMask]` into a VectorBatch.
+/// (`packOptions` in src/backends.ts) and makes the VectorBatch from the returned ArrayBuffer and
+/// the width written into the packed array (see `emit`).
 #[napi(
     ts_args_type = "texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null",
-    ts_return_type = "[unknown, number, number, Int32Array, Int32Array, Uint8Array]"
+    ts_return_type = "ArrayBuffer"
 )]
 pub fn vectorize_strings(
     env: Env,
@@ -1064,18 +1321,57 @@ pub fn vectorize_strings(
     out_ids: Unknown,
     out_mask: Unknown,
 ) -> napi::Result<Unknown<'static>> {
+    // No slab: a getter on `texts` may run JavaScript that vectorizes into the facade's slab while
+    // this call holds its offset, so this path always allocates its outputs.
+    let mut null = ptr::null_mut();
+    // SAFETY: out pointer valid.
+    unsafe { sys::napi_get_null(env.raw(), &mut null) };
     let (t, o) = (
         texts.raw(),
-        [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()],
+        [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw(), null],
     );
     guard(&env, |e| vectorize_strings_impl(e, t, o))
 }
 
+/// Vectorizes rows joined by the facade (see `vectorize_joined_impl`). Internal: the facade checks
+/// the rows are strings, concatenates them into `chunks` and passes their lengths.
+#[napi(
+    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
+    ts_return_type = "ArrayBuffer"
+)]
+// The JavaScript call's positional arguments, one by one (an options object would cost a lookup
+// per field on every call).
+#[allow(clippy::too_many_arguments)]
+pub fn vectorize_joined(
+    env: Env,
+    chunks: Unknown,
+    lengths: Unknown,
+    rows: Unknown,
+    options: Unknown,
+    vocab: Unknown,
+    out_ids: Unknown,
+    out_mask: Unknown,
+    slab: Unknown,
+) -> napi::Result<Unknown<'static>> {
+    let (c, l, r) = (chunks.raw(), lengths.raw(), rows.raw());
+    let o = [
+        options.raw(),
+        vocab.raw(),
+        out_ids.raw(),
+        out_mask.raw(),
+        slab.raw(),
+    ];
+    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o))
+}
+
 /// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`.
 #[napi(
-    ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null",
-    ts_return_type = "[unknown, number, number, Int32Array, Int32Array, Uint8Array]"
+    ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
+    ts_return_type = "ArrayBuffer"
 )]
+// The JavaScript call's positional arguments, one by one (an options object would cost a lookup
+// per field on every call).
+#[allow(clippy::too_many_arguments)]
 pub fn vectorize_bytes(
     env: Env,
     bytes: Unknown,
@@ -1084,9 +1380,16 @@ pub fn vectorize_bytes(
     vocab: Unknown,
     out_ids: Unknown,
     out_mask: Unknown,
+    slab: Unknown,
 ) -> napi::Result<Unknown<'static>> {
     let (b, of) = (bytes.raw(), offsets.raw());
-    let o = [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw()];
+    let o = [
+        options.raw(),
+        vocab.raw(),
+        out_ids.raw(),
+        out_mask.raw(),
+        slab.raw(),
+    ];
     guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
 }
 
@@ -1107,7 +1410,7 @@ pub fn measure_bytes(
     let mut null = ptr::null_mut();
     // SAFETY: out pointer valid.
     unsafe { sys::napi_get_null(env.raw(), &mut null) };
-    let o = [options.raw(), vocab.raw(), null, null];
+    let o = [options.raw(), vocab.raw(), null, null, null];
     guard(&env, |e| measure_bytes_impl(e, b, of, o))
 }
 

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
-import type { NormalizedOptions } from './options.js';
+import { type NormalizedOptions, typeOf } from './options.js';
 import type { Dtype, Encoding, IdsArray, VectorBatch } from './types.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
@@ -17,12 +17,29 @@ export interface Backend {
   simd(): string;
 }
 
-/** What the binding returns: `[ids, rows, width, lengths, sourceLengths, attentionMask]`. */
-export type NativeResult = [IdsArray, number, number, Int32Array, Int32Array, Uint8Array];
+/**
+ * What the binding returns: the ArrayBuffer holding, each part at a multiple of 8 bytes, the ids
+ * (unless the caller passed `out.ids`), the attention mask (unless `out.attentionMask`), the
+ * lengths and the source lengths. It is a fresh one, or this thread's slab (see `Slab`) with the
+ * parts from the offset the binding writes into `PACKED[OPTIONS_LEN + 1]`; the batch's width is in
+ * `PACKED[OPTIONS_LEN]`. See `emit` in native/lib.rs and `batchOf` here.
+ */
+export type NativeResult = ArrayBuffer;
 
 /** The N-API binding's exports (see the generated index.d.ts at the package root). */
 export interface NativeBinding {
   vectorizeStrings(texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: unknown): NativeResult;
+  /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see `joinRows`). */
+  vectorizeJoined(
+    chunks: string[],
+    lengths: Uint32Array,
+    rows: number,
+    options: Int32Array,
+    vocab: Uint32Array | null,
+    outIds: unknown,
+    outMask: unknown,
+    slab: ArrayBuffer | null,
+  ): NativeResult;
   vectorizeBytes(
     bytes: unknown,
     offsets: unknown,
@@ -30,6 +47,7 @@ export interface NativeBinding {
     vocab: Uint32Array | null,
     outIds: unknown,
     outMask: unknown,
+    slab: ArrayBuffer | null,
   ): NativeResult;
   /** The width vectorizeBytes would give (every check included, nothing written). */
   measureBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null): number;
@@ -50,12 +68,27 @@ const ENCODING_CODE: Record<Encoding, number> = { codepoint: 0, utf8: 1, utf16: 
 const DTYPE_CODE: Record<Dtype, number> = { int32: 0, int16: 1, uint16: 2, uint8: 3, float32: 4 };
 
 /**
+ * The slab: one ArrayBuffer that the outputs of small batches (up to SLAB_MAX_BYTES in
+ * native/lib.rs, 8 KiB) are carved from one after another, as Node carves small Buffers from its
+ * Buffer pool. Allocating an ArrayBuffer per call, and V8 freeing it later on another thread, was
+ * half the cost of a 10-row batch (malloc lock contention with V8's sweeper thread). Like pooled
+ * Buffers, such a batch's arrays are views (`byteOffset` > 0) into a buffer shared with other
+ * small batches: read them through the views, or `slice()` them for a buffer of their own
+ * (docs/SEMANTICS.md, "Result"). A slab is zero-filled when made and each byte handed out once.
+ */
+const SLAB_BYTES = 64 << 10;
+const SLAB_MAX_BYTES = 8 << 10;
+const slab = { buffer: new ArrayBuffer(SLAB_BYTES), offset: 0 };
+
+/**
  * Packs checked options into one reused Int32Array for the binding (see `read_options` in
  * native/lib.rs): reading a dozen properties through N-API costs more than vectorizing a small
- * batch. Reuse is safe: the binding reads it synchronously, and JavaScript runs one call at a time
- * per thread.
+ * batch. Its last field is where the binding writes back the batch's width. Reuse is safe: the
+ * binding reads and writes it synchronously, and JavaScript runs one call at a time per thread (a
+ * nested call made by a getter finishes before the outer call reads the width).
  */
-const PACKED = new Int32Array(11);
+const OPTIONS_LEN = 11;
+const PACKED = new Int32Array(OPTIONS_LEN + 2);
 
 export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[0] = ENCODING_CODE[n.encoding];
@@ -69,26 +102,122 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[8] = DTYPE_CODE[n.dtype];
   PACKED[9] = n.invalid === 'replace' ? 0 : 1;
   PACKED[10] = n.width ?? -1;
+  if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES) {
+    // Less room left than the largest output the binding puts there: start a new slab.
+    slab.buffer = new ArrayBuffer(SLAB_BYTES);
+    slab.offset = 0;
+  }
+  PACKED[OPTIONS_LEN + 1] = slab.offset;
   return PACKED;
 }
 
+type IdsCtor = new (buffer: ArrayBuffer, byteOffset: number, length: number) => IdsArray;
+const IDS_CTOR: Record<Dtype, IdsCtor> = {
+  int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array,
+};
+const BYTES_PER_ID: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
+
+/** Outputs up to this size share one ArrayBuffer whole (SMALL_BATCH_BYTES in native/lib.rs). */
+const SMALL_BATCH_BYTES = 16 << 10;
+
+
+const align8 = (x: number) => Math.ceil(x / 8) * 8;
+
 /**
- * The binding hands back the caller's own `out` arrays; views of their first rows x width
- * elements are made here, because N-API cannot create a typed array on a SharedArrayBuffer.
+ * The batch over the binding's ArrayBuffer (layout: see NativeResult) and the caller's `out`
+ * arrays, whose views of the first rows x width elements are made here (N-API cannot create a
+ * typed array on a SharedArrayBuffer). The lengths of a large batch are copied out, so that
+ * holding on to them does not keep its ids alive.
  */
-function batchOf(r: NativeResult): VectorBatch<Dtype> {
-  const n = r[1] * r[2];
-  const ids = r[0].length === n ? r[0] : r[0].subarray(0, n);
-  const mask = r[5].length === n ? r[5] : r[5].subarray(0, n);
-  return { ids, rows: r[1], width: r[2], lengths: r[3], sourceLengths: r[4], attentionMask: mask } as VectorBatch<Dtype>;
+function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): VectorBatch<Dtype> {
+  const width = PACKED[OPTIONS_LEN]!;
+  const base = PACKED[OPTIONS_LEN + 1]!;
+  const cells = rows * width;
+  let at = base < 0 ? 0 : base;
+  let ids: IdsArray;
+  if (n.outIds) ids = n.outIds.length === cells ? n.outIds : n.outIds.subarray(0, cells);
+  else {
+    ids = new IDS_CTOR[n.dtype](buffer, at, cells);
+    at += cells * BYTES_PER_ID[n.dtype];
+  }
+  let attentionMask: Uint8Array;
+  if (n.outMask) attentionMask = n.outMask.length === cells ? n.outMask : n.outMask.subarray(0, cells);
+  else {
+    at = align8(at);
+    attentionMask = new Uint8Array(buffer, at, cells);
+    at += cells;
+  }
+  at = align8(at);
+  let lengths = new Int32Array(buffer, at, rows);
+  at = align8(at + 4 * rows);
+  let sourceLengths = new Int32Array(buffer, at, rows);
+  at = align8(at + 4 * rows);
+  if (base >= 0) slab.offset = at;
+  else if (buffer.byteLength > SMALL_BATCH_BYTES) {
+    lengths = lengths.slice();
+    sourceLengths = sourceLengths.slice();
+  }
+  return { ids, rows, width, lengths, sourceLengths, attentionMask } as VectorBatch<Dtype>;
+}
+
+/**
+ * Rows are handed to the binding concatenated: JavaScript joins them (a string `+=` makes a rope
+ * in a few nanoseconds per row) and the binding copies each chunk with one N-API call, where
+ * reading row by row costs two N-API calls per row -- most of a batch's time (a 1,000-row batch of
+ * workload (a): ~250 of ~300 us). Chunks stay near JOIN_CHUNK units, so no string gets near V8's
+ * length limit and ropes stay shallow.
+ */
+const JOIN_CHUNK = 1 << 16;
+
+/** Reused between calls; a call made while they are in use (a getter on `texts` calling back
+ *  into vectorize) gets its own. */
+let joinLengths = new Uint32Array(1024);
+const joinChunks: string[] = [];
+let joinBusy = false;
+
+/** Concatenates `texts` into `chunks` and their lengths into `lengths`; checks that every row is
+ *  a string (docs/SEMANTICS.md step 3, message as the binding's). Each element is read once. */
+function joinRows(texts: readonly unknown[], rows: number, chunks: string[], lengths: Uint32Array): void {
+  let s = '';
+  for (let i = 0; i < rows; i++) {
+    const t = texts[i];
+    if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${typeOf(t)}`);
+    lengths[i] = t.length;
+    if (s.length + t.length > JOIN_CHUNK && s.length > 0) {
+      chunks.push(s);
+      s = t;
+    } else s += t;
+  }
+  if (s.length > 0) chunks.push(s);
 }
 
 export function nativeBackendOf(binding: NativeBinding): Backend {
+  const joined = (texts: readonly unknown[], rows: number, n: NormalizedOptions): NativeResult => {
+    if (joinBusy || rows > 1 << 20) {
+      const chunks: string[] = [];
+      const lengths = new Uint32Array(rows);
+      joinRows(texts, rows, chunks, lengths);
+      return binding.vectorizeJoined(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
+    }
+    joinBusy = true;
+    try {
+      if (joinLengths.length < rows) joinLengths = new Uint32Array(Math.max(rows, 2 * joinLengths.length));
+      joinRows(texts, rows, joinChunks, joinLengths);
+      return binding.vectorizeJoined(joinChunks, joinLengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
+    } finally {
+      joinChunks.length = 0; // do not keep the batch's text alive
+      joinBusy = false;
+    }
+  };
   return {
     kind: 'native',
-    vectorizeStrings: (texts, n) => batchOf(binding.vectorizeStrings(texts, packOptions(n), n.vocab, n.outIds, n.outMask)),
+    vectorizeStrings: (texts, n) => {
+      // The row count is read once (a getter on an element may change the array meanwhile).
+      const rows = texts.length;
+      return batchOf(joined(texts, rows, n), rows, n);
+    },
     vectorizeBytes: (bytes, offsets, n) =>
-      batchOf(binding.vectorizeBytes(bytes, offsets, packOptions(n), n.vocab, n.outIds, n.outMask)),
+      batchOf(binding.vectorizeBytes(bytes, offsets, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer), offsets.length - 1, n),
     simd: () => binding.simdPath(),
   };
 }

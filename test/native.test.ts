@@ -155,20 +155,100 @@ describe('native equals the fallback, byte for byte, on every path', () => {
 // Native-only behaviour.
 
 describe('native binding', () => {
-  it('fresh outputs are allocated without zero-fill, yet their whole ArrayBuffer holds only what was written', () => {
+  it('large outputs are allocated without zero-fill, yet their whole ArrayBuffer holds only what was written', () => {
     // Stale heap bytes must not show through the gaps between the parts sharing one buffer.
-    for (let i = 0; i < 200; i++) {
-      // Dirty the allocator: free buffers full of 0xAB, then allocate outputs of similar sizes.
-      for (let k = 0; k < 4; k++) Buffer.allocUnsafeSlow(64 + ((i * 37 + k * 11) % 900)).fill(0xab);
-      const rows = Array.from({ length: 1 + (i % 5) }, (_, r) => 'x'.repeat((i + r * 7) % 13));
-      const b = native.vectorizeStrings(rows, normalizeOptions({ dtype: (['int16', 'uint8', 'int32'] as const)[i % 3], padId: 0 }));
-      const views: ArrayBufferView[] = [b.ids, b.attentionMask, b.lengths, b.sourceLengths];
-      const covered = new Uint8Array(b.ids.buffer.byteLength);
-      for (const v of views) if (v.buffer === b.ids.buffer) covered.fill(1, v.byteOffset, v.byteOffset + v.byteLength);
+    for (let i = 0; i < 60; i++) {
+      const dtype = (['int16', 'uint8', 'int32'] as const)[i % 3];
+      const rows = Array.from({ length: 40 + (i % 7) }, (_, r) => 'x'.repeat(300 + ((i + r * 7) % 13)));
+      // Outputs of 16-60 KB (past the slab): dirty the allocator with freed buffers of those sizes.
+      for (let k = 0; k < 4; k++) Buffer.allocUnsafeSlow(16_000 + ((i * 3700 + k * 1100) % 45_000)).fill(0xab);
+      const b = native.vectorizeStrings(rows, normalizeOptions({ dtype, padId: 0 }));
+      expect(b.ids.byteLength + b.attentionMask.byteLength).toBeGreaterThan(16 << 10);
+      expect(b.ids.byteOffset).toBe(0);
+      // Large batches get lengths of their own (holding them does not keep the ids alive).
+      expect(b.lengths.buffer).not.toBe(b.ids.buffer);
+      // Layout: ids, mask, then the lengths and source lengths the batch's copies were made from.
       const all = new Uint8Array(b.ids.buffer);
+      const covered = new Uint8Array(all.length);
+      const align8 = (x: number) => Math.ceil(x / 8) * 8;
+      const lensAt = align8(b.attentionMask.byteOffset + b.attentionMask.byteLength);
+      const srcAt = align8(lensAt + 4 * b.rows);
+      expect(new Int32Array(b.ids.buffer, lensAt, b.rows)).toEqual(b.lengths);
+      expect(new Int32Array(b.ids.buffer, srcAt, b.rows)).toEqual(b.sourceLengths);
+      expect(all.length).toBe(srcAt + 4 * b.rows);
+      for (const [start, bytes] of [[b.ids.byteOffset, b.ids.byteLength], [b.attentionMask.byteOffset, b.attentionMask.byteLength], [lensAt, 4 * b.rows], [srcAt, 4 * b.rows]]) {
+        covered.fill(1, start, start + bytes);
+      }
+      expect(b.attentionMask.buffer).toBe(b.ids.buffer);
       for (let j = 0; j < all.length; j++) if (!covered[j]) expect(all[j]).toBe(0);
-      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype: (['int16', 'uint8', 'int32'] as const)[i % 3] }))));
+      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype }))));
     }
+  });
+
+  it('small outputs are carved from a shared slab: disjoint views, never overwritten later, zero elsewhere', () => {
+    for (let k = 0; k < 8; k++) Buffer.allocUnsafeSlow(64 << 10).fill(0xab);
+    const made: { b: VectorBatch<Dtype>; rows: string[]; dtype: Dtype }[] = [];
+    for (let i = 0; i < 400; i++) {
+      const dtype = (['int16', 'uint8', 'int32', 'float32', 'uint16'] as const)[i % 5];
+      const rows = Array.from({ length: 1 + (i % 9) }, (_, r) => 'abéc'.repeat((i + r * 5) % 11));
+      let b: VectorBatch<Dtype>;
+      if (i % 4 === 3) {
+        const { bytes, offsets } = pack(rows.map((r) => new TextEncoder().encode(r)));
+        b = native.vectorizeBytes(bytes, offsets, normalizeOptions({ dtype }));
+      } else b = native.vectorizeStrings(rows, normalizeOptions({ dtype }));
+      made.push({ b, rows, dtype });
+    }
+    const slabs = new Map<ArrayBufferLike, [number, number][]>();
+    for (const { b, rows, dtype } of made) {
+      // Every batch is still exactly what it was when made.
+      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype }))));
+      const views = [b.ids, b.attentionMask, b.lengths, b.sourceLengths] as ArrayBufferView[];
+      for (const v of views) {
+        expect(v.buffer).toBe(b.ids.buffer);
+        expect(v.byteOffset % 8).toBe(0);
+        const list = slabs.get(v.buffer) ?? [];
+        list.push([v.byteOffset, v.byteOffset + v.byteLength]);
+        slabs.set(v.buffer, list);
+      }
+    }
+    // 400 small batches share a handful of 64 KiB buffers.
+    expect(slabs.size).toBeGreaterThan(1);
+    expect(slabs.size).toBeLessThan(60);
+    for (const [buffer, list] of slabs) {
+      expect(buffer.byteLength).toBe(64 << 10);
+      list.sort((x, y) => x[0] - y[0]);
+      for (let i = 1; i < list.length; i++) expect(list[i]![0]).toBeGreaterThanOrEqual(list[i - 1]![1]);
+      // From the first view this test made on (earlier tests may own what comes before), bytes
+      // of no view are zero: gaps and the part not handed out yet.
+      const all = new Uint8Array(buffer);
+      let at = list[0]![0];
+      for (const [start, end] of list) {
+        for (let j = at; j < start; j++) expect(all[j]).toBe(0);
+        at = end;
+      }
+      for (let j = at; j < all.length; j++) expect(all[j]).toBe(0);
+    }
+  });
+
+  it('an out array or input over a whole slab is never written through: the batch then gets its own buffer', () => {
+    const first = native.vectorizeStrings(['abc'], normalizeOptions({}));
+    const keep = plain(first);
+    const slabIds = new Int32Array(first.ids.buffer);
+    const b = native.vectorizeStrings(['xyz!'], normalizeOptions({ out: { ids: slabIds } }));
+    expect(b.ids.buffer).toBe(first.ids.buffer);
+    expect(Array.from(b.ids)).toEqual([120, 121, 122, 33]); // written where the caller said
+    expect(b.lengths.buffer).not.toBe(first.ids.buffer);
+    expect(Array.from(b.lengths)).toEqual([4]);
+    // The input bytes may be the whole slab too.
+    const second = native.vectorizeStrings(['hello'], normalizeOptions({}));
+    const bytes = new Uint8Array(second.ids.buffer);
+    const before = bytes.slice();
+    const c = native.vectorizeBytes(bytes, new Uint32Array([second.ids.byteOffset, second.ids.byteOffset + 4]), normalizeOptions({}));
+    expect(c.ids.buffer).not.toBe(second.ids.buffer);
+    expect(Array.from(c.ids)).toEqual([104, 0, 0, 0]); // 'h' and the int32's three zero bytes
+    expect(bytes).toEqual(before);
+    // The first batch kept its ids only where the caller did not write over them on purpose.
+    expect(Array.from(first.attentionMask)).toEqual(keep.attentionMask);
   });
 
   it('a getter that calls back into vectorize while the strings are read', () => {
@@ -182,6 +262,33 @@ describe('native binding', () => {
     });
     const b = native.vectorizeStrings(rows, normalizeOptions({}));
     expect(Array.from(b.ids)).toEqual([97, 98, 99, 100]);
+  });
+
+  it('the row-by-row binding entry: a getter that calls back in gets its own arena, and no slab is used', () => {
+    const p = () => packOptions(normalizeOptions({})).slice();
+    const rows: string[] = ['ab', 'cd'];
+    Object.defineProperty(rows, 1, {
+      get() {
+        const inner = native.vectorizeStrings(['xyz'], normalizeOptions({}));
+        expect(Array.from(inner.ids)).toEqual([120, 121, 122]);
+        return 'cd';
+      },
+    });
+    const opts = p();
+    const buffer = binding.vectorizeStrings(rows, opts, null, null, null);
+    expect([opts[11], opts[12]]).toEqual([2, -1]);
+    expect(Array.from(new Int32Array(buffer, 0, 4))).toEqual([97, 98, 99, 100]);
+    expect(() => binding.vectorizeStrings(['a', 3], p(), null, null, null)).toThrow(new TypeError('texts[1] must be a string, got number'));
+  });
+
+  it('more than 2^20 rows (scratch of their own) and rows past the 64 K-unit chunks equal the fallback', () => {
+    const many = Array.from({ length: (1 << 20) + 3 }, (_, i) => 'abcdefg'.slice(0, i % 5));
+    expect(plain(native.vectorizeStrings(many, normalizeOptions({ maxLength: 8 })))).toEqual(plain(jsBackend.vectorizeStrings(many, normalizeOptions({ maxLength: 8 }))));
+    const long = ['x'.repeat(40_000), '\uD83D', '\uDE00y'.repeat(20_000), '', 'z'.repeat(65_536), 'w'];
+    for (const invalid of ['replace', 'error'] as const) {
+      const o = normalizeOptions({ maxLength: 70_000, invalid });
+      expect(outcome(() => native.vectorizeStrings(long, o))).toEqual(outcome(() => jsBackend.vectorizeStrings(long, o)));
+    }
   });
 
   it('a getter that throws propagates its error and leaves the module working', () => {
@@ -228,7 +335,7 @@ describe('native binding', () => {
     offsets[1] = 8;
     const outIds = new Int32Array(buf, 8, 8);
     const n = normalizeOptions({});
-    expect(() => binding.vectorizeBytes(bytes, offsets, packOptions(n), null, outIds, null)).toThrow(
+    expect(() => binding.vectorizeBytes(bytes, offsets, packOptions(n), null, outIds, null, null)).toThrow(
       new RangeError('options.out.ids overlaps the input offsets'),
     );
   });
@@ -248,7 +355,7 @@ describe('native binding', () => {
     );
     expect(() => binding.vectorizeStrings(['a'], bad(6, 300), null, null, null)).not.toThrow();
     expect(() => binding.vectorizeStrings(['a'], good().subarray(0, 5), null, null, null)).toThrow(
-      new RangeError('options (packed) must have 11 fields, got 5'),
+      new RangeError('options (packed) must have 13 fields, got 5'),
     );
     expect(() => binding.vectorizeStrings(['a'], {} as Int32Array, null, null, null)).toThrow(
       new TypeError('options must be a Int32Array (packed), got object'),
@@ -258,12 +365,47 @@ describe('native binding', () => {
     expect(() => binding.vectorizeStrings(['a'], uint8, null, null, null)).toThrow(
       new RangeError("options.padId must be an integer in [0, 255] for dtype 'uint8', got 300"),
     );
-    expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), good(), null, null, null)).toThrow(
+    expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), good(), null, null, null, null)).toThrow(
       new TypeError('bytes must be a Uint8Array, got Uint16Array'),
     );
     expect(() => binding.vectorizeStrings(['a'], good(), new Uint32Array([97, 97]), null, null)).toThrow(
       new RangeError("options.vocab[1] repeats 'a' (first at index 0)"),
     );
+    // The joined-strings entry: chunks that do not match the lengths, bad lengths, a bad slab.
+    const joined = (chunks: unknown, lengths: unknown, rows: number, slab: unknown = null, p = good()) =>
+      binding.vectorizeJoined(chunks as string[], lengths as Uint32Array, rows, p, null, null, null, slab as ArrayBuffer);
+    expect(() => joined(['abc'], new Uint32Array([2, 3]), 2)).toThrow(new RangeError('internal: the joined texts hold 3 units, the rows 5'));
+    expect(() => joined(['abcdef'], new Uint32Array([2, 3]), 2)).toThrow(new RangeError('internal: the joined texts hold 6 units, the rows 5'));
+    expect(() => joined(['ab', 'cde', 'x'], new Uint32Array([2, 3]), 2)).toThrow(new RangeError('internal: the joined texts hold 6 units, the rows 5'));
+    expect(() => joined(['abc'], new Uint32Array([3]), 2)).toThrow(new RangeError('internal: more rows than lengths'));
+    expect(() => joined(['abc'], [3], 1)).toThrow(new TypeError('lengths must be a Uint32Array, got object'));
+    expect(() => joined([3], new Uint32Array([1]), 1)).toThrow(/N-API call failed while reading texts/);
+    expect(() => joined('abc', new Uint32Array([3]), 1)).toThrow(/N-API call failed while reading texts/);
+    expect(() => joined(['abc'], new Uint32Array([3]), 1, {})).toThrow(new TypeError('slab must be an ArrayBuffer, got object'));
+    const offset = (o: number) => {
+      const p = good();
+      p[12] = o;
+      return p;
+    };
+    expect(() => joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), offset(3))).toThrow(
+      new RangeError('slab offset 3 is not a multiple of 8 inside the slab (64 bytes)'),
+    );
+    expect(() => joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), offset(72))).toThrow(
+      new RangeError('slab offset 72 is not a multiple of 8 inside the slab (64 bytes)'),
+    );
+    // A slab without room for the batch: a fresh buffer, and -1 written back for the offset.
+    const p = offset(64);
+    const r = joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), p);
+    expect(r).toBeInstanceOf(ArrayBuffer);
+    expect([p[11], p[12]]).toEqual([3, -1]);
+    expect(Array.from(new Int32Array(r, 0, 3))).toEqual([97, 98, 99]);
+    // With room: the slab itself, the parts from the offset given.
+    const q = offset(16);
+    const slab = new ArrayBuffer(64);
+    expect(joined(['abc'], new Uint32Array([3]), 1, slab, q)).toBe(slab);
+    expect([q[11], q[12]]).toEqual([3, 16]);
+    expect(Array.from(new Int32Array(slab, 16, 3))).toEqual([97, 98, 99]);
+    expect(Array.from(new Uint8Array(slab, 0, 16))).toEqual(new Array(16).fill(0));
   });
 });
 
