@@ -1136,6 +1136,9 @@ fn vectorize_joined_impl(
             arena.reserve(total + 2);
             let cap = total + 2;
             let mut at = 0usize;
+            // Rows are measured as soon as their chunk is copied, while they are still in cache.
+            let mut row = 0usize;
+            let mut invalid = None;
             let mut scope = HandleScope::open(env)?;
             for i in 0..count {
                 if i % 4096 == 4095 {
@@ -1170,6 +1173,15 @@ fn vectorize_joined_impl(
                 if at > total {
                     break;
                 }
+                // SAFETY: V8 initialised the first `at` units (at <= total < capacity).
+                unsafe { arena.set_len(at) };
+                while row < n as usize && offsets[row + 1] as usize <= at {
+                    let units = &arena[offsets[row] as usize..offsets[row + 1] as usize];
+                    if let Err(unit) = m.push(units, &opts) {
+                        invalid = invalid.or(Some((row, unit)));
+                    }
+                    row += 1;
+                }
             }
             drop(scope);
             if at != total {
@@ -1179,14 +1191,12 @@ fn vectorize_joined_impl(
                     &format!("internal: the joined texts hold {at} units, the rows {total}"),
                 ));
             }
-            // SAFETY: V8 initialised the first `total` units.
-            unsafe { arena.set_len(total) };
-            let mut invalid = None;
-            for r in 0..n as usize {
-                let row = &arena[offsets[r] as usize..offsets[r + 1] as usize];
-                if let Err(at) = m.push(row, &opts) {
-                    invalid = invalid.or(Some((r, at)));
+            // Empty rows at the end (no chunk reaches past them).
+            while row < n as usize {
+                if let Err(unit) = m.push(&arena[total..total], &opts) {
+                    invalid = invalid.or(Some((row, unit)));
                 }
+                row += 1;
             }
             if let Some((row, unit)) = invalid {
                 return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));

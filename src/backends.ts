@@ -83,9 +83,10 @@ const slab = { buffer: new ArrayBuffer(SLAB_BYTES), offset: 0 };
 /**
  * Packs checked options into one reused Int32Array for the binding (see `read_options` in
  * native/lib.rs): reading a dozen properties through N-API costs more than vectorizing a small
- * batch. Its last field is where the binding writes back the batch's width. Reuse is safe: the
- * binding reads and writes it synchronously, and JavaScript runs one call at a time per thread (a
- * nested call made by a getter finishes before the outer call reads the width).
+ * batch. After the options come two fields the binding writes back: the batch's width, and where
+ * in the slab its outputs went (-1: in a fresh buffer; on the way in, the slab's free offset).
+ * Reuse is safe: the binding reads and writes it synchronously, and JavaScript runs one call at a
+ * time per thread (a nested call made by a getter finishes before the outer call reads it back).
  */
 const OPTIONS_LEN = 11;
 const PACKED = new Int32Array(OPTIONS_LEN + 2);
@@ -119,7 +120,6 @@ const BYTES_PER_ID: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uin
 
 /** Outputs up to this size share one ArrayBuffer whole (SMALL_BATCH_BYTES in native/lib.rs). */
 const SMALL_BATCH_BYTES = 16 << 10;
-
 
 const align8 = (x: number) => Math.ceil(x / 8) * 8;
 
@@ -165,9 +165,12 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
  * in a few nanoseconds per row) and the binding copies each chunk with one N-API call, where
  * reading row by row costs two N-API calls per row -- most of a batch's time (a 1,000-row batch of
  * workload (a): ~250 of ~300 us). Chunks stay near JOIN_CHUNK units, so no string gets near V8's
- * length limit and ropes stay shallow.
+ * length limit and ropes stay shallow. Rows of JOIN_LONG_ROW units or more are chunks of their own:
+ * the per-row crossing is nothing next to their length, and a rope costs a flattening copy (on
+ * workload (c), ~2,000-character rows, joining them all was 20-40% slower than row by row).
  */
 const JOIN_CHUNK = 1 << 16;
+const JOIN_LONG_ROW = 512;
 
 /** Reused between calls; a call made while they are in use (a getter on `texts` calling back
  *  into vectorize) gets its own. */
@@ -183,7 +186,13 @@ function joinRows(texts: readonly unknown[], rows: number, chunks: string[], len
     const t = texts[i];
     if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${typeOf(t)}`);
     lengths[i] = t.length;
-    if (s.length + t.length > JOIN_CHUNK && s.length > 0) {
+    if (t.length >= JOIN_LONG_ROW) {
+      // A long row is its own chunk: one N-API call copies it as it is (ropes would be flattened
+      // into a fresh string first, a copy and an allocation more).
+      if (s.length > 0) chunks.push(s);
+      chunks.push(t);
+      s = '';
+    } else if (s.length + t.length > JOIN_CHUNK) {
       chunks.push(s);
       s = t;
     } else s += t;

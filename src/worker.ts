@@ -89,7 +89,7 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
     case 'vectorize': {
       const t0 = performance.now();
       const batch = backendFor(task.js).vectorizeBytes(task.bytes, task.offsets, task.options);
-      return { lengths: batch.lengths, sourceLengths: batch.sourceLengths, ms: performance.now() - t0 };
+      return { lengths: own(batch.lengths), sourceLengths: own(batch.sourceLengths), ms: performance.now() - t0 };
     }
     case 'process': {
       let fnP = modules.get(task.module);
@@ -120,6 +120,14 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
       return out;
     }
   }
+}
+
+/**
+ * A copy of a view on a larger buffer (small batches' lengths sit in the backend's shared slab):
+ * a posted view is cloned with its whole ArrayBuffer.
+ */
+function own(v: Int32Array): Int32Array {
+  return v.byteLength === v.buffer.byteLength ? v : v.slice();
 }
 
 /**

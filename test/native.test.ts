@@ -284,11 +284,18 @@ describe('native binding', () => {
   it('more than 2^20 rows (scratch of their own) and rows past the 64 K-unit chunks equal the fallback', () => {
     const many = Array.from({ length: (1 << 20) + 3 }, (_, i) => 'abcdefg'.slice(0, i % 5));
     expect(plain(native.vectorizeStrings(many, normalizeOptions({ maxLength: 8 })))).toEqual(plain(jsBackend.vectorizeStrings(many, normalizeOptions({ maxLength: 8 }))));
-    const long = ['x'.repeat(40_000), '\uD83D', '\uDE00y'.repeat(20_000), '', 'z'.repeat(65_536), 'w'];
+    // Long rows are chunks of their own; short ones share a rope, where a row ending in a high
+    // surrogate meets the next one's low surrogate: still two lone surrogates.
+    const long = ['x'.repeat(40_000), '\uD83D', '\uDE00y'.repeat(20_000), '', 'z'.repeat(65_536), 'w', 'a\uD83D', '\uDE00b', 'ok'];
     for (const invalid of ['replace', 'error'] as const) {
       const o = normalizeOptions({ maxLength: 70_000, invalid });
-      expect(outcome(() => native.vectorizeStrings(long, o))).toEqual(outcome(() => jsBackend.vectorizeStrings(long, o)));
+      const want = outcome(() => jsBackend.vectorizeStrings(long, o));
+      expect(outcome(() => native.vectorizeStrings(long, o))).toEqual(want);
+      expect(want.ok).toBe(invalid === 'replace');
+      const short = long.slice(6);
+      expect(outcome(() => native.vectorizeStrings(short, o))).toEqual(outcome(() => jsBackend.vectorizeStrings(short, o)));
     }
+    expect(() => native.vectorizeStrings(long.slice(6), normalizeOptions({ invalid: 'error' }))).toThrow(/row 0/);
   });
 
   it('a getter that throws propagates its error and leaves the module working', () => {
