@@ -168,6 +168,77 @@ describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
     expect(finished).toBe(true);
   });
 
+  it('a synchronous source (read without a promise per item): pulled one batch at a time, closed on break and on a bad item, not after it threw', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    let pulled = 0;
+    let closed = 0;
+    function* source(n: number, bad = -1): Generator<unknown> {
+      try {
+        for (let i = 0; i < n; i++) {
+          pulled++;
+          yield i === bad ? 7 : `t${i}`;
+        }
+      } finally {
+        closed++;
+      }
+    }
+    const it = p.stream(source(2500) as Iterable<string>, { batchSize: 1000 })[Symbol.asyncIterator]();
+    expect(pulled).toBe(0);
+    const first = (await it.next()).value as VectorBatch<Dtype>;
+    expectSameBatch(first, vectorize(Array.from({ length: 1000 }, (_, i) => `t${i}`)));
+    expect(pulled).toBe(1000);
+    expect((await it.next()).value.rows).toBe(1000);
+    expect((await it.next()).value.rows).toBe(500);
+    expect((await it.next()).done).toBe(true);
+    expect([pulled, closed]).toEqual([2500, 1]);
+
+    pulled = 0;
+    closed = 0;
+    for await (const b of p.stream(source(2500) as Iterable<string>, { batchSize: 100 })) {
+      expect(b.rows).toBe(100);
+      if (pulled === 300) break;
+    }
+    expect([pulled, closed]).toEqual([300, 1]);
+
+    closed = 0;
+    const got: number[] = [];
+    const e = await rejection(
+      (async () => {
+        for await (const b of p.stream(source(50, 25) as Iterable<string>, { batchSize: 10 })) got.push(b.rows);
+      })(),
+    );
+    expectSameError(e, new TypeError('stream item 25 must be a string, got number'));
+    expect([got, closed]).toEqual([[10, 10, 5], 1]);
+
+    // A source whose next() throws is not closed again (as for..of does).
+    let returns = 0;
+    let i = 0;
+    const throwing: Iterable<string> = {
+      [Symbol.iterator]: () => ({
+        next: () => {
+          if (i === 25) throw new RangeError('from the source');
+          return { value: `t${i++}`, done: false };
+        },
+        return: () => {
+          returns++;
+          return { value: undefined, done: true };
+        },
+      }),
+    };
+    got.length = 0;
+    const e2 = await rejection(
+      (async () => {
+        for await (const b of p.stream(throwing, { batchSize: 10 })) got.push(b.rows);
+      })(),
+    );
+    expectSameError(e2, new RangeError('from the source'));
+    expect([got, returns]).toEqual([[10, 10], 0]);
+    // ...while one the consumer leaves early is.
+    i = 0;
+    for await (const b of p.stream(throwing, { batchSize: 10 })) if (b.rows === 10) break;
+    expect(returns).toBe(1);
+  });
+
   it('batches after close() are refused with PipelineClosedError', async () => {
     const p = make({ maxWorkers: 1, ...config });
     const it = p.stream(texts.slice(0, 30), { batchSize: 10 })[Symbol.asyncIterator]();
