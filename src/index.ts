@@ -3,8 +3,9 @@
  * attention masks, lengths) with a SIMD Rust core, or a pure-TypeScript fallback with identical
  * output where the native binary cannot load. The contract is docs/SEMANTICS.md.
  *
- * Costs (see BENCHMARKS.md): `vectorize` reads each string through N-API once (the floor for
- * string input); `vectorizeBytes` needs no per-row crossing and runs near memory speed. Pass
+ * Costs (see BENCHMARKS.md): `vectorize` joins the strings in JavaScript and the binding copies
+ * them with one N-API call per 64 K-unit chunk (not per string); `vectorizeBytes` needs no string
+ * crossing at all and runs near memory speed. Pass
  * `options.out` buffers to reuse memory across calls: allocating a fresh output costs more than
  * the work for large batches.
  */
