@@ -298,23 +298,26 @@ struct Slab {
     offset: usize,
 }
 
+/// Throws `TypeError: <must>, got <T>` unless the N-API predicate `is` holds for `v`.
+fn require(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    is: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status,
+    must: &str,
+) -> NResult<()> {
+    let mut yes = false;
+    // SAFETY: v is a live handle; out pointer valid; `is` is an N-API predicate.
+    check(env, unsafe { is(env, v, &mut yes) }, "checking an argument")?;
+    if yes {
+        return Ok(());
+    }
+    let t = describe(env, v)?;
+    Err(throw(env, ErrorKind::Type, &format!("{must}, got {t}")))
+}
+
 /// The slab argument: an ArrayBuffer, and a free offset inside it that is a multiple of 8.
 fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab> {
-    let mut is = false;
-    // SAFETY: v is live; out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_is_arraybuffer(env, v, &mut is) },
-        "reading the slab",
-    )?;
-    if !is {
-        let t = describe(env, v)?;
-        return Err(throw(
-            env,
-            ErrorKind::Type,
-            &format!("slab must be an ArrayBuffer, got {t}"),
-        ));
-    }
+    require(env, v, sys::napi_is_arraybuffer, "slab must be an ArrayBuffer")?;
     let mut data: *mut c_void = ptr::null_mut();
     let mut len = 0usize;
     // SAFETY: v is an ArrayBuffer (checked above); out pointers valid.
@@ -517,113 +520,32 @@ fn vocab(env: sys::napi_env, v: Option<sys::napi_value>) -> NResult<Option<std::
     })
 }
 
-/// Creates a typed array of `len` elements on a fresh, uninitialized buffer (see `fresh_views`):
-/// the caller must write every element before JavaScript sees it.
+/// Creates a typed array of `len` elements of `elem` bytes on a fresh buffer (see `region`: a large
+/// one is not zero-filled): the caller must write every element before JavaScript sees it.
 pub(crate) fn fresh(
     env: sys::napi_env,
     kind: i32,
     elem: usize,
     len: usize,
 ) -> NResult<(sys::napi_value, TypedArray)> {
-    fresh_views(env, &[(kind, elem, len)])?
-        .pop()
-        .ok_or_else(|| throw(env, ErrorKind::Range, "internal: no output buffer"))
-}
-
-/// Typed arrays of `(kind, element size, length)` laid out one after another (each aligned to 8
-/// bytes) on one fresh, uninitialized buffer; the gaps between them are zeroed here, the parts
-/// must be written in full by the caller.
-fn fresh_views(
-    env: sys::napi_env,
-    parts: &[(i32, usize, usize)],
-) -> NResult<Vec<(sys::napi_value, TypedArray)>> {
-    if parts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut at = Vec::with_capacity(parts.len());
-    let mut size = 0usize;
-    for &(_, elem, len) in parts {
-        size = size.div_ceil(8) * 8;
-        at.push(size);
-        size += elem * len;
-    }
-    let mut data: *mut c_void = ptr::null_mut();
-    let mut node_buffer = ptr::null_mut();
-    // A Node Buffer rather than napi_create_arraybuffer: Node allocates a Buffer's memory without
-    // zero-filling it (like Buffer.allocUnsafe), and every byte of every part is written below or
-    // by the kernels before JavaScript sees it; zero-filling a fresh output first was a fifth of a
-    // 1,000-row call's time (perf, workload (a)).
-    // SAFETY: out pointers are valid; Node allocates `size` bytes (or fails with a status).
+    let (buffer, data, _) = region(env, elem * len)?;
+    let mut arr = ptr::null_mut();
+    // SAFETY: the buffer holds exactly `len` elements from offset 0.
     check(
         env,
-        unsafe { sys::napi_create_buffer(env, size, &mut data, &mut node_buffer) },
+        unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut arr) },
         "allocating the output",
     )?;
-    let mut buffer = ptr::null_mut();
-    let (mut kind0, mut len0, mut off0) = (0i32, 0usize, 0usize);
-    let mut data0: *mut c_void = ptr::null_mut();
-    // SAFETY: node_buffer is the Uint8Array just made; every out pointer is valid.
-    check(
-        env,
-        unsafe {
-            sys::napi_get_typedarray_info(
-                env,
-                node_buffer,
-                &mut kind0,
-                &mut len0,
-                &mut data0,
-                &mut buffer,
-                &mut off0,
-            )
+    Ok((
+        arr,
+        TypedArray {
+            kind,
+            len,
+            data,
+            buffer,
+            byte_offset: 0,
         },
-        "allocating the output",
-    )?;
-    if off0 != 0 || data0 != data {
-        return Err(throw(
-            env,
-            ErrorKind::Range,
-            "internal: the output Buffer is not at the start of its ArrayBuffer",
-        ));
-    }
-    if !data.is_null() {
-        // The alignment gaps between parts are never written by the kernels: clear them, so that
-        // `ids.buffer` shows no stale memory. Parts themselves are written in full by the caller.
-        let mut end = 0usize;
-        for (&(_, elem, len), &off) in parts.iter().zip(&at) {
-            // SAFETY: end <= off <= size: the gap [end, off) is inside the allocation.
-            unsafe { ptr::write_bytes((data as *mut u8).add(end), 0, off - end) };
-            end = off + elem * len;
-        }
-        // SAFETY: end <= size.
-        unsafe { ptr::write_bytes((data as *mut u8).add(end), 0, size - end) };
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for (&(kind, _, len), &off) in parts.iter().zip(&at) {
-        let mut arr = ptr::null_mut();
-        // SAFETY: `off` is aligned for the element type and `off + len * elem <= size`.
-        check(
-            env,
-            unsafe { sys::napi_create_typedarray(env, kind, len, buffer, off, &mut arr) },
-            "allocating the output",
-        )?;
-        // SAFETY: `off <= size`, inside the allocation (or both zero).
-        let p = if data.is_null() {
-            ptr::null_mut()
-        } else {
-            unsafe { (data as *mut u8).add(off) }
-        };
-        out.push((
-            arr,
-            TypedArray {
-                kind,
-                len,
-                data: p,
-                buffer,
-                byte_offset: off,
-            },
-        ));
-    }
-    Ok(out)
+    ))
 }
 
 /// Core options from the options read off the JavaScript object.
@@ -898,21 +820,7 @@ fn gather(
     offsets: &mut Vec<u32>,
     m: &mut Measured,
 ) -> NResult<Option<(usize, usize)>> {
-    let mut is_array = false;
-    // SAFETY: texts is a live handle; out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_is_array(env, texts, &mut is_array) },
-        "reading texts",
-    )?;
-    if !is_array {
-        let t = describe(env, texts)?;
-        return Err(throw(
-            env,
-            ErrorKind::Type,
-            &format!("texts must be an array of strings, got {t}"),
-        ));
-    }
+    require(env, texts, sys::napi_is_array, "texts must be an array of strings")?;
     let mut len = 0u32;
     // SAFETY: texts is an array; out pointer valid.
     check(
@@ -925,21 +833,7 @@ fn gather(
     offsets.reserve(len as usize + 1);
     offsets.push(0);
     let mut invalid = None;
-    let mut scope = HandleScope::open(env)?;
-    for i in 0..len {
-        // Every napi_get_element makes a handle; a fresh scope every 4096 rows keeps V8's handle
-        // blocks small and hot on large batches.
-        if i % 4096 == 4095 {
-            drop(scope);
-            scope = HandleScope::open(env)?;
-        }
-        let mut v = ptr::null_mut();
-        // SAFETY: texts is live; out pointer valid. May run a getter (then an exception may be pending).
-        check(
-            env,
-            unsafe { sys::napi_get_element(env, texts, i, &mut v) },
-            "reading texts",
-        )?;
+    each_element(env, texts, len, |i, v| {
         if arena.capacity() - arena.len() < 256 {
             arena.reserve(arena.capacity().max(4096));
         }
@@ -1003,9 +897,56 @@ fn gather(
             )
         })?;
         offsets.push(end);
+        Ok(true)
+    })?;
+    Ok(invalid)
+}
+
+/// Calls `f(i, arr[i])` for i in 0..len while it returns true. Every napi_get_element makes a
+/// handle; a fresh scope every 4096 elements keeps V8's handle blocks small and hot.
+fn each_element(
+    env: sys::napi_env,
+    arr: sys::napi_value,
+    len: u32,
+    mut f: impl FnMut(u32, sys::napi_value) -> NResult<bool>,
+) -> NResult<()> {
+    let mut scope = HandleScope::open(env)?;
+    for i in 0..len {
+        if i % 4096 == 4095 {
+            drop(scope);
+            scope = HandleScope::open(env)?;
+        }
+        let mut v = ptr::null_mut();
+        // SAFETY: arr is live; out pointer valid. May run a getter (then an exception may be pending).
+        check(
+            env,
+            unsafe { sys::napi_get_element(env, arr, i, &mut v) },
+            "reading texts",
+        )?;
+        if !f(i, v)? {
+            break;
+        }
     }
     drop(scope);
-    Ok(invalid)
+    Ok(())
+}
+
+/// Plans and writes UTF-16 rows already measured into `m` (whose buffers it hands back for the
+/// next call).
+fn emit_utf16(
+    env: sys::napi_env,
+    ro: &ReadOptions,
+    opts: &Options,
+    arena: &[u16],
+    offsets: &[u32],
+    m: &mut Measured,
+) -> NResult<sys::napi_value> {
+    let (ids, mask) = out_buffers(env, ro)?;
+    let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
+    let p = plan_measured(&src, opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
+    let r = emit(env, &p, ro, ids, mask, &[]);
+    *m = p.into_measured();
+    r
 }
 
 /// A handle scope closed on drop (also on early returns).
@@ -1053,13 +994,7 @@ fn vectorize_strings_impl(
             if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
                 return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
             }
-            let (ids, mask) = out_buffers(env, &ro)?;
-            let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
-            let p =
-                plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
-            let r = emit(env, &p, &ro, ids, mask, &[]);
-            *m = p.into_measured();
-            r
+            emit_utf16(env, &ro, &opts, arena, offsets, m)
         };
     // A getter on the array may call back in while the strings are gathered: that call gets a
     // private arena (with_scratch).
@@ -1139,19 +1074,7 @@ fn vectorize_joined_impl(
             // Rows are measured as soon as their chunk is copied, while they are still in cache.
             let mut row = 0usize;
             let mut invalid = None;
-            let mut scope = HandleScope::open(env)?;
-            for i in 0..count {
-                if i % 4096 == 4095 {
-                    drop(scope);
-                    scope = HandleScope::open(env)?;
-                }
-                let mut v = ptr::null_mut();
-                // SAFETY: chunks is live; out pointer valid.
-                check(
-                    env,
-                    unsafe { sys::napi_get_element(env, chunks, i, &mut v) },
-                    "reading texts",
-                )?;
+            each_element(env, chunks, count, |_, v| {
                 let mut copied = 0usize;
                 // SAFETY: the destination is the arena's spare capacity past `at`, `cap - at`
                 // units long (at < cap: see the check below); V8 writes at most that many units
@@ -1171,7 +1094,7 @@ fn vectorize_joined_impl(
                 )?;
                 at += copied;
                 if at > total {
-                    break;
+                    return Ok(false);
                 }
                 // SAFETY: V8 initialised the first `at` units (at <= total < capacity).
                 unsafe { arena.set_len(at) };
@@ -1182,8 +1105,8 @@ fn vectorize_joined_impl(
                     }
                     row += 1;
                 }
-            }
-            drop(scope);
+                Ok(true)
+            })?;
             if at != total {
                 return Err(throw(
                     env,
@@ -1201,13 +1124,7 @@ fn vectorize_joined_impl(
             if let Some((row, unit)) = invalid {
                 return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
             }
-            let (ids, mask) = out_buffers(env, &ro)?;
-            let src = Utf16Rows::new(arena, offsets).map_err(|e| throw_core(env, &e))?;
-            let p =
-                plan_measured(&src, &opts, std::mem::take(m)).map_err(|e| throw_core(env, &e))?;
-            let r = emit(env, &p, &ro, ids, mask, &[]);
-            *m = p.into_measured();
-            r
+            emit_utf16(env, &ro, &opts, arena, offsets, m)
         };
     with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
 }

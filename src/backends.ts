@@ -20,35 +20,22 @@ export interface Backend {
 /**
  * What the binding returns: the ArrayBuffer holding, each part at a multiple of 8 bytes, the ids
  * (unless the caller passed `out.ids`), the attention mask (unless `out.attentionMask`), the
- * lengths and the source lengths. It is a fresh one, or this thread's slab (see `Slab`) with the
+ * lengths and the source lengths. It is a fresh one, or this thread's slab (see `slab`) with the
  * parts from the offset the binding writes into `PACKED[OPTIONS_LEN + 1]`; the batch's width is in
  * `PACKED[OPTIONS_LEN]`. See `emit` in native/lib.rs and `batchOf` here.
  */
 export type NativeResult = ArrayBuffer;
 
+/** The arguments every vectorizing entry of the binding ends with (see `read_options` in native/lib.rs). */
+type OptionArgs = [options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: unknown, slab: ArrayBuffer | null];
+
 /** The N-API binding's exports (see the generated index.d.ts at the package root). */
 export interface NativeBinding {
+  /** Row by row (two N-API calls per row); never uses a slab. */
   vectorizeStrings(texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: unknown): NativeResult;
   /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see `joinRows`). */
-  vectorizeJoined(
-    chunks: string[],
-    lengths: Uint32Array,
-    rows: number,
-    options: Int32Array,
-    vocab: Uint32Array | null,
-    outIds: unknown,
-    outMask: unknown,
-    slab: ArrayBuffer | null,
-  ): NativeResult;
-  vectorizeBytes(
-    bytes: unknown,
-    offsets: unknown,
-    options: Int32Array,
-    vocab: Uint32Array | null,
-    outIds: unknown,
-    outMask: unknown,
-    slab: ArrayBuffer | null,
-  ): NativeResult;
+  vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: OptionArgs): NativeResult;
+  vectorizeBytes(bytes: unknown, offsets: unknown, ...rest: OptionArgs): NativeResult;
   /** The width vectorizeBytes would give (every check included, nothing written). */
   measureBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null): number;
   simdPath(): string;
