@@ -844,4 +844,3 @@ module.exports.simdPath = nativeBinding.simdPath
 module.exports.simdRequestUnavailable = nativeBinding.simdRequestUnavailable
 module.exports.vectorizeBytes = nativeBinding.vectorizeBytes
 module.exports.vectorizeJoined = nativeBinding.vectorizeJoined
-module.exports.vectorizeStrings = nativeBinding.vectorizeStrings

@@ -49,18 +49,13 @@ export declare function simdPath(): string
 /** When `DTESN_SIMD` names a path this CPU lacks: that name (the facade warns). */
 export declare function simdRequestUnavailable(): string | null
 
-/** Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`. */
+/** Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeJoined`. */
 export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
 
 /**
  * Vectorizes rows joined by the facade (see `vectorize_joined_impl`). Internal: the facade checks
- * the rows are strings, concatenates them into `chunks` and passes their lengths.
+ * the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
+ * options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
+ * ArrayBuffer and the width written into the packed array (see `emit`).
  */
 export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
-
-/**
- * Vectorizes an array of strings. Internal: the TypeScript facade checks and packs the options
- * (`packOptions` in src/backends.ts) and makes the VectorBatch from the returned ArrayBuffer and
- * the width written into the packed array (see `emit`).
- */
-export declare function vectorizeStrings(texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null): ArrayBuffer

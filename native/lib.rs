@@ -10,8 +10,8 @@
 //! Costs, measured on a 2-core x86_64 (see BENCHMARKS.md): reading strings one by one costs two
 //! N-API calls per row (`napi_get_element` + `napi_get_value_string_utf16`), most of a batch's
 //! time, so the facade concatenates the rows in JavaScript and `vectorizeJoined` copies each
-//! 64 K-unit chunk with one call into a reused per-thread UTF-16 arena, which the core runs on
-//! (`vectorizeStrings`, row by row, stays for direct callers and the benchmarks); byte input
+//! 64 K-unit chunk with one call into a reused per-thread UTF-16 arena, which the core runs on;
+//! byte input
 //! (`vectorizeBytes`) needs no per-row crossing at all. The result is one ArrayBuffer (the
 //! facade's slab for small batches, else a fresh one; large ones are Node Buffers, not
 //! zero-filled: every byte is written before JavaScript sees it) over which the facade makes the
@@ -807,101 +807,6 @@ unsafe fn write<T: Id, U: Unit>(
     p.write(ids, mask)
 }
 
-/// Copies every string of `texts` into the arena (one `napi_get_value_string_utf16` per string in
-/// the common case: the arena keeps spare room, and only a string that fills it is re-read).
-/// Each row is measured right after it is copied, while it is still in cache, so the plan needs
-/// no second pass over the arena. Returns the first invalid row `(row, unit)` in strict mode (type
-/// errors of later rows still take precedence, as docs/SEMANTICS.md orders them).
-fn gather(
-    env: sys::napi_env,
-    texts: sys::napi_value,
-    opts: &Options,
-    arena: &mut Vec<u16>,
-    offsets: &mut Vec<u32>,
-    m: &mut Measured,
-) -> NResult<Option<(usize, usize)>> {
-    require(env, texts, sys::napi_is_array, "texts must be an array of strings")?;
-    let mut len = 0u32;
-    // SAFETY: texts is an array; out pointer valid.
-    check(
-        env,
-        unsafe { sys::napi_get_array_length(env, texts, &mut len) },
-        "reading texts",
-    )?;
-    arena.clear();
-    offsets.clear();
-    offsets.reserve(len as usize + 1);
-    offsets.push(0);
-    let mut invalid = None;
-    each_element(env, texts, len, |i, v| {
-        if arena.capacity() - arena.len() < 256 {
-            arena.reserve(arena.capacity().max(4096));
-        }
-        let spare = arena.capacity() - arena.len();
-        let mut copied = 0usize;
-        // SAFETY: the destination is the arena's spare capacity, `spare` u16s long; V8 writes at
-        // most spare - 1 units plus a terminating NUL, and reports how many units it copied.
-        let st = unsafe {
-            sys::napi_get_value_string_utf16(
-                env,
-                v,
-                arena.as_mut_ptr().add(arena.len()),
-                spare,
-                &mut copied,
-            )
-        };
-        if st != sys::Status::napi_ok {
-            if type_of(env, v)? != sys::ValueType::napi_string {
-                let t = describe(env, v)?;
-                return Err(throw(
-                    env,
-                    ErrorKind::Type,
-                    &format!("texts[{i}] must be a string, got {t}"),
-                ));
-            }
-            check(env, st, "reading texts")?;
-        }
-        if copied + 1 >= spare {
-            // Possibly cut short: ask for the length and read it again into enough room.
-            let mut full = 0usize;
-            // SAFETY: a null buffer asks only for the length.
-            check(
-                env,
-                unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut full) },
-                "reading texts",
-            )?;
-            arena.reserve(full + 1);
-            // SAFETY: as above, with room for `full` units plus the NUL.
-            let st = unsafe {
-                sys::napi_get_value_string_utf16(
-                    env,
-                    v,
-                    arena.as_mut_ptr().add(arena.len()),
-                    full + 1,
-                    &mut copied,
-                )
-            };
-            check(env, st, "reading texts")?;
-        }
-        let start = arena.len();
-        // SAFETY: V8 initialised `copied` units past the old length.
-        unsafe { arena.set_len(start + copied) };
-        if let Err(at) = m.push(&arena[start..], opts) {
-            invalid = invalid.or(Some((i as usize, at)));
-        }
-        let end = u32::try_from(arena.len()).map_err(|_| {
-            throw(
-                env,
-                ErrorKind::Range,
-                "texts hold more than 4294967295 UTF-16 code units in total; split the batch",
-            )
-        })?;
-        offsets.push(end);
-        Ok(true)
-    })?;
-    Ok(invalid)
-}
-
 /// Calls `f(i, arr[i])` for i in 0..len while it returns true. Every napi_get_element makes a
 /// handle; a fresh scope every 4096 elements keeps V8's handle blocks small and hot.
 fn each_element(
@@ -978,27 +883,8 @@ impl Drop for HandleScope {
 /// `[packed options, vocab, outIds, outMask, slab]` as the facade passes them.
 type OptionArgs = [sys::napi_value; 5];
 
-fn vectorize_strings_impl(
-    env: sys::napi_env,
-    texts: sys::napi_value,
-    o: OptionArgs,
-) -> NResult<sys::napi_value> {
-    let ro = read_options(env, o)?;
-    // The vocabulary is copied out before the strings are read: a getter on the array may run
-    // JavaScript, which must not see (or detach) memory we already hold.
-    let voc = vocab(env, ro.vocab)?;
-    let opts = core_options(&ro, voc.as_deref());
-    let run_with =
-        |(arena, offsets, m): &mut (Vec<u16>, Vec<u32>, Measured)| -> NResult<sys::napi_value> {
-            m.clear();
-            if let Some((row, unit)) = gather(env, texts, &opts, arena, offsets, m)? {
-                return Err(throw_core(env, &CoreError::LoneSurrogate { row, unit }));
-            }
-            emit_utf16(env, &ro, &opts, arena, offsets, m)
-        };
-    // A getter on the array may call back in while the strings are gathered: that call gets a
-    // private arena (with_scratch).
-    with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
+fn option_args(a: [&Unknown; 5]) -> OptionArgs {
+    a.map(|u| u.raw())
 }
 
 /// Vectorizes rows the facade has concatenated: `chunks` is an array of strings whose
@@ -1233,35 +1119,10 @@ pub(crate) fn guard(
     }
 }
 
-/// Vectorizes an array of strings. Internal: the TypeScript facade checks and packs the options
-/// (`packOptions` in src/backends.ts) and makes the VectorBatch from the returned ArrayBuffer and
-/// the width written into the packed array (see `emit`).
-#[napi(
-    ts_args_type = "texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null",
-    ts_return_type = "ArrayBuffer"
-)]
-pub fn vectorize_strings(
-    env: Env,
-    texts: Unknown,
-    options: Unknown,
-    vocab: Unknown,
-    out_ids: Unknown,
-    out_mask: Unknown,
-) -> napi::Result<Unknown<'static>> {
-    // No slab: a getter on `texts` may run JavaScript that vectorizes into the facade's slab while
-    // this call holds its offset, so this path always allocates its outputs.
-    let mut null = ptr::null_mut();
-    // SAFETY: out pointer valid.
-    unsafe { sys::napi_get_null(env.raw(), &mut null) };
-    let (t, o) = (
-        texts.raw(),
-        [options.raw(), vocab.raw(), out_ids.raw(), out_mask.raw(), null],
-    );
-    guard(&env, |e| vectorize_strings_impl(e, t, o))
-}
-
 /// Vectorizes rows joined by the facade (see `vectorize_joined_impl`). Internal: the facade checks
-/// the rows are strings, concatenates them into `chunks` and passes their lengths.
+/// the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
+/// options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
+/// ArrayBuffer and the width written into the packed array (see `emit`).
 #[napi(
     ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
     ts_return_type = "ArrayBuffer"
@@ -1281,17 +1142,11 @@ pub fn vectorize_joined(
     slab: Unknown,
 ) -> napi::Result<Unknown<'static>> {
     let (c, l, r) = (chunks.raw(), lengths.raw(), rows.raw());
-    let o = [
-        options.raw(),
-        vocab.raw(),
-        out_ids.raw(),
-        out_mask.raw(),
-        slab.raw(),
-    ];
+    let o = option_args([&options, &vocab, &out_ids, &out_mask, &slab]);
     guard(&env, |e| vectorize_joined_impl(e, c, l, r, o))
 }
 
-/// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeStrings`.
+/// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeJoined`.
 #[napi(
     ts_args_type = "bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
     ts_return_type = "ArrayBuffer"
@@ -1310,13 +1165,7 @@ pub fn vectorize_bytes(
     slab: Unknown,
 ) -> napi::Result<Unknown<'static>> {
     let (b, of) = (bytes.raw(), offsets.raw());
-    let o = [
-        options.raw(),
-        vocab.raw(),
-        out_ids.raw(),
-        out_mask.raw(),
-        slab.raw(),
-    ];
+    let o = option_args([&options, &vocab, &out_ids, &out_mask, &slab]);
     guard(&env, |e| vectorize_bytes_impl(e, b, of, o))
 }
 

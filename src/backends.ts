@@ -31,8 +31,6 @@ type OptionArgs = [options: Int32Array, vocab: Uint32Array | null, outIds: unkno
 
 /** The N-API binding's exports (see the generated index.d.ts at the package root). */
 export interface NativeBinding {
-  /** Row by row (two N-API calls per row); never uses a slab. */
-  vectorizeStrings(texts: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: unknown): NativeResult;
   /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see `joinRows`). */
   vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: OptionArgs): NativeResult;
   vectorizeBytes(bytes: unknown, offsets: unknown, ...rest: OptionArgs): NativeResult;
@@ -189,20 +187,20 @@ function joinRows(texts: readonly unknown[], rows: number, chunks: string[], len
 
 export function nativeBackendOf(binding: NativeBinding): Backend {
   const joined = (texts: readonly unknown[], rows: number, n: NormalizedOptions): NativeResult => {
-    if (joinBusy || rows > 1 << 20) {
-      const chunks: string[] = [];
-      const lengths = new Uint32Array(rows);
+    // The reused scratch, unless it is in use (re-entered) or the batch would make it huge.
+    const own = joinBusy || rows > 1 << 20;
+    if (!own && joinLengths.length < rows) joinLengths = new Uint32Array(Math.max(rows, 2 * joinLengths.length));
+    const chunks = own ? [] : joinChunks;
+    const lengths = own ? new Uint32Array(rows) : joinLengths;
+    if (!own) joinBusy = true;
+    try {
       joinRows(texts, rows, chunks, lengths);
       return binding.vectorizeJoined(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
-    }
-    joinBusy = true;
-    try {
-      if (joinLengths.length < rows) joinLengths = new Uint32Array(Math.max(rows, 2 * joinLengths.length));
-      joinRows(texts, rows, joinChunks, joinLengths);
-      return binding.vectorizeJoined(joinChunks, joinLengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
     } finally {
-      joinChunks.length = 0; // do not keep the batch's text alive
-      joinBusy = false;
+      if (!own) {
+        joinChunks.length = 0; // do not keep the batch's text alive
+        joinBusy = false;
+      }
     }
   };
   return {

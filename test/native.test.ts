@@ -251,8 +251,7 @@ describe('native binding', () => {
     expect(Array.from(first.attentionMask)).toEqual(keep.attentionMask);
   });
 
-  /** ['ab', 'cd'] whose second element is a getter that vectorizes something else first. */
-  function reentrant(): string[] {
+  it('a getter that calls back into vectorize while the strings are read', () => {
     const rows: string[] = ['ab', 'cd'];
     Object.defineProperty(rows, 1, {
       get() {
@@ -261,21 +260,8 @@ describe('native binding', () => {
         return 'cd';
       },
     });
-    return rows;
-  }
-
-  it('a getter that calls back into vectorize while the strings are read', () => {
-    const b = native.vectorizeStrings(reentrant(), normalizeOptions({}));
+    const b = native.vectorizeStrings(rows, normalizeOptions({}));
     expect(Array.from(b.ids)).toEqual([97, 98, 99, 100]);
-  });
-
-  it('the row-by-row binding entry: a getter that calls back in gets its own arena, and no slab is used', () => {
-    const p = () => packOptions(normalizeOptions({})).slice();
-    const opts = p();
-    const buffer = binding.vectorizeStrings(reentrant(), opts, null, null, null);
-    expect([opts[11], opts[12]]).toEqual([2, -1]);
-    expect(Array.from(new Int32Array(buffer, 0, 4))).toEqual([97, 98, 99, 100]);
-    expect(() => binding.vectorizeStrings(['a', 3], p(), null, null, null)).toThrow(new TypeError('texts[1] must be a string, got number'));
   });
 
   it('more than 2^20 rows (scratch of their own) and rows past the 64 K-unit chunks equal the fallback', () => {
@@ -351,28 +337,31 @@ describe('native binding', () => {
       p[i] = v;
       return p;
     };
-    expect(() => binding.vectorizeStrings(['a'], bad(0, 9), null, null, null)).toThrow(
+    // One row 'a' through the binding's string entry, with these packed options and vocabulary.
+    const one = (p: Int32Array, vocab: Uint32Array | null = null) =>
+      binding.vectorizeJoined(['a'], new Uint32Array([1]), 1, p, vocab, null, null, null);
+    expect(() => one(bad(0, 9))).toThrow(
       new RangeError('options (packed) field 0 is out of range: 9'),
     );
-    expect(() => binding.vectorizeStrings(['a'], bad(1, -1), null, null, null)).toThrow(
+    expect(() => one(bad(1, -1))).toThrow(
       new RangeError('options.maxLength must be an integer >= 1, got -1'),
     );
-    expect(() => binding.vectorizeStrings(['a'], bad(6, 300), null, null, null)).not.toThrow();
-    expect(() => binding.vectorizeStrings(['a'], good().subarray(0, 5), null, null, null)).toThrow(
+    expect(() => one(bad(6, 300))).not.toThrow();
+    expect(() => one(good().subarray(0, 5))).toThrow(
       new RangeError('options (packed) must have 13 fields, got 5'),
     );
-    expect(() => binding.vectorizeStrings(['a'], {} as Int32Array, null, null, null)).toThrow(
+    expect(() => one({} as Int32Array)).toThrow(
       new TypeError('options must be a Int32Array (packed), got object'),
     );
     const uint8 = bad(8, 3);
     uint8[6] = 300;
-    expect(() => binding.vectorizeStrings(['a'], uint8, null, null, null)).toThrow(
+    expect(() => one(uint8)).toThrow(
       new RangeError("options.padId must be an integer in [0, 255] for dtype 'uint8', got 300"),
     );
     expect(() => binding.vectorizeBytes(new Uint16Array(2), new Uint32Array(1), good(), null, null, null, null)).toThrow(
       new TypeError('bytes must be a Uint8Array, got Uint16Array'),
     );
-    expect(() => binding.vectorizeStrings(['a'], good(), new Uint32Array([97, 97]), null, null)).toThrow(
+    expect(() => one(good(), new Uint32Array([97, 97]))).toThrow(
       new RangeError("options.vocab[1] repeats 'a' (first at index 0)"),
     );
     // The joined-strings entry: chunks that do not match the lengths, bad lengths, a bad slab.
