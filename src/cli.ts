@@ -186,7 +186,7 @@ async function progressBar(totalBytes: number | null): Promise<Progress> {
       clearOnComplete: false,
       stream: process.stderr,
       etaBuffer: 20,
-      fps: 10,
+      fps: 30,
     },
     cliProgress.Presets.shades_classic,
   );
