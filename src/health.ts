@@ -7,9 +7,10 @@
  *
  *   throughput  = demand > 0 ? min(1, processed / demand) : 1
  *                 processed and demand (= accepted + shed) counted over the trend window
- *   utilization = active > 0 ? min(1, (busyWorkerSeconds / (active x workers)) / 0.8) : 1
+ *   utilization = active > 0 && busyWorkerSeconds > 0 ? min(1, (busyWorkerSeconds / (active x workers)) / 0.8) : 1
  *                 the pool's utilization while work was in progress, full marks at 80% as the
- *                 original; an idle pipeline is not penalized
+ *                 original; an idle pipeline is not penalized, nor is an idle pool while the
+ *                 cost model runs every batch inline (cheaper there: the pool is not needed)
  *   memory      = clamp(1 - rssMb / memoryUsageMaxMb, 0, 1)
  *   cpu         = clamp(1 - cpuPercent / cpuUtilizationMax, 0, 1)   (1 when not yet measured)
  *   score       = 30 throughput + 25 utilization + 25 memory + 20 cpu, rounded to 0.1
@@ -66,7 +67,8 @@ export function gradeOf(score: number): Grade {
 
 export function healthScore(i: HealthInputs): Health {
   const ratio = i.demand > 0 ? i.processed / i.demand : null;
-  const util = i.activeSeconds > 0 && i.workers > 0 ? Math.min(1, i.busyWorkerSeconds / (i.activeSeconds * i.workers)) : null;
+  const util =
+    i.activeSeconds > 0 && i.workers > 0 && i.busyWorkerSeconds > 0 ? Math.min(1, i.busyWorkerSeconds / (i.activeSeconds * i.workers)) : null;
   const components = {
     throughput: component(HEALTH_WEIGHTS.throughput, ratio === null ? 1 : ratio, ratio),
     utilization: component(HEALTH_WEIGHTS.utilization, util === null ? 1 : util / OPTIMAL_UTILIZATION, util),

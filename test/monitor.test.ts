@@ -272,13 +272,14 @@ describe('health', () => {
     ['half the demand processed', { processed: 500 }, 85, 'B'],
     ['nothing processed under demand', { processed: 0 }, 70, 'C'],
     ['pool at 40% while active (optimum 80%)', { busyWorkerSeconds: 8 }, 87.5, 'B'],
-    ['pool idle while active', { busyWorkerSeconds: 0 }, 75, 'C'],
+    ['pool at 5% while active', { busyWorkerSeconds: 1 }, 76.6, 'C'], // 75 + 25 x 0.05 / 0.8, to 0.1
+    ['pool idle while active (every batch inline): not judged', { busyWorkerSeconds: 0 }, 100, 'A'],
     ['half the memory budget', { rssMb: 1024 }, 87.5, 'B'],
     ['over the memory budget', { rssMb: 4096 }, 75, 'C'],
     ['CPU at half its limit', { cpuPercent: 42.5 }, 90, 'A'],
     ['CPU at its limit', { cpuPercent: 85 }, 80, 'B'],
     ['CPU not measured yet', { cpuPercent: null }, 100, 'A'],
-    ['everything bad', { processed: 100, busyWorkerSeconds: 0, rssMb: 2048, cpuPercent: 100 }, 3, 'F'],
+    ['everything bad', { processed: 100, busyWorkerSeconds: 0.1, rssMb: 2048, cpuPercent: 100 }, 3.2, 'F'], // 3 + 25 x 0.005 / 0.8
     ['mixed', { processed: 800, busyWorkerSeconds: 12, rssMb: 512, cpuPercent: 34 }, 30 * 0.8 + 25 * (0.6 / 0.8) + 25 * 0.75 + 20 * 0.6, 'C'],
   ];
   for (const [name, over, score, grade] of table) {
@@ -289,11 +290,23 @@ describe('health', () => {
       const c = h.components;
       expect(c.throughput.weight + c.utilization.weight + c.memory.weight + c.cpu.weight).toBe(100);
       expect(c.throughput.points + c.utilization.points + c.memory.points + c.cpu.points).toBeCloseTo(h.score, 1);
+      // Not judged (score 1) exactly when there is nothing to judge: no activity, or an idle pool.
+      expect(c.utilization.input === null).toBe(({ ...base, ...over }).activeSeconds === 0 || ({ ...base, ...over }).busyWorkerSeconds === 0);
     });
   }
 
   it('the weights are the original ones', () => {
     expect(HEALTH_WEIGHTS).toEqual({ throughput: 30, utilization: 25, memory: 25, cpu: 20 });
+  });
+
+  it('work kept inline (the pool idle while loaded) leaves utilization unjudged; a little pool work is judged', () => {
+    const h = harness({ trendWindow: 4 });
+    for (let i = 0; i < 4; i++) h.step({ rate: 5000, active: 1, util: 0, cpu: 0 });
+    expect(h.m.health().components.utilization).toEqual({ weight: 25, score: 1, points: 25, input: null });
+    for (let i = 0; i < 4; i++) h.step({ rate: 5000, active: 1, util: 0.2, cpu: 0 });
+    const u = h.m.health().components.utilization;
+    expect(u.input).toBeCloseTo(0.2, 9);
+    expect(u.points).toBeCloseTo(25 * (0.2 / 0.8), 9);
   });
 
   it('the monitor scores over its trend window, from the pipeline figures', () => {
