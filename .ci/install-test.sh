@@ -85,6 +85,7 @@ ln -s "$repo/node_modules" "$stage/node_modules"
 (cd "$stage" && node node_modules/typescript/bin/tsc -p tsconfig.json) || fail "tsc failed on the clean copy"
 # What `napi prepublish` does to the root package.json before `npm publish`: one optional
 # dependency per napi.targets entry, named by napi-rs's own triple parser, at the root's version.
+# shellcheck disable=SC2016 # JavaScript template literals
 (cd "$stage" && node --input-type=module -e '
   import fs from "node:fs";
   import { parseTriple } from "@napi-rs/cli";
