@@ -254,6 +254,7 @@ class DtesnPipeline implements Pipeline {
   private readonly pool: WorkerPool | null;
   private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult>;
   private readonly cost = new CostModel();
+  private readonly staging = new Staging();
   private readonly defaults: VectorizeOptions<Dtype> | undefined;
   private readonly handler: PipelineConfig['handler'];
   private readonly maxQueue: number;
@@ -411,11 +412,13 @@ class DtesnPipeline implements Pipeline {
       return this.inline('strings', units * 2, direct ? rows : 0, () => this.backend.vectorizeStrings(texts, n));
     }
     const t0 = performance.now();
-    const packed = encodeShared(texts);
+    const packed = encodeShared(texts, this.staging);
     const prepMs = performance.now() - t0;
-    return this.onPool('strings', packed.bytes, packed.offsets, n, signal, prepMs, units * 2, direct, () =>
+    const b = await this.onPool('strings', packed.bytes, packed.offsets, n, signal, prepMs, units * 2, direct, () =>
       this.backend.vectorizeStrings(texts, n),
     );
+    this.staging.give(packed.pair); // every task that read it has finished
+    return b;
   }
 
   vectorizeBytes<D extends Dtype = 'int32'>(
@@ -449,16 +452,20 @@ class DtesnPipeline implements Pipeline {
     const t0 = performance.now();
     let shared = bytes;
     let sharedOffs = offs;
+    let pair: StagingPair | null = null;
     if (!isShared(bytes) || !isShared(offs)) {
       // One copy into shared memory: the rows' bytes, and offsets rebased to them.
       const start = offs[0]!;
-      shared = new Uint8Array(new SharedArrayBuffer(size));
+      pair = this.staging.take(size, offs.length);
+      shared = new Uint8Array(pair.bytes, 0, size);
       shared.set(bytes.subarray(start, start + size));
-      sharedOffs = new Uint32Array(new SharedArrayBuffer(offs.length * 4));
+      sharedOffs = new Uint32Array(pair.offsets, 0, offs.length);
       for (let i = 0; i < offs.length; i++) sharedOffs[i] = offs[i]! - start;
     }
     const prepMs = performance.now() - t0;
-    return this.onPool('bytes', shared, sharedOffs, n, signal, prepMs, size, direct, () => this.backend.vectorizeBytes(bytes, offs, n));
+    const b = await this.onPool('bytes', shared, sharedOffs, n, signal, prepMs, size, direct, () => this.backend.vectorizeBytes(bytes, offs, n));
+    if (pair) this.staging.give(pair); // every task that read it has finished
+    return b;
   }
 
   private choosePool(kind: InputKind, bytes: number, shards: number): boolean {
@@ -926,21 +933,59 @@ function shardCuts(offs: Uint32Array, k: number): number[] {
 const encoder = new TextEncoder();
 
 /** Strings as UTF-8 in shared memory (lone surrogates become U+FFFD, as vectorize does). */
-function encodeShared(texts: readonly unknown[]): { bytes: Uint8Array; offsets: Uint32Array } {
+/** Two SharedArrayBuffers for a pool call's input: row bytes and offsets. */
+interface StagingPair {
+  bytes: SharedArrayBuffer;
+  offsets: SharedArrayBuffer;
+}
+
+/** Staging buffers up to this size are kept for the next pool call. */
+const STAGING_KEEP_BYTES = 64 << 20;
+
+/**
+ * The shared memory that pool calls copy their input into (plain bytes, or strings encoded to
+ * UTF-8), kept for the next call: a fresh SharedArrayBuffer is fresh pages, faulted in (and zeroed
+ * by the kernel) on the calling thread while the workers wait, every call -- measured on workload
+ * (c) (20 MB), most of the serial part of a pool call. One idle pair is kept (up to
+ * STAGING_KEEP_BYTES). A pair comes back only from a call whose tasks have all finished; a call
+ * that was aborted or failed drops its pair, since a worker may still be reading it.
+ */
+class Staging {
+  private idle: StagingPair | null = null;
+
+  take(bytes: number, offsets: number): StagingPair {
+    const p = this.idle;
+    if (p !== null && p.bytes.byteLength >= bytes && p.offsets.byteLength >= offsets * 4) {
+      this.idle = null;
+      return p;
+    }
+    return { bytes: new SharedArrayBuffer(bytes), offsets: new SharedArrayBuffer(offsets * 4) };
+  }
+
+  give(p: StagingPair): void {
+    if (p.bytes.byteLength + p.offsets.byteLength > STAGING_KEEP_BYTES) return;
+    // Keep the larger pair: it serves more calls.
+    if (this.idle === null || this.idle.bytes.byteLength < p.bytes.byteLength) this.idle = p;
+  }
+}
+
+function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uint8Array; offsets: Uint32Array; pair: StagingPair } {
   let size = 0;
   for (let i = 0; i < texts.length; i++) {
     const t = texts[i];
     if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
     size += Buffer.byteLength(t, 'utf8');
   }
-  const bytes = new Uint8Array(new SharedArrayBuffer(size));
-  const offsets = new Uint32Array(new SharedArrayBuffer((texts.length + 1) * 4));
+  const pair = staging.take(size, texts.length + 1);
+  const bytes = new Uint8Array(pair.bytes, 0, size);
+  const offsets = new Uint32Array(pair.offsets, 0, texts.length + 1);
+  offsets[0] = 0;
   let at = 0;
   for (let i = 0; i < texts.length; i++) {
     at += encoder.encodeInto(texts[i] as string, bytes.subarray(at)).written;
     offsets[i + 1] = at;
   }
-  return { bytes, offsets };
+  return { bytes, offsets, pair };
 }
 
 /** Creates a pipeline. Workers start at once and stay until `close()`. */

@@ -253,6 +253,39 @@ describe('vectorize / vectorizeBytes split over the pool equal the core', () => 
     }
   });
 
+  it('inputs copied into reused shared memory: calls of growing and shrinking sizes, bytes and strings in turn, equal the core', async () => {
+    // Each plain-input pool call copies its rows into the pipeline's staging buffers, kept for the
+    // next call: a smaller input must not see the larger one's tail, a larger one gets new buffers.
+    const o: Opts = { maxLength: 64 };
+    const sizes = [700_000, 300_000, 900_000, 280_000];
+    for (const [i, size] of sizes.entries()) {
+      const rows = makeByteRows(10 + i, size);
+      const input = pack(rows, { lead: i * 3 });
+      expectSameBatch(await onPool(() => p.vectorizeBytes(input.bytes, input.offsets, o), 2), vectorizeBytes(input.bytes, input.offsets, o));
+      const t = makeTexts(20 + i, size / 2);
+      expectSameBatch(await onPool(() => p.vectorize(t, o), 2), vectorize(t, o));
+    }
+  });
+
+  it('an aborted pool call does not hand its staging buffers to the next call (a worker may still read them)', async () => {
+    const staging = (p as unknown as { staging: { idle: { bytes: SharedArrayBuffer } | null } }).staging;
+    // A completed call leaves its pair for the next one ...
+    await p.vectorizeBytes(plainIn.bytes, plainIn.offsets, { maxLength: 64 });
+    const kept = staging.idle;
+    expect(kept).not.toBeNull();
+    // ... which takes it; aborted while its tasks run, it does not give it back.
+    const ac = new AbortController();
+    const call = p.vectorizeBytes(plainIn.bytes, plainIn.offsets, { maxLength: 64 }, { signal: ac.signal });
+    expect(staging.idle).toBeNull();
+    ac.abort();
+    await expect(call).rejects.toThrow();
+    expect(staging.idle).toBeNull();
+    // The next call allocates new buffers and still equals the core.
+    expectSameBatch(await p.vectorizeBytes(plainIn.bytes, plainIn.offsets, { maxLength: 64 }), vectorizeBytes(plainIn.bytes, plainIn.offsets, { maxLength: 64 }));
+    expect(staging.idle).not.toBeNull();
+    expect(staging.idle).not.toBe(kept);
+  });
+
   it('out buffers too small: the core error', async () => {
     const o: Opts = { maxLength: 40, padding: 'max-length' };
     const rows = sharedIn.offsets.length - 1;
