@@ -932,7 +932,6 @@ function shardCuts(offs: Uint32Array, k: number): number[] {
 
 const encoder = new TextEncoder();
 
-/** Strings as UTF-8 in shared memory (lone surrogates become U+FFFD, as vectorize does). */
 /** Two SharedArrayBuffers for a pool call's input: row bytes and offsets. */
 interface StagingPair {
   bytes: SharedArrayBuffer;
@@ -969,6 +968,7 @@ class Staging {
   }
 }
 
+/** Strings as UTF-8 in staging shared memory (lone surrogates become U+FFFD, as vectorize does). */
 function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uint8Array; offsets: Uint32Array; pair: StagingPair } {
   let size = 0;
   for (let i = 0; i < texts.length; i++) {

@@ -2,7 +2,7 @@
 # The two external tools the test suite checks our output with, installed when missing:
 #   promtool (Debian package `prometheus`)  -> test/prometheus.test.ts: `promtool check metrics`
 #   numpy + safetensors for the python3 on the PATH (PyPI) -> test/tensor-file.test.ts
-# Both tests fail, naming this script, when their tool is missing. apt-get runs as root, or through
+# Without its tool, each of those tests fails and names `npm run test:tools` (this script). apt-get runs as root, or through
 # sudo for another user; pip installs for the current user unless run as root.
 set -euo pipefail
 
