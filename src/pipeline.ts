@@ -469,7 +469,9 @@ class DtesnPipeline implements Pipeline {
   }
 
   private choosePool(kind: InputKind, bytes: number, shards: number): boolean {
-    return this[ROUTE] === 'auto' ? this.cost.choosePool(kind, bytes, shards) : this[ROUTE] === 'pool';
+    if (this[ROUTE] !== 'auto') return this[ROUTE] === 'pool';
+    // Until the workers have loaded the addon a pool batch would wait for their start-up.
+    return this.pool!.warm && this.cost.choosePool(kind, bytes, shards);
   }
 
   private shardCount(bytes: number): number {

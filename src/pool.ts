@@ -15,6 +15,8 @@ export type TaskOutcome<T> = { ok: true; value: T } | { ok: false; error: unknow
 
 export interface PoolStats {
   threads: number;
+  /** Workers that have loaded the worker module and the native addon (replacements count too). */
+  ready: number;
   /** Tasks running now. */
   busy: number;
   /** piscina's own figure: share of the pool's capacity used since it started (0..1). */
@@ -25,6 +27,9 @@ export interface PoolStats {
   /** Tasks whose worker died twice. */
   crashed: number;
 }
+
+/** What a worker posts once worker.js (and with it the native addon) is loaded: see worker-entry.cts. */
+export const WORKER_READY = 'dtesnWorkerReady';
 
 // The compiled worker entry (worker-entry.cts: a CommonJS file that imports worker.js) sits in
 // dist/ beside this module's compiled form; from src/ (tests) the same relative path reaches it,
@@ -37,6 +42,7 @@ export class WorkerPool {
   private busy = 0;
   private retried = 0;
   private crashed = 0;
+  private ready = 0;
 
   constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
     this.size = size;
@@ -52,6 +58,18 @@ export class WorkerPool {
     });
     // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
     this.piscina.on('error', () => {});
+    this.piscina.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as Record<string, unknown>)[WORKER_READY] === true) this.ready++;
+    });
+  }
+
+  /**
+   * Whether every worker has loaded the addon. Before that a task waits for a worker's start-up
+   * (tens of milliseconds), so the pipeline keeps batches inline (and the cost model does not
+   * learn that wait as the pool's dispatch cost).
+   */
+  get warm(): boolean {
+    return this.ready >= this.size;
   }
 
   /** Runs a task; a worker death is retried once, then reported as WorkerCrashError. */
@@ -83,6 +101,7 @@ export class WorkerPool {
   stats(): PoolStats {
     return {
       threads: this.piscina.threads.length,
+      ready: this.ready,
       busy: this.busy,
       utilization: this.piscina.utilization,
       completed: this.piscina.completed,

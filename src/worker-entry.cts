@@ -7,15 +7,20 @@
  * ModuleWrap, "FATAL ERROR: v8::Module::IsGraphAsync ...") when the worker is terminated while
  * that module graph is being instantiated -- which happens whenever a pipeline is closed while its
  * workers are still starting. `import()` has no such window: a termination only rejects it. See
- * test/pool.test.ts ("closing while the workers start").
+ * test/pipeline.test.ts (describe 'close').
  */
+import { parentPort } from 'node:worker_threads';
 import type { Task } from './worker.js';
 
 type WorkerModule = typeof import('./worker.js');
 
 const loading: Promise<WorkerModule> = import('./worker.js');
-// A load error surfaces on the first task (the rejection below); do not report it twice.
-loading.catch(() => {});
+// Loaded (addon included): tell the pool (WORKER_READY in pool.ts; piscina forwards the message
+// as its 'message' event). A load error surfaces on the first task instead (the rejection below).
+loading.then(
+  () => parentPort?.postMessage({ dtesnWorkerReady: true }),
+  () => {},
+);
 
 async function run(task: Task): ReturnType<WorkerModule['default']> {
   const worker = await loading;

@@ -432,8 +432,31 @@ describe('enableVectorization: false — the JavaScript fallback inline and on t
   });
 });
 
+/** Resolves once every worker of `p` has loaded the addon (the pool is then used by the cost model). */
+async function warm(p: Pipeline): Promise<void> {
+  const t0 = Date.now();
+  while (p.metrics().pool!.ready < p.metrics().parallelization.workers) {
+    if (Date.now() - t0 > 20_000) throw new Error('the workers did not start within 20 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+it('until its workers have loaded the addon the pipeline keeps pool-sized batches inline, without asking the cost model', async () => {
+  const p = make({ maxWorkers: 2 });
+  expect(p.metrics().pool!.ready).toBe(0); // the workers are still starting
+  const { bytes, offsets } = pack(makeByteRows(5, 400_000));
+  const want = vectorizeBytes(bytes, offsets, { maxLength: 64 });
+  for (let i = 0; i < 3; i++) expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 64 }), want);
+  expect(p.metrics().batches).toEqual({ inline: 3, pool: 0 });
+  expect(p.metrics().cost.decisions).toEqual({ inline: 0, pool: 0 });
+  await warm(p);
+  expect(p.metrics().pool!.ready).toBe(2);
+  expectSettledCounts(p);
+});
+
 it('the cost model tries the pool once it has an inline estimate (no hook), and both runs equal the core', async () => {
   const p = make({ maxWorkers: 2 });
+  await warm(p);
   const { bytes, offsets } = pack(makeByteRows(4, 400_000));
   const o: Opts = { encoding: 'byt5', maxLength: 64 };
   const want = vectorizeBytes(bytes, offsets, o);
