@@ -28,8 +28,6 @@ export interface PoolStats {
   crashed: number;
 }
 
-/** What a worker posts once worker.js (and with it the native addon) is loaded: see worker-entry.cts. */
-export const WORKER_READY = 'dtesnWorkerReady';
 
 // The compiled worker entry (worker-entry.cts: a CommonJS file that imports worker.js) sits in
 // dist/ beside this module's compiled form; from src/ (tests) the same relative path reaches it,
@@ -42,7 +40,12 @@ export class WorkerPool {
   private busy = 0;
   private retried = 0;
   private crashed = 0;
-  private ready = 0;
+  /**
+   * [0]: workers that have loaded worker.js and the native addon; each adds 1 (worker-entry.cts,
+   * through `workerData`). Shared memory, so it is read without an event-loop turn: a caller that
+   * keeps the thread busy with inline batches still sees the pool become ready.
+   */
+  private readonly readyCount = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
     this.size = size;
@@ -54,13 +57,11 @@ export class WorkerPool {
       // Workers wait on their message port between tasks, so an idle pool does not hold the
       // process open.
       atomics: 'disabled',
+      workerData: { dtesnReady: this.readyCount },
       ...(resourceLimits ? { resourceLimits } : {}),
     });
     // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
     this.piscina.on('error', () => {});
-    this.piscina.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && (m as Record<string, unknown>)[WORKER_READY] === true) this.ready++;
-    });
   }
 
   /**
@@ -69,7 +70,7 @@ export class WorkerPool {
    * learn that wait as the pool's dispatch cost).
    */
   get warm(): boolean {
-    return this.ready >= this.size;
+    return Atomics.load(this.readyCount, 0) >= this.size;
   }
 
   /** Runs a task; a worker death is retried once, then reported as WorkerCrashError. */
@@ -101,7 +102,7 @@ export class WorkerPool {
   stats(): PoolStats {
     return {
       threads: this.piscina.threads.length,
-      ready: this.ready,
+      ready: Atomics.load(this.readyCount, 0),
       busy: this.busy,
       utilization: this.piscina.utilization,
       completed: this.piscina.completed,

@@ -9,16 +9,19 @@
  * workers are still starting. `import()` has no such window: a termination only rejects it. See
  * test/pipeline.test.ts (describe 'close').
  */
-import { parentPort } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { Task } from './worker.js';
 
 type WorkerModule = typeof import('./worker.js');
 
 const loading: Promise<WorkerModule> = import('./worker.js');
-// Loaded (addon included): tell the pool (WORKER_READY in pool.ts; piscina forwards the message
-// as its 'message' event). A load error surfaces on the first task instead (the rejection below).
+// Loaded (addon included): count this worker ready in the pool's shared counter (`readyCount` in
+// pool.ts). A load error surfaces on the first task instead (the rejection below).
 loading.then(
-  () => parentPort?.postMessage({ dtesnWorkerReady: true }),
+  () => {
+    const ready = (workerData as { dtesnReady?: unknown } | null)?.dtesnReady;
+    if (ready instanceof Int32Array) Atomics.add(ready, 0, 1);
+  },
   () => {},
 );
 

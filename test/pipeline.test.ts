@@ -454,6 +454,26 @@ it('until its workers have loaded the addon the pipeline keeps pool-sized batche
   expectSettledCounts(p);
 });
 
+it('the workers count themselves ready in shared memory: a caller that never yields to the event loop still sees it', async () => {
+  const p = make({ maxWorkers: 2 });
+  const { bytes, offsets } = pack(makeByteRows(6, 400_000));
+  const o: Opts = { maxLength: 64 };
+  const want = vectorizeBytes(bytes, offsets, o);
+  // Inline calls back to back: their awaits resume as microtasks, no timer or message runs between them.
+  const t0 = Date.now();
+  let inline = 0;
+  do {
+    if (Date.now() - t0 > 20_000) throw new Error('readiness not visible without an event-loop turn');
+    expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
+    inline++;
+  } while (p.metrics().pool!.ready < 2);
+  expect(p.metrics().batches).toEqual({ inline, pool: 0 });
+  // Then the cost model has an estimate and tries the pool, still without a macrotask in between.
+  expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
+  expect(p.metrics().batches).toEqual({ inline, pool: 1 });
+  expectSettledCounts(p);
+});
+
 it('the cost model tries the pool once it has an inline estimate (no hook), and both runs equal the core', async () => {
   const p = make({ maxWorkers: 2 });
   await warm(p);
