@@ -372,7 +372,7 @@ function summary(r: VectorizeReport): string {
     `  skipped:     ${fmtInt(r.skipped)} malformed line${r.skipped === 1 ? '' : 's'}${r.skipped > 0 ? ` (first at line ${r.skippedLines[0]!.line}: ${r.skippedLines[0]!.message})` : ''}`,
     `  throughput:  ${fmtInt(r.rowsPerSecond)} rows/s, ${r.inputMBPerSecond.toFixed(1)} MB/s in ${r.seconds.toFixed(2)} s`,
     `  batch time:  p50 ${fmtMs(r.batchLatencyMs.p50)}, p90 ${fmtMs(r.batchLatencyMs.p90)}, p99 ${fmtMs(r.batchLatencyMs.p99)}, max ${fmtMs(r.batchLatencyMs.max)}`,
-    `  health:      ${r.health.score.toFixed(0)}/100 (${r.health.grade}): ${healthParts(r.health)}`,
+    `  health:      ${r.health.score.toFixed(1)}/100 (${r.health.grade}): ${healthParts(r.health)}`, // to 0.1, as graded
     `  backend:     ${r.backend.kind} (${r.backend.simd}), ${r.workers} worker${r.workers === 1 ? '' : 's'}`,
   ];
   return lines.join('\n') + '\n';

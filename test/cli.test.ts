@@ -108,7 +108,7 @@ describe('dtesn vectorize', () => {
     expect(r.stdout).toMatch(/skipped: +0 malformed lines/);
     expect(r.stdout).toMatch(/throughput: +[\d,]+ rows\/s, [\d.]+ MB\/s/);
     expect(r.stdout).toMatch(/batch time: +p50 [\d.]+ ms, p90 [\d.]+ ms, p99 [\d.]+ ms/);
-    expect(r.stdout).toMatch(/health: +\d+\/100 \([A-F]\): throughput \d+\/30, pool utilization \d+\/25, memory \d+\/25, CPU headroom \d+\/20\n/);
+    expect(r.stdout).toMatch(/health: +\d+\.\d\/100 \([A-F]\): throughput \d+\/30, pool utilization \d+\/25, memory \d+\/25, CPU headroom \d+\/20\n/);
     const report = JSON.parse(readFileSync(join(dir, 'a.report.json'), 'utf8')) as Record<string, unknown>;
     expect(report).toMatchObject({
       schema: 'dtesn-vectorize-report/1',
