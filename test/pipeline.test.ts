@@ -442,35 +442,33 @@ async function warm(p: Pipeline): Promise<void> {
 }
 
 it('until its workers have loaded the addon the pipeline keeps pool-sized batches inline, without asking the cost model', async () => {
-  const p = make({ maxWorkers: 2 });
-  expect(p.metrics().pool!.ready).toBe(0); // the workers are still starting
   const { bytes, offsets } = pack(makeByteRows(5, 400_000));
   const want = vectorizeBytes(bytes, offsets, { maxLength: 64 });
-  for (let i = 0; i < 3; i++) expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 64 }), want);
-  expect(p.metrics().batches).toEqual({ inline: 3, pool: 0 });
+  const p = make({ maxWorkers: 2 });
+  // Right after creation (a worker thread takes tens of milliseconds to load): no worker is ready.
+  expect(p.metrics().pool!.ready).toBe(0);
+  expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 64 }), want);
+  expect(p.metrics().batches).toEqual({ inline: 1, pool: 0 });
   expect(p.metrics().cost.decisions).toEqual({ inline: 0, pool: 0 });
   await warm(p);
   expect(p.metrics().pool!.ready).toBe(2);
   expectSettledCounts(p);
 });
 
-it('the workers count themselves ready in shared memory: a caller that never yields to the event loop still sees it', async () => {
+it('the workers count themselves ready in shared memory: a caller that never yields to the event loop still gets the pool', async () => {
   const p = make({ maxWorkers: 2 });
   const { bytes, offsets } = pack(makeByteRows(6, 400_000));
   const o: Opts = { maxLength: 64 };
   const want = vectorizeBytes(bytes, offsets, o);
-  // Inline calls back to back: their awaits resume as microtasks, no timer or message runs between them.
+  // Calls back to back: an inline call's await resumes as a microtask, so no timer or message
+  // event runs between them. Readiness must still show, and the cost model then try the pool.
   const t0 = Date.now();
-  let inline = 0;
-  do {
-    if (Date.now() - t0 > 20_000) throw new Error('readiness not visible without an event-loop turn');
+  while (p.metrics().batches.pool === 0) {
+    if (Date.now() - t0 > 20_000) throw new Error('the pool was never used: readiness not visible without an event-loop turn');
     expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
-    inline++;
-  } while (p.metrics().pool!.ready < 2);
-  expect(p.metrics().batches).toEqual({ inline, pool: 0 });
-  // Then the cost model has an estimate and tries the pool, still without a macrotask in between.
-  expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), want);
-  expect(p.metrics().batches).toEqual({ inline, pool: 1 });
+  }
+  expect(p.metrics().pool!.ready).toBe(2);
+  expect(p.metrics().batches.inline).toBeGreaterThanOrEqual(1); // the estimate the pool try needs
   expectSettledCounts(p);
 });
 
