@@ -28,7 +28,6 @@ export interface PoolStats {
   crashed: number;
 }
 
-
 // The compiled worker entry (worker-entry.cts: a CommonJS file that imports worker.js) sits in
 // dist/ beside this module's compiled form; from src/ (tests) the same relative path reaches it,
 // since both folders are one level below the package root.
