@@ -296,26 +296,26 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   let finished = false;
   try {
     const source = input === '-' ? process.stdin : inputName;
-    const batches: AsyncIterable<FileBatch> = pipeline.vectorizeFile(source, { ...options, format, ...(v.field !== undefined ? { field: v.field } : {}), batchSize, onError });
-    // Each next batch races the interrupt: a stalled input (a quiet stdin) must not hold Ctrl-C.
-    const it = batches[Symbol.asyncIterator]();
-    const stop = new Promise<null>((resolve) => interrupted.signal.addEventListener('abort', () => resolve(null), { once: true }));
-    for (;;) {
-      const next = await Promise.race([it.next(), stop]);
-      if (next === null || next.done) break;
-      const b = next.value;
-      await writer.write(b);
-      rows += b.rows;
-      width = Math.max(width, b.width);
-      bytesRead = b.bytesRead;
-      skipped += b.skipped.length;
-      for (const s of b.skipped) if (skippedLines.length < 100) skippedLines.push(s);
-      progress?.update(rows, bytesRead);
+    // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
+    // vectorizeFile then destroys, as leaving the loop would).
+    const batches: AsyncIterable<FileBatch> = pipeline.vectorizeFile(source, {
+      ...options, format, ...(v.field !== undefined ? { field: v.field } : {}), batchSize, onError, signal: interrupted.signal,
+    });
+    try {
+      for await (const b of batches) {
+        await writer.write(b);
+        rows += b.rows;
+        width = Math.max(width, b.width);
+        bytesRead = b.bytesRead;
+        skipped += b.skipped.length;
+        for (const s of b.skipped) if (skippedLines.length < 100) skippedLines.push(s);
+        progress?.update(rows, bytesRead);
+      }
+    } catch (e) {
+      if (!interrupted.signal.aborted) throw e;
     }
     if (interrupted.signal.aborted) {
       progress?.stop();
-      if (input === '-') process.stdin.destroy();
-      void it.return?.().catch(() => undefined);
       await writer.abort();
       process.stderr.write('dtesn: interrupted; no output written\n');
       return 130;

@@ -16,6 +16,7 @@ import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends
 import { AdaptiveBatchSize, type BatchSizeController, eventLoopUtilizationSampler } from './adaptive.js';
 import { MicroBatcher } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
+import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
 import { type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, normalizeOptions } from './options.js';
@@ -367,9 +368,10 @@ class DtesnPipeline implements Pipeline {
     // async frames and nothing for close() to wait for (small batches are dominated by these).
     let n: NormalizedOptions;
     let units: number;
+    let signal: AbortSignal | undefined;
     try {
       this.open();
-      const signal = opts?.signal;
+      signal = checkSignal(opts?.signal, 'opts.signal');
       if (signal?.aborted) throw abortReason(signal);
       checkTexts(texts);
       n = options === undefined ? this.defaultOptions().n : normalizeOptions(mergeOptions(this.defaults, options));
@@ -382,7 +384,7 @@ class DtesnPipeline implements Pipeline {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.track(this.runStrings(texts, n, opts?.signal, true)) as Promise<VectorBatch<D>>;
+    return this.track(this.runStrings(texts, n, signal, true)) as Promise<VectorBatch<D>>;
   }
 
   private async vectorizeStrings(texts: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
@@ -430,8 +432,9 @@ class DtesnPipeline implements Pipeline {
     return this.track(this.vectorizeBytesImpl(bytes, offsets, options, opts?.signal)) as Promise<VectorBatch<D>>;
   }
 
-  private async vectorizeBytesImpl(bytes: unknown, offsets: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
+  private async vectorizeBytesImpl(bytes: unknown, offsets: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype>> {
     this.open();
+    const signal = checkSignal(signalArg, 'opts.signal');
     if (signal?.aborted) throw abortReason(signal);
     checkBytesInput(bytes, offsets);
     const offs = offsets as Uint32Array;
@@ -636,8 +639,9 @@ class DtesnPipeline implements Pipeline {
     return this.defaultRequest;
   }
 
-  private async submitImpl(text: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype> | unknown[]> {
+  private async submitImpl(text: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype> | unknown[]> {
     this.open();
+    const signal = checkSignal(signalArg, 'opts.signal');
     const texts = typeof text === 'string' ? [text] : text;
     checkTexts(texts);
     for (let i = 0; i < texts.length; i++) {
@@ -724,7 +728,7 @@ class DtesnPipeline implements Pipeline {
 
   stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
     this.open();
-    return streamBatches(source, options, (texts, o) => this.vectorizeStrings(texts, o));
+    return streamBatches(source, options, (texts, o, signal) => this.vectorizeStrings(texts, o, signal));
   }
 
   /**
@@ -737,7 +741,7 @@ class DtesnPipeline implements Pipeline {
    */
   vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch> {
     this.open();
-    return fileBatches(source, options, this.backend.kind === 'native' ? fillRows : fillRowsJs, (bytes, offsets, o) => this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o)));
+    return fileBatches(source, options, this.backend.kind === 'native' ? fillRows : fillRowsJs, (bytes, offsets, o, signal) => this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o), signal));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -754,7 +758,7 @@ class DtesnPipeline implements Pipeline {
     const task = opts.task instanceof URL ? opts.task.href : opts.task;
     if (typeof task !== 'string' || task.length === 0) throw new TypeError(`opts.task must be a module path or URL, got ${describe(opts.task)}`);
     const spec = task.startsWith('file:') || task.startsWith('data:') ? task : new URL(task, `file://${process.cwd()}/`).href;
-    const signal = opts.signal;
+    const signal = checkSignal(opts.signal, 'opts.signal');
     if (signal?.aborted) throw abortReason(signal);
     if (items.length === 0) return [];
     const pool = this.pool!;

@@ -13,6 +13,8 @@
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { AbortWatch, checkSignal } from './abort.js';
+import { abortReason } from './errors.js';
 import { describe, normalizeOptions } from './options.js';
 import type { RecordFormat, RowFiller } from './records.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
@@ -20,6 +22,12 @@ import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
 export interface StreamOptions extends VectorizeOptions<Dtype> {
   /** [1000] rows per batch. */
   batchSize?: number;
+  /**
+   * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while the
+   * source is still producing its next item), and so does the next call; the source is closed
+   * (`return()`, not awaited).
+   */
+  signal?: AbortSignal;
 }
 
 export interface FileOptions extends VectorizeOptions<Dtype> {
@@ -33,6 +41,12 @@ export interface FileOptions extends VectorizeOptions<Dtype> {
   onError?: 'skip' | 'throw';
   /** [1 MiB] bytes read from a file at a time (a stream's chunks are taken as they come). */
   chunkBytes?: number;
+  /**
+   * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while a read
+   * is waiting for data), and so does the next call; the file is closed, a Node.js stream
+   * destroyed (as leaving a `for await` loop does), another iterable's `return()` called.
+   */
+  signal?: AbortSignal;
 }
 
 export interface SkippedLine {
@@ -102,19 +116,22 @@ function split(options: unknown, own: readonly string[]): { own: Record<string, 
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
   options: StreamOptions | undefined,
-  run: (texts: string[], options: VectorizeOptions<Dtype>) => Promise<VectorBatch<Dtype>>,
+  run: (texts: string[], options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
 ): AsyncIterable<VectorBatch<Dtype>> {
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
-  const { own, vec } = split(options, ['batchSize']);
+  const { own, vec } = split(options, ['batchSize', 'signal']);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
+  const signal = checkSignal(own.signal, 'options.signal');
   // A synchronous source is read synchronously: `for await` over it costs a promise and a
   // microtask per item, which was half of pipeline.stream's time on 1,000-row batches. Manual
   // iteration closes the source as for..of / for await do: return() on an early exit or an error
   // of ours, not when the source itself threw.
   const sync = !(Symbol.asyncIterator in (source as object));
   return (async function* () {
+    if (signal?.aborted) throw abortReason(signal); // the source is not touched
+    const watch = signal ? new AbortWatch(signal) : null;
     const it = sync ? (source as Iterable<unknown>)[Symbol.iterator]() : (source as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     let finished = false;
     let rows: string[] = [];
@@ -123,9 +140,9 @@ export function streamBatches(
       for (;;) {
         let r: IteratorResult<unknown>;
         try {
-          r = sync ? (it as Iterator<unknown>).next() : await (it as AsyncIterator<unknown>).next();
+          r = sync ? (it as Iterator<unknown>).next() : await (watch ? watch.wait((it as AsyncIterator<unknown>).next()) : (it as AsyncIterator<unknown>).next());
         } catch (e) {
-          finished = true; // a source that threw is not closed again
+          if (!signal?.aborted) finished = true; // a source that threw is not closed again
           throw e;
         }
         if (r.done) {
@@ -136,7 +153,7 @@ export function streamBatches(
         if (typeof item !== 'string') {
           // The rows before it are good: deliver them, then stop.
           if (rows.length > 0) {
-            const batch = await run(rows, vec);
+            const batch = await run(rows, vec, signal);
             rows = [];
             yield batch;
           }
@@ -145,16 +162,33 @@ export function streamBatches(
         index++;
         rows.push(item);
         if (rows.length === batchSize) {
-          const batch = await run(rows, vec);
+          const batch = await run(rows, vec, signal);
           rows = [];
           yield batch;
+          watch?.check(); // aborted while the consumer had the batch
         }
       }
+      if (rows.length > 0) yield await run(rows, vec, signal);
     } finally {
-      if (!finished) await it.return?.();
+      watch?.dispose();
+      if (!finished) {
+        // After an abort the source may be in the middle of producing an item (an async
+        // generator would run return() only after it): close it without waiting.
+        if (signal?.aborted) closeQuietly(it);
+        else await it.return?.();
+      }
     }
-    if (rows.length > 0) yield await run(rows, vec);
   })();
+}
+
+/** `it.return()` without waiting for it; what it throws or rejects with is dropped (the stream was aborted). */
+function closeQuietly(it: Iterator<unknown> | AsyncIterator<unknown>): void {
+  try {
+    const r = it.return?.();
+    if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(undefined, () => {});
+  } catch {
+    // dropped: the caller gets the abort reason
+  }
 }
 
 /**
@@ -197,6 +231,8 @@ interface ByteSource {
   /** The next chunk (never empty), or null at the end. */
   next(): Promise<Uint8Array | null>;
   close(): Promise<void>;
+  /** Closes it without waiting for a read in progress (after an abort); errors are dropped. */
+  abandon(): void;
 }
 
 /**
@@ -207,6 +243,7 @@ interface ByteSource {
  */
 function fileSource(path: string, chunkBytes: number): ByteSource {
   let fh: FileHandle | null = null;
+  let abandoned = false;
   const bufs = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
   let turn = 0;
   let reading: Promise<number> | null = null;
@@ -217,13 +254,18 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
   return {
     async next() {
       if (fh === null) {
-        fh = await open(path, 'r');
+        const h = await open(path, 'r');
+        if (abandoned) {
+          h.close().catch(() => {});
+          return null;
+        }
+        fh = h;
         start(fh);
       }
       if (reading === null) return null;
       const n = await reading;
       reading = null;
-      if (n === 0) return null;
+      if (n === 0 || abandoned) return null;
       const chunk = bufs[turn]!.subarray(0, n);
       turn ^= 1;
       start(fh); // into the other buffer, which the caller is done with
@@ -232,6 +274,16 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
     async close() {
       if (reading) await (reading as Promise<number>).catch(() => 0);
       await fh?.close();
+    },
+    abandon() {
+      abandoned = true;
+      const h = fh;
+      if (h === null) return; // not open yet: a next() still opening it closes it
+      fh = null;
+      const r = reading;
+      reading = null;
+      // Closed once the read in flight has finished (it writes into our buffer).
+      void (r ?? Promise.resolve(0)).catch(() => 0).then(() => h.close()).catch(() => {});
     },
   };
 }
@@ -261,6 +313,7 @@ function streamSource(source: AsyncIterable<unknown>): ByteSource {
         it ??= source[Symbol.asyncIterator]();
         const r = await (ahead ?? pull());
         ahead = null;
+        if (done) return null; // abandoned meanwhile
         if (r.done) {
           done = true;
           return null;
@@ -285,8 +338,24 @@ function streamSource(source: AsyncIterable<unknown>): ByteSource {
     async close() {
       if (it && !done) {
         done = true;
+        // A Readable's iterator would destroy it in return(), but only after a pending read
+        // (return() of an async generator waits for its next()): destroy it first, so that a
+        // quiet stdin cannot hold us.
+        if (source instanceof Readable) source.destroy();
         await ahead?.catch(() => undefined);
         await it.return?.();
+      }
+    },
+    abandon() {
+      if (it && !done) {
+        done = true;
+        if (source instanceof Readable) {
+          // Ends its iterator's pending read too. No error: a stream without an 'error'
+          // listener would take the process down with it.
+          source.destroy();
+        } else {
+          closeQuietly(it);
+        }
       }
     },
   };
@@ -302,7 +371,7 @@ export function fileBatches(
   source: FileSource,
   options: FileOptions,
   fillRows: RowFiller,
-  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: VectorizeOptions<Dtype>) => Promise<VectorBatch<Dtype>>,
+  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
 ): AsyncIterable<FileBatch> {
   let name: string;
   let openSource: () => ByteSource;
@@ -317,7 +386,8 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, vec } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes']);
+  const { own, vec } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal']);
+  const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
     throw new TypeError(`options.format must be one of 'lines', 'jsonl', got ${typeof format === 'string' ? `'${format}'` : describe(format)}`);
@@ -333,6 +403,8 @@ export function fileBatches(
   const fmt: RecordFormat = format;
 
   return (async function* () {
+    if (signal?.aborted) throw abortReason(signal); // the source is not touched
+    const watch = signal ? new AbortWatch(signal) : null;
     const src = openSource();
     try {
       const arena = new RowArena(batchSize);
@@ -355,7 +427,7 @@ export function fileBatches(
       let atStart = true;
       const flush = async (): Promise<FileBatch> => {
         const n = arena.rows;
-        const b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), vec);
+        const b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), vec, signal);
         const lines = arena.lines.slice(0, n);
         const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed };
         skipped = [];
@@ -378,14 +450,16 @@ export function fileBatches(
           }
           for (const e of r.errors) skipped.push({ line: lineBase - r.lineCount + e.line + 1, message: e.message });
           // A full batch goes at once (what follows its last row belongs to the next one).
-          if (arena.rows === batchSize) yield await flush();
-          else if (r.stop === 'rows') arena.growRows();
+          if (arena.rows === batchSize) {
+            yield await flush();
+            watch?.check(); // aborted while the consumer had the batch
+          } else if (r.stop === 'rows') arena.growRows();
           if (r.stop === 'bytes') arena.growBytes(r.need);
           else if (r.stop === 'input') return pos;
         }
       }
       for (;;) {
-        const chunk = await src.next();
+        const chunk = await (watch ? watch.wait(src.next()) : src.next());
         if (atStart) {
           // A UTF-8 byte-order mark starts the input, not its first row.
           if (chunk) keep(chunk);
@@ -430,7 +504,10 @@ export function fileBatches(
       }
       if (arena.rows > 0 || skipped.length > 0) yield await flush();
     } finally {
-      await src.close();
+      watch?.dispose();
+      // After an abort a read may be waiting for data that never comes: do not wait for it.
+      if (signal?.aborted) src.abandon();
+      else await src.close();
     }
   })();
 }

@@ -816,11 +816,25 @@ describe('abort', () => {
     expect(e).toBe(c.signal.reason);
     expect(e.name).toBe('AbortError');
     // A signal with no reason at all: our AbortError (code ABORT_ERR).
-    const bare = { aborted: true, reason: undefined } as unknown as AbortSignal;
+    const bare = { aborted: true, reason: undefined, addEventListener() {}, removeEventListener() {} } as unknown as AbortSignal;
     const e2 = await rejection(p.vectorize(['a'], {}, { signal: bare }));
     expect(e2).toBeInstanceOf(AbortError);
     expect(e2).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'the operation was aborted' });
     expect(p.metrics().accepted).toBe(p.metrics().processed + p.metrics().failed);
+  });
+
+  it('a signal that is not one is a TypeError naming it, at every entry point; nothing is counted', async () => {
+    const p = make({ maxWorkers: 1 });
+    const { bytes, offsets } = pack(['a']);
+    const want = (got: string) => new TypeError(`opts.signal must be an AbortSignal, got ${got}`);
+    expectSameError(await rejection(p.vectorize(['a'], {}, { signal: 1 as never })), want('number'));
+    expectSameError(await rejection(p.vectorizeBytes(bytes, offsets, {}, { signal: 'x' as never })), want('string'));
+    expectSameError(await rejection(p.submit('a', {}, { signal: null as never })), want('null'));
+    expectSameError(await rejection(p.processBatch([1], { task: fixture('double.mjs'), signal: { aborted: false } as never })), want('Object'));
+    expect(p.metrics()).toMatchObject({ accepted: 0, processed: 0, failed: 0 });
+    // A live signal changes nothing.
+    const signal = new AbortController().signal;
+    expectSameBatch(await p.vectorize(['a'], {}, { signal }), vectorize(['a']));
   });
 
   it('aborting a waiting submit frees its place in the queue; aborting a running one aborts the handler’s signal', async () => {

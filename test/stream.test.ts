@@ -8,10 +8,10 @@
  * Memory is measured after a forced full GC (live heap + ArrayBuffers), so the bounds test what is
  * retained, not when the collector happened to run.
  */
-import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PipelineClosedError } from '../src/errors.js';
 import { vectorize } from '../src/index.js';
@@ -246,6 +246,86 @@ describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
     await p.close();
     expect(await rejection(it.next())).toBeInstanceOf(PipelineClosedError);
   });
+
+  it('options.signal: a pending next() rejects at once with the reason while the source stalls; the source is closed; then done', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    let returned = 0;
+    let i = 0;
+    // Three items, then a next() that never settles (a client that went quiet).
+    const source: AsyncIterable<string> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => (i < 3 ? Promise.resolve({ value: `t${i++}`, done: false }) : new Promise<IteratorResult<string>>(() => {})),
+        return: () => {
+          returned++;
+          return Promise.resolve({ value: undefined, done: true });
+        },
+      }),
+    };
+    const c = new AbortController();
+    const it = p.stream(source, { batchSize: 2, signal: c.signal })[Symbol.asyncIterator]();
+    expectSameBatch((await it.next()).value!, vectorize(['t0', 't1']));
+    const pending = it.next(); // takes t2, then waits on the source
+    await new Promise((r) => setTimeout(r, 10));
+    expect(i).toBe(3);
+    const reason = new Error('client gone');
+    c.abort(reason);
+    expect(await rejection(pending)).toBe(reason);
+    expect(returned).toBe(1);
+    expect(await it.next()).toEqual({ value: undefined, done: true });
+
+    // An async generator stalled inside its body: return() would wait for it, the caller does not.
+    let resumed = false;
+    async function* stalled() {
+      yield 'a';
+      await new Promise(() => {});
+      resumed = true;
+      yield 'b';
+    }
+    const c2 = new AbortController();
+    const it2 = p.stream(stalled(), { batchSize: 5, signal: c2.signal })[Symbol.asyncIterator]();
+    const pending2 = it2.next();
+    setTimeout(() => c2.abort(), 10);
+    const e = await rejection(pending2);
+    expect(e).toBe(c2.signal.reason);
+    expect(e.name).toBe('AbortError');
+    expect(resumed).toBe(false);
+  });
+
+  it('options.signal: aborted while the consumer holds a batch, the next call rejects and the source is closed; pre-aborted, the source is never touched', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    let closed = 0;
+    function* source() {
+      try {
+        for (let i = 0; i < 10; i++) yield `t${i}`;
+      } finally {
+        closed++;
+      }
+    }
+    const c = new AbortController();
+    const it = p.stream(source(), { batchSize: 3, signal: c.signal })[Symbol.asyncIterator]();
+    expectSameBatch((await it.next()).value!, vectorize(['t0', 't1', 't2']));
+    c.abort(new RangeError('stop'));
+    expect((await rejection(it.next())).message).toBe('stop');
+    expect(closed).toBe(1);
+    expect((await it.next()).done).toBe(true);
+
+    let touched = 0;
+    const untouched: Iterable<string> = {
+      [Symbol.iterator]: () => {
+        touched++;
+        return ['x'][Symbol.iterator]();
+      },
+    };
+    const reason = new Error('already');
+    expect(await rejection(p.stream(untouched, { signal: AbortSignal.abort(reason) })[Symbol.asyncIterator]().next())).toBe(reason);
+    expect(touched).toBe(0);
+    // Without an abort the signal changes nothing.
+    const all = await collect(p.stream(texts.slice(0, 25), { batchSize: 10, signal: new AbortController().signal }));
+    expect(all.map((b) => b.rows)).toEqual([10, 10, 5]);
+    expectSameBatch(all[2]!, vectorize(texts.slice(20, 25)));
+    expectSameError(thrown(() => p.stream([], { signal: 5 as never })), new TypeError('options.signal must be an AbortSignal, got number'));
+    expectSameError(thrown(() => p.stream([], { signal: {} as never })), new TypeError('options.signal must be an AbortSignal, got Object'));
+  });
 });
 
 it('stream(): 2 million lazily generated rows in bounded memory, never pulled ahead', { timeout: 60_000 }, async () => {
@@ -353,6 +433,19 @@ function write(name: string, content: string | Uint8Array): string {
   const path = join(dir, name);
   writeFileSync(path, content);
   return path;
+}
+
+/** Descriptors of this process open on `path` (read from /proc/self/fd: 0 where there is none). */
+function descriptorsOn(path: string): number {
+  if (!existsSync('/proc/self/fd')) return 0;
+  const real = realpathSync(path);
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === real;
+    } catch {
+      return false; // closed meanwhile (the directory's own descriptor)
+    }
+  }).length;
 }
 
 /** Batches equal vectorize of the expected rows, with their line numbers; returns the batches' rows. */
@@ -516,6 +609,25 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     const it = p.vectorizeFile(join(dir, 'does-not-exist.txt'), { format: 'lines' });
     const e = await rejection(collect(it));
     expect(e).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('options.signal: a file aborted between batches: the next call rejects, the file is closed; a live signal changes nothing', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = write('abort.txt', Array.from({ length: 50 }, (_, i) => `line ${i}`).join('\n'));
+    const openOn = () => descriptorsOn(path);
+    const c = new AbortController();
+    const it = p.vectorizeFile(path, { format: 'lines', batchSize: 10, chunkBytes: 64, signal: c.signal })[Symbol.asyncIterator]();
+    const first = (await it.next()).value as FileBatch;
+    expect([first.rows, first.firstLine]).toEqual([10, 1]);
+    if (existsSync('/proc/self/fd')) expect(openOn()).toBe(1);
+    c.abort(new Error('stop'));
+    expect((await rejection(it.next())).message).toBe('stop');
+    expect((await it.next()).done).toBe(true);
+    for (let k = 0; k < 50 && openOn() > 0; k++) await new Promise((r) => setTimeout(r, 2));
+    expect(openOn(), 'the file is closed once its read in flight has finished').toBe(0);
+    const all = await collect(p.vectorizeFile(path, { format: 'lines', batchSize: 10, signal: new AbortController().signal }));
+    expect(all.map((b) => b.rows)).toEqual([10, 10, 10, 10, 10]);
+    expectSameError(thrown(() => p.vectorizeFile(path, { format: 'lines', signal: 'now' as never })), new TypeError('options.signal must be an AbortSignal, got string'));
   });
 
   it('bad options are refused when vectorizeFile() is called, naming the option', () => {
@@ -750,6 +862,47 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
     await new Promise((r) => setTimeout(r, 20));
     expect(pushed).toBe(settled);
   });
+
+  it('leaving the loop while a quiet stream has a read pending returns at once (the stream destroyed)', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const s = new PassThrough();
+    s.write(Array.from({ length: 30 }, (_, i) => `row ${i}\n`).join('')); // then nothing, never ended
+    let batches = 0;
+    for await (const b of p.vectorizeFile(s, { format: 'lines', batchSize: 10 })) {
+      expect(b.firstLine).toBe(1);
+      batches++;
+      break; // a read of the next chunk is pending on the quiet stream
+    }
+    expect(batches).toBe(1);
+    expect(s.destroyed).toBe(true);
+  });
+
+  it('options.signal: a read waiting for data is cut short (the stream destroyed, without an error), then done', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const s = new PassThrough();
+    let errors = 0;
+    s.on('error', () => errors++);
+    s.write('a\nb\n'); // two rows, then nothing: the reader waits for the rest
+    const c = new AbortController();
+    const it = p.vectorizeFile(s, { format: 'lines', batchSize: 10, signal: c.signal })[Symbol.asyncIterator]();
+    const pending = it.next();
+    await new Promise((r) => setTimeout(r, 20));
+    const reason = new Error('client gone');
+    c.abort(reason);
+    expect(await rejection(pending)).toBe(reason);
+    expect(s.destroyed).toBe(true);
+    expect(await it.next()).toEqual({ value: undefined, done: true });
+    await new Promise((r) => setImmediate(r));
+    expect(errors).toBe(0);
+    // Pre-aborted: the stream is not touched.
+    const s2 = new PassThrough();
+    s2.end('x\n');
+    const e = await rejection(p.vectorizeFile(s2, { format: 'lines', signal: AbortSignal.abort() })[Symbol.asyncIterator]().next());
+    expect(e.name).toBe('AbortError');
+    expect(s2.destroyed).toBe(false);
+    expect(s2.read()?.toString()).toBe('x\n');
+  });
+
 });
 
 it('vectorizeFile(): batches large enough for the pool read the shared row buffer in place, equal to the core', async () => {
