@@ -239,10 +239,13 @@ interface ByteSource {
  * A file read in chunks of `chunkBytes` into two buffers in turn: the next read runs (on libuv's
  * thread pool) while the caller parses the current chunk in place. Measured: waiting for each read
  * after the work cost as much as a third of vectorizeFile's time, and copying each read once more
- * about a tenth.
+ * about a tenth. A path may also name a pipe or a device (a FIFO, /dev/stdin, a shell's <(...)),
+ * whose reads may wait for data forever: leaving such a file early does not wait for the read in
+ * flight (the handle closes once it finishes).
  */
 function fileSource(path: string, chunkBytes: number): ByteSource {
   let fh: FileHandle | null = null;
+  let regular = true;
   let abandoned = false;
   const bufs = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
   let turn = 0;
@@ -251,15 +254,27 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
     reading = h.read(bufs[turn]!, 0, chunkBytes, null).then((r) => r.bytesRead);
     reading.catch(() => {}); // awaited by the next call (or by close)
   };
+  const abandon = () => {
+    abandoned = true;
+    const h = fh;
+    if (h === null) return; // not open yet: a next() still opening it closes it
+    fh = null;
+    const r = reading;
+    reading = null;
+    // Closed once the read in flight has finished (it writes into our buffer).
+    void (r ?? Promise.resolve(0)).catch(() => 0).then(() => h.close()).catch(() => {});
+  };
   return {
     async next() {
       if (fh === null) {
         const h = await open(path, 'r');
+        const isFile = await h.stat().then((st) => st.isFile(), () => true);
         if (abandoned) {
           h.close().catch(() => {});
           return null;
         }
         fh = h;
+        regular = isFile;
         start(fh);
       }
       if (reading === null) return null;
@@ -272,19 +287,11 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
       return chunk;
     },
     async close() {
+      if (!regular) return abandon();
       if (reading) await (reading as Promise<number>).catch(() => 0);
       await fh?.close();
     },
-    abandon() {
-      abandoned = true;
-      const h = fh;
-      if (h === null) return; // not open yet: a next() still opening it closes it
-      fh = null;
-      const r = reading;
-      reading = null;
-      // Closed once the read in flight has finished (it writes into our buffer).
-      void (r ?? Promise.resolve(0)).catch(() => 0).then(() => h.close()).catch(() => {});
-    },
+    abandon,
   };
 }
 

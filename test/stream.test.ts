@@ -8,7 +8,9 @@
  * Memory is measured after a forced full GC (live heap + ArrayBuffers), so the bounds test what is
  * retained, not when the collector happened to run.
  */
+import { execFileSync } from 'node:child_process';
 import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -378,6 +380,7 @@ afterAll(() => {
 });
 
 const enc = new TextEncoder();
+let fifos = 0;
 // Decoding the file as a whole: a byte-order mark at its start is not text (TextDecoder's default).
 const dec = new TextDecoder('utf-8');
 
@@ -609,6 +612,24 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     const it = p.vectorizeFile(join(dir, 'does-not-exist.txt'), { format: 'lines' });
     const e = await rejection(collect(it));
     expect(e).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a pipe named by a path (a FIFO): leaving the loop while a read waits for data returns at once; the pipe is closed when the writer ends', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const fifo = join(dir, `fifo-${++fifos}`);
+    execFileSync('mkfifo', [fifo]);
+    const it = p.vectorizeFile(fifo, { format: 'lines', batchSize: 10 })[Symbol.asyncIterator]();
+    const first = it.next(); // opening the FIFO to read waits for a writer
+    const w = await open(fifo, 'w');
+    await w.write(Array.from({ length: 30 }, (_, i) => `row ${i}\n`).join(''));
+    const b = (await first).value as FileBatch;
+    expect([b.rows, b.firstLine]).toEqual([10, 1]);
+    expectSameBatch(b, vectorize(Array.from({ length: 10 }, (_, i) => `row ${i}`)));
+    // The next chunk's read is waiting on the quiet pipe: return() must not wait for it.
+    expect(await it.return!()).toEqual({ value: undefined, done: true });
+    await w.close(); // the read ends (end of input), then the reader's handle closes
+    for (let k = 0; k < 100 && descriptorsOn(fifo) > 0; k++) await new Promise((r) => setTimeout(r, 5));
+    expect(descriptorsOn(fifo)).toBe(0);
   });
 
   it('options.signal: a file aborted between batches: the next call rejects, the file is closed; a live signal changes nothing', async () => {
