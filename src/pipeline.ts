@@ -728,7 +728,8 @@ class DtesnPipeline implements Pipeline {
 
   stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
     this.open();
-    return streamBatches(source, options, (texts, o, signal) => this.vectorizeStrings(texts, o, signal));
+    // Each batch is tracked like a vectorize call: close() lets one that has started finish.
+    return streamBatches(source, options, (texts, o, signal) => this.track(this.vectorizeStrings(texts, o, signal)));
   }
 
   /**
@@ -741,7 +742,9 @@ class DtesnPipeline implements Pipeline {
    */
   vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch> {
     this.open();
-    return fileBatches(source, options, this.backend.kind === 'native' ? fillRows : fillRowsJs, (bytes, offsets, o, signal) => this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o), signal));
+    return fileBatches(source, options, this.backend.kind === 'native' ? fillRows : fillRowsJs, (bytes, offsets, o, signal) =>
+      this.track(this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o), signal)),
+    );
   }
 
   // -------------------------------------------------------------------------------------------

@@ -937,6 +937,26 @@ it('vectorizeFile(): batches large enough for the pool read the shared row buffe
   expect(p.metrics().batches.pool).toBeGreaterThan(0);
 });
 
+it('close() while a stream or file batch runs on the pool: that batch is delivered whole, the next one is refused', async () => {
+  const lines = makeTexts(44, 600_000, { maxPieces: 60, long: 0.01 }).map((t) => t.replace(/\n/g, ' '));
+  const half = Math.ceil(lines.length / 2);
+  const path = write('close.txt', lines.join('\n'));
+  for (const kind of ['stream', 'file'] as const) {
+    const p = make({ maxWorkers: 2 });
+    (p as unknown as Record<symbol, string>)[ROUTE] = 'pool';
+    const batches: AsyncIterable<VectorBatch<Dtype>> =
+      kind === 'stream' ? p.stream(lines, { batchSize: half }) : p.vectorizeFile(path, { format: 'lines', batchSize: half });
+    const it = batches[Symbol.asyncIterator]();
+    const first = it.next();
+    while (p.metrics().pool!.busy === 0) await new Promise((r) => setImmediate(r)); // its shards are on the pool
+    const closing = p.close();
+    expectSameBatch((await first).value!, vectorize(lines.slice(0, half)));
+    expect(await rejection(it.next()), kind).toBeInstanceOf(PipelineClosedError);
+    await closing;
+    expect(p.metrics().batches.pool, kind).toBe(1);
+  }
+});
+
 it('vectorizeFile(): a 64 MB file in bounded memory', { timeout: 60_000 }, async () => {
   const p = make({ maxWorkers: 1 });
   const path = join(dir, 'big.txt');
