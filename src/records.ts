@@ -58,7 +58,9 @@ type LineResult = Uint8Array | null | string;
 function readLineJs(raw: Uint8Array, format: RecordFormat, field: string | null): LineResult {
   if (format === 'lines') return raw;
   const text = decoder.decode(raw);
-  if (text.trim() === '') return null;
+  // Blank: nothing but JSON's own whitespace between the line breaks (' ', '\t', '\r'), as in the
+  // native reader; other white space (U+00A0, U+2028, a form feed...) is malformed JSON.
+  if (/^[ \t\r]*$/.test(text)) return null;
   let v: unknown;
   try {
     v = JSON.parse(text);

@@ -327,7 +327,7 @@ function streamSource(source: AsyncIterable<unknown>): ByteSource {
         }
         const v = r.value;
         if (!(v instanceof Uint8Array)) {
-          done = true;
+          // Not `done`: the source did not end, close() returns it (destroys a Node.js stream).
           const what = typeof v === 'string' ? 'a string (a stream with an encoding set?)' : describe(v);
           throw new TypeError(`stream chunk ${index} must be a Uint8Array, got ${what}`);
         }

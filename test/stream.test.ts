@@ -380,7 +380,7 @@ afterAll(() => {
 });
 
 const enc = new TextEncoder();
-let fifos = 0;
+let uniq = 0; // distinct file names across the backends
 // Decoding the file as a whole: a byte-order mark at its start is not text (TextDecoder's default).
 const dec = new TextDecoder('utf-8');
 
@@ -413,7 +413,7 @@ function kindOf(v: unknown): string {
 function parseJsonl(bytes: Uint8Array, field = 'text'): JsonlExpect {
   const out: JsonlExpect = { rows: [], errors: [] };
   parseLines(bytes).forEach(({ line, text }) => {
-    if (text.trim() === '') return;
+    if (/^[ \t\r]*$/.test(text)) return; // JSON's white space only: '\u00a0' or '\u2028' alone is not blank
     let v: unknown;
     try {
       v = JSON.parse(text);
@@ -554,6 +554,16 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     }
   });
 
+  it("jsonl: a line of white space that is not JSON's (U+00A0, U+2028, U+FEFF, \\v, \\f) is malformed, not blank", async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = write(`ws-${++uniq}.jsonl`, '{"text":"a"}\n \t\r\n\u000b\n\f\n\u00a0\n\ufeff\n\u2028\n{"text":"b"}\n');
+    const batches = await collect(p.vectorizeFile(path, { format: 'jsonl' }));
+    expect(batches).toHaveLength(1);
+    expect(Array.from(batches[0]!.lines)).toEqual([1, 8]);
+    expect(batches[0]!.skipped.map((x) => x.line)).toEqual([3, 4, 5, 6, 7]);
+    expectSameBatch(batches[0]!, vectorize(['a', 'b']));
+  });
+
   it('jsonl, onError throw: the rows before the bad line are yielded, then RecordError with its line', async () => {
     const p = make({ maxWorkers: 1, ...config });
     const bytes = jsonlFile(true);
@@ -616,7 +626,7 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
 
   it('a pipe named by a path (a FIFO): leaving the loop while a read waits for data returns at once; the pipe is closed when the writer ends', async () => {
     const p = make({ maxWorkers: 1, ...config });
-    const fifo = join(dir, `fifo-${++fifos}`);
+    const fifo = join(dir, `fifo-${++uniq}`);
     execFileSync('mkfifo', [fifo]);
     const it = p.vectorizeFile(fifo, { format: 'lines', batchSize: 10 })[Symbol.asyncIterator]();
     const first = it.next(); // opening the FIFO to read waits for a writer
@@ -822,10 +832,18 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
     expect(got.map((b) => b.rows)).toEqual([1, 1]);
     const s = createReadStream(write('enc.txt', 'x\n'), { encoding: 'utf8' });
     expect((await rejection(collect(p.vectorizeFile(s, { format: 'lines' })))).message).toBe('stream chunk 0 must be a Uint8Array, got a string (a stream with an encoding set?)');
+    expect(s.destroyed, 'the stream is closed (its file too)').toBe(true);
+    let closed = false;
     async function* numbers() {
-      yield 42 as unknown as Uint8Array;
+      try {
+        yield 42 as unknown as Uint8Array;
+        yield new Uint8Array(1);
+      } finally {
+        closed = true;
+      }
     }
     expect((await rejection(collect(p.vectorizeFile(numbers(), { format: 'lines' })))).message).toBe('stream chunk 0 must be a Uint8Array, got number');
+    expect(closed, 'the source is returned').toBe(true);
   });
 
   it('backpressure: chunks are pulled only as the consumer asks; breaking out ends the stream', async () => {
