@@ -18,12 +18,13 @@ export declare function availableSimd(): Array<string>
  * numbers (`firstLine` + the line's index, wrapping at 2^32) into `lines`. Stops after `maxRows`
  * rows or when the arena is full (`stop: 'rows'`), before a row that does not fit in `bytes`
  * (`'bytes'`, `need` = its length), at the first bad line when `stopAtError` (`'error'`: the
- * line is the last of `errors` and not consumed), or at the end (`'input'`). Returns the bytes
+ * line is the last of `errors` and not consumed), after `maxErrors` bad lines (`'errors'`: their
+ * lines consumed), or at the end (`'input'`). Returns the bytes
  * and lines consumed, the blank lines among them, the arena's rows now, and the bad lines
  * (`line`: index from the start of `input`). One call per batch, no per-row JavaScript work;
  * the rules are those of `parseRecords`.
  */
-export declare function fillRows(input: Uint8Array, isLast: boolean, format: 'lines' | 'jsonl', field: string | null, firstLine: number, maxRows: number, stopAtError: boolean, bytes: Uint8Array, offsets: Uint32Array, lines: Uint32Array, rows: number): { consumed: number; lineCount: number; blank: number; rows: number; stop: 'input' | 'rows' | 'bytes' | 'error'; need: number; errors: Array<{ line: number; message: string }> }
+export declare function fillRows(input: Uint8Array, isLast: boolean, format: 'lines' | 'jsonl', field: string | null, firstLine: number, maxRows: number, stopAtError: boolean, maxErrors: number, bytes: Uint8Array, offsets: Uint32Array, lines: Uint32Array, rows: number): { consumed: number; lineCount: number; blank: number; rows: number; stop: 'input' | 'rows' | 'bytes' | 'error' | 'errors'; need: number; errors: Array<{ line: number; message: string }> }
 
 /**
  * The width `vectorizeBytes` would give these rows (all checks included, nothing written).

@@ -317,7 +317,12 @@ fn require(
 
 /// The slab argument: an ArrayBuffer, and a free offset inside it that is a multiple of 8.
 fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab> {
-    require(env, v, sys::napi_is_arraybuffer, "slab must be an ArrayBuffer")?;
+    require(
+        env,
+        v,
+        sys::napi_is_arraybuffer,
+        "slab must be an ArrayBuffer",
+    )?;
     let mut data: *mut c_void = ptr::null_mut();
     let mut len = 0usize;
     // SAFETY: v is an ArrayBuffer (checked above); out pointers valid.
@@ -717,7 +722,12 @@ fn emit<U: Unit>(
     let (buffer, data, zeroed, base) = match in_slab {
         // SAFETY: offset + size <= len (checked above): the region is inside the slab. Its free
         // part has never been handed out, and was zero-filled when JavaScript made it.
-        Some(sl) => (sl.buffer, unsafe { sl.data.add(sl.offset) }, true, sl.offset),
+        Some(sl) => (
+            sl.buffer,
+            unsafe { sl.data.add(sl.offset) },
+            true,
+            sl.offset,
+        ),
         None => {
             let (b, d, z) = region(env, size)?;
             (b, d, z, usize::MAX)

@@ -289,7 +289,13 @@ fn index_arg(env: sys::napi_env, v: sys::napi_value, what: &str) -> NResult<u64>
         return Err(type_error(env, format!("{what} must be a number, got {t}")));
     }
     if !((0.0..=9007199254740992.0).contains(&x) && x.fract() == 0.0) {
-        let msg = format!("{what} must be a non-negative integer, got {x}");
+        // As JavaScript prints it (Rust would say "inf" and "NaN").
+        let got = match x {
+            f64::INFINITY => "Infinity".to_string(),
+            f64::NEG_INFINITY => "-Infinity".to_string(),
+            _ => x.to_string(),
+        };
+        let msg = format!("{what} must be a non-negative integer, got {got}");
         return Err(throw(env, ErrorKind::Range, &msg));
     }
     Ok(x as u64)
@@ -309,7 +315,7 @@ fn bool_arg(env: sys::napi_env, v: sys::napi_value, what: &str) -> NResult<bool>
 }
 
 /// Arguments of `fillRows`, in order.
-type FillArgs = [sys::napi_value; 11];
+type FillArgs = [sys::napi_value; 12];
 
 fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
     use sys::TypedarrayType as T;
@@ -321,10 +327,11 @@ fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
     let first_line = index_arg(env, a[4], "firstLine")? as u32; // line numbers wrap, as in a Uint32Array
     let max_rows = index_arg(env, a[5], "maxRows")?;
     let stop_at_error = bool_arg(env, a[6], "stopAtError")?;
-    let bytes = typed_array_of(env, a[7], "bytes", T::uint8_array, "")?;
-    let offsets = typed_array_of(env, a[8], "offsets", T::uint32_array, "")?;
-    let lines = typed_array_of(env, a[9], "lines", T::uint32_array, "")?;
-    let rows = index_arg(env, a[10], "rows")?;
+    let max_errors = index_arg(env, a[7], "maxErrors")?;
+    let bytes = typed_array_of(env, a[8], "bytes", T::uint8_array, "")?;
+    let offsets = typed_array_of(env, a[9], "offsets", T::uint32_array, "")?;
+    let lines = typed_array_of(env, a[10], "lines", T::uint32_array, "")?;
+    let rows = index_arg(env, a[11], "rows")?;
     if input.len > MAX_INPUT {
         let msg = format!(
             "input has {} bytes; fillRows takes at most {MAX_INPUT} per call",
@@ -390,6 +397,7 @@ fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
                 first_line,
                 usize::try_from(max_rows).unwrap_or(usize::MAX),
                 stop_at_error,
+                usize::try_from(max_errors).unwrap_or(usize::MAX),
                 &mut arena,
                 errors,
                 scratch,
@@ -407,6 +415,7 @@ fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
             Stop::Rows => "rows",
             Stop::Bytes => "bytes",
             Stop::Error => "error",
+            Stop::Errors => "errors",
         };
         set(env, obj, b"stop\0", string(env, stop)?)?;
         set(env, obj, b"need\0", number(env, f.need as f64)?)?;
@@ -421,14 +430,15 @@ fn fill_rows_impl(env: sys::napi_env, a: FillArgs) -> NResult<sys::napi_value> {
 /// numbers (`firstLine` + the line's index, wrapping at 2^32) into `lines`. Stops after `maxRows`
 /// rows or when the arena is full (`stop: 'rows'`), before a row that does not fit in `bytes`
 /// (`'bytes'`, `need` = its length), at the first bad line when `stopAtError` (`'error'`: the
-/// line is the last of `errors` and not consumed), or at the end (`'input'`). Returns the bytes
+/// line is the last of `errors` and not consumed), after `maxErrors` bad lines (`'errors'`: their
+/// lines consumed), or at the end (`'input'`). Returns the bytes
 /// and lines consumed, the blank lines among them, the arena's rows now, and the bad lines
 /// (`line`: index from the start of `input`). One call per batch, no per-row JavaScript work;
 /// the rules are those of `parseRecords`.
 #[napi(
     js_name = "fillRows",
-    ts_args_type = "input: Uint8Array, isLast: boolean, format: 'lines' | 'jsonl', field: string | null, firstLine: number, maxRows: number, stopAtError: boolean, bytes: Uint8Array, offsets: Uint32Array, lines: Uint32Array, rows: number",
-    ts_return_type = "{ consumed: number; lineCount: number; blank: number; rows: number; stop: 'input' | 'rows' | 'bytes' | 'error'; need: number; errors: Array<{ line: number; message: string }> }"
+    ts_args_type = "input: Uint8Array, isLast: boolean, format: 'lines' | 'jsonl', field: string | null, firstLine: number, maxRows: number, stopAtError: boolean, maxErrors: number, bytes: Uint8Array, offsets: Uint32Array, lines: Uint32Array, rows: number",
+    ts_return_type = "{ consumed: number; lineCount: number; blank: number; rows: number; stop: 'input' | 'rows' | 'bytes' | 'error' | 'errors'; need: number; errors: Array<{ line: number; message: string }> }"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn fill_rows_js(
@@ -440,6 +450,7 @@ pub fn fill_rows_js(
     first_line: Unknown,
     max_rows: Unknown,
     stop_at_error: Unknown,
+    max_errors: Unknown,
     bytes: Unknown,
     offsets: Unknown,
     lines: Unknown,
@@ -453,6 +464,7 @@ pub fn fill_rows_js(
         first_line.raw(),
         max_rows.raw(),
         stop_at_error.raw(),
+        max_errors.raw(),
         bytes.raw(),
         offsets.raw(),
         lines.raw(),

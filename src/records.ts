@@ -128,7 +128,7 @@ export function parseRecords(chunk: Uint8Array, format: RecordFormat, field: str
 }
 
 /** Why `fillRows` returned (see `Filled`). */
-export type FillStop = 'input' | 'rows' | 'bytes' | 'error';
+export type FillStop = 'input' | 'rows' | 'bytes' | 'error' | 'errors';
 
 /** What one `fillRows` call did. */
 export interface Filled {
@@ -143,7 +143,8 @@ export interface Filled {
   /**
    * 'input': every complete line consumed; 'rows': `maxRows` added or the arena's rows full;
    * 'bytes': the next row (`need` bytes) does not fit in `bytes`, its line is not consumed;
-   * 'error': with `stopAtError`, the last of `errors`, whose line is not consumed.
+   * 'error': with `stopAtError`, the last of `errors`, whose line is not consumed; 'errors':
+   * `maxErrors` bad lines recorded (their lines consumed).
    */
   stop: FillStop;
   need: number;
@@ -165,6 +166,7 @@ export type RowFiller = (
   firstLine: number,
   maxRows: number,
   stopAtError: boolean,
+  maxErrors: number,
   bytes: Uint8Array,
   offsets: Uint32Array,
   lines: Uint32Array,
@@ -172,7 +174,7 @@ export type RowFiller = (
 ) => Filled;
 
 /** `fillRows` in JavaScript (the fallback): the rows of `readLineJs`, with the native stops. */
-export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, maxRows, stopAtError, bytes, offsets, lines, rows) => {
+export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, maxRows, stopAtError, maxErrors, bytes, offsets, lines, rows) => {
   const capacity = Math.min(offsets.length - 1, lines.length);
   const limit = rows + Math.max(0, Math.min(maxRows, capacity - rows));
   const out: Filled = { consumed: 0, lineCount: 0, blank: 0, rows, stop: 'input', need: 0, errors: [] };
@@ -189,6 +191,7 @@ export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, m
         out.stop = 'error';
         return false;
       }
+      if (out.errors.length >= maxErrors) out.stop = 'errors'; // after this line is consumed
     } else {
       const at = offsets[out.rows]!;
       if (at > bytes.length || r.length > bytes.length - at) {
@@ -203,7 +206,7 @@ export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, m
     }
     out.lineCount++;
     out.consumed = next;
-    return true;
+    return out.stop !== 'errors';
   });
   return out;
 };

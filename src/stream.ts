@@ -35,7 +35,11 @@ export interface FileOptions extends VectorizeOptions<Dtype> {
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
   field?: string;
-  /** [1000] rows per batch. */
+  /**
+   * [1000] rows per batch. A batch also ends, with fewer rows (or none), once `batchSize` malformed
+   * lines have been skipped since the previous one: memory stays bounded on a file of mostly
+   * malformed lines.
+   */
   batchSize?: number;
   /** ['skip'] a malformed JSONL line is skipped and reported in `skipped`, or ends the stream. */
   onError?: 'skip' | 'throw';
@@ -60,15 +64,16 @@ export type FileBatch = VectorBatch<Dtype> & {
   firstLine: number;
   /** 1-based line number of every row. */
   lines: Uint32Array;
-  /** Malformed lines skipped since the previous batch (onError: 'skip'). */
+  /** Malformed lines skipped since the previous batch (onError: 'skip'); at most batchSize. */
   skipped: SkippedLine[];
   /**
    * Input bytes consumed through the end of this batch (cumulative; a byte-order mark counts):
    * every byte before this offset is in a line of this batch or an earlier one (a row, a skipped
-   * line or a blank JSONL line). A full batch ends just after the line of its last row; the last
-   * batch ends at the end of the input (or, with `onError: 'throw'`, where the malformed line
-   * starts). Blank lines after a full last batch make no batch of their own, so they are the only
-   * bytes a consumer may never see counted. For a progress bar: `bytesRead / fileSize`.
+   * line or a blank JSONL line). A full batch (batchSize rows, or batchSize skipped lines) ends
+   * just after the line that filled it; the last batch ends at the end of the input (or, with
+   * `onError: 'throw'`, where the malformed line starts). Blank lines after a full last batch make
+   * no batch of their own, so they are the only bytes a consumer may never see counted. For a
+   * progress bar: `bytesRead / fileSize`.
    */
   bytesRead: number;
 };
@@ -445,7 +450,11 @@ export function fileBatches(
       async function* rowsOf(input: Uint8Array, isLast: boolean): AsyncGenerator<FileBatch, number> {
         let pos = 0;
         for (;;) {
-          const r = fillRows(input.subarray(pos), isLast, fmt, fieldArg, lineBase + 1, batchSize - arena.rows, onError === 'throw', arena.bytes, arena.offsets, arena.lines, arena.rows);
+          const r = fillRows(
+            input.subarray(pos), isLast, fmt, fieldArg, lineBase + 1, batchSize - arena.rows,
+            onError === 'throw', onError === 'throw' ? Number.MAX_SAFE_INTEGER : batchSize - skipped.length,
+            arena.bytes, arena.offsets, arena.lines, arena.rows,
+          );
           arena.rows = r.rows;
           lineBase += r.lineCount;
           pos += r.consumed;
@@ -456,8 +465,11 @@ export function fileBatches(
             throw new RecordError(name, lineBase + 1, e.message);
           }
           for (const e of r.errors) skipped.push({ line: lineBase - r.lineCount + e.line + 1, message: e.message });
-          // A full batch goes at once (what follows its last row belongs to the next one).
-          if (arena.rows === batchSize) {
+          // A full batch goes at once (what follows its last row belongs to the next one); so
+          // does one with batchSize skipped lines (the filler stops right after the last), full
+          // of rows or not, so that a file of mostly malformed lines (a wrong `field`) is still
+          // read a batch at a time in bounded memory.
+          if (arena.rows === batchSize || skipped.length >= batchSize) {
             yield await flush();
             watch?.check(); // aborted while the consumer had the batch
           } else if (r.stop === 'rows') arena.growRows();

@@ -441,7 +441,7 @@ function fillChunked(
     const isLast = read === file.length;
     let pos = 0;
     for (;;) {
-      const r: Filled = fill(buf.subarray(pos), isLast, format, field, out.lineCount + 1, batch - rows, stopAtError, bytes, offsets, lines, rows);
+      const r: Filled = fill(buf.subarray(pos), isLast, format, field, out.lineCount + 1, batch - rows, stopAtError, Number.MAX_SAFE_INTEGER, bytes, offsets, lines, rows);
       expect(r.rows).toBeGreaterThanOrEqual(rows);
       expect(r.consumed).toBeLessThanOrEqual(buf.length - pos);
       rows = r.rows;
@@ -522,16 +522,33 @@ describe.each([
     const offsets = new Uint32Array([0, 2, 0, 0]);
     const lines = new Uint32Array([7, 0, 0]);
     bytes.set([0x41, 0x42]);
-    const r = fill(enc.encode('{"t":"cd"}\n\n{"t":"e"}\n{"t":"f"}\n'), false, 'jsonl', 't', 10, 5, false, bytes, offsets, lines, 1);
+    const r = fill(enc.encode('{"t":"cd"}\n\n{"t":"e"}\n{"t":"f"}\n'), false, 'jsonl', 't', 10, 5, false, 100, bytes, offsets, lines, 1);
     expect({ ...r, errors: r.errors }).toEqual({ consumed: 22, lineCount: 3, blank: 1, rows: 3, stop: 'rows', need: 0, errors: [] });
     expect(dec.decode(bytes.subarray(0, offsets[3]))).toBe('ABcde');
     expect([...offsets]).toEqual([0, 2, 4, 5]);
     expect([...lines]).toEqual([7, 10, 12]);
   });
+
+  it('with maxErrors, stops right after that many bad lines (consumed); blank lines do not count', () => {
+    const text = '{"t":"a"}\nbad\n\n[1]\n{"t":"b"}\nworse\n{"t":"c"}\n';
+    const input = enc.encode(text);
+    const [bytes, offsets, lines] = [new Uint8Array(16), new Uint32Array(9), new Uint32Array(8)];
+    const r = fill(input, true, 'jsonl', 't', 1, 100, false, 2, bytes, offsets, lines, 0);
+    expect(r).toEqual({
+      consumed: enc.encode('{"t":"a"}\nbad\n\n[1]\n').length, lineCount: 4, blank: 1, rows: 1, stop: 'errors', need: 0,
+      errors: [{ line: 1, message: 'invalid JSON: ' + r.errors[0]!.message.slice('invalid JSON: '.length) }, { line: 3, message: 'line is an array, not an object' }],
+    });
+    expect(r.errors[0]!.message.startsWith('invalid JSON: ')).toBe(true);
+    // Fewer bad lines than the limit: to the end of the input.
+    const rest = fill(input.subarray(r.consumed), true, 'jsonl', 't', 5, 100, false, 2, bytes, offsets, lines, r.rows);
+    expect({ ...rest, errors: rest.errors.map((e) => e.line) }).toEqual({ consumed: input.length - r.consumed, lineCount: 3, blank: 0, rows: 3, stop: 'input', need: 0, errors: [1] });
+    expect([...lines.subarray(0, 3)]).toEqual([1, 5, 7]);
+    expect(dec.decode(bytes.subarray(0, offsets[3]))).toBe('abc');
+  });
 });
 
 describe('fillRows (native) arguments', () => {
-  const args = (): unknown[] => [new Uint8Array([97]), true, 'lines', null, 1, 10, false, new Uint8Array(4), new Uint32Array(3), new Uint32Array(2), 0];
+  const args = (): unknown[] => [new Uint8Array([97]), true, 'lines', null, 1, 10, false, 100, new Uint8Array(4), new Uint32Array(3), new Uint32Array(2), 0];
   const call = (a: unknown[]) => (fillRows as unknown as (...x: unknown[]) => Filled)(...a);
   it('throws TypeError or RangeError naming the bad argument, and keeps working', () => {
     const shared = new Uint8Array(16);
@@ -544,11 +561,13 @@ describe('fillRows (native) arguments', () => {
       [5, 1.5, RangeError, 'maxRows must be a non-negative integer, got 1.5'],
       [5, '1', TypeError, 'maxRows must be a number, got string'],
       [6, null, TypeError, 'stopAtError must be a boolean, got null'],
-      [7, new Int8Array(4), TypeError, 'bytes must be a Uint8Array, got Int8Array'],
-      [8, new Int32Array(3), TypeError, 'offsets must be a Uint32Array, got Int32Array'],
-      [9, [0, 0], TypeError, 'lines must be a Uint32Array, got object'],
-      [10, 3, RangeError, "rows (3) exceeds the arena's capacity (2 rows)"],
-      [7, shared.subarray(0, 8), TypeError, 'input and bytes must not share memory'],
+      [7, -2, RangeError, 'maxErrors must be a non-negative integer, got -2'],
+      [7, Infinity, RangeError, 'maxErrors must be a non-negative integer, got Infinity'],
+      [8, new Int8Array(4), TypeError, 'bytes must be a Uint8Array, got Int8Array'],
+      [9, new Int32Array(3), TypeError, 'offsets must be a Uint32Array, got Int32Array'],
+      [10, [0, 0], TypeError, 'lines must be a Uint32Array, got object'],
+      [11, 3, RangeError, "rows (3) exceeds the arena's capacity (2 rows)"],
+      [8, shared.subarray(0, 8), TypeError, 'input and bytes must not share memory'],
     ];
     for (const [i, v, E, message] of cases) {
       const a = args();
@@ -565,6 +584,6 @@ describe('fillRows (native) arguments', () => {
     }
     const a = args();
     expect(call(a)).toMatchObject({ consumed: 1, lineCount: 1, rows: 1, stop: 'input' });
-    expect((a[7] as Uint8Array)[0]).toBe(97);
+    expect((a[8] as Uint8Array)[0]).toBe(97);
   });
 });

@@ -452,21 +452,41 @@ function descriptorsOn(path: string): number {
 }
 
 /** Batches equal vectorize of the expected rows, with their line numbers; returns the batches' rows. */
-function expectRows(batches: FileBatch[], want: Array<{ line: number; text: string }>, batchSize: number, o: Opts): void {
-  let at = 0;
-  batches.forEach((b, k) => {
-    if (b.rows === 0) {
-      expect(k, 'only the last batch may be empty (it carries skipped lines)').toBe(batches.length - 1);
-      return;
+/**
+ * The batches vectorizeFile cuts from rows and skipped lines in file order: a batch ends right
+ * after the line that gives it batchSize rows or batchSize skipped lines; what remains is the last.
+ */
+function cut(rows: Array<{ line: number; text: string }>, skipped: number[], batchSize: number): Array<{ rows: Array<{ line: number; text: string }>; skipped: number[] }> {
+  const events = [...rows.map((r) => ({ line: r.line, row: r })), ...skipped.map((line) => ({ line, row: null }))].sort((a, b) => a.line - b.line);
+  const out: Array<{ rows: Array<{ line: number; text: string }>; skipped: number[] }> = [];
+  let cur: (typeof out)[number] = { rows: [], skipped: [] };
+  for (const e of events) {
+    if (e.row) cur.rows.push(e.row);
+    else cur.skipped.push(e.line);
+    if (cur.rows.length === batchSize || cur.skipped.length === batchSize) {
+      out.push(cur);
+      cur = { rows: [], skipped: [] };
     }
-    expect(b.rows, `batch ${k}`).toBe(Math.min(batchSize, want.length - at));
-    const slice = want.slice(at, at + b.rows);
-    expectSameBatch(b, vectorize(slice.map((r) => r.text), o));
-    expect(Array.from(b.lines)).toEqual(slice.map((r) => r.line));
-    expect(b.firstLine).toBe(slice[0]!.line);
-    at += b.rows;
+  }
+  if (cur.rows.length > 0 || cur.skipped.length > 0) out.push(cur);
+  return out;
+}
+
+/**
+ * Batches equal vectorize of the expected rows, cut as `cut` says (with the lines of the skipped
+ * lines, when the file has any), with their line numbers and skipped lines.
+ */
+function expectRows(batches: FileBatch[], want: Array<{ line: number; text: string }>, batchSize: number, o: Opts, skipped: number[] = []): void {
+  const cuts = cut(want, skipped, batchSize);
+  expect(batches.map((b) => b.rows), 'rows per batch').toEqual(cuts.map((c) => c.rows.length));
+  batches.forEach((b, k) => {
+    const c = cuts[k]!;
+    expect(b.skipped.map((x) => x.line), `batch ${k}: skipped lines`).toEqual(c.skipped);
+    if (b.rows === 0) return;
+    expectSameBatch(b, vectorize(c.rows.map((r) => r.text), o));
+    expect(Array.from(b.lines)).toEqual(c.rows.map((r) => r.line));
+    expect(b.firstLine).toBe(c.rows[0]!.line);
   });
-  expect(at).toBe(want.length);
 }
 
 /** Lines with CRLF and LF, blank lines, a lone \r inside a line, unicode and emoji, malformed UTF-8. */
@@ -532,7 +552,7 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
       expect(want.errors.length).toBeGreaterThanOrEqual(10);
       for (const chunkBytes of [16, 64, 1000, 1 << 20]) {
         const batches = await collect(p.vectorizeFile(path, { format: 'jsonl', batchSize: 50, chunkBytes, ...(field ? { field } : {}), ...o }));
-        expectRows(batches, want.rows, 50, o);
+        expectRows(batches, want.rows, 50, o, want.errors.map((e) => e.line));
         const skipped = batches.flatMap((b) => b.skipped);
         expect(skipped.map((s) => s.line)).toEqual(want.errors.map((e) => e.line));
         skipped.forEach((s, i) => {
@@ -551,6 +571,30 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
           prev = last;
         });
       }
+    }
+  });
+
+  it('jsonl: batchSize skipped lines close a batch, full of rows or not: a file of mostly malformed lines is read a batch at a time', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    // A wrong field: every line is skipped.
+    const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ body: `text ${i}` }));
+    const content = enc.encode(lines.join('\n') + '\n');
+    const it = p.vectorizeFile(chunksOf(content, [4096]), { format: 'jsonl', batchSize: 100 })[Symbol.asyncIterator]();
+    const first = (await it.next()).value as FileBatch;
+    expect([first.rows, first.skipped.length, first.skipped[99]!.line]).toEqual([0, 100, 100]);
+    expect(first.bytesRead).toBe(lineEnds(content)[100]);
+    let n = 1;
+    while (!(await it.next()).done) n++;
+    expect(n).toBe(10);
+    // One row in eleven lines: each batch closes at its fifth skipped line, however the input is cut.
+    const mixed = Array.from({ length: 400 }, (_, i) => (i % 11 === 0 ? JSON.stringify({ text: `row ${i}` }) : `{"text": ${i}}`));
+    const bytes = enc.encode(mixed.join('\n'));
+    const want = parseJsonl(bytes);
+    for (const sizes of [[1], [7, 3], [bytes.length]]) {
+      const batches = await collect(p.vectorizeFile(chunksOf(bytes, sizes), { format: 'jsonl', batchSize: 5 }));
+      expectRows(batches, want.rows, 5, {}, want.errors.map((e) => e.line));
+      expect(Math.max(...batches.map((b) => b.skipped.length))).toBe(5);
+      expectBytesRead(batches, bytes);
     }
   });
 
@@ -712,7 +756,11 @@ function expectBytesRead(batches: FileBatch[], bytes: Uint8Array): void {
   const ends = lineEnds(bytes);
   batches.forEach((b, k) => {
     if (k === batches.length - 1) expect(b.bytesRead, 'last batch').toBe(bytes.length);
-    else expect(b.bytesRead, `batch ${k}`).toBe(ends[b.lines[b.rows - 1]!]);
+    else {
+      // A full batch ends with the line that filled it: its last row, or its last skipped line.
+      const last = Math.max(b.rows > 0 ? b.lines[b.rows - 1]! : 0, ...b.skipped.map((x) => x.line));
+      expect(b.bytesRead, `batch ${k}`).toBe(ends[last]);
+    }
   });
 }
 
@@ -737,7 +785,8 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
       const opts: FileOptions = { format, batchSize: 61, ...o };
       const want = await collect(p.vectorizeFile(path, opts));
       expectBytesRead(want, content);
-      expectRows(want, format === 'lines' ? parseLines(content) : parseJsonl(content).rows, 61, o);
+      if (format === 'lines') expectRows(want, parseLines(content), 61, o);
+      else expectRows(want, parseJsonl(content).rows, 61, o, parseJsonl(content).errors.map((e) => e.line));
       const sources: Array<[string, () => AsyncIterable<Uint8Array> | NodeJS.ReadableStream]> = [
         ['1-byte chunks', () => chunksOf(content, [1])],
         ['2, 3, 5, 7', () => chunksOf(content, [2, 3, 5, 7])],
@@ -760,8 +809,10 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
     const badAfter = await run('{"text":"a"}\n[1]\n\n', 1);
     expect(badAfter.map((b) => [b.rows, b.bytesRead, b.skipped.map((x) => x.line)])).toEqual([
       [1, 13, []],
-      [0, 18, [2]],
+      [0, 17, [2]], // full with one skipped line: the blank line after it makes no batch
     ]);
+    const badLast = await run('{"text":"a"}\n[1]\n\n', 2);
+    expect(badLast.map((b) => [b.rows, b.bytesRead, b.skipped.map((x) => x.line)])).toEqual([[1, 18, [2]]]);
     const partial = await run('\uFEFF{"text":"a"}\r\n\n', 2);
     expect(partial.map((b) => [b.rows, b.bytesRead])).toEqual([[1, 18]]);
   });
@@ -782,7 +833,7 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
     for (const v of sets) {
       for (const batchSize of [1, 33, 1000]) {
         const batches = await collect(p.vectorizeFile(chunksOf(content, [1000, 3]), { format: 'jsonl', field: 'body', batchSize, ...v }));
-        expectRows(batches, want.rows, batchSize, v);
+        expectRows(batches, want.rows, batchSize, v, want.errors.map((e) => e.line));
         expect(batches.flatMap((b) => b.skipped.map((s) => s.line))).toEqual(want.errors.map((e) => e.line));
         expectBytesRead(batches, content);
       }
@@ -1037,7 +1088,7 @@ it('vectorizeFile(): a JSONL stream through the pool (batches past the pool mini
   const want = parseJsonl(content);
   expect(want.errors.length).toBeGreaterThan(5);
   const batches = await collect(p.vectorizeFile(chunksOf(content, [65536, 1]), { format: 'jsonl', batchSize: 3000 }));
-  expectRows(batches, want.rows, 3000, {});
+  expectRows(batches, want.rows, 3000, {}, want.errors.map((e) => e.line));
   expect(batches.flatMap((b) => b.skipped.map((s) => s.line))).toEqual(want.errors.map((e) => e.line));
   expectBytesRead(batches, content);
   expect(p.metrics().batches.pool).toBeGreaterThan(0);

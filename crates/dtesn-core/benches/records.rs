@@ -155,6 +155,7 @@ fn batches(input: &[u8], format: &Format, arena: &mut (Vec<u8>, Vec<u32>, Vec<u3
             line,
             1000,
             false,
+            usize::MAX,
             &mut a,
             &mut errors,
             &mut scratch,

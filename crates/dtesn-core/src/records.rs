@@ -488,6 +488,8 @@ pub enum Stop {
     /// A line gave an error and `stop_at_error` was set: the error is the last of `errors`, its
     /// line is not consumed (`consumed` is where it starts).
     Error,
+    /// `max_errors` bad lines were recorded in `errors` (lines consumed, as without the limit).
+    Errors,
 }
 
 /// What one [`fill_rows`] call did.
@@ -505,7 +507,8 @@ pub struct Filled {
 }
 
 /// Like [`parse_records`], but appends the rows to `arena` and stops when it is full (or after
-/// `max_rows` rows, or at the first error when `stop_at_error`), so that one call per batch turns
+/// `max_rows` rows, or at the first error when `stop_at_error`, or after `max_errors` errors, so
+/// that a caller can bound what it keeps of a file of bad lines), so that one call per batch turns
 /// file bytes into a batch in place: a caller cuts batches exactly, calls again with
 /// `input[consumed..]` (and `first_line + line_count`), and never copies a row itself. Rows and
 /// errors are exactly those of [`parse_records`]; `errors` (cleared first) get line indexes
@@ -521,6 +524,7 @@ pub fn fill_rows(
     first_line: u32,
     max_rows: usize,
     stop_at_error: bool,
+    max_errors: usize,
     arena: &mut RowArena<'_>,
     errors: &mut Vec<RecordError>,
     scratch: &mut Scratch,
@@ -582,6 +586,7 @@ pub fn fill_rows(
             Line::Decoded => &reader.scratch.row,
             Line::Error(_) => &[],
         };
+        let mut errors_full = false;
         match got {
             Line::Row(_) | Line::Decoded => {
                 let at = arena.offsets[arena.rows] as usize;
@@ -606,10 +611,15 @@ pub fn fill_rows(
                     filled.stop = Stop::Error;
                     break;
                 }
+                errors_full = errors.len() >= max_errors;
             }
         }
         filled.line_count += 1;
         start = next;
+        if errors_full {
+            filled.stop = Stop::Errors;
+            break;
+        }
     }
     filled.consumed = start;
     *scratch = reader.scratch;

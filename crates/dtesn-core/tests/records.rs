@@ -544,6 +544,7 @@ fn fill_run(
                 out.line_count + 1,
                 batch - rows,
                 stop_at_error,
+                usize::MAX,
                 &mut arena,
                 &mut errors,
                 &mut scratch,
@@ -587,6 +588,7 @@ fn fill_run(
                     }
                     return out;
                 }
+                Stop::Errors => unreachable!("no error limit here"),
             }
         }
         if is_last {
@@ -708,6 +710,7 @@ fn fill_rows_writes_after_the_callers_rows_and_respects_max_rows() {
         10,
         2,
         false,
+        usize::MAX,
         &mut arena,
         &mut errors,
         &mut scratch,
@@ -734,6 +737,7 @@ fn fill_rows_writes_after_the_callers_rows_and_respects_max_rows() {
         1,
         10,
         false,
+        usize::MAX,
         &mut arena,
         &mut errors,
         &mut scratch,
@@ -803,4 +807,57 @@ fn oversized_input_panics_with_a_message() {
     let big = vec![0u8; dtesn_core::records::MAX_INPUT + 1];
     let mut r = Records::new();
     parse_records(&big, &Format::Lines, true, &mut r);
+}
+
+#[test]
+fn fill_rows_stops_after_max_errors_with_their_lines_consumed() {
+    let (mut bytes, mut offsets, mut lines) = (vec![0u8; 64], vec![0u32; 9], vec![0u32; 8]);
+    let mut arena = RowArena {
+        bytes: &mut bytes,
+        offsets: &mut offsets,
+        lines: &mut lines,
+        rows: 0,
+    };
+    let (mut errors, mut scratch) = (Vec::new(), Scratch::new());
+    let format = Format::Jsonl {
+        field: "text".into(),
+    };
+    let input = b"{\"text\":\"a\"}\nbad\n\n[1]\n{\"text\":\"b\"}\nworse\n";
+    let f = fill_rows(
+        input,
+        &format,
+        true,
+        1,
+        100,
+        false,
+        2,
+        &mut arena,
+        &mut errors,
+        &mut scratch,
+    );
+    // Row, bad, blank, bad: the second error's line is consumed, the rest is left; fewer errors
+    // than the limit, the input is read to its end.
+    assert_eq!(
+        (f.stop, f.consumed, f.line_count, f.blank, arena.rows),
+        (Stop::Errors, 22, 4, 1, 1)
+    );
+    assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 3]);
+    let f = fill_rows(
+        &input[22..],
+        &format,
+        true,
+        5,
+        100,
+        false,
+        2,
+        &mut arena,
+        &mut errors,
+        &mut scratch,
+    );
+    assert_eq!(
+        (f.stop, f.consumed, f.line_count, arena.rows),
+        (Stop::Input, input.len() - 22, 2, 2)
+    );
+    assert_eq!(&arena.lines[..2], [1, 5]);
+    assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1]);
 }
