@@ -104,3 +104,8 @@ export class AbortError extends Error {
 export function abortReason(signal: AbortSignal): unknown {
   return signal.reason === undefined ? new AbortError() : signal.reason;
 }
+
+/** The error of posting a value that structured clone refuses (a DOMException named DataCloneError). */
+export function isDataCloneError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'DataCloneError';
+}

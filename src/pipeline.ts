@@ -12,14 +12,16 @@
  * - `processBatch`: a user task module over items on the workers, one outcome per item.
  */
 import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
 import { AdaptiveBatchSize, type BatchSizeController, eventLoopUtilizationSampler } from './adaptive.js';
 import { MicroBatcher } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
-import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, queueFull } from './errors.js';
+import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, normalizeOptions } from './options.js';
+import { type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, normalizeOptions } from './options.js';
 import { WorkerPool } from './pool.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
@@ -123,12 +125,22 @@ function boolIn(config: Record<string, unknown>, key: string, dflt: boolean): bo
   return v;
 }
 
-/** Options of a call over the pipeline's defaults. */
-function mergeOptions(defaults: VectorizeOptions<Dtype> | undefined, options: unknown): unknown {
+/**
+ * Options of a call over the pipeline's defaults. A key given as `undefined` means "the default":
+ * the pipeline's where it has one (docs/SEMANTICS.md: undefined values mean the default).
+ */
+function mergeOptions(defaults: Readonly<Record<string, unknown>> | undefined, options: unknown): unknown {
   if (defaults === undefined) return options;
   if (options === undefined) return defaults;
-  if (typeof options !== 'object' || options === null) return options; // normalizeOptions names the error
-  return { ...defaults, ...(options as object) };
+  // Not a plain object (an array, a Date, a class instance): normalizeOptions refuses it by name,
+  // where a spread would have made a plain object of it.
+  if (!isPlainObject(options)) return options;
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const k of Object.keys(options)) {
+    const v = options[k];
+    merged[k] = v === undefined && k in defaults ? defaults[k] : v;
+  }
+  return merged;
 }
 
 const vocabIds = new WeakMap<Uint32Array, number>();
@@ -256,7 +268,7 @@ class DtesnPipeline implements Pipeline {
   private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult>;
   private readonly cost = new CostModel();
   private readonly staging = new Staging();
-  private readonly defaults: VectorizeOptions<Dtype> | undefined;
+  private readonly defaults: Readonly<Record<string, unknown>> | undefined;
   private readonly handler: PipelineConfig['handler'];
   private readonly maxQueue: number;
   private readonly profiling: boolean;
@@ -293,8 +305,13 @@ class DtesnPipeline implements Pipeline {
     if (config.vectorize !== undefined) {
       const d = normalizeOptions(config.vectorize); // refuse bad defaults now, naming the option
       if (d.outIds || d.outMask) throw new TypeError('config.vectorize.out is not supported: pass out buffers per call');
+      // A copy: the caller changing its object later must not change some calls and not others
+      // (calls without options use the defaults as normalized once).
+      const v = config.vectorize;
+      this.defaults = Object.freeze({ ...v, ...(Array.isArray(v.vocab) ? { vocab: Object.freeze([...v.vocab]) } : {}) });
+    } else {
+      this.defaults = undefined;
     }
-    this.defaults = config.vectorize;
     if (vectorization) {
       const loaded = loadNative();
       this.backend = loaded.ok ? nativeBackendOf(loaded.binding) : jsBackend;
@@ -643,10 +660,8 @@ class DtesnPipeline implements Pipeline {
     this.open();
     const signal = checkSignal(signalArg, 'opts.signal');
     const texts = typeof text === 'string' ? [text] : text;
+    // The core's order (docs/SEMANTICS.md, Errors): the array, the options, then each row.
     checkTexts(texts);
-    for (let i = 0; i < texts.length; i++) {
-      if (typeof texts[i] !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${texts[i] === null ? 'null' : typeof texts[i]}`);
-    }
     let n: NormalizedOptions;
     let key: string;
     if (options === undefined) {
@@ -655,6 +670,9 @@ class DtesnPipeline implements Pipeline {
       n = normalizeOptions(mergeOptions(this.defaults, options));
       if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
       key = fingerprint(n);
+    }
+    for (let i = 0; i < texts.length; i++) {
+      if (typeof texts[i] !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${texts[i] === null ? 'null' : typeof texts[i]}`);
     }
     const rows = texts.length;
     // Per request, no clock read (~75 ns each here): latencies come with the micro-batch (see the
@@ -760,7 +778,8 @@ class DtesnPipeline implements Pipeline {
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describe(opts)}`);
     const task = opts.task instanceof URL ? opts.task.href : opts.task;
     if (typeof task !== 'string' || task.length === 0) throw new TypeError(`opts.task must be a module path or URL, got ${describe(opts.task)}`);
-    const spec = task.startsWith('file:') || task.startsWith('data:') ? task : new URL(task, `file://${process.cwd()}/`).href;
+    // A path is a path: '#', '?' and '%' in it are characters, not URL syntax.
+    const spec = task.startsWith('file:') || task.startsWith('data:') ? task : pathToFileURL(resolvePath(task)).href;
     const signal = checkSignal(opts.signal, 'opts.signal');
     if (signal?.aborted) throw abortReason(signal);
     if (items.length === 0) return [];
@@ -776,18 +795,32 @@ class DtesnPipeline implements Pipeline {
       const per = Math.ceil(items.length / pieces);
       const chunks: T[][] = [];
       for (let i = 0; i < items.length; i += per) chunks.push(items.slice(i, i + per));
-      const settled = await Promise.all(
-        chunks.map(async (chunk): Promise<Array<ProcessResult<R>>> => {
-          try {
-            const r = await pool.run<ItemResult[]>({ kind: 'process', module: spec, items: chunk }, signal);
-            if (!r.ok) return chunk.map(() => ({ ok: false, error: asError(r.error) }));
-            return r.value.map((x) => (x.ok ? { ok: true, value: x.value as R } : { ok: false, error: asError(x.error) }));
-          } catch (e) {
-            if (e instanceof WorkerCrashError) return chunk.map(() => ({ ok: false, error: e }));
-            throw e;
-          }
-        }),
-      );
+      const runPiece = async (chunk: readonly T[], first: number): Promise<Array<ProcessResult<R>>> => {
+        try {
+          const r = await pool.run<ItemResult[]>({ kind: 'process', module: spec, items: chunk as T[] }, signal);
+          if (!r.ok) return chunk.map(() => ({ ok: false, error: asError(r.error) }));
+          return r.value.map((x) => (x.ok ? { ok: true, value: x.value as R } : { ok: false, error: asError(x.error) }));
+        } catch (e) {
+          if (e instanceof WorkerCrashError) return chunk.map(() => ({ ok: false, error: e }));
+          if (!isDataCloneError(e)) throw e;
+          // An item that cannot be sent to a worker (a function, a symbol...) fails alone,
+          // named; the piece's other items run without it.
+          const out: Array<ProcessResult<R> | null> = chunk.map((item, i) => {
+            try {
+              structuredClone(item);
+              return null;
+            } catch (c) {
+              return { ok: false, error: new TypeError(`items[${first + i}] cannot be sent to a worker: ${(c as Error).message}`) };
+            }
+          });
+          const rest = chunk.filter((_, i) => out[i] === null);
+          if (rest.length === chunk.length) throw e; // not an item's fault after all
+          const done = rest.length > 0 ? await runPiece(rest, -1) : [];
+          let k = 0;
+          return out.map((r) => r ?? done[k++]!);
+        }
+      };
+      const settled = await Promise.all(chunks.map((chunk, i) => runPiece(chunk, i * per)));
       const out = settled.flat();
       let ok = 0;
       for (const r of out) if (r.ok) ok++;

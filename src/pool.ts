@@ -7,7 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { WorkerCrashError, abortReason } from './errors.js';
+import { WorkerCrashError, abortReason, isDataCloneError } from './errors.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
 /** What a task yields: its value, or the error it threw inside the worker. */
@@ -81,6 +81,8 @@ export class WorkerPool {
         return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
       } catch (cause) {
         if (signal?.aborted) throw abortReason(signal);
+        // The task could not be posted (an argument structured clone refuses): no worker died.
+        if (isDataCloneError(cause)) throw cause;
         if (attempt === 0) {
           this.retried++;
           continue;

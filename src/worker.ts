@@ -75,7 +75,9 @@ export default async function run(
   try {
     return { ok: true, value: await perform(task) };
   } catch (error) {
-    return { ok: false, error };
+    // As for an item's error: one that cannot cross threads as it is (a DOMException, an object
+    // holding a function) would make piscina's reply throw in the worker and look like its death.
+    return { ok: false, error: cloneable(error) };
   }
 }
 

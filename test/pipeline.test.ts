@@ -10,6 +10,9 @@
  * can miss (targetLatencyMs 1e6).
  */
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
@@ -96,6 +99,27 @@ describe('config', () => {
     expect(plain(await p.vectorizeBytes(bytes, offsets))).toEqual(
       plain(vectorizeBytes(bytes, offsets, { encoding: 'byt5', maxLength: 8, paddingSide: 'left' })),
     );
+  });
+
+  it('config.vectorize: options that are not a plain object are refused as by the core; undefined keys take the pipeline defaults; the config is copied', async () => {
+    const defaults: { maxLength: number; encoding: 'byt5' } = { maxLength: 8, encoding: 'byt5' };
+    const p = make({ maxWorkers: 1, vectorize: defaults });
+    const texts = ['hello world, this is long'];
+    const want = vectorize(texts, { maxLength: 8, encoding: 'byt5' });
+    for (const o of [[], new Date(0), new Map(), Object.create({ maxLength: 3 })]) {
+      const e = thrown(() => vectorize(texts, o as never));
+      expectSameError(await rejection(p.vectorize(texts, o as never)), e);
+      expectSameError(await rejection(p.submit(texts, o as never)), e);
+      const { bytes, offsets } = pack(texts);
+      expectSameError(await rejection(p.vectorizeBytes(bytes, offsets, o as never)), e);
+    }
+    expectSameBatch(await p.vectorize(texts, { maxLength: undefined }), want);
+    expectSameBatch((await p.submit(texts, { maxLength: undefined, encoding: undefined })) as VectorBatch<Dtype>, want);
+    // Changing the object passed as config changes nothing, with or without call options.
+    defaults.maxLength = 4;
+    expectSameBatch(await p.vectorize(texts), want);
+    expectSameBatch(await p.vectorize(texts, {}), want);
+    expectSameBatch((await p.submit(texts, {})) as VectorBatch<Dtype>, want);
   });
 
   it('argument errors of vectorize / vectorizeBytes equal the core (inline path)', async () => {
@@ -663,6 +687,14 @@ describe('submit', () => {
     expectSameError(await rejection(p.submit(['a', 3 as never])), new TypeError('texts[1] must be a string, got number'));
     expectSameError(await rejection(p.submit(5 as never)), new TypeError('texts must be an array of strings, got number'));
     expectSameError(await rejection(p.submit('a', { foo: 1 } as never)), new TypeError("unknown option 'foo'"));
+    // The core's order: options before rows.
+    for (const [texts, o] of [
+      [['a', 5], { foo: 1 }],
+      [['a', null], { maxLength: 0 }],
+      [[undefined, 'a'], { encoding: 'nope' }],
+    ] as const) {
+      expectSameError(await rejection(p.submit(texts as never, o as never)), thrown(() => vectorize(texts as never, o as never)));
+    }
     expectSameError(
       await rejection(p.submit('a', { out: { ids: new Int32Array(4) } })),
       new TypeError('options.out is not supported by submit(): results are per request'),
@@ -685,6 +717,44 @@ describe('processBatch', () => {
     expect(await p.processBatch([21], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 42 }]);
     expectSettledCounts(p);
     expect(p.metrics().processed).toBe(304);
+  });
+
+  it('a task path with #, % or ? in it is a path, not a URL', async () => {
+    const p = make({ maxWorkers: 1 });
+    const base = mkdtempSync(join(tmpdir(), 'dtesn-task-'));
+    try {
+      for (const name of ['v1#2', '50%25', 'what?']) {
+        mkdirSync(join(base, name));
+        copyFileSync(fileURLToPath(fixture('double.mjs')), join(base, name, 'double.mjs'));
+        expect(await p.processBatch([1, 2], { task: join(base, name, 'double.mjs') }), name).toEqual([{ ok: true, value: 2 }, { ok: true, value: 4 }]);
+      }
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it('an error thrown while importing the task module fails every item with its name and message; no worker dies', async () => {
+    const p = make({ maxWorkers: 1 });
+    const dom = await p.processBatch([1, 2], { task: `${fixture('import-throws.mjs').href}?dom` });
+    expect(dom.map((r) => (r.ok ? r.value : `${r.error.name}: ${r.error.message}`))).toEqual(Array(2).fill('Error: InvalidCharacterError: Invalid character'));
+    const obj = await p.processBatch([1, 2], { task: `${fixture('import-throws.mjs').href}?object` });
+    expect(obj.map((r) => (r.ok ? r.value : `${r.error.name}: ${r.error.message}`))).toEqual(Array(2).fill('Error: [object Object]'));
+    expect(p.metrics().parallelization).toMatchObject({ retriedTasks: 0, crashedTasks: 0 });
+    expectSettledCounts(p);
+  });
+
+  it('an item that cannot be sent to a worker fails alone with a TypeError naming it; its neighbours run; no worker death is counted', async () => {
+    const p = make({ maxWorkers: 1 });
+    const items: unknown[] = [1, 2, 3, 4, 5, 6, 7, 8, () => 9, Symbol('x')];
+    const out = await p.processBatch(items, { task: fixture('double.mjs') });
+    expect(out.slice(0, 8)).toEqual([2, 4, 6, 8, 10, 12, 14, 16].map((value) => ({ ok: true, value })));
+    // The rest of the message is V8's (it quotes the value).
+    expect(out.slice(8).map((r) => (r.ok ? r.value : `${r.error.name}: ${r.error.message}`))).toEqual([
+      expect.stringMatching(/^TypeError: items\[8\] cannot be sent to a worker: .*could not be cloned/),
+      expect.stringMatching(/^TypeError: items\[9\] cannot be sent to a worker: .*Symbol\(x\).*could not be cloned/),
+    ]);
+    expect(p.metrics().parallelization).toMatchObject({ retriedTasks: 0, crashedTasks: 0 });
+    expect(p.metrics()).toMatchObject({ accepted: 10, processed: 8, failed: 2 });
   });
 
   it('a throwing item fails alone; its neighbours keep their results', async () => {
