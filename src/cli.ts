@@ -224,6 +224,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     format = input === null || /\.(jsonl|ndjson)$/i.test(input) ? 'jsonl' : 'lines';
   }
   if (v.field !== undefined && format !== 'jsonl') throw new UsageError('--field is only valid with --format jsonl');
+  if (v.field === '') throw new UsageError("--field must name a field, got ''");
   const onError = v['on-error'] ?? 'skip';
   if (onError !== 'skip' && onError !== 'throw') throw new UsageError(`--on-error must be one of skip, throw, got '${onError}'`);
 
@@ -268,6 +269,14 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   } catch (e) {
     throw new RunError(`cannot write '${v.out}': ${describeFsError(e)}`);
   }
+  if (v.report !== undefined) {
+    // As for --out: its directory now, not after the outputs are written.
+    try {
+      await mkdir(path.dirname(path.resolve(v.report)), { recursive: true });
+    } catch (e) {
+      throw new RunError(`cannot write report '${v.report}': ${describeFsError(e)}`);
+    }
+  }
   let writer: TensorWriter;
   try {
     // With 'max-length' the width is known up front (also for an input without rows).
@@ -294,6 +303,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   let skipped = 0;
   const skippedLines: Array<{ line: number; message: string }> = [];
   let finished = false;
+  let outputs: string[] = [];
   try {
     const source = input === '-' ? process.stdin : inputName;
     // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
@@ -322,6 +332,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     }
     const done = await writer.finish();
     finished = true;
+    outputs = done.files;
     const seconds = (performance.now() - t0) / 1000;
     progress?.update(rows, bytesRead);
     progress?.stop();
@@ -355,6 +366,9 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   } catch (e) {
     progress?.stop();
     if (!finished) await writer.abort().catch(() => undefined);
+    // Failed after the outputs were in place (the report could not be written): a run that
+    // fails leaves nothing behind.
+    else for (const f of outputs) await rm(f, { force: true }).catch(() => undefined);
     if (e instanceof RecordError) throw new RunError(`${e.message} (--on-error throw); no output written`);
     throw e;
   } finally {

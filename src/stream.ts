@@ -379,6 +379,23 @@ function sourceName(source: object): string {
   return typeof p === 'string' && p.length > 0 ? p : Buffer.isBuffer(p) ? p.toString() : '<stream>';
 }
 
+/**
+ * A vectorize error about one row of a batch ("row 500 is not valid UTF-8 ...", options.invalid
+ * 'error'; "row 3: id 300 does not fit dtype 'uint8'") said where that row is in the input, as a
+ * malformed line is: `path:line: ...`. Same class, the original as `cause`, `path` and `line` set.
+ * Other errors pass through.
+ */
+function atLine(e: unknown, path: string, lines: Uint32Array): unknown {
+  if (!(e instanceof TypeError || e instanceof RangeError)) return e;
+  const m = /^row (\d+)(: )?/.exec(e.message);
+  const row = m ? Number(m[1]) : -1;
+  if (!m || row >= lines.length) return e;
+  const line = lines[row]!;
+  const detail = (m[2] ? '' : 'the line') + e.message.slice(m[0].length);
+  const Ctor = e instanceof RangeError ? RangeError : TypeError;
+  return Object.assign(new Ctor(`${path}:${line}: ${detail}`, { cause: e }), { path, line });
+}
+
 export function fileBatches(
   source: FileSource,
   options: FileOptions,
@@ -439,7 +456,12 @@ export function fileBatches(
       let atStart = true;
       const flush = async (): Promise<FileBatch> => {
         const n = arena.rows;
-        const b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), vec, signal);
+        let b: VectorBatch<Dtype>;
+        try {
+          b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), vec, signal);
+        } catch (e) {
+          throw atLine(e, name, arena.lines);
+        }
         const lines = arena.lines.slice(0, n);
         const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed };
         skipped = [];

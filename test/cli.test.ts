@@ -5,7 +5,7 @@
  * a failed or interrupted run must leave no output file behind.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -197,9 +197,14 @@ describe('dtesn vectorize', () => {
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--format', 'csv'], 2, /--format must be one of lines, jsonl, got 'csv'/],
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--frobnicate'], 2, /Unknown option '--frobnicate'/],
       [['vectorize', 'b.txt', '--out', 'g.npy', '--field', 'x'], 2, /--field is only valid with --format jsonl/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--field', ''], 2, /^dtesn vectorize: --field must name a field, got ''\n/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--report', 'a.jsonl/r.json'], 1, /^dtesn vectorize: cannot write report 'a\.jsonl\/r\.json': .*(ENOTDIR|EEXIST)/],
+      // --invalid error: the bad row named by its file and line, not by its index in a batch.
+      [['vectorize', 'bad-utf8.txt', '--out', 'g.npy', '--invalid', 'error', '--batch-size', '2'], 1, /^dtesn vectorize: TypeError: bad-utf8\.txt:4: the line is not valid UTF-8 at byte 1 \(options\.invalid is 'error'\)\n$/],
       [['vectorize', 'a.jsonl', 'b.txt', '--out', 'g.npy'], 2, /unexpected argument 'b\.txt'/],
       [['frob'], 2, /unknown command 'frob'/],
     ];
+    writeFileSync(join(dir, 'bad-utf8.txt'), Buffer.concat([Buffer.from('ok\nok\nok\nx'), Buffer.from([0xff]), Buffer.from('\nok\n')]));
     for (const [args, code, message] of cases) {
       const r = await run(args);
       expect({ args, code: r.code }).toEqual({ args, code });
@@ -207,6 +212,15 @@ describe('dtesn vectorize', () => {
       expect(r.stdout).toBe('');
     }
     expect(leftovers('g.')).toEqual([]);
+  });
+
+  it('a report that cannot be written once the outputs are in place: exit 1, the outputs removed', async () => {
+    mkdirSync(join(dir, 'report-dir'), { recursive: true }); // a directory where the report file should go
+    const r = await run(['vectorize', 'a.jsonl', '--out', 'k.npy', '--report', 'report-dir', '-q']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^dtesn vectorize: cannot write report 'report-dir': /);
+    expect(leftovers('k.')).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 
   it('SIGINT while reading: exit 130, no output file', async () => {

@@ -661,6 +661,24 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     expectRows(await collect(p.vectorizeFile(write('short.txt', 'a\n'), { format: 'lines' })), [{ line: 1, text: 'a' }], 1000, {});
   });
 
+  it('a row the options refuse (invalid UTF-8 with invalid: error, an id past the dtype) is named by its file and line', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = write(`refused-${++uniq}.txt`, Buffer.concat([enc.encode('ok\nok\nok\nx'), new Uint8Array([0xff]), enc.encode('\nok \u0101\n')]));
+    const batches: FileBatch[] = [];
+    const e = await rejection((async () => {
+      for await (const b of p.vectorizeFile(path, { format: 'lines', batchSize: 2, invalid: 'error' })) batches.push(b);
+    })());
+    expect(batches.map((b) => b.rows)).toEqual([2]);
+    expect(e).toBeInstanceOf(TypeError);
+    expect(e.message).toBe(`${path}:4: the line is not valid UTF-8 at byte 1 (options.invalid is 'error')`);
+    expect(e).toMatchObject({ path, line: 4 });
+    expect((e.cause as Error).message).toBe("row 1 is not valid UTF-8 at byte 1 (options.invalid is 'error')");
+    const e2 = await rejection(collect(p.vectorizeFile(path, { format: 'lines', batchSize: 2, dtype: 'uint8' })));
+    expect(e2).toBeInstanceOf(RangeError);
+    // invalid: 'replace' (the default): line 4's bad byte is U+FFFD, the first id past uint8.
+    expect(e2.message).toBe(`${path}:4: id 65533 does not fit dtype 'uint8' (max 255)`);
+  });
+
   it('a missing file rejects with ENOENT on the first read', async () => {
     const p = make({ maxWorkers: 1, ...config });
     const it = p.vectorizeFile(join(dir, 'does-not-exist.txt'), { format: 'lines' });
