@@ -42,7 +42,11 @@
  * cooldown: a decision's effect is observed before the next decision):
  *   e2e  = p99 of per-request latency (last WINDOW_REQUESTS requests),
  *   run  = p90 of batch run time (last WINDOW_BATCHES batches; p90 so one GC pause does not move it),
- *   full = share of batches closed 'full' (the target was binding),
+ *   full = share of batches closed 'full' because of the target: rows they could have taken were
+ *          left waiting. A batch that takes every waiting row and just meets the target does not
+ *          count (one client awaiting each call fills a target of 1, eight clients a target of
+ *          8; growing on that made every later batch wait out batchTimeoutMs for rows that were
+ *          not coming),
  *   backlog = share of batches that left at least a target's worth of rows waiting.
  *
  * Decisions, first match wins (needs >= SHRINK_AFTER batches; growth needs >= GROW_AFTER):
@@ -89,6 +93,11 @@ export interface BatchObservation {
   /** Rows the batch carried. */
   rows: number;
   reason: CloseReason;
+  /**
+   * With reason 'full': whether the target limited the batch (rows it could have taken were left
+   * waiting). Absent counts as true.
+   */
+  binding?: boolean;
   /** Run time: dispatch to results (include downstream work here if it is on the critical path). */
   runMs: number;
   /** Queue wait of the batch's oldest row (arrival to dispatch). */
@@ -252,7 +261,7 @@ export class AdaptiveBatchSize implements BatchSizeController {
     if (this.#batches.length === WINDOW_BATCHES) this.#batches.shift();
     this.#batches.push({
       rows: o.rows,
-      full: o.reason === 'full',
+      full: o.reason === 'full' && o.binding !== false,
       backlog: (o.queuedRows ?? 0) >= this.#target,
       runMs: o.runMs,
     });

@@ -153,6 +153,8 @@ interface Batch<Req, Res> {
   readonly waitMs: number;
   /** Rows still waiting right after it was cut. */
   readonly queuedRows: number;
+  /** Closed full because of the target (see #dispatch). */
+  readonly binding: boolean;
   readonly controller: AbortController;
   /** Requests not yet aborted. */
   live: number;
@@ -214,6 +216,7 @@ export class MicroBatcher<Req, Res> {
     if (options.maxBatchSize === Infinity) throw new RangeError('maxBatchSize must be finite');
     checkOption('batchTimeoutMs', options.batchTimeoutMs, 0, false);
     if (!Number.isFinite(options.batchTimeoutMs)) throw new RangeError('batchTimeoutMs must be finite');
+    if (options.batchTimeoutMs > 2 ** 31 - 1) throw new RangeError(`batchTimeoutMs must be <= 2147483647 (setTimeout's limit), got ${options.batchTimeoutMs}`);
     if (typeof options.targetLatencyMs !== 'number' || !(options.targetLatencyMs > 0) || !Number.isFinite(options.targetLatencyMs)) {
       throw new RangeError(`targetLatencyMs must be a finite number > 0, got ${String(options.targetLatencyMs)}`);
     }
@@ -398,6 +401,12 @@ export class MicroBatcher<Req, Res> {
     while (count < entries.length && rows + entries[count].rows <= target) rows += entries[count++].rows;
     const due = q.due !== undefined && q.due === entries[0];
     const reason: CloseReason = rows >= target || count < entries.length ? 'full' : due ? 'timeout' : 'flush';
+    // Whether the target limited the batch: rows it could have taken were left waiting. A batch
+    // that takes every waiting row and just meets the target says nothing about demand beyond it:
+    // one client awaiting each call fills a target of 1, eight clients fill a target of 8, and
+    // growing on that would only make every later batch wait out batchTimeoutMs for rows that
+    // are not coming.
+    const binding = reason === 'full' && count < entries.length;
     const taken = entries.splice(0, count);
     q.rows -= rows;
     this.#queuedRows -= rows;
@@ -419,6 +428,7 @@ export class MicroBatcher<Req, Res> {
       start,
       waitMs: start - taken[0].arrival,
       queuedRows: this.#queuedRows,
+      binding,
       controller: new AbortController(),
       live: count,
     };
@@ -481,11 +491,11 @@ export class MicroBatcher<Req, Res> {
     else s.flushBatches++;
     if (!ok) s.failedBatches++;
 
-    const { key, rows, reason, waitMs, queuedRows, target } = batch;
+    const { key, rows, reason, waitMs, queuedRows, target, binding } = batch;
     const runMs = end - batch.start;
     // Failed batches are not observed: a fast failure would read as latency headroom.
     if (ok) {
-      const observation = { rows, reason, runMs, waitMs, latenciesMs: latencies, queuedRows, target };
+      const observation = { rows, reason, binding, runMs, waitMs, latenciesMs: latencies, queuedRows, target };
       guard('controller.observe', () => this.#controller.observe(observation));
     }
     const onBatch = this.#opts.onBatch;

@@ -108,13 +108,14 @@ function intIn(config: Record<string, unknown>, key: string, dflt: number, lo: n
   return intSetting(config, 'config', key, dflt, lo, hi);
 }
 
-function numIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, loOpen: boolean): number {
+function numIn(config: Record<string, unknown>, key: string, dflt: number, lo: number, loOpen: boolean, hi = Number.MAX_VALUE, why = ''): number {
   const v = config[key];
   if (v === undefined) return dflt;
   if (typeof v !== 'number') throw new TypeError(`config.${key} must be a number, got ${describe(v)}`);
   if (!Number.isFinite(v) || (loOpen ? v <= lo : v < lo)) {
     throw new RangeError(`config.${key} must be a finite number ${loOpen ? '>' : '>='} ${lo}, got ${v}`);
   }
+  if (v > hi) throw new RangeError(`config.${key} must be <= ${hi}${why}, got ${v}`);
   return v;
 }
 
@@ -291,7 +292,8 @@ class DtesnPipeline implements Pipeline {
     for (const k of Object.keys(c)) if (!CONFIG_KEYS.has(k)) throw new TypeError(`unknown config option '${k}'`);
     const workers = intIn(c, 'maxWorkers', Math.min(64, availableParallelism()), 1, 64);
     const maxBatchSize = intIn(c, 'maxBatchSize', 1000, 1, 1 << 24);
-    const batchTimeoutMs = numIn(c, 'batchTimeoutMs', 2, 0, false);
+    // A timer cannot wait longer: Node fires a longer setTimeout after 1 ms.
+    const batchTimeoutMs = numIn(c, 'batchTimeoutMs', 2, 0, false, 2 ** 31 - 1, " (setTimeout's limit)");
     const targetLatencyMs = numIn(c, 'targetLatencyMs', 50, 0, true);
     const fixedBatchSize = c.fixedBatchSize === undefined ? null : intIn(c, 'fixedBatchSize', 0, 1, maxBatchSize);
     this.maxQueue = intIn(c, 'maxQueue', 100_000, 1, 2 ** 31 - 1);
@@ -671,21 +673,27 @@ class DtesnPipeline implements Pipeline {
       if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
       key = fingerprint(n);
     }
-    for (let i = 0; i < texts.length; i++) {
-      if (typeof texts[i] !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${texts[i] === null ? 'null' : typeof texts[i]}`);
-    }
+    // The rows are read once, now, into an array of our own: the request may wait for batch-mates,
+    // and a caller reusing its array after submit() returned must not change what it asked for
+    // (nor the rows counted against maxQueue and the batch size).
     const rows = texts.length;
+    const own: string[] = typeof text === 'string' ? (texts as string[]) : new Array<string>(rows);
+    for (let i = 0; i < rows; i++) {
+      const t: unknown = texts[i];
+      if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
+      own[i] = t;
+    }
     // Per request, no clock read (~75 ns each here): latencies come with the micro-batch (see the
     // controller above), activity reads the clock only when the pipeline goes busy or idle.
     const prof = this.prof;
     prof?.enter();
-    const p = this.batcher.submit(key, { texts: texts as readonly string[], n }, signal);
+    const p = this.batcher.submit(key, { texts: own, n }, signal);
     this.counts.accepted += rows;
     try {
       const r = await p;
       if (r instanceof SubmitFailure) throw r.reason;
       this.counts.processed += rows;
-      this.counts.bytesIn += texts.reduce((a: number, t) => a + (t as string).length * 2, 0);
+      // bytesIn: counted with the micro-batch that vectorized these rows (inline or on the pool).
       if (prof) {
         prof.processedRecently(rows);
         prof.leave();

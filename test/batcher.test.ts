@@ -772,6 +772,26 @@ describe('the adaptive target in a running batcher', () => {
     expect(infos.every((i) => i.reason === 'timeout' && i.rows === 1 && i.waitMs === 5)).toBe(true);
   });
 
+  it('one client awaiting each call stays at target 1: a lone request filling the target is not demand', async () => {
+    const { batcher, infos } = timedBatcher(() => 1, {}); // initialBatchSize 1 (the default)
+    for (let i = 0; i < 200; i++) {
+      const p = batcher.submit('k', { id: i, key: 'k', rows: 1 });
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await p).toBe(`k:${i}`);
+      await vi.advanceTimersByTimeAsync(2);
+    }
+    expect(batcher.target).toBe(1);
+    expect(infos.every((x) => x.rows === 1 && x.waitMs === 0)).toBe(true);
+    // Eight clients at once on two slots do: rows wait behind full batches, and the target grows.
+    for (let i = 0; i < 100; i++) {
+      const ps = Array.from({ length: 8 }, (_, k) => batcher.submit('k', { id: 8 * i + k, key: 'k', rows: 1 }));
+      await vi.advanceTimersByTimeAsync(5);
+      await Promise.all(ps);
+    }
+    expect(batcher.target).toBeGreaterThan(1);
+    await batcher.close();
+  });
+
   it('holds a saturated closed loop in a narrow band where the target binds (1 ms + 0.2 ms/row)', async () => {
     const { batcher, infos } = timedBatcher((rows) => Math.ceil(1 + 0.2 * rows), { maxBatchSize: 1024 });
     const targets: number[] = [];

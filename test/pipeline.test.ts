@@ -66,6 +66,7 @@ describe('config', () => {
     [{ maxBatchSize: 0 }, RangeError, 'config.maxBatchSize must be an integer in [1, 16777216], got 0'],
     [{ batchTimeoutMs: -1 }, RangeError, 'config.batchTimeoutMs must be a finite number >= 0, got -1'],
     [{ batchTimeoutMs: Infinity }, RangeError, 'config.batchTimeoutMs must be a finite number >= 0, got Infinity'],
+    [{ batchTimeoutMs: 2 ** 31 }, RangeError, "config.batchTimeoutMs must be <= 2147483647 (setTimeout's limit), got 2147483648"],
     [{ targetLatencyMs: 0 }, RangeError, 'config.targetLatencyMs must be a finite number > 0, got 0'],
     [{ targetLatencyMs: null }, TypeError, 'config.targetLatencyMs must be a number, got null'],
     [{ maxQueue: 0 }, RangeError, 'config.maxQueue must be an integer in [1, 2147483647], got 0'],
@@ -680,6 +681,24 @@ describe('submit', () => {
     expect(p.metrics().batches.pool - before).toBe(2);
     parts.forEach((t, i) => expectSameBatch(results[i] as VectorBatch<Dtype>, vectorize(t, i === 1 ? { paddingSide: 'left' } : { maxLength: 600 })));
     expectSettledCounts(p);
+  });
+
+  it("a request is its rows when submit() was called: the caller's array may change after it returns", async () => {
+    const p = make({ maxWorkers: 1, fixedBatchSize: 8, batchTimeoutMs: 5 });
+    const xs = ['hello', 'world'];
+    const a = p.submit(xs); // waits for batch-mates
+    xs.length = 0;
+    const zs = ['a'];
+    const b = p.submit(zs);
+    for (let i = 0; i < 20; i++) zs.push('x');
+    const ys = ['c', 'd'];
+    const c = p.submit(ys);
+    (ys as unknown[])[1] = null;
+    expectSameBatch((await a) as VectorBatch<Dtype>, vectorize(['hello', 'world']));
+    expectSameBatch((await b) as VectorBatch<Dtype>, vectorize(['a']));
+    expectSameBatch((await c) as VectorBatch<Dtype>, vectorize(['c', 'd']));
+    expectSettledCounts(p);
+    expect(p.metrics()).toMatchObject({ accepted: 5, processed: 5, failed: 0, bytesIn: 2 * 'helloworldacd'.length });
   });
 
   it('argument errors reject the call', async () => {
