@@ -130,16 +130,17 @@ function boolIn(config: Record<string, unknown>, key: string, dflt: boolean): bo
  * Options of a call over the pipeline's defaults. A key given as `undefined` means "the default":
  * the pipeline's where it has one (docs/SEMANTICS.md: undefined values mean the default).
  */
-function mergeOptions(defaults: Readonly<Record<string, unknown>> | undefined, options: unknown): unknown {
+export function mergeOptions(defaults: object | undefined, options: unknown): unknown {
   if (defaults === undefined) return options;
   if (options === undefined) return defaults;
   // Not a plain object (an array, a Date, a class instance): normalizeOptions refuses it by name,
   // where a spread would have made a plain object of it.
   if (!isPlainObject(options)) return options;
-  const merged: Record<string, unknown> = { ...defaults };
+  const d = defaults as Readonly<Record<string, unknown>>;
+  const merged: Record<string, unknown> = { ...d };
   for (const k of Object.keys(options)) {
     const v = options[k];
-    merged[k] = v === undefined && k in defaults ? defaults[k] : v;
+    merged[k] = v === undefined && k in d ? d[k] : v;
   }
   return merged;
 }

@@ -32,7 +32,7 @@ import { PipelineClosedError, QueueFullError } from './errors.js';
 import { type Monitor, type MonitorOptions, createMonitor } from './monitor.js';
 import { encodeNpy } from './npy.js';
 import { MAX_ELEMENTS, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
-import { type Pipeline, type PipelineConfig, createPipeline } from './pipeline.js';
+import { type Pipeline, type PipelineConfig, createPipeline, mergeOptions } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
 
@@ -222,6 +222,8 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
     }
     buf[p++] = 0x5d;
   }
+  let sep = room(19); // the separators need room as much as the rows do
+  if (sep) yield* sep;
   p += buf.write('],"attentionMask":[', p, 'latin1');
   i = 0;
   for (let r = 0; r < rows; r++) {
@@ -235,6 +237,8 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
     }
     buf[p++] = 0x5d;
   }
+  sep = room(13);
+  if (sep) yield* sep;
   p += buf.write('],"lengths":[', p, 'latin1');
   for (let r = 0; r < rows; r++) {
     const f = room(14);
@@ -249,25 +253,34 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
   yield buf.subarray(0, p);
 }
 
-/** Whether the Accept header prefers application/x-npy over JSON (JSON wins ties: it is the default). */
+/**
+ * Whether the Accept header prefers application/x-npy over JSON (JSON wins ties: it is the
+ * default). Media types are case-insensitive; each type takes the q of the most specific range
+ * that matches it (the type itself, then application/*, then * / *), as RFC 9110 says.
+ */
 function wantsNpy(accept: string | undefined): boolean {
-  if (accept === undefined || !accept.includes('npy')) return false;
-  let npy = 0;
-  let json = 0;
-  for (const range of accept.split(',')) {
+  if (accept === undefined) return false;
+  const header = accept.toLowerCase();
+  if (!header.includes('npy')) return false;
+  const qOf = new Map<string, number>();
+  for (const range of header.split(',')) {
     const [type = '', ...params] = range.split(';');
     let q = 1;
     for (const param of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(param);
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(param);
       if (m) q = Number(m[1]);
     }
     if (!(q >= 0 && q <= 1)) continue;
-    const t = type.trim().toLowerCase();
-    if (t === NPY_TYPE) npy = Math.max(npy, q);
-    else if (t === 'application/json') json = Math.max(json, q);
+    const t = type.trim();
+    qOf.set(t, Math.max(qOf.get(t) ?? 0, q));
   }
-  return npy > 0 && npy > json;
+  const q = (type: string) => qOf.get(type) ?? qOf.get('application/*') ?? qOf.get('*/*') ?? 0;
+  const npy = q(NPY_TYPE);
+  return npy > 0 && npy > q('application/json');
 }
+
+/** Request bodies: strict UTF-8 (a bad byte is a 400, not U+FFFD); a BOM is kept (then invalid JSON). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 // ------------------------------------------------------------------------------------------------
 
@@ -521,9 +534,16 @@ class Service {
     const npy = wantsNpy(req.headers.accept);
     const raw = await this.readBody(req);
     if (raw === null) return null;
+    let text: string;
+    try {
+      text = UTF8.decode(raw);
+    } catch {
+      // Decoding leniently would turn the bad bytes into U+FFFD before options.invalid could see them.
+      throw new HttpError(400, 'the body is not valid UTF-8 (JSON text must be, RFC 8259)');
+    }
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = JSON.parse(text);
     } catch (e) {
       throw new HttpError(400, `invalid JSON: ${(e as Error).message}`);
     }
@@ -574,7 +594,7 @@ class Service {
     if (rows === 0) return;
     let n;
     try {
-      n = normalizeOptions(this.defaults === undefined || !isPlainObject(options) ? options : { ...this.defaults, ...options });
+      n = normalizeOptions(mergeOptions(this.defaults, options));
     } catch {
       return;
     }

@@ -220,6 +220,12 @@ describe('POST /v1/vectorize', () => {
     expect(await typeFor('application/x-npy;q=0.9, application/json;q=0.5')).toBe('application/x-npy');
     expect(await typeFor('application/json, application/x-npy;q=0.5')).toBe('application/json; charset=utf-8');
     expect(await typeFor('*/*')).toBe('application/json; charset=utf-8');
+    // Media types are case-insensitive; a wildcard counts for JSON at its own q.
+    expect(await typeFor('APPLICATION/X-NPY')).toBe('application/x-npy');
+    expect(await typeFor('application/x-npy;q=0.1, */*')).toBe('application/json; charset=utf-8');
+    expect(await typeFor('application/x-npy;q=0.1, application/*;q=0.9')).toBe('application/json; charset=utf-8');
+    expect(await typeFor('application/x-npy, application/*;q=0.9')).toBe('application/x-npy');
+    expect(await typeFor('application/x-npy, application/json;q=0')).toBe('application/x-npy');
     const bad = await post(srv, { texts: ['ab'] }, { path: '/v1/vectorize?array=mask', headers: { accept: 'application/x-npy' } });
     expect(bad.status).toBe(400);
     expect(json(bad)).toEqual({ error: `array must be one of 'ids', 'attention_mask', 'lengths', got "mask"` });
@@ -278,6 +284,33 @@ describe('POST /v1/vectorize', () => {
     // The pipeline kept working, and counted the rows it refused as failed, never processed.
     const ok = await post(srv, { texts: ['a'] });
     expect(json(ok)).toEqual(expected(['a']));
+  });
+
+  it('a JSON answer of several chunks is exact wherever a row ends in a chunk (the separators need room too)', async () => {
+    const srv = await serve({ pipeline: { maxWorkers: 1 } });
+    // '€€' rows (ids [8364,8364]): these counts end the last row 1..3 bytes before a chunk's end.
+    for (const n of [58260, 87391]) {
+      const texts = Array<string>(n).fill('€€');
+      const r = await post(srv, { texts });
+      expect(r.status).toBe(200);
+      expect(r.body.toString('latin1')).toBe(JSON.stringify(expected(texts)));
+    }
+  });
+
+  it('a body that is not valid UTF-8 is a 400, not text repaired with U+FFFD', async () => {
+    const srv = await serve({ pipeline: { maxWorkers: 1 } });
+    const body = Buffer.concat([Buffer.from('{"texts":["caf'), Buffer.from([0xe9]), Buffer.from('"],"options":{"invalid":"error"}}')]);
+    const r = await request(srv.url + '/v1/vectorize', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect({ status: r.status, json: json(r) }).toEqual({ status: 400, json: { error: 'the body is not valid UTF-8 (JSON text must be, RFC 8259)' } });
+    expect(srv.pipeline.metrics().accepted).toBe(0);
+  });
+
+  it('the result bound uses the pipeline defaults of the server when the body has no options: refused before the work', async () => {
+    const srv = await serve({ pipeline: { maxWorkers: 1, vectorize: { padding: 'max-length', maxLength: 20_000 } }, maxResultElements: 1_000_000 });
+    const r = await post(srv, { texts: Array(2000).fill('a') });
+    expect(r.status).toBe(400);
+    expect(json(r)).toEqual({ error: `the result would hold up to 40000000 elements (rows x width), over this server's maxResultElements of 1000000: send fewer texts or a smaller maxLength` });
+    expect(srv.pipeline.metrics()).toMatchObject({ accepted: 0, processed: 0 });
   });
 
   it('results over maxResultElements are refused before the work (huge maxLength, padToMultipleOf)', async () => {
