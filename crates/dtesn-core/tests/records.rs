@@ -823,18 +823,17 @@ fn fill_rows_stops_after_max_errors_with_their_lines_consumed() {
         field: "text".into(),
     };
     let input = b"{\"text\":\"a\"}\nbad\n\n[1]\n{\"text\":\"b\"}\nworse\n";
-    let f = fill_rows(
-        input,
-        &format,
-        true,
-        1,
-        100,
-        false,
-        2,
-        &mut arena,
-        &mut errors,
-        &mut scratch,
-    );
+    // Calls with at most 2 errors (and 100 rows) each.
+    let fill = |input: &[u8],
+                first_line: u32,
+                arena: &mut RowArena<'_>,
+                errors: &mut Vec<RecordError>,
+                scratch: &mut Scratch| {
+        fill_rows(
+            input, &format, true, first_line, 100, false, 2, arena, errors, scratch,
+        )
+    };
+    let f = fill(input, 1, &mut arena, &mut errors, &mut scratch);
     // Row, bad, blank, bad: the second error's line is consumed, the rest is left; fewer errors
     // than the limit, the input is read to its end.
     assert_eq!(
@@ -842,18 +841,7 @@ fn fill_rows_stops_after_max_errors_with_their_lines_consumed() {
         (Stop::Errors, 22, 4, 1, 1)
     );
     assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 3]);
-    let f = fill_rows(
-        &input[22..],
-        &format,
-        true,
-        5,
-        100,
-        false,
-        2,
-        &mut arena,
-        &mut errors,
-        &mut scratch,
-    );
+    let f = fill(&input[22..], 5, &mut arena, &mut errors, &mut scratch);
     assert_eq!(
         (f.stop, f.consumed, f.line_count, arena.rows),
         (Stop::Input, input.len() - 22, 2, 2)
