@@ -824,7 +824,7 @@ class DtesnPipeline implements Pipeline {
           });
           const rest = chunk.filter((_, i) => out[i] === null);
           if (rest.length === chunk.length) throw e; // not an item's fault after all
-          const done = rest.length > 0 ? await runPiece(rest, -1) : [];
+          const done = rest.length > 0 ? await runPiece(rest, -1) : []; // all of `rest` clones: none is named
           let k = 0;
           return out.map((r) => r ?? done[k++]!);
         }
