@@ -12,8 +12,8 @@
  * Output is written under temporary names and renamed into place only when everything succeeded,
  * so a failed or interrupted run leaves no half-written file.
  */
-import { realpathSync } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, realpathSync } from 'node:fs';
+import { access, mkdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -263,39 +263,62 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     }
   }
 
+  // Ctrl-C from here on: no output, exit 130. The handlers come before anything is created, and
+  // stay for the whole run (`on`, not `once`: a second signal must not kill the process while it
+  // removes its temporaries).
+  const interrupted = new AbortController();
+  const onSignal = (): void => interrupted.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const offSignals = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  // Directories this run creates (for --out and --report), removed again if it fails.
+  const made: Array<[first: string | undefined, leaf: string]> = [];
+  const unmake = async (): Promise<void> => {
+    for (const [first, leaf] of made.reverse()) await removeMadeDirs(first, leaf);
+  };
   const outPath = path.resolve(v.out);
-  try {
-    await mkdir(path.dirname(outPath), { recursive: true });
-  } catch (e) {
-    throw new RunError(`cannot write '${v.out}': ${describeFsError(e)}`);
-  }
-  if (v.report !== undefined) {
-    // As for --out: its directory now, not after the outputs are written.
-    try {
-      await mkdir(path.dirname(path.resolve(v.report)), { recursive: true });
-    } catch (e) {
-      throw new RunError(`cannot write report '${v.report}': ${describeFsError(e)}`);
-    }
-  }
+  const reportPath = v.report === undefined ? null : path.resolve(v.report);
   let writer: TensorWriter;
   try {
-    // With 'max-length' the width is known up front (also for an input without rows).
-    writer = await openTensorWriter(outPath, {
-      ...tensorWriterOptionsOf(options),
-      metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options) },
-    });
+    try {
+      made.push([await mkdir(path.dirname(outPath), { recursive: true }), path.dirname(outPath)]);
+    } catch (e) {
+      throw new RunError(`cannot write '${v.out}': ${describeFsError(e)}`);
+    }
+    if (reportPath !== null) {
+      // Checked now, not after the outputs are in place: a report that cannot be written then
+      // would leave them behind (or, removed, lose what they replaced).
+      try {
+        made.push([await mkdir(path.dirname(reportPath), { recursive: true }), path.dirname(reportPath)]);
+        await access(path.dirname(reportPath), fsConstants.W_OK);
+        const st = await stat(reportPath).catch(() => null);
+        if (st?.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+      } catch (e) {
+        throw new RunError(`cannot write report '${v.report}': ${describeFsError(e)}`);
+      }
+    }
+    try {
+      // With 'max-length' the width is known up front (also for an input without rows).
+      writer = await openTensorWriter(outPath, {
+        ...tensorWriterOptionsOf(options),
+        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options) },
+      });
+    } catch (e) {
+      throw new RunError((e as Error).message);
+    }
   } catch (e) {
-    throw new RunError((e as Error).message);
+    offSignals();
+    await unmake();
+    throw e;
   }
 
   const pipeline = createPipeline(workers === undefined ? {} : { maxWorkers: workers });
   const monitor = createMonitor(pipeline, { intervalMs: 1000 });
   const quiet = v.quiet === true;
   const progress = !quiet && process.stderr.isTTY ? await progressBar(totalBytes) : null;
-  const interrupted = new AbortController();
-  const onSignal = (): void => interrupted.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const t0 = performance.now();
   let rows = 0;
   let width = 0;
@@ -303,7 +326,13 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   let skipped = 0;
   const skippedLines: Array<{ line: number; message: string }> = [];
   let finished = false;
-  let outputs: string[] = [];
+  const interruptedExit = async (): Promise<number> => {
+    progress?.stop();
+    await writer.abort();
+    await unmake();
+    process.stderr.write('dtesn: interrupted; no output written\n');
+    return 130;
+  };
   try {
     const source = input === '-' ? process.stdin : inputName;
     // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
@@ -324,15 +353,16 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     } catch (e) {
       if (!interrupted.signal.aborted) throw e;
     }
-    if (interrupted.signal.aborted) {
-      progress?.stop();
-      await writer.abort();
-      process.stderr.write('dtesn: interrupted; no output written\n');
-      return 130;
+    if (interrupted.signal.aborted) return await interruptedExit();
+    let done;
+    try {
+      // An interrupt during a long re-padding rebuild: nothing is renamed into place.
+      done = await writer.finish({ signal: interrupted.signal });
+    } catch (e) {
+      if (interrupted.signal.aborted) return await interruptedExit();
+      throw e;
     }
-    const done = await writer.finish();
     finished = true;
-    outputs = done.files;
     const seconds = (performance.now() - t0) / 1000;
     progress?.update(rows, bytesRead);
     progress?.stop();
@@ -360,22 +390,44 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       backend: getBackend(),
       workers: m.config.maxWorkers,
     };
-    if (v.report !== undefined) await writeJsonAtomically(v.report, report);
+    if (v.report !== undefined) {
+      try {
+        await writeJsonAtomically(v.report, report);
+      } catch (e) {
+        // Checked writable before the work; failing now, the outputs stay (they are complete).
+        throw new RunError(`${(e as Error).message}; the outputs were written: ${report.outputs.join(', ')}`);
+      }
+    }
     if (!quiet) process.stdout.write(summary(report));
     return 0;
   } catch (e) {
     progress?.stop();
-    if (!finished) await writer.abort().catch(() => undefined);
-    // Failed after the outputs were in place (the report could not be written): a run that
-    // fails leaves nothing behind.
-    else for (const f of outputs) await rm(f, { force: true }).catch(() => undefined);
+    if (!finished) {
+      await writer.abort().catch(() => undefined);
+      await unmake();
+    }
     if (e instanceof RecordError) throw new RunError(`${e.message} (--on-error throw); no output written`);
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    offSignals();
     monitor.stop();
     await pipeline.close();
+  }
+}
+
+/**
+ * Removes the directories `mkdir(leaf, { recursive: true })` created (`first` is what it
+ * returned: the topmost one it made), deepest first, each only if empty.
+ */
+async function removeMadeDirs(first: string | undefined, leaf: string): Promise<void> {
+  if (first === undefined) return;
+  for (let d = leaf; ; d = path.dirname(d)) {
+    try {
+      await rmdir(d);
+    } catch {
+      return; // not empty, or gone: leave it and what is above it
+    }
+    if (d === first || path.dirname(d) === d) return;
   }
 }
 

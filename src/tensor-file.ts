@@ -75,8 +75,12 @@ export interface TensorWriter {
    * and the writer stays usable; an I/O error removes the temporaries and fails the writer.
    */
   write(batch: VectorBatch<Dtype>): Promise<void>;
-  /** Completes the files, renames them into place, and closes the writer. */
-  finish(): Promise<TensorFileResult>;
+  /**
+   * Completes the files, renames them into place, and closes the writer. With `signal` aborted
+   * before the renames (a re-padding rebuild runs to its end first), nothing is renamed: the
+   * temporaries are removed and it rejects with the signal's reason.
+   */
+  finish(opts?: { signal?: AbortSignal }): Promise<TensorFileResult>;
   /** Removes the temporaries and closes the writer; a no-op once finished or failed. */
   abort(): Promise<void>;
 }
@@ -346,6 +350,8 @@ class Writer implements TensorWriter {
   private files!: [TempFile, TempFile, TempFile];
   private tail: Promise<unknown> = Promise.resolve();
   private closed: 'finished' | 'aborted' | null = null;
+  /** finish()'s signal: checked before the renames. */
+  private finishSignal: AbortSignal | undefined;
   private failure: Error | null = null;
   private readonly idsRoom: number;
 
@@ -421,7 +427,8 @@ class Writer implements TensorWriter {
     });
   }
 
-  finish(): Promise<TensorFileResult> {
+  finish(opts?: { signal?: AbortSignal }): Promise<TensorFileResult> {
+    this.finishSignal = opts?.signal;
     return this.run(async () => {
       const result = await (this.format === 'npy' ? this.finishNpy() : this.finishSafetensors());
       this.closed = 'finished';
@@ -568,6 +575,12 @@ class Writer implements TensorWriter {
 
   /** Closes every temporary, renames the finished ones into place (all complete first), removes the rest. */
   private async publish(done: Array<[TempFile, number]>): Promise<TensorFileResult> {
+    const signal = this.finishSignal;
+    if (signal?.aborted) {
+      const reason: unknown = signal.reason ?? new Error('aborted');
+      if (reason instanceof Error) NAMED.add(reason); // passed through as it is
+      throw reason;
+    }
     for (const t of this.temps) {
       await t.fh?.close();
       t.fh = null;

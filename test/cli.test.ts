@@ -214,13 +214,25 @@ describe('dtesn vectorize', () => {
     expect(leftovers('g.')).toEqual([]);
   });
 
-  it('a report that cannot be written once the outputs are in place: exit 1, the outputs removed', async () => {
+  it('a report that cannot be written is refused before the work: earlier outputs at those names stay, nothing is left', async () => {
+    const old = await run(['vectorize', 'a.jsonl', '--out', 'k.npy', '-q']);
+    expect(old.code).toBe(0);
+    const before = ['k.npy', 'k.mask.npy', 'k.lengths.npy'].map((f) => readFileSync(join(dir, f)));
     mkdirSync(join(dir, 'report-dir'), { recursive: true }); // a directory where the report file should go
-    const r = await run(['vectorize', 'a.jsonl', '--out', 'k.npy', '--report', 'report-dir', '-q']);
+    const r = await run(['vectorize', 'b.txt', '--out', 'k.npy', '--report', 'report-dir', '-q']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^dtesn vectorize: cannot write report 'report-dir': /);
-    expect(leftovers('k.')).toEqual([]);
+    expect(r.stderr).toBe("dtesn vectorize: cannot write report 'report-dir': is a directory (EISDIR)\n");
+    expect(['k.npy', 'k.mask.npy', 'k.lengths.npy'].map((f) => readFileSync(join(dir, f)))).toEqual(before);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+  });
+
+  it('a failed run removes the directories it made for --out and --report', async () => {
+    writeFileSync(join(dir, 'one-bad.jsonl'), '{"text":"a"}\nnot json\n');
+    const r = await run(['vectorize', 'one-bad.jsonl', '--out', 'made/sub/x.npy', '--report', 'made2/r.json', '--on-error', 'throw', '-q']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/one-bad\.jsonl:2: .*\(--on-error throw\); no output written/);
+    expect(existsSync(join(dir, 'made'))).toBe(false);
+    expect(existsSync(join(dir, 'made2'))).toBe(false);
   });
 
   it('SIGINT while reading: exit 130, no output file', async () => {

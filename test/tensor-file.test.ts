@@ -353,6 +353,21 @@ describe('no half-written output, errors naming the path', () => {
     }
   });
 
+  it('finish with an aborted signal renames nothing: earlier files stay, no temporary is left, it rejects with the reason', async () => {
+    for (const name of ['s.npy', 's.safetensors']) {
+      const d = outDir();
+      writeFileSync(join(d, name), 'old');
+      const w = await openTensorWriter(join(d, name), tensorWriterOptionsOf(small));
+      for (const b of some) await w.write(b);
+      const c = new AbortController();
+      const reason = new Error('interrupted');
+      c.abort(reason);
+      expect(await rejection(w.finish({ signal: c.signal }))).toBe(reason);
+      expect(readdirSync(d)).toEqual([name]);
+      expect(readFileSync(join(d, name), 'utf8')).toBe('old');
+    }
+  });
+
   it('finish leaves only the outputs; the writer is closed after', async () => {
     const d = outDir();
     const w = await openTensorWriter(join(d, 'f.npy'), tensorWriterOptionsOf(small));
