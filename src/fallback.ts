@@ -494,13 +494,14 @@ function needsRangeCheck(kind: Kind, max: number, vt: VocabTable | null): boolea
  * (about 3x for 100k rows of width 128).
  */
 function prefill(L: Layout, padId: number, total: number): void {
+  if (total === 0) return; // an out buffer may be detached when nothing is written to it
   if (L.fillPad) L.ids.fill(padId, 0, total);
   if (L.fillMaskZeros) L.mask.fill(0, 0, total);
 }
 
 function finishSourceLengths(sourceLengths: Int32Array, s: number): void {
   if (s === 0) return;
-  for (let i = 0; i < sourceLengths.length; i++) sourceLengths[i] = sourceLengths[i]! + s;
+  for (let i = 0; i < sourceLengths.length; i++) sourceLengths[i] = Math.min(sourceLengths[i]! + s, 2147483647);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,9 +510,12 @@ function finishSourceLengths(sourceLengths: Int32Array, s: number): void {
 /** Steps 3-6 and the batch for string rows; `n` from normalizeOptions, `texts` an array. */
 export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptions): VectorBatch<Dtype> {
   const rows = texts.length;
+  // Each row read once, as the native binding does: a getter or proxy is not asked again.
+  const strs = new Array<string>(rows);
   for (let i = 0; i < rows; i++) {
     const t = texts[i];
     if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${typeOf(t)}`);
+    strs[i] = t;
   }
   const kind = kindOf(n);
   const S = specialCount(n.encoding, n.addSpecialTokens);
@@ -523,7 +527,7 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
   // Step 4: validity, then ranges.
   const strict = n.invalid === 'error';
   for (let i = 0; i < rows; i++) {
-    const s = texts[i] as string;
+    const s = strs[i]!;
     let len: number;
     if (kind === Kind.CodePoint) len = measureCodePoints(s);
     else if (kind === Kind.Utf8) len = measureUtf8(s);
@@ -544,10 +548,10 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
     // Clean rows have one id per code unit: a regex for any unit above max rules most rows out.
     const above = new RegExp(`[^\\x00-\\u${Math.min(max, 0xffff).toString(16).padStart(4, '0')}]`);
     for (let i = 0; i < rows; i++) {
-      if (vt === null && clean[i]! >= 0 && (clean[i]! <= max || !above.test(texts[i] as string))) continue;
+      if (vt === null && clean[i]! >= 0 && (clean[i]! <= max || !above.test(strs[i]!))) continue;
       const len = sourceLengths[i]!;
       const kept = Math.min(len, cap);
-      const bad = firstTooLargeInString(texts[i] as string, kind, leftTrunc ? len - kept : 0, kept, max, vt);
+      const bad = firstTooLargeInString(strs[i]!, kind, leftTrunc ? len - kept : 0, kept, max, vt);
       if (bad >= 0) throw new RangeError(`row ${i}: id ${bad} does not fit dtype '${n.dtype}' (max ${max})`);
     }
   }
@@ -566,7 +570,7 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
   const eos = n.encoding === 'byt5' && S === 1;
   const add = n.encoding === 'byt5' ? 3 : 0;
   for (let i = 0; i < rows; i++) {
-    const s = texts[i] as string;
+    const s = strs[i]!;
     const len = lengths[i]!;
     const kept = len - S;
     const skip = leftTrunc ? sourceLengths[i]! - kept : 0;
@@ -625,7 +629,7 @@ export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: Nor
     if (strict && gFirstBad >= 0) {
       throw new TypeError(`row ${i} is not valid UTF-8 at byte ${gFirstBad} (options.invalid is 'error')`);
     }
-    sourceLengths[i] = len;
+    sourceLengths[i] = Math.min(len, 2147483647); // saturated as the native core does (a byte row can hold 3 tokens a byte)
     clean[i] = gClean;
   }
   const max = DTYPE_RANGE[n.dtype][1];

@@ -640,6 +640,14 @@ export function backendSuite(name: string, backend: Backend): void {
   });
 
   describe(`${name}: out buffers`, () => {
+    it('an empty batch needs nothing of its out buffers: detached ones are fine', () => {
+      const ids = new Int32Array(4);
+      const mask = new Uint8Array(4);
+      structuredClone(ids.buffer, { transfer: [ids.buffer] });
+      structuredClone(mask.buffer, { transfer: [mask.buffer] });
+      expect(vectorize([], { out: { ids, attentionMask: mask } })).toMatchObject({ rows: 0, width: 0 });
+      expect(vectorize(['', ''], { out: { ids, attentionMask: mask } })).toMatchObject({ rows: 2, width: 0 });
+    });
     it('writes into exactly-sized out buffers', () => {
       const out = { ids: new Int32Array(6).fill(-5), attentionMask: new Uint8Array(6).fill(9) };
       const b = vectorize(['abc', 'a'], { out });
@@ -702,6 +710,13 @@ export function backendSuite(name: string, backend: Backend): void {
   });
 
   describe(`${name}: errors`, () => {
+    it('each row is read once: a getter that would answer differently the second time is not asked again', () => {
+      let reads = 0;
+      const texts = [''];
+      Object.defineProperty(texts, 0, { get: () => (++reads === 1 ? 'ab' : 'zzzz\uD800') });
+      expect(plain(vectorize(texts))).toEqual(plain(vectorize(['ab'])));
+      expect(reads).toBe(1);
+    });
     const E = TypeError;
     const R = RangeError;
     const s = (options: unknown, texts: unknown = ['a']) => () => vectorize(texts, options);
