@@ -406,7 +406,7 @@ export class MicroBatcher<Req, Res> {
     // one client awaiting each call fills a target of 1, eight clients fill a target of 8, and
     // growing on that would only make every later batch wait out batchTimeoutMs for rows that
     // are not coming.
-    const binding = reason === 'full' && count < entries.length;
+    const binding = count < entries.length; // (then the reason is 'full')
     const taken = entries.splice(0, count);
     q.rows -= rows;
     this.#queuedRows -= rows;

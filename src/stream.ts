@@ -348,29 +348,29 @@ function streamSource(source: AsyncIterable<unknown>): ByteSource {
       }
     },
     async close() {
-      if (it && !done) {
-        done = true;
-        // A Readable's iterator would destroy it in return(), but only after a pending read
-        // (return() of an async generator waits for its next()): destroy it first, so that a
-        // quiet stdin cannot hold us.
-        if (source instanceof Readable) source.destroy();
-        await ahead?.catch(() => undefined);
-        await it.return?.();
-      }
+      const open = it;
+      if (!stop() || open === null) return;
+      await ahead?.catch(() => undefined);
+      await open.return?.();
     },
     abandon() {
-      if (it && !done) {
-        done = true;
-        if (source instanceof Readable) {
-          // Ends its iterator's pending read too. No error: a stream without an 'error'
-          // listener would take the process down with it.
-          source.destroy();
-        } else {
-          closeQuietly(it);
-        }
-      }
+      const open = it;
+      if (stop() && open !== null && !(source instanceof Readable)) closeQuietly(open);
     },
   };
+
+  /**
+   * Marks the source done; false if it was not open or already done. A Node.js stream is destroyed
+   * at once: its iterator would destroy it in return(), but only after a pending read (return()
+   * of an async generator waits for its next()), and a quiet stdin must not hold us. No error: a
+   * stream without an 'error' listener would take the process down with it.
+   */
+  function stop(): boolean {
+    if (it === null || done) return false;
+    done = true;
+    if (source instanceof Readable) source.destroy();
+    return true;
+  }
 }
 
 function sourceName(source: object): string {
