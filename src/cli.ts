@@ -336,9 +336,11 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   try {
     const source = input === '-' ? process.stdin : inputName;
     // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
-    // vectorizeFile then destroys, as leaving the loop would).
+    // vectorizeFile then destroys, as leaving the loop would). Each batch is written out before
+    // the next is asked for, so every batch can use the same output memory (reuseBuffers).
     const batches: AsyncIterable<FileBatch> = pipeline.vectorizeFile(source, {
       ...options, format, ...(v.field !== undefined ? { field: v.field } : {}), batchSize, onError, signal: interrupted.signal,
+      reuseBuffers: true,
     });
     try {
       for await (const b of batches) {

@@ -407,6 +407,9 @@ class DtesnPipeline implements Pipeline {
     return this.track(this.runStrings(texts, n, signal, true)) as Promise<VectorBatch<D>>;
   }
 
+  /** A stream's options with this pipeline's defaults applied (see `streamBatches`). */
+  private readonly resolve = (options: VectorizeOptions<Dtype>): NormalizedOptions => normalizeOptions(mergeOptions(this.defaults, options));
+
   private async vectorizeStrings(texts: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
     this.open();
     if (signal?.aborted) throw abortReason(signal);
@@ -756,7 +759,7 @@ class DtesnPipeline implements Pipeline {
   stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
     this.open();
     // Each batch is tracked like a vectorize call: close() lets one that has started finish.
-    return streamBatches(source, options, (texts, o, signal) => this.track(this.vectorizeStrings(texts, o, signal)));
+    return streamBatches(source, options, (texts, o, signal) => this.track(this.vectorizeStrings(texts, o, signal)), this.resolve);
   }
 
   /**
@@ -769,8 +772,12 @@ class DtesnPipeline implements Pipeline {
    */
   vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch> {
     this.open();
-    return fileBatches(source, options, this.backend.kind === 'native' ? fillRows : fillRowsJs, (bytes, offsets, o, signal) =>
-      this.track(this.vectorizeBytesImpl(bytes, offsets, mergeOptions(this.defaults, o), signal)),
+    return fileBatches(
+      source,
+      options,
+      this.backend.kind === 'native' ? fillRows : fillRowsJs,
+      (bytes, offsets, o, signal) => this.track(this.vectorizeBytesImpl(bytes, offsets, o, signal)),
+      this.resolve,
     );
   }
 

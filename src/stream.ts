@@ -1,8 +1,8 @@
 /**
  * Batches from an iterable of strings, or from a file or byte stream, with bounded memory and
  * backpressure: an async generator reads only when its consumer asks for the next batch (a file
- * or a Node.js stream one chunk ahead), and holds at most two chunks, the bytes of one unfinished
- * line, and one batch.
+ * a few chunks ahead, a Node.js stream one), and holds at most four chunks, the bytes of one
+ * unfinished line, and one batch.
  *
  * Chunks of files and byte streams are parsed in place (only an unfinished line at a chunk's end
  * is copied): the line splitting and, for JSONL, the field extraction happen in native code
@@ -15,13 +15,24 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
-import { describe, normalizeOptions } from './options.js';
+import { describe, type NormalizedOptions } from './options.js';
 import type { RecordFormat, RowFiller } from './records.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
 
 export interface StreamOptions extends VectorizeOptions<Dtype> {
   /** [1000] rows per batch. */
   batchSize?: number;
+  /**
+   * [false] Write every batch into the same output memory instead of fresh arrays: a batch's
+   * `ids` and `attentionMask` are views that the next batch overwrites, so they are valid until the
+   * consumer asks for the next batch (copy with `slice()` what you keep). For consumers that use
+   * each batch and drop it (feed a model, write a file): no allocation per batch, and none of the
+   * garbage-collection work that a stream of fresh outputs causes (measured on a 1M-line JSONL file:
+   * about twice the speed; BENCHMARKS.md). The memory holds `batchSize x maxLength` ids (maxLength
+   * rounded up to padToMultipleOf), in shared memory; a batch whose bound exceeds 256 MiB gets fresh
+   * arrays instead.
+   */
+  reuseBuffers?: boolean;
   /**
    * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while the
    * source is still producing its next item), and so does the next call; the source is closed
@@ -45,6 +56,17 @@ export interface FileOptions extends VectorizeOptions<Dtype> {
   onError?: 'skip' | 'throw';
   /** [1 MiB] bytes read from a file at a time (a stream's chunks are taken as they come). */
   chunkBytes?: number;
+  /**
+   * [false] Write every batch into the same output memory instead of fresh arrays: a batch's
+   * `ids` and `attentionMask` are views that the next batch overwrites, so they are valid until the
+   * consumer asks for the next batch (copy with `slice()` what you keep). For consumers that use
+   * each batch and drop it (feed a model, write a file): no allocation per batch, and none of the
+   * garbage-collection work that a stream of fresh outputs causes (measured on a 1M-line JSONL file:
+   * about twice the speed; BENCHMARKS.md). The memory holds `batchSize x maxLength` ids (maxLength
+   * rounded up to padToMultipleOf), in shared memory; a batch whose bound exceeds 256 MiB gets fresh
+   * arrays instead.
+   */
+  reuseBuffers?: boolean;
   /**
    * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while a read
    * is waiting for data), and so does the next call; the file is closed, a Node.js stream
@@ -106,28 +128,87 @@ function takeInt(o: Record<string, unknown>, key: string, dflt: number, lo: numb
   return v;
 }
 
-/** Splits stream/file options from vectorize options (which are checked now, not at the first batch). */
-function split(options: unknown, own: readonly string[]): { own: Record<string, unknown>; vec: VectorizeOptions<Dtype> } {
-  if (options === undefined) return { own: {}, vec: {} };
+/** How a stream's vectorize options read once the pipeline's defaults are applied. */
+export type ResolveOptions = (options: VectorizeOptions<Dtype>) => NormalizedOptions;
+
+/**
+ * Splits stream/file options from vectorize options (which are checked now, with the pipeline's
+ * defaults applied, not at the first batch); `reuse` holds the output memory of `reuseBuffers`.
+ */
+function split(
+  options: unknown,
+  own: readonly string[],
+  resolve: ResolveOptions,
+): { own: Record<string, unknown>; vec: VectorizeOptions<Dtype>; reuse: ReusedOutputs | null } {
+  if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
   const o: Record<string, unknown> = {};
   const vec: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) (own.includes(k) ? o : vec)[k] = v;
-  const n = normalizeOptions(vec);
-  if (n.outIds || n.outMask) throw new TypeError('options.out is not supported for streams: every batch is a new array');
-  return { own: o, vec: vec as VectorizeOptions<Dtype> };
+  for (const [k, v] of Object.entries(options)) (own.includes(k) || k === 'reuseBuffers' ? o : vec)[k] = v;
+  const n = resolve(vec as VectorizeOptions<Dtype>);
+  if (n.outIds || n.outMask) {
+    throw new TypeError('options.out is not supported for streams: each batch gets new arrays (or, with reuseBuffers: true, the same memory every time)');
+  }
+  const reuse = o.reuseBuffers ?? false;
+  if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
+  return { own: o, vec: vec as VectorizeOptions<Dtype>, reuse: reuse ? new ReusedOutputs(n) : null };
+}
+
+/** Bytes per id of each dtype. */
+const ID_BYTES: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
+type SharedIdsCtor = new (buffer: SharedArrayBuffer) => IdsArray;
+const SHARED_IDS: Record<Dtype, SharedIdsCtor> = {
+  int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array,
+};
+
+/** The largest output memory `reuseBuffers` keeps (ids + mask); beyond it batches are fresh. */
+export const REUSE_MAX_BYTES = 256 << 20;
+
+/**
+ * The output memory of a stream with `reuseBuffers`: one ids array and one mask that every batch
+ * is written into (as `options.out`), in shared memory so that a batch large enough for the pool
+ * can still go there. It holds `rows x maxLength` elements (maxLength rounded up to
+ * padToMultipleOf): no batch of `rows` rows can be wider, whatever its text, so the write never
+ * fails for want of room. It grows with the rows of the largest batch, to at most
+ * REUSE_MAX_BYTES; a batch whose bound is larger gets fresh arrays.
+ */
+export class ReusedOutputs {
+  private ids: IdsArray | null = null;
+  private mask: Uint8Array | null = null;
+  private readonly maxWidth: number;
+  private readonly dtype: Dtype;
+
+  constructor(n: NormalizedOptions) {
+    this.maxWidth = Math.ceil(n.maxLength / n.padToMultipleOf) * n.padToMultipleOf;
+    this.dtype = n.dtype;
+  }
+
+  /** `options` with `out` set for a batch of `rows` rows (unchanged when over the bound). */
+  options(options: VectorizeOptions<Dtype>, rows: number): VectorizeOptions<Dtype> {
+    const need = rows * this.maxWidth;
+    if (need * (ID_BYTES[this.dtype] + 1) > REUSE_MAX_BYTES) return options;
+    if (this.mask === null || this.mask.length < need) {
+      const have = this.mask?.length ?? 0;
+      const size = Math.max(need, Math.min(2 * have, Math.floor(REUSE_MAX_BYTES / (ID_BYTES[this.dtype] + 1))));
+      this.ids = new SHARED_IDS[this.dtype](new SharedArrayBuffer(size * ID_BYTES[this.dtype]));
+      this.mask = new Uint8Array(new SharedArrayBuffer(size));
+    }
+    return { ...options, out: { ids: this.ids!, attentionMask: this.mask } } as VectorizeOptions<Dtype>;
+  }
 }
 
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
   options: StreamOptions | undefined,
   run: (texts: string[], options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  resolve: ResolveOptions,
 ): AsyncIterable<VectorBatch<Dtype>> {
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
-  const { own, vec } = split(options, ['batchSize', 'signal']);
+  const { own, vec, reuse } = split(options, ['batchSize', 'signal'], resolve);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
+  const runRows = (rows: string[]) => run(rows, reuse ? reuse.options(vec, rows.length) : vec, signal);
   const signal = checkSignal(own.signal, 'options.signal');
   // A synchronous source is read synchronously: `for await` over it costs a promise and a
   // microtask per item, which was half of pipeline.stream's time on 1,000-row batches. Manual
@@ -158,7 +239,7 @@ export function streamBatches(
         if (typeof item !== 'string') {
           // The rows before it are good: deliver them, then stop.
           if (rows.length > 0) {
-            const batch = await run(rows, vec, signal);
+            const batch = await runRows(rows);
             rows = [];
             yield batch;
           }
@@ -167,13 +248,13 @@ export function streamBatches(
         index++;
         rows.push(item);
         if (rows.length === batchSize) {
-          const batch = await run(rows, vec, signal);
+          const batch = await runRows(rows);
           rows = [];
           yield batch;
           watch?.check(); // aborted while the consumer had the batch
         }
       }
-      if (rows.length > 0) yield await run(rows, vec, signal);
+      if (rows.length > 0) yield await runRows(rows);
     } finally {
       watch?.dispose();
       if (!finished) {
@@ -241,37 +322,56 @@ interface ByteSource {
 }
 
 /**
- * A file read in chunks of `chunkBytes` into two buffers in turn: the next read runs (on libuv's
- * thread pool) while the caller parses the current chunk in place. Measured: waiting for each read
- * after the work cost as much as a third of vectorizeFile's time, and copying each read once more
- * about a tenth. A path may also name a pipe or a device (a FIFO, /dev/stdin, a shell's <(...)),
- * whose reads may wait for data forever: leaving such a file early does not wait for the read in
- * flight (the handle closes once it finishes).
+ * A file read in chunks of `chunkBytes`, ahead of the caller: reads run on libuv's thread pool
+ * while the caller parses the chunk it got, in place. A regular file has READ_AHEAD reads in
+ * flight (positional reads, each into a buffer of its own, so READ_AHEAD + 1 buffers); a pipe or a device (a FIFO,
+ * /dev/stdin, a shell's <(...)) has one, since its reads cannot be positioned and may wait for
+ * data forever: leaving such a file early does not wait for the read in flight (the handle closes
+ * once it finishes). Measured (1M-line JSONL, 2 cores): waiting for each read after the work cost
+ * as much as a third of vectorizeFile's time, copying each read once more about a tenth; with one
+ * read ahead the caller still waited 80-110 ms a pass for reads (of ~300 ms: V8's garbage
+ * collection threads held the other core), with three 35-60 ms; passes took 291-314 ms with one,
+ * 255-270 ms with three (medians of 5, three runs each).
  */
+const READ_AHEAD = 3;
+
 function fileSource(path: string, chunkBytes: number): ByteSource {
   let fh: FileHandle | null = null;
   let regular = true;
   let abandoned = false;
-  const bufs = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
-  let turn = 0;
-  let reading: Promise<number> | null = null;
-  const start = (h: FileHandle) => {
-    reading = h.read(bufs[turn]!, 0, chunkBytes, null).then((r) => r.bytesRead);
-    reading.catch(() => {}); // awaited by the next call (or by close)
+  /** Reads in flight, oldest first: the buffer each fills and where in the file it starts. */
+  let reads: { buf: Uint8Array; at: number; done: Promise<number> }[] = [];
+  /** Buffers no read is using (the chunk last returned is in none of these lists until the next call). */
+  const free: Uint8Array[] = [];
+  let held: Uint8Array | null = null;
+  let next = 0; // where the next read issued starts (regular files)
+  let ended = false;
+  const issue = (h: FileHandle) => {
+    const depth = regular ? READ_AHEAD : 1;
+    while (!ended && reads.length < depth) {
+      const buf = free.pop() ?? new Uint8Array(chunkBytes);
+      const at = next;
+      const done = h.read(buf, 0, chunkBytes, regular ? at : null).then((r) => r.bytesRead);
+      done.catch(() => {}); // awaited by next() (or by close)
+      reads.push({ buf, at, done });
+      next += chunkBytes;
+    }
   };
+  const settled = () => Promise.all(reads.map((r) => r.done.catch(() => 0)));
   const abandon = () => {
     abandoned = true;
     const h = fh;
     if (h === null) return; // not open yet: a next() still opening it closes it
     fh = null;
-    const r = reading;
-    reading = null;
-    // Closed once the read in flight has finished (it writes into our buffer).
-    void (r ?? Promise.resolve(0)).catch(() => 0).then(() => h.close()).catch(() => {});
+    const pending = settled();
+    reads = [];
+    // Closed once the reads in flight have finished (they write into our buffers).
+    void pending.then(() => h.close()).catch(() => {});
   };
   return {
     async next() {
       if (fh === null) {
+        if (abandoned || ended) return null;
         const h = await open(path, 'r');
         const isFile = await h.stat().then((st) => st.isFile(), () => true);
         if (abandoned) {
@@ -280,20 +380,35 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
         }
         fh = h;
         regular = isFile;
-        start(fh);
       }
-      if (reading === null) return null;
-      const n = await reading;
-      reading = null;
-      if (n === 0 || abandoned) return null;
-      const chunk = bufs[turn]!.subarray(0, n);
-      turn ^= 1;
-      start(fh); // into the other buffer, which the caller is done with
-      return chunk;
+      if (held) free.push(held); // the caller is done with the chunk it had
+      held = null;
+      issue(fh);
+      const r = reads.shift();
+      if (r === undefined) return null;
+      const n = await r.done;
+      if (abandoned) return null;
+      if (n === 0) {
+        ended = true;
+        return null;
+      }
+      if (regular && n < chunkBytes && reads.length > 0) {
+        // A short read (the end of the file, or a file that grew meanwhile): the reads after it
+        // started past its end. Drop them and go on from where it stopped.
+        const later = reads;
+        reads = [];
+        for (const x of later) free.push(x.buf);
+        await Promise.all(later.map((x) => x.done.catch(() => 0)));
+        next = r.at + n;
+      }
+      held = r.buf;
+      issue(fh); // the next reads run while the caller works on this chunk
+      return r.buf.subarray(0, n);
     },
     async close() {
       if (!regular) return abandon();
-      if (reading) await (reading as Promise<number>).catch(() => 0);
+      await settled();
+      reads = [];
       await fh?.close();
     },
     abandon,
@@ -401,6 +516,7 @@ export function fileBatches(
   options: FileOptions,
   fillRows: RowFiller,
   runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  resolve: ResolveOptions,
 ): AsyncIterable<FileBatch> {
   let name: string;
   let openSource: () => ByteSource;
@@ -415,7 +531,7 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, vec } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal']);
+  const { own, vec, reuse } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal'], resolve);
   const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
@@ -458,7 +574,7 @@ export function fileBatches(
         const n = arena.rows;
         let b: VectorBatch<Dtype>;
         try {
-          b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), vec, signal);
+          b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), reuse ? reuse.options(vec, n) : vec, signal);
         } catch (e) {
           throw atLine(e, name, arena.lines);
         }

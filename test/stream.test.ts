@@ -128,7 +128,7 @@ describe.each(BACKENDS)('stream() ($name)', ({ name, config }) => {
     expectSameError(thrown(() => p.stream([], null as never)), new TypeError('options must be an object, got null'));
     expectSameError(
       thrown(() => p.stream([], { out: { ids: new Int32Array(1) } })),
-      new TypeError('options.out is not supported for streams: every batch is a new array'),
+      new TypeError('options.out is not supported for streams: each batch gets new arrays (or, with reuseBuffers: true, the same memory every time)'),
     );
   });
 
@@ -741,7 +741,7 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
       [path, { format: 'lines', chunkBytes: 64.5 }, RangeError, 'options.chunkBytes must be an integer in [16, 1073741824], got 64.5'],
       [path, { format: 'lines', maxLength: 0 }, RangeError, 'options.maxLength must be an integer >= 1, got 0'],
       [path, { format: 'lines', foo: 1 }, TypeError, "unknown option 'foo'"],
-      [path, { format: 'lines', out: { ids: new Int32Array(1) } }, TypeError, 'options.out is not supported for streams: every batch is a new array'],
+      [path, { format: 'lines', out: { ids: new Int32Array(1) } }, TypeError, 'options.out is not supported for streams: each batch gets new arrays (or, with reuseBuffers: true, the same memory every time)'],
     ];
     for (const [p1, opts, E, m] of cases) {
       const e = thrown(() => p.vectorizeFile(p1 as string, opts as FileOptions));
@@ -1150,4 +1150,142 @@ it('vectorizeFile(): a 64 MB byte stream (generated as it is pulled) in bounded 
   // The stream is 64 MB, its batches 160 MB: the reader holds a read buffer, a pulled chunk and a batch.
   expect(peak, `live memory growth ${(peak / MB).toFixed(1)} MB`).toBeLessThan(24 * MB);
   expect(rssPeak, `rss growth ${(rssPeak / MB).toFixed(1)} MB`).toBeLessThan(160 * MB);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A batch's own copy (its arrays sliced out of whatever memory they view). */
+function copyBatch<B extends VectorBatch<Dtype>>(b: B): B {
+  return { ...b, ids: b.ids.slice(), attentionMask: b.attentionMask.slice(), lengths: b.lengths.slice(), sourceLengths: b.sourceLengths.slice() };
+}
+
+/** Every batch, copied while it is current, and the ArrayBuffers its ids and mask viewed. */
+async function collectReused<B extends VectorBatch<Dtype>>(it: AsyncIterable<B>): Promise<{ batches: B[]; buffers: Set<ArrayBufferLike> }> {
+  const batches: B[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  for await (const b of it) {
+    buffers.add(b.ids.buffer).add(b.attentionMask.buffer);
+    expect(b.ids.length, 'ids: a view of rows x width elements').toBe(b.rows * b.width);
+    expect(b.attentionMask.length).toBe(b.rows * b.width);
+    batches.push(copyBatch(b));
+  }
+  return { batches, buffers };
+}
+
+describe.each(BACKENDS)('reuseBuffers ($name)', ({ config }) => {
+  const texts = makeTexts(41, 120_000, { loneSurrogates: 0.05, maxPieces: 12 });
+  const optionSets: Opts[] = [
+    { encoding: 'canine', maxLength: 24, truncationSide: 'left' },
+    { encoding: 'byt5', maxLength: 40, padToMultipleOf: 16, paddingSide: 'left', dtype: 'int16' },
+    { maxLength: 33, padding: 'max-length', dtype: 'float32', padId: -1 },
+  ];
+
+  it('stream(): every batch is written into one shared memory, and equals vectorize(its rows) while it is current', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const rows = texts.slice(0, 2300);
+    for (const o of optionSets) {
+      async function* lazy() {
+        for (const t of rows) yield t;
+      }
+      for (const source of [rows, lazy()]) {
+        const { batches, buffers } = await collectReused(p.stream(source, { ...o, batchSize: 500, reuseBuffers: true }));
+        expect(batches.map((b) => b.rows)).toEqual([500, 500, 500, 500, 300]);
+        batches.forEach((b, k) => expectSameBatch(b, vectorize(rows.slice(k * 500, (k + 1) * 500), o)));
+        expect(buffers.size, 'one buffer for the ids and one for the mask').toBe(2);
+        for (const buf of buffers) expect(buf).toBeInstanceOf(SharedArrayBuffer);
+      }
+      // Without it, every batch has arrays of its own.
+      const fresh = await collectReused(p.stream(rows, { ...o, batchSize: 500 }));
+      expect(fresh.buffers.size).toBeGreaterThan(2);
+    }
+  });
+
+  it('vectorizeFile(): same, for lines and JSONL (skipped lines and line numbers as without it), whatever the chunk size', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const bytes = jsonlFile(true);
+    const path = write(`reuse-${uniq++}.jsonl`, bytes);
+    const want = parseJsonl(bytes);
+    const lpath = write(`reuse-${uniq++}.txt`, linesFile(true));
+    const lwant = parseLines(linesFile(true));
+    for (const o of optionSets) {
+      for (const chunkBytes of [64, 1 << 20]) {
+        const j = await collectReused(p.vectorizeFile(path, { format: 'jsonl', batchSize: 70, chunkBytes, reuseBuffers: true, ...o }));
+        expectRows(j.batches, want.rows, 70, o, want.errors.map((e) => e.line));
+        expect(j.batches.flatMap((b) => b.skipped.map((s) => s.line))).toEqual(want.errors.map((e) => e.line));
+        expect(j.buffers.size).toBe(2);
+        const l = await collectReused(p.vectorizeFile(lpath, { format: 'lines', batchSize: 333, chunkBytes, reuseBuffers: true, ...o }));
+        expectRows(l.batches, lwant, 333, o);
+        expect(l.buffers.size).toBe(2);
+      }
+    }
+  });
+
+  it("the memory is sized from the options with the pipeline's defaults applied (rows wider than the default maxLength)", async () => {
+    const p = make({ maxWorkers: 1, ...config, vectorize: { maxLength: 2000, dtype: 'uint16' } });
+    const long = Array.from({ length: 40 }, (_, i) => 'x'.repeat(1500 + i) + String(i));
+    const { batches, buffers } = await collectReused(p.stream(long, { batchSize: 16, reuseBuffers: true }));
+    expect(batches.map((b) => b.width)).toEqual([1517, 1533, 1541]);
+    batches.forEach((b, k) => expectSameBatch(b, vectorize(long.slice(k * 16, (k + 1) * 16), { maxLength: 2000, dtype: 'uint16' })));
+    expect(buffers.size).toBe(2);
+    const path = write(`reuse-${uniq++}.txt`, long.join('\n'));
+    const f = await collectReused(p.vectorizeFile(path, { format: 'lines', batchSize: 16, reuseBuffers: true }));
+    f.batches.forEach((b, k) => expectSameBatch(b, vectorize(long.slice(k * 16, (k + 1) * 16), { maxLength: 2000, dtype: 'uint16' })));
+    expect(f.buffers.size).toBe(2);
+  });
+
+  it('a batch whose bound (rows x maxLength) is over 256 MiB gets fresh arrays, still right', async () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const rows = texts.slice(0, 300);
+    const o: Opts = { maxLength: 1_000_000 };
+    const { batches, buffers } = await collectReused(p.stream(rows, { ...o, batchSize: 100, reuseBuffers: true }));
+    batches.forEach((b, k) => expectSameBatch(b, vectorize(rows.slice(k * 100, (k + 1) * 100), o)));
+    // Each batch's own buffer(s), as without reuseBuffers.
+    expect(buffers.size).toBeGreaterThanOrEqual(3);
+    for (const buf of buffers) expect(buf).not.toBeInstanceOf(SharedArrayBuffer);
+  });
+
+  it('reuseBuffers must be a boolean', () => {
+    const p = make({ maxWorkers: 1, ...config });
+    const path = write(`reuse-${uniq++}.txt`, 'a\n');
+    expect(thrown(() => p.stream(['a'], { reuseBuffers: 1 as unknown as boolean }))).toEqual(new TypeError('options.reuseBuffers must be a boolean, got number'));
+    expect(thrown(() => p.vectorizeFile(path, { format: 'lines', reuseBuffers: 'yes' as unknown as boolean }))).toEqual(
+      new TypeError('options.reuseBuffers must be a boolean, got string'),
+    );
+  });
+});
+
+it('reuseBuffers: a batch large enough for the pool is written there into the same shared memory', async () => {
+  const p = make({ maxWorkers: 2 });
+  (p as unknown as Record<symbol, string>)[ROUTE] = 'pool';
+  const rows = makeTexts(43, 1_200_000, { maxPieces: 30 }).filter((t) => t.length > 0);
+  const batchSize = Math.ceil(rows.length / 3);
+  const o: Opts = { maxLength: 300 };
+  const { batches, buffers } = await collectReused(p.stream(rows, { ...o, batchSize, reuseBuffers: true }));
+  expect(batches.length).toBe(3);
+  batches.forEach((b, k) => expectSameBatch(b, vectorize(rows.slice(k * batchSize, (k + 1) * batchSize), o)));
+  expect(buffers.size).toBe(2);
+  expect(p.metrics().batches.pool).toBe(3);
+});
+
+it('a file read ahead: sizes around multiples of chunkBytes give every line once, and the file is closed at the end and on break', async () => {
+  const p = make({ maxWorkers: 1 });
+  for (const size of [64 * 4, 64 * 4 - 1, 64 * 4 + 1, 64, 63, 1]) {
+    // Lines of 8 bytes ('line NN\n'), the last one cut to fit `size`.
+    let text = '';
+    for (let i = 0; text.length < size; i++) text += `line ${String(i % 100).padStart(2, '0')}\n`;
+    text = text.slice(0, size);
+    const path = write(`ahead-${uniq++}.txt`, text);
+    const want = parseLines(enc.encode(text));
+    for (const chunkBytes of [16, 64]) {
+      const batches = await collect(p.vectorizeFile(path, { format: 'lines', batchSize: 3, chunkBytes }));
+      expectRows(batches, want, 3, {});
+      expect(batches.at(-1)!.bytesRead).toBe(size);
+      expect(descriptorsOn(path)).toBe(0);
+      for await (const b of p.vectorizeFile(path, { format: 'lines', batchSize: 1, chunkBytes })) {
+        expect(b.firstLine).toBe(1);
+        break;
+      }
+      expect(descriptorsOn(path)).toBe(0);
+    }
+  }
 });
