@@ -580,7 +580,8 @@ class DtesnPipeline implements Pipeline {
         shardOffs.map((o, i) => {
           const from = cuts[i]! * width;
           const to = cuts[i + 1]! * width;
-          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to) };
+          const outFresh = { ids: n.outIds === null, mask: n.outMask === null };
+          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to), outFresh };
           return pool.run<VectorizeResult>({ kind: 'vectorize', js, bytes, offsets: o, options }, signal);
         }),
       );

@@ -347,8 +347,10 @@ describe('native binding', () => {
       new RangeError('options.maxLength must be an integer >= 1, got -1'),
     );
     expect(() => one(bad(6, 300))).not.toThrow();
+    expect(() => one(bad(11, 4))).toThrow(new RangeError('options (packed) field 11 is out of range: 4'));
+    expect(() => one(bad(11, 3))).not.toThrow();
     expect(() => one(good().subarray(0, 5))).toThrow(
-      new RangeError('options (packed) must have 13 fields, got 5'),
+      new RangeError('options (packed) must have 14 fields, got 5'),
     );
     expect(() => one({} as Int32Array)).toThrow(
       new TypeError('options must be a Int32Array (packed), got object'),
@@ -377,7 +379,7 @@ describe('native binding', () => {
     expect(() => joined(['abc'], new Uint32Array([3]), 1, {})).toThrow(new TypeError('slab must be an ArrayBuffer, got object'));
     const offset = (o: number) => {
       const p = good();
-      p[12] = o;
+      p[13] = o; // the slab offset, after the options and the width
       return p;
     };
     expect(() => joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), offset(3))).toThrow(
@@ -390,13 +392,13 @@ describe('native binding', () => {
     const p = offset(64);
     const r = joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), p);
     expect(r).toBeInstanceOf(ArrayBuffer);
-    expect([p[11], p[12]]).toEqual([3, -1]);
+    expect([p[12], p[13]]).toEqual([3, -1]);
     expect(Array.from(new Int32Array(r, 0, 3))).toEqual([97, 98, 99]);
     // With room: the slab itself, the parts from the offset given.
     const q = offset(16);
     const slab = new ArrayBuffer(64);
     expect(joined(['abc'], new Uint32Array([3]), 1, slab, q)).toBe(slab);
-    expect([q[11], q[12]]).toEqual([3, 16]);
+    expect([q[12], q[13]]).toEqual([3, 16]);
     expect(Array.from(new Int32Array(slab, 16, 3))).toEqual([97, 98, 99]);
     expect(Array.from(new Uint8Array(slab, 0, 16))).toEqual(new Array(16).fill(0));
   });
@@ -467,5 +469,46 @@ describe('backend selection', () => {
     const r = child({ DTESN_BACKEND: 'native', NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent/dtesn.node' }, probe);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/DTESN_BACKEND=native but the native binding could not be loaded/);
+  });
+});
+
+const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+describe('large out arrays (written with non-temporal stores from 32 MiB)', () => {
+  // 6,000 rows x 2,048 = 12.3 M elements: 61 MB of int32 ids + mask; 37 MB with int16.
+  const rows = 6000;
+  const enc = new TextEncoder();
+  const texts = Array.from({ length: rows }, (_, i) => `row ${i} ` + 'é中😀abc'.repeat((i * 37) % 300));
+  const parts = texts.map((t) => enc.encode(t));
+  const offsets = new Uint32Array(rows + 1);
+  parts.forEach((p, i) => (offsets[i + 1] = offsets[i]! + p.length));
+  const bytes = new Uint8Array(offsets[rows]!);
+  parts.forEach((p, i) => bytes.set(p, offsets[i]!));
+
+  it.each(paths)('equal a fresh output on SIMD path %s, every element overwritten (ids, mask, both; shared or not)', (simd) => {
+    const f = facadeOf(native, simd);
+    for (const o of [
+      { maxLength: 2048, padding: 'max-length' as const, padId: -3 },
+      { maxLength: 2048, paddingSide: 'left' as const, truncationSide: 'left' as const, encoding: 'byt5' as const, dtype: 'int16' as const },
+    ]) {
+      const want = f.vectorizeBytes(bytes, offsets, o);
+      const n = want.rows * want.width;
+      expect(n * ((o.dtype === 'int16' ? 2 : 4) + 1), 'over the streaming threshold').toBeGreaterThanOrEqual(32 << 20);
+      const Ids = o.dtype === 'int16' ? Int16Array : Int32Array;
+      for (const shared of [false, true]) {
+        const mem = (size: number) => (shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size)) as ArrayBuffer;
+        const ids = new Ids(mem(n * Ids.BYTES_PER_ELEMENT + 64)).fill(0x5a5a);
+        const mask = new Uint8Array(mem(n + 3)).fill(7);
+        for (const out of [{ ids }, { attentionMask: mask }, { ids: ids.subarray(3), attentionMask: mask.subarray(1) }]) {
+          const got = f.vectorizeBytes(bytes, offsets, { ...o, out });
+          expect([got.rows, got.width, got.ids.constructor, got.ids.length, got.attentionMask.length]).toEqual([want.rows, want.width, Ids, n, n]);
+          expect(Array.from(got.lengths)).toEqual(Array.from(want.lengths));
+          expect(Array.from(got.sourceLengths)).toEqual(Array.from(want.sourceLengths));
+          // Byte-equal (a toEqual of 8 M elements would take minutes).
+          expect(bytesOf(got.ids).equals(bytesOf(want.ids)), `ids, out ${Object.keys(out).join('+')}, shared ${shared}`).toBe(true);
+          expect(bytesOf(got.attentionMask).equals(bytesOf(want.attentionMask)), `mask, out ${Object.keys(out).join('+')}`).toBe(true);
+        }
+      }
+    }
   });
 });

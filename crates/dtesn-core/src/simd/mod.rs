@@ -55,6 +55,13 @@ pub struct Kernels {
     pub widen_u16_u16: fn(&[u16], &mut [u16]),
     pub widen_u16_u8: fn(&[u16], &mut [u8]),
     pub widen_u16_f32: fn(&[u16], &mut [f32]),
+    /// `dst.copy_from_slice(src)` (equal lengths), with non-temporal stores where the ISA has them
+    /// (x86_64: `movntdq`, then `sfence`, so the bytes are visible to other threads in order like
+    /// ordinary stores): the written lines go to memory without being read into the caches first.
+    /// For large outputs that were written before (a reused `out`), where a normal store reads
+    /// each line in first; slower than a normal copy into memory that is in the caches or was
+    /// never touched (a fresh page is zero-filled into the caches when first written).
+    pub stream_copy: fn(&mut [u8], &[u8]),
 }
 
 macro_rules! elem {
