@@ -181,6 +181,18 @@ async function benchVectorize(res: PipelineBenchResults): Promise<void> {
       if (n !== rows) throw new Error(`stream gave ${n} rows, want ${rows}`);
     },
   });
+  for (const async of [false, true]) {
+    specs.push({
+      id: async ? 'stream-async-reuse' : 'stream-reuse',
+      label: `pipeline.stream (${async ? 'async generator' : 'array'} source, batchSize 1000, reuseBuffers)`,
+      batchRows: 1000, concurrency: 1, total: rows,
+      run: async () => {
+        let n = 0;
+        for await (const b of p.stream(async ? generated() : w.texts, { batchSize: 1000, reuseBuffers: true })) n += b.rows;
+        if (n !== rows) throw new Error(`stream gave ${n} rows, want ${rows}`);
+      },
+    });
+  }
   specs.push({
     id: 'source-async', label: 'reference: for await over the same async generator, no work', batchRows: 1, concurrency: 1, total: rows,
     run: async () => {

@@ -799,7 +799,8 @@ fn emit<U: Unit>(
         // A large output the caller passed (memory written before, likely out of the caches) is
         // written with non-temporal stores (Plan::write_streaming); fresh memory is not (its pages
         // are zero-filled into the caches on first touch, where ordinary stores are cheaper).
-        let big = n.saturating_mul(elem + 1) >= STREAM_MIN_BYTES;
+        let big = n.saturating_mul(elem + 1) >= STREAM_MIN_BYTES
+           ;
         let row_fits = |size: usize| p.width().saturating_mul(size) <= STREAM_MAX_ROW_BYTES;
         let stream = (
             big && out_ids_given && !ro.out_fresh.0 && row_fits(elem),

@@ -38,6 +38,7 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_f32,
     // 16-byte non-temporal stores fill the write-combining buffers as wider ones do.
     stream_copy: super::sse2::stream_copy,
+    stream_fence: super::sse2::stream_fence,
 };
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.

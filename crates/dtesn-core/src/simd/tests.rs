@@ -606,6 +606,7 @@ fn stream_copy_every_length_and_offset() {
                 for soff in [0, 1, 5] {
                     let mut buf = vec![0xA5u8; doff + len + 40];
                     (k.stream_copy)(&mut buf[doff..doff + len], &src[soff..soff + len]);
+                    (k.stream_fence)();
                     assert_eq!(
                         &buf[doff..doff + len],
                         &src[soff..soff + len],
@@ -626,6 +627,7 @@ fn stream_copy_every_length_and_offset() {
         let big: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
         let mut out = vec![0u8; big.len() + 9];
         (k.stream_copy)(&mut out[9..], &big);
+        (k.stream_fence)();
         assert_eq!(&out[9..], &big[..], "{}: 100 KB", k.name);
     }
 }
