@@ -281,9 +281,6 @@ struct ReadOptions {
     dtype: Dtype,
     invalid: Invalid,
     width: Option<u32>,
-    /// Whether out.ids / out.attentionMask were never written (a fresh shared output of the
-    /// pipeline's pool).
-    out_fresh: (bool, bool),
     vocab: Option<sys::napi_value>,
     out_ids: Option<sys::napi_value>,
     out_mask: Option<sys::napi_value>,
@@ -354,7 +351,7 @@ fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab>
 const SMALL_BATCH_BYTES: usize = 16 << 10;
 
 /// Number of option fields in the packed options (see `packOptions` in src/backends.ts).
-const OPTIONS_LEN: usize = 12;
+const OPTIONS_LEN: usize = 11;
 
 /// The packed array's length: the options, then two fields for `emit`: the batch's width (written
 /// back), and the slab offset (read, then written back: where the outputs went, or -1).
@@ -366,8 +363,7 @@ const SLAB_MAX_BYTES: usize = 8 << 10;
 /// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
 /// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
 /// padToMultipleOf, paddingSide, truncationSide, padId, addSpecialTokens, dtype, invalid, width
-/// (-1 for none), fresh outs (bit 0: out.ids, bit 1: out.attentionMask is memory the pipeline
-/// has just allocated, never written; see `emit`). Codes follow the order of the option's values in docs/SEMANTICS.md.
+/// (-1 for none). Codes follow the order of the option's values in docs/SEMANTICS.md.
 fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
     let [packed, vocab, out_ids, out_mask, slab] = args;
     let t = typed_array_of(
@@ -466,10 +462,6 @@ fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
             Invalid::Error
         },
         width: (f[10] >= 0).then_some(f[10] as u32),
-        out_fresh: {
-            let bits = pick(11, 4)?;
-            (bits & 1 != 0, bits & 2 != 0)
-        },
         vocab: opt(vocab)?,
         out_ids: opt(out_ids)?,
         out_mask: opt(out_mask)?,
@@ -774,7 +766,6 @@ fn emit<U: Unit>(
         // SAFETY: end <= size.
         unsafe { ptr::write_bytes(data.add(end), 0, size - end) };
     }
-    let (out_ids_given, out_mask_given) = (out_ids.is_some(), out_mask.is_some());
     let ids_mem = match (out_ids, ids_at) {
         (Some(t), _) => t,
         (None, Some(at)) => part(at, kind, n),
@@ -796,22 +787,12 @@ fn emit<U: Unit>(
     unsafe {
         p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
         let mask: &mut [u8] = &mut mask_mem.slice_mut::<u8>()[..n];
-        // A large output the caller passed (memory written before, likely out of the caches) is
-        // written with non-temporal stores (Plan::write_streaming); fresh memory is not (its pages
-        // are zero-filled into the caches on first touch, where ordinary stores are cheaper).
-        let big = n.saturating_mul(elem + 1) >= STREAM_MIN_BYTES
-           ;
-        let row_fits = |size: usize| p.width().saturating_mul(size) <= STREAM_MAX_ROW_BYTES;
-        let stream = (
-            big && out_ids_given && !ro.out_fresh.0 && row_fits(elem),
-            big && out_mask_given && !ro.out_fresh.1 && row_fits(1),
-        );
         let written = match ro.dtype {
-            Dtype::Int32 => write::<i32, U>(p, &ids_mem, mask, n, stream),
-            Dtype::Int16 => write::<i16, U>(p, &ids_mem, mask, n, stream),
-            Dtype::Uint16 => write::<u16, U>(p, &ids_mem, mask, n, stream),
-            Dtype::Uint8 => write::<u8, U>(p, &ids_mem, mask, n, stream),
-            Dtype::Float32 => write::<f32, U>(p, &ids_mem, mask, n, stream),
+            Dtype::Int32 => write::<i32, U>(p, &ids_mem, mask, n),
+            Dtype::Int16 => write::<i16, U>(p, &ids_mem, mask, n),
+            Dtype::Uint16 => write::<u16, U>(p, &ids_mem, mask, n),
+            Dtype::Uint8 => write::<u8, U>(p, &ids_mem, mask, n),
+            Dtype::Float32 => write::<f32, U>(p, &ids_mem, mask, n),
         };
         written.map_err(|e| throw_core(env, &e))?;
         let packed = ro.packed.slice_mut::<i32>();
@@ -823,14 +804,6 @@ fn emit<U: Unit>(
     Ok(buffer)
 }
 
-/// Outputs from this size (ids + mask bytes) that the caller passed are written with
-/// non-temporal stores: well past the L2 caches of the machines here, where a reused output is
-/// no longer cached and ordinary stores read every line in before writing it.
-const STREAM_MIN_BYTES: usize = 32 << 20;
-
-/// Rows up to this size are streamed (each is built in a scratch row that must stay in L1/L2).
-const STREAM_MAX_ROW_BYTES: usize = 64 << 10;
-
 /// # Safety
 /// `ids` must be a typed array of `T`'s kind with at least `n` elements, not aliasing `mask`.
 unsafe fn write<T: Id, U: Unit>(
@@ -838,11 +811,10 @@ unsafe fn write<T: Id, U: Unit>(
     ids: &TypedArray,
     mask: &mut [u8],
     n: usize,
-    (stream_ids, stream_mask): (bool, bool),
 ) -> Result<(), CoreError> {
     // SAFETY: forwarded from this function's contract.
     let ids: &mut [T] = unsafe { &mut ids.slice_mut::<T>()[..n] };
-    p.write_streaming(ids, mask, stream_ids, stream_mask)
+    p.write(ids, mask)
 }
 
 /// Calls `f(i, arr[i])` for i in 0..len while it returns true. Every napi_get_element makes a

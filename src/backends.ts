@@ -73,7 +73,7 @@ const slab = { buffer: new ArrayBuffer(SLAB_BYTES), offset: 0 };
  * Reuse is safe: the binding reads and writes it synchronously, and JavaScript runs one call at a
  * time per thread (a nested call made by a getter finishes before the outer call reads it back).
  */
-const OPTIONS_LEN = 12;
+const OPTIONS_LEN = 11;
 const PACKED = new Int32Array(OPTIONS_LEN + 2);
 
 export function packOptions(n: NormalizedOptions): Int32Array {
@@ -88,7 +88,6 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[8] = DTYPE_CODE[n.dtype];
   PACKED[9] = n.invalid === 'replace' ? 0 : 1;
   PACKED[10] = n.width ?? -1;
-  PACKED[11] = n.outFresh ? (n.outFresh.ids ? 1 : 0) | (n.outFresh.mask ? 2 : 0) : 0;
   if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES) {
     // Less room left than the largest output the binding puts there: start a new slab.
     slab.buffer = new ArrayBuffer(SLAB_BYTES);

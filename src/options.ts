@@ -26,12 +26,6 @@ export interface NormalizedOptions {
    * (each worker writes its rows with the width of the whole batch). Must hold every kept row.
    */
   width?: number | null;
-  /**
-   * Internal, never set by normalizeOptions: `outIds` / `outMask` are memory the pipeline has
-   * just allocated (a pool batch's shared output), never written. Large outputs the caller passed
-   * are written with non-temporal stores (native `emit`), which is slower into fresh memory.
-   */
-  outFresh?: { ids: boolean; mask: boolean } | null;
 }
 
 /** The largest element count of a batch (rows x width). */

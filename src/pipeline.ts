@@ -580,8 +580,7 @@ class DtesnPipeline implements Pipeline {
         shardOffs.map((o, i) => {
           const from = cuts[i]! * width;
           const to = cuts[i + 1]! * width;
-          const outFresh = { ids: n.outIds === null, mask: n.outMask === null };
-          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to), outFresh };
+          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to) };
           return pool.run<VectorizeResult>({ kind: 'vectorize', js, bytes, offsets: o, options }, signal);
         }),
       );

@@ -347,10 +347,8 @@ describe('native binding', () => {
       new RangeError('options.maxLength must be an integer >= 1, got -1'),
     );
     expect(() => one(bad(6, 300))).not.toThrow();
-    expect(() => one(bad(11, 4))).toThrow(new RangeError('options (packed) field 11 is out of range: 4'));
-    expect(() => one(bad(11, 3))).not.toThrow();
     expect(() => one(good().subarray(0, 5))).toThrow(
-      new RangeError('options (packed) must have 14 fields, got 5'),
+      new RangeError('options (packed) must have 13 fields, got 5'),
     );
     expect(() => one({} as Int32Array)).toThrow(
       new TypeError('options must be a Int32Array (packed), got object'),
@@ -379,7 +377,7 @@ describe('native binding', () => {
     expect(() => joined(['abc'], new Uint32Array([3]), 1, {})).toThrow(new TypeError('slab must be an ArrayBuffer, got object'));
     const offset = (o: number) => {
       const p = good();
-      p[13] = o; // the slab offset, after the options and the width
+      p[12] = o;
       return p;
     };
     expect(() => joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), offset(3))).toThrow(
@@ -392,13 +390,13 @@ describe('native binding', () => {
     const p = offset(64);
     const r = joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), p);
     expect(r).toBeInstanceOf(ArrayBuffer);
-    expect([p[12], p[13]]).toEqual([3, -1]);
+    expect([p[11], p[12]]).toEqual([3, -1]);
     expect(Array.from(new Int32Array(r, 0, 3))).toEqual([97, 98, 99]);
     // With room: the slab itself, the parts from the offset given.
     const q = offset(16);
     const slab = new ArrayBuffer(64);
     expect(joined(['abc'], new Uint32Array([3]), 1, slab, q)).toBe(slab);
-    expect([q[12], q[13]]).toEqual([3, 16]);
+    expect([q[11], q[12]]).toEqual([3, 16]);
     expect(Array.from(new Int32Array(slab, 16, 3))).toEqual([97, 98, 99]);
     expect(Array.from(new Uint8Array(slab, 0, 16))).toEqual(new Array(16).fill(0));
   });
@@ -474,7 +472,7 @@ describe('backend selection', () => {
 
 const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-describe('large out arrays (written with non-temporal stores from 32 MiB)', () => {
+describe('large out arrays', () => {
   // 6,000 rows x 2,048 = 12.3 M elements: 61 MB of int32 ids + mask; 37 MB with int16.
   const rows = 6000;
   const enc = new TextEncoder();
@@ -493,7 +491,6 @@ describe('large out arrays (written with non-temporal stores from 32 MiB)', () =
     ]) {
       const want = f.vectorizeBytes(bytes, offsets, o);
       const n = want.rows * want.width;
-      expect(n * ((o.dtype === 'int16' ? 2 : 4) + 1), 'over the streaming threshold').toBeGreaterThanOrEqual(32 << 20);
       const Ids = o.dtype === 'int16' ? Int16Array : Int32Array;
       for (const shared of [false, true]) {
         const mem = (size: number) => (shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size)) as ArrayBuffer;
@@ -504,7 +501,7 @@ describe('large out arrays (written with non-temporal stores from 32 MiB)', () =
           expect([got.rows, got.width, got.ids.constructor, got.ids.length, got.attentionMask.length]).toEqual([want.rows, want.width, Ids, n, n]);
           expect(Array.from(got.lengths)).toEqual(Array.from(want.lengths));
           expect(Array.from(got.sourceLengths)).toEqual(Array.from(want.sourceLengths));
-          // Byte-equal (a toEqual of 8 M elements would take minutes).
+          // Byte-equal (a toEqual of 12 M elements would take minutes).
           expect(bytesOf(got.ids).equals(bytesOf(want.ids)), `ids, out ${Object.keys(out).join('+')}, shared ${shared}`).toBe(true);
           expect(bytesOf(got.attentionMask).equals(bytesOf(want.attentionMask)), `mask, out ${Object.keys(out).join('+')}`).toBe(true);
         }

@@ -145,9 +145,7 @@ impl Dtype {
 }
 
 /// An output element type, tied to its [`Dtype`].
-/// An id type: sealed, implemented for exactly i32, i16, u16, u8 and f32 (no padding bytes, every
-/// bit pattern a valid value: `Plan::write_streaming` copies rows of them as bytes).
-pub trait Id: simd::Elem + private::SealedId {
+pub trait Id: simd::Elem {
     const DTYPE: Dtype;
 }
 impl Id for i32 {
@@ -412,13 +410,6 @@ mod private {
     pub trait Sealed {}
     impl Sealed for u16 {}
     impl Sealed for u8 {}
-
-    pub trait SealedId {}
-    impl SealedId for i32 {}
-    impl SealedId for i16 {}
-    impl SealedId for u16 {}
-    impl SealedId for u8 {}
-    impl SealedId for f32 {}
 }
 
 impl Unit for u16 {

@@ -240,69 +240,6 @@ impl<U: Unit> Plan<'_, U> {
         Ok(())
     }
 
-    /// `write`, for outputs larger than the caches that were written before (a reused `out`): each
-    /// row is built in a small scratch row (in L1) and copied out with `Kernels::stream_copy`'s
-    /// non-temporal stores, so memory sees one write per output line instead of a read (to bring
-    /// the line in) and a write-back. Measured with a reused 100 MB output (workload (c), 10,000
-    /// rows of 2,000 bytes, int32, width 2048): 14.6-15.2 -> 9.9-12.0 ms per call inline, three
-    /// alternating runs each. Only `ids` / `mask` rows whose flag is
-    /// set are streamed; the others are written in place as `write` does.
-    pub fn write_streaming<T: Id>(
-        &self,
-        ids: &mut [T],
-        mask: &mut [u8],
-        stream_ids: bool,
-        stream_mask: bool,
-    ) -> Result<(), Error> {
-        if !stream_ids && !stream_mask {
-            return self.write(ids, mask);
-        }
-        if T::DTYPE != self.opts.dtype {
-            return self.write(ids, mask); // the same type error
-        }
-        self.check_out_len("ids", ids.len())?;
-        self.check_out_len("attentionMask", mask.len())?;
-        let w = self.width;
-        if w == 0 {
-            return Ok(());
-        }
-        let mut id_row = vec![T::default(); if stream_ids { w } else { 0 }];
-        let mut mask_row = vec![0u8; if stream_mask { w } else { 0 }];
-        let copy = self.k.stream_copy;
-        let size = std::mem::size_of::<T>();
-        for (r, (row, mrow)) in ids
-            .chunks_exact_mut(w)
-            .zip(mask.chunks_exact_mut(w))
-            .take(self.rows())
-            .enumerate()
-        {
-            match (stream_ids, stream_mask) {
-                (true, true) => self.write_row(r, &mut id_row, &mut mask_row),
-                (true, false) => self.write_row(r, &mut id_row, mrow),
-                _ => self.write_row(r, row, &mut mask_row),
-            }
-            if stream_ids {
-                // SAFETY: `Id` is sealed and implemented only for i32, i16, u16, u8 and f32: plain
-                // numbers without padding, for which every bit pattern is a valid value. Both
-                // slices hold exactly w elements, so w * size bytes; the byte views live only for
-                // this statement and the two rows do not overlap (one is this function's vector).
-                let (dst, src) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(row.as_mut_ptr().cast::<u8>(), w * size),
-                        std::slice::from_raw_parts(id_row.as_ptr().cast::<u8>(), w * size),
-                    )
-                };
-                copy(dst, src);
-            }
-            if stream_mask {
-                copy(mrow, &mask_row);
-            }
-        }
-        // The non-temporal stores are ordered before whatever follows (the worker's reply).
-        (self.k.stream_fence)();
-        Ok(())
-    }
-
     /// Writes row `r` (specials, kept tokens, padding) and its mask.
     #[inline]
     fn write_row<T: Id>(&self, r: usize, row: &mut [T], mrow: &mut [u8]) {

@@ -146,20 +146,6 @@ fn check<T: Id + Into<f64>, U: dtesn_core::Unit>(
     let got: Vec<i64> = ids.iter().map(|&x| Into::<f64>::into(x) as i64).collect();
     assert_eq!(got, e.ids, "ids, simd {}", simd::kernels().name);
     assert_eq!(mask, e.mask);
-    // The same through non-temporal stores, ids, mask or both streamed.
-    for (si, sm) in [(true, true), (true, false), (false, true)] {
-        let mut ids = vec![T::from_i32(-7); p.elements()];
-        let mut mask = vec![9u8; p.elements()];
-        p.write_streaming(&mut ids, &mut mask, si, sm).unwrap();
-        let got: Vec<i64> = ids.iter().map(|&x| Into::<f64>::into(x) as i64).collect();
-        assert_eq!(
-            got,
-            e.ids,
-            "streamed ({si}, {sm}) ids, simd {}",
-            simd::kernels().name
-        );
-        assert_eq!(mask, e.mask, "streamed ({si}, {sm}) mask");
-    }
     let mut l = vec![0; p.rows()];
     let mut s = vec![0; p.rows()];
     p.fill_lengths(&mut l, &mut s);

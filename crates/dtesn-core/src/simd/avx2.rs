@@ -34,9 +34,6 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
-    // 16-byte non-temporal stores fill the write-combining buffers as wider ones do.
-    stream_copy: super::sse2::stream_copy,
-    stream_fence: super::sse2::stream_fence,
 };
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.

@@ -55,17 +55,6 @@ pub struct Kernels {
     pub widen_u16_u16: fn(&[u16], &mut [u16]),
     pub widen_u16_u8: fn(&[u16], &mut [u8]),
     pub widen_u16_f32: fn(&[u16], &mut [f32]),
-    /// `dst.copy_from_slice(src)` (equal lengths), with non-temporal stores where the ISA has them
-    /// (x86_64: `movntdq`): the written lines go to memory without being read into the caches
-    /// first. For large outputs that were written before (a reused `out`), where a normal store
-    /// reads each line in first; slower than a normal copy into memory that is in the caches or
-    /// was never touched (a fresh page is zero-filled into the caches when first written). The
-    /// stores are weakly ordered: call `stream_fence` once after the last copy, before anything
-    /// tells another thread the data is there.
-    pub stream_copy: fn(&mut [u8], &[u8]),
-    /// Orders every `stream_copy` store before later stores (x86_64: `sfence`; a no-op where
-    /// `stream_copy` is a plain copy). One per output: each waits for the stores to drain.
-    pub stream_fence: fn(),
 }
 
 macro_rules! elem {

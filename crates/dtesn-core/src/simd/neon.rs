@@ -40,9 +40,6 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8: scalar::widen_u16::<u8>,
     widen_u16_f32: scalar::widen_u16::<f32>,
-    // A plain copy: NEON's non-temporal pair stores are hints the cores may ignore.
-    stream_copy: scalar::stream_copy,
-    stream_fence: scalar::stream_fence,
 };
 
 /// Always true: the module only exists when NEON is enabled at compile time.

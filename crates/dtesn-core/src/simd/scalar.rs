@@ -18,17 +18,7 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16: widen_u16::<u16>,
     widen_u16_u8: widen_u16::<u8>,
     widen_u16_f32: widen_u16::<f32>,
-    stream_copy,
-    stream_fence,
 };
-
-/// A plain copy (no non-temporal stores in portable code).
-pub fn stream_copy(dst: &mut [u8], src: &[u8]) {
-    dst.copy_from_slice(src);
-}
-
-/// Nothing to order after plain stores.
-pub fn stream_fence() {}
 
 pub fn ascii_prefix(src: &[u8]) -> usize {
     src.iter().position(|&b| b >= 0x80).unwrap_or(src.len())

@@ -46,8 +46,6 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
-    stream_copy,
-    stream_fence,
 };
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
@@ -72,20 +70,6 @@ wrap! {
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
-}
-
-/// `Kernels::stream_copy` for every x86_64 path (SSE2 is part of the x86_64 baseline, so this
-/// needs no detection: the avx2 and avx512 tables use it too).
-pub(super) fn stream_copy(dst: &mut [u8], src: &[u8]) {
-    // SAFETY: `imp::stream_copy` only requires SSE2, which every x86_64 CPU has (it is in the
-    // target's baseline features, so this crate cannot run on a CPU without it).
-    unsafe { imp::stream_copy(dst, src) }
-}
-
-/// `Kernels::stream_fence` for every x86_64 path: `sfence`.
-pub(super) fn stream_fence() {
-    // SAFETY: `sfence` is SSE (x86_64 baseline) and has no other precondition.
-    unsafe { core::arch::x86_64::_mm_sfence() }
 }
 
 /// Short-input helpers shared by the x86 paths (plain Rust, no unsafe).
@@ -228,38 +212,6 @@ mod imp {
     use super::drive::{drive, to_boundary};
     use super::small;
     use core::arch::x86_64::*;
-
-    /// Non-temporal 16-byte stores from the first 16-byte-aligned byte of `dst`; the unaligned
-    /// head and the tail (under 16 bytes each) are copied with ordinary stores. No fence: the
-    /// caller ends a run of copies with `stream_fence` (an `sfence` per row cost more than the
-    /// non-temporal stores saved: measured, 20,000 rows of 10 KB went from 14.4 to 17 ms).
-    #[target_feature(enable = "sse2")]
-    pub fn stream_copy(dst: &mut [u8], src: &[u8]) {
-        assert_eq!(dst.len(), src.len(), "stream_copy: lengths differ");
-        let n = dst.len();
-        let head = (dst.as_ptr() as usize).wrapping_neg() & 15;
-        if n < head + 16 {
-            dst.copy_from_slice(src);
-            return;
-        }
-        dst[..head].copy_from_slice(&src[..head]);
-        let end = head + ((n - head) & !15);
-        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-        let mut i = head;
-        while i < end {
-            // SAFETY: i + 16 <= end <= n, the length of both slices; d + i is 16-byte aligned
-            // (head brought it there, i - head is a multiple of 16), as movntdq requires; the load
-            // is unaligned.
-            unsafe {
-                _mm_stream_si128(
-                    d.add(i).cast::<__m128i>(),
-                    _mm_loadu_si128(s.add(i).cast::<__m128i>()),
-                )
-            };
-            i += 16;
-        }
-        dst[end..].copy_from_slice(&src[end..]);
-    }
 
     const V8: usize = 16; // bytes per vector
     const V16: usize = 8; // u16 units per vector
