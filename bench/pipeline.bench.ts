@@ -338,7 +338,8 @@ async function benchFile(res: PipelineBenchResults): Promise<void> {
       f.ratios.push({ format, a: x.label, b: y.label, ratio: y.medianSec / x.medianSec, target });
     };
     for (const a of ['vectorizeFile', 'vectorizeFile-reuse']) for (const b of ['readline-await', 'readline-events']) ratio(a, b, 3);
-    ratio('vectorizeFile-reuse', 'readline-events-out', null);
+    // Like for like: the obvious way with a reused out too (counts toward the reuse target).
+    ratio('vectorizeFile-reuse', 'readline-events-out', 3);
   }
   const m = p.metrics();
   res.notes.push(`section 2 pipeline: batches inline ${m.batches.inline}, pool ${m.batches.pool}.`);
@@ -748,13 +749,14 @@ function targets(res: PipelineBenchResults): Target[] {
   }
   for (const format of ['jsonl', 'lines']) {
     for (const reuse of [false, true]) {
-      // Against the obvious way (fresh outputs, as a reader of the issue would write it).
+      // Against the obvious way (fresh outputs, as a reader of the issue would write it), and for
+      // reuseBuffers also against that way with a reused out.
       const rs = res.file.ratios.filter((r) => r.format === format && r.target != null && r.a.includes('reuseBuffers') === reuse);
       if (!rs.length) continue;
       const worst = rs.reduce((a, b) => (b.ratio < a.ratio ? b : a));
       t.push({
         name: `vectorizeFile (${format}${reuse ? ', reuseBuffers' : ''}) vs best readline baseline`, value: worst.ratio, target: '>= 3x', pass: worst.ratio >= 3,
-        detail: `vs ${worst.b}; ${rs.map((r) => `${r.b.includes('for await') ? 'for await' : "on('line')"}: ${r.ratio.toFixed(2)}x`).join(', ')}`,
+        detail: `vs ${worst.b}; ${rs.map((r) => `${r.b.includes('for await') ? 'for await' : r.b.includes('reused out') ? "on('line') into a reused out" : "on('line')"}: ${r.ratio.toFixed(2)}x`).join(', ')}`,
       });
     }
   }

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
-import { type NormalizedOptions, typeOf } from './options.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, typeOf } from './options.js';
 import type { Dtype, Encoding, IdsArray, VectorBatch } from './types.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
@@ -97,11 +97,6 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   return PACKED;
 }
 
-type IdsCtor = new (buffer: ArrayBuffer, byteOffset: number, length: number) => IdsArray;
-const IDS_CTOR: Record<Dtype, IdsCtor> = {
-  int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array,
-};
-const BYTES_PER_ID: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
 
 /** Outputs up to this size share one ArrayBuffer whole (SMALL_BATCH_BYTES in native/lib.rs). */
 const SMALL_BATCH_BYTES = 16 << 10;
@@ -122,8 +117,8 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
   let ids: IdsArray;
   if (n.outIds) ids = n.outIds.length === cells ? n.outIds : n.outIds.subarray(0, cells);
   else {
-    ids = new IDS_CTOR[n.dtype](buffer, at, cells);
-    at += cells * BYTES_PER_ID[n.dtype];
+    ids = new IDS_ARRAY[n.dtype](buffer, at, cells);
+    at += cells * ID_BYTES[n.dtype];
   }
   let attentionMask: Uint8Array;
   if (n.outMask) attentionMask = n.outMask.length === cells ? n.outMask : n.outMask.subarray(0, cells);

@@ -40,14 +40,27 @@ export const DTYPE_RANGE: { readonly [D in Dtype]: readonly [number, number] } =
   float32: [-16777216, 16777216],
 };
 
-/** The typed-array constructor holding ids of each dtype. */
-export const IDS_ARRAY: { readonly [D in Dtype]: new (length: number) => IdsArrayOf[D] } = {
+/** The typed-array constructor holding ids of each dtype (a length, or a view of a buffer). */
+export const IDS_ARRAY: {
+  readonly [D in Dtype]: {
+    new (length: number): IdsArrayOf[D];
+    new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): IdsArrayOf[D];
+  };
+} = {
   int32: Int32Array,
   int16: Int16Array,
   uint16: Uint16Array,
   uint8: Uint8Array,
   float32: Float32Array,
 };
+
+/** Bytes per id of each dtype. */
+export const ID_BYTES: { readonly [D in Dtype]: number } = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
+
+/** The widest a batch can be with these options: maxLength rounded up to padToMultipleOf. */
+export function maxWidthOf(n: Pick<NormalizedOptions, 'maxLength' | 'padToMultipleOf'>): number {
+  return Math.ceil(n.maxLength / n.padToMultipleOf) * n.padToMultipleOf;
+}
 
 /** Constructor names of IDS_ARRAY, as used in messages and in typed-array tag checks. */
 export const IDS_ARRAY_NAME: { readonly [D in Dtype]: string } = {

@@ -21,7 +21,7 @@ import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, normalizeOptions } from './options.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { WorkerPool } from './pool.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
@@ -161,14 +161,6 @@ function fingerprint(n: NormalizedOptions): string {
   return [n.encoding, vocab, n.maxLength, n.padding, n.padToMultipleOf, n.paddingSide, n.truncationSide, n.padId, n.addSpecialTokens, n.dtype, n.invalid].join('|');
 }
 
-const ELEM_BYTES: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
-const IDS_CTOR = {
-  int32: Int32Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  uint8: Uint8Array,
-  float32: Float32Array,
-} as const;
 
 function isShared(a: ArrayBufferView): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
@@ -210,7 +202,7 @@ function widthFor(n: NormalizedOptions, lengths: Int32Array, from: number, count
  * A caller keeping one result keeps that buffer (the batch's rows, at most maxBatchSize) alive.
  */
 function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonly number[]): VectorBatch<Dtype>[] {
-  const e = ELEM_BYTES[n.dtype];
+  const e = ID_BYTES[n.dtype];
   const widths = new Array<number>(counts.length);
   let from = 0;
   let cells = 0;
@@ -227,7 +219,7 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
   let lenAt = 0;
   let idsAt = rows * 8;
   let maskAt = rows * 8 + cells * e;
-  const Ctor = IDS_CTOR[n.dtype];
+  const Ctor = IDS_ARRAY[n.dtype];
   const out: VectorBatch<Dtype>[] = new Array(counts.length);
   from = 0;
   for (let i = 0; i < counts.length; i++) {
@@ -562,8 +554,7 @@ class DtesnPipeline implements Pipeline {
       let width: number;
       // Caller out buffers are written only after the measuring pass has checked every row.
       if (n.padding === 'max-length' && n.width == null && n.outIds === null && n.outMask === null) {
-        const m = n.padToMultipleOf;
-        width = Math.ceil(n.maxLength / m) * m;
+        width = maxWidthOf(n);
       } else {
         const widths = await Promise.all(shardOffs.map((o) => pool.run<number>({ kind: 'measure', js, bytes, offsets: o, options: base }, signal)));
         if (widths.some((w) => !w.ok)) return this.exactAfterWorkerError(exact, counted);
@@ -571,9 +562,9 @@ class DtesnPipeline implements Pipeline {
       }
       const total = rows * width;
       if (total > 2147483647) return this.exactAfterWorkerError(exact, counted);
-      const eb = ELEM_BYTES[n.dtype];
+      const eb = ID_BYTES[n.dtype];
       if ((n.outIds && n.outIds.length < total) || (n.outMask && n.outMask.length < total)) return this.exactAfterWorkerError(exact, counted);
-      const Ctor = IDS_CTOR[n.dtype];
+      const Ctor = IDS_ARRAY[n.dtype];
       const ids = (n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb) as unknown as ArrayBuffer)) as IdsArray;
       const mask = n.outMask ?? new Uint8Array(new SharedArrayBuffer(total));
       const results = await Promise.all(

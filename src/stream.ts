@@ -15,24 +15,30 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
-import { describe, type NormalizedOptions } from './options.js';
+import { describe, ID_BYTES, IDS_ARRAY, maxWidthOf, type NormalizedOptions } from './options.js';
 import type { RecordFormat, RowFiller } from './records.js';
 import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
 
-export interface StreamOptions extends VectorizeOptions<Dtype> {
-  /** [1000] rows per batch. */
-  batchSize?: number;
+/** What `stream()` and `vectorizeFile()` share beyond the vectorize options. */
+export interface ReuseOption {
   /**
    * [false] Write every batch into the same output memory instead of fresh arrays: a batch's
-   * `ids` and `attentionMask` are views that the next batch overwrites, so they are valid until the
-   * consumer asks for the next batch (copy with `slice()` what you keep). For consumers that use
-   * each batch and drop it (feed a model, write a file): no allocation per batch, and none of the
-   * garbage-collection work that a stream of fresh outputs causes (measured on a 1M-line JSONL file:
-   * about twice the speed; BENCHMARKS.md). The memory holds `batchSize x maxLength` ids (maxLength
-   * rounded up to padToMultipleOf), in shared memory; a batch whose bound exceeds 256 MiB gets fresh
-   * arrays instead.
+   * `ids` and `attentionMask` are views that the next batch overwrites, valid until the consumer
+   * asks for the next batch (copy with `slice()` what you keep). For consumers that use each batch
+   * and drop it (feed a model, write a file): no allocation per batch, and none of the garbage
+   * collection that a stream of fresh outputs causes. Measured (BENCHMARKS.md, 1,000-row batches
+   * of workload (a)): vectorizeFile 1.7-1.8x faster on JSONL and ~2x on plain lines; stream()
+   * 1.4x over an array, 1.2x over an async generator. The memory, shared (SharedArrayBuffer), holds
+   * `batchSize x maxLength` ids and mask bytes (maxLength rounded up to padToMultipleOf), made at
+   * the first batch; when that exceeds 256 MiB the option has no effect (fresh arrays, as without
+   * it).
    */
   reuseBuffers?: boolean;
+}
+
+export interface StreamOptions extends VectorizeOptions<Dtype>, ReuseOption {
+  /** [1000] rows per batch. */
+  batchSize?: number;
   /**
    * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while the
    * source is still producing its next item), and so does the next call; the source is closed
@@ -41,7 +47,7 @@ export interface StreamOptions extends VectorizeOptions<Dtype> {
   signal?: AbortSignal;
 }
 
-export interface FileOptions extends VectorizeOptions<Dtype> {
+export interface FileOptions extends VectorizeOptions<Dtype>, ReuseOption {
   /** 'lines': every line is a row; 'jsonl': each non-blank line is a JSON object holding the text. A UTF-8 BOM at the start of the file is skipped. */
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
@@ -56,17 +62,6 @@ export interface FileOptions extends VectorizeOptions<Dtype> {
   onError?: 'skip' | 'throw';
   /** [1 MiB] bytes read from a file at a time (a stream's chunks are taken as they come). */
   chunkBytes?: number;
-  /**
-   * [false] Write every batch into the same output memory instead of fresh arrays: a batch's
-   * `ids` and `attentionMask` are views that the next batch overwrites, so they are valid until the
-   * consumer asks for the next batch (copy with `slice()` what you keep). For consumers that use
-   * each batch and drop it (feed a model, write a file): no allocation per batch, and none of the
-   * garbage-collection work that a stream of fresh outputs causes (measured on a 1M-line JSONL file:
-   * about twice the speed; BENCHMARKS.md). The memory holds `batchSize x maxLength` ids (maxLength
-   * rounded up to padToMultipleOf), in shared memory; a batch whose bound exceeds 256 MiB gets fresh
-   * arrays instead.
-   */
-  reuseBuffers?: boolean;
   /**
    * Ends the stream: a pending `next()` rejects with the signal's reason at once (even while a read
    * is waiting for data), and so does the next call; the file is closed, a Node.js stream
@@ -133,67 +128,55 @@ export type ResolveOptions = (options: VectorizeOptions<Dtype>) => NormalizedOpt
 
 /**
  * Splits stream/file options from vectorize options (which are checked now, with the pipeline's
- * defaults applied, not at the first batch); `reuse` holds the output memory of `reuseBuffers`.
+ * defaults applied, not at the first batch).
  */
-function split(
-  options: unknown,
-  own: readonly string[],
-  resolve: ResolveOptions,
-): { own: Record<string, unknown>; vec: VectorizeOptions<Dtype>; reuse: ReusedOutputs | null } {
+function split(options: unknown, own: readonly string[], resolve: ResolveOptions): { own: Record<string, unknown>; vec: VectorizeOptions<Dtype>; n: NormalizedOptions } {
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
   const o: Record<string, unknown> = {};
   const vec: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) (own.includes(k) || k === 'reuseBuffers' ? o : vec)[k] = v;
+  for (const [k, v] of Object.entries(options)) (own.includes(k) ? o : vec)[k] = v;
   const n = resolve(vec as VectorizeOptions<Dtype>);
   if (n.outIds || n.outMask) {
-    throw new TypeError('options.out is not supported for streams: each batch gets new arrays (or, with reuseBuffers: true, the same memory every time)');
+    throw new TypeError('options.out is not supported for streams: pass reuseBuffers: true to write every batch into one reused output');
   }
-  const reuse = o.reuseBuffers ?? false;
-  if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
-  return { own: o, vec: vec as VectorizeOptions<Dtype>, reuse: reuse ? new ReusedOutputs(n) : null };
+  return { own: o, vec: vec as VectorizeOptions<Dtype>, n };
 }
 
-/** Bytes per id of each dtype. */
-const ID_BYTES: Record<Dtype, number> = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
-type SharedIdsCtor = new (buffer: SharedArrayBuffer) => IdsArray;
-const SHARED_IDS: Record<Dtype, SharedIdsCtor> = {
-  int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array,
-};
+/** `reuseBuffers` checked: the stream's output memory, or null (off, or over REUSE_MAX_BYTES). */
+function reuseOf(own: Record<string, unknown>, n: NormalizedOptions, batchSize: number): ReusedOutputs | null {
+  const reuse = own.reuseBuffers ?? false;
+  if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
+  if (!reuse) return null;
+  const elements = batchSize * maxWidthOf(n);
+  return elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES ? null : new ReusedOutputs(n.dtype, elements);
+}
 
-/** The largest output memory `reuseBuffers` keeps (ids + mask); beyond it batches are fresh. */
+/** The largest output memory `reuseBuffers` keeps (ids + mask); beyond it the option has no effect. */
 export const REUSE_MAX_BYTES = 256 << 20;
 
 /**
  * The output memory of a stream with `reuseBuffers`: one ids array and one mask that every batch
  * is written into (as `options.out`), in shared memory so that a batch large enough for the pool
- * can still go there. It holds `rows x maxLength` elements (maxLength rounded up to
- * padToMultipleOf): no batch of `rows` rows can be wider, whatever its text, so the write never
- * fails for want of room. It grows with the rows of the largest batch, to at most
- * REUSE_MAX_BYTES; a batch whose bound is larger gets fresh arrays.
+ * can still go there. `elements` is batchSize x the widest width the options allow, so no batch
+ * can be too wide for it, whatever its text; it is made at the first batch that has rows.
  */
-export class ReusedOutputs {
-  private ids: IdsArray | null = null;
-  private mask: Uint8Array | null = null;
-  private readonly maxWidth: number;
-  private readonly dtype: Dtype;
+class ReusedOutputs {
+  private out: { ids: IdsArray; attentionMask: Uint8Array } | null = null;
 
-  constructor(n: NormalizedOptions) {
-    this.maxWidth = Math.ceil(n.maxLength / n.padToMultipleOf) * n.padToMultipleOf;
-    this.dtype = n.dtype;
-  }
+  constructor(
+    private readonly dtype: Dtype,
+    private readonly elements: number,
+  ) {}
 
-  /** `options` with `out` set for a batch of `rows` rows (unchanged when over the bound). */
+  /** `options` with `out` set (unchanged for a batch without rows). */
   options(options: VectorizeOptions<Dtype>, rows: number): VectorizeOptions<Dtype> {
-    const need = rows * this.maxWidth;
-    if (need * (ID_BYTES[this.dtype] + 1) > REUSE_MAX_BYTES) return options;
-    if (this.mask === null || this.mask.length < need) {
-      const have = this.mask?.length ?? 0;
-      const size = Math.max(need, Math.min(2 * have, Math.floor(REUSE_MAX_BYTES / (ID_BYTES[this.dtype] + 1))));
-      this.ids = new SHARED_IDS[this.dtype](new SharedArrayBuffer(size * ID_BYTES[this.dtype]));
-      this.mask = new Uint8Array(new SharedArrayBuffer(size));
-    }
-    return { ...options, out: { ids: this.ids!, attentionMask: this.mask } } as VectorizeOptions<Dtype>;
+    if (rows === 0) return options;
+    this.out ??= {
+      ids: new IDS_ARRAY[this.dtype](new SharedArrayBuffer(this.elements * ID_BYTES[this.dtype])),
+      attentionMask: new Uint8Array(new SharedArrayBuffer(this.elements)),
+    };
+    return { ...options, out: this.out } as VectorizeOptions<Dtype>;
   }
 }
 
@@ -206,8 +189,9 @@ export function streamBatches(
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
-  const { own, vec, reuse } = split(options, ['batchSize', 'signal'], resolve);
+  const { own, vec, n } = split(options, ['batchSize', 'signal', 'reuseBuffers'], resolve);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
+  const reuse = reuseOf(own, n, batchSize);
   const runRows = (rows: string[]) => run(rows, reuse ? reuse.options(vec, rows.length) : vec, signal);
   const signal = checkSignal(own.signal, 'options.signal');
   // A synchronous source is read synchronously: `for await` over it costs a promise and a
@@ -331,7 +315,8 @@ interface ByteSource {
  * as much as a third of vectorizeFile's time, copying each read once more about a tenth; with one
  * read ahead the caller still waited 80-110 ms a pass for reads (of ~300 ms: V8's garbage
  * collection threads held the other core), with three 35-60 ms; passes took 291-314 ms with one,
- * 255-270 ms with three (medians of 5, three runs each).
+ * 255-270 ms with three (a scratch script over the bench's file with READ_AHEAD switched by hand,
+ * medians of 5 passes, three alternating runs each; not a committed bench).
  */
 const READ_AHEAD = 3;
 
@@ -371,7 +356,7 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
   return {
     async next() {
       if (fh === null) {
-        if (abandoned || ended) return null;
+        if (abandoned) return null;
         const h = await open(path, 'r');
         const isFile = await h.stat().then((st) => st.isFile(), () => true);
         if (abandoned) {
@@ -531,7 +516,7 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, vec, reuse } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal'], resolve);
+  const { own, vec, n } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
   const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
@@ -544,6 +529,7 @@ export function fileBatches(
   if (onError !== 'skip' && onError !== 'throw') throw new TypeError(`options.onError must be one of 'skip', 'throw', got ${describe(onError)}`);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
   const chunkBytes = takeInt(own, 'chunkBytes', 1 << 20, 16, 1 << 30);
+  const reuse = reuseOf(own, n, batchSize);
   const fieldArg = format === 'jsonl' ? field : null;
   const fmt: RecordFormat = format;
 

@@ -34,7 +34,7 @@ import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { LITTLE_ENDIAN, npyDescrOf, npyHeader, npyHeaderRoom } from './npy.js';
-import { DTYPES, IDS_ARRAY, IDS_ARRAY_NAME, describe, normalizeOptions } from './options.js';
+import { DTYPES, ID_BYTES, IDS_ARRAY, IDS_ARRAY_NAME, describe, maxWidthOf, normalizeOptions } from './options.js';
 import { SAFETENSORS_DTYPE, type SafetensorsEntry, safetensorsHeader, safetensorsHeaderRoom } from './safetensors.js';
 import type { Dtype, Side, VectorBatch, VectorizeOptions } from './types.js';
 
@@ -102,14 +102,13 @@ export function tensorWriterOptionsOf(
     padId: n.padId,
     paddingSide: n.paddingSide,
   };
-  if (n.padding === 'max-length') out.width = Math.ceil(n.maxLength / n.padToMultipleOf) * n.padToMultipleOf;
+  if (n.padding === 'max-length') out.width = maxWidthOf(n);
   return out;
 }
 
 const STAGE_BYTES = 4 << 20;
 const CHUNK_BYTES = 8 << 20;
 
-const ITEM_SIZE: { readonly [D in Dtype]: number } = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
 
 type ElementArray = Int32Array | Int16Array | Uint16Array | Uint8Array | Float32Array;
 type ElementView = (buffer: ArrayBuffer, byteOffset: number, length: number) => ElementArray;
@@ -246,7 +245,7 @@ async function copyRepadded(
   left: boolean,
   dst: Appender,
 ): Promise<void> {
-  const size = ITEM_SIZE[dtype];
+  const size = ID_BYTES[dtype];
   const rowOut = width * size;
   const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / Math.max(rowOut, 1)));
   let inBuf: ArrayBuffer | null = null;
@@ -498,7 +497,7 @@ class Writer implements TensorWriter {
   private layout(lengthsFirst: boolean): SafetensorsEntry[] {
     const { rows, width } = this;
     const sizes = {
-      input_ids: rows * width * ITEM_SIZE[this.dtype],
+      input_ids: rows * width * ID_BYTES[this.dtype],
       lengths: rows * 4,
       attention_mask: rows * width,
     };
@@ -544,7 +543,7 @@ class Writer implements TensorWriter {
     const [idsT, maskT, lengthsT] = this.files;
     const { rows, width } = this;
     await Promise.all([this.ids.flush(), this.mask.flush(), this.lengths.flush()]);
-    const idsBytes = rows * width * ITEM_SIZE[this.dtype];
+    const idsBytes = rows * width * ID_BYTES[this.dtype];
     const lengthsFirst = idsBytes % 4 !== 0;
     if (this.uniform && !lengthsFirst) {
       await copyBytes(lengthsT.fh!, 0, rows * 4, this.ids);
