@@ -27,8 +27,8 @@ export interface ReuseOption {
    * asks for the next batch (copy with `slice()` what you keep). For consumers that use each batch
    * and drop it (feed a model, write a file): no allocation per batch, and none of the garbage
    * collection that a stream of fresh outputs causes. Measured (BENCHMARKS.md, 1,000-row batches
-   * of workload (a)): vectorizeFile 1.7-1.8x faster on JSONL and ~2x on plain lines; stream()
-   * 1.4x over an array, 1.2x over an async generator. The memory, shared (SharedArrayBuffer), holds
+   * of workload (a)): vectorizeFile 1.75-1.9x faster on JSONL and ~2x on plain lines; stream()
+   * 1.45x over an array, 1.2x over an async generator. The memory, shared (SharedArrayBuffer), holds
    * `batchSize x maxLength` ids and mask bytes (maxLength rounded up to padToMultipleOf), made at
    * the first batch; when that exceeds 256 MiB the option has no effect (fresh arrays, as without
    * it).
