@@ -97,7 +97,6 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   return PACKED;
 }
 
-
 /** Outputs up to this size share one ArrayBuffer whole (SMALL_BATCH_BYTES in native/lib.rs). */
 const SMALL_BATCH_BYTES = 16 << 10;
 

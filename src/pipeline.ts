@@ -161,7 +161,6 @@ function fingerprint(n: NormalizedOptions): string {
   return [n.encoding, vocab, n.maxLength, n.padding, n.padToMultipleOf, n.paddingSide, n.truncationSide, n.padId, n.addSpecialTokens, n.dtype, n.invalid].join('|');
 }
 
-
 function isShared(a: ArrayBufferView): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
 }
@@ -565,7 +564,7 @@ class DtesnPipeline implements Pipeline {
       const eb = ID_BYTES[n.dtype];
       if ((n.outIds && n.outIds.length < total) || (n.outMask && n.outMask.length < total)) return this.exactAfterWorkerError(exact, counted);
       const Ctor = IDS_ARRAY[n.dtype];
-      const ids = (n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb) as unknown as ArrayBuffer)) as IdsArray;
+      const ids: IdsArray = n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb));
       const mask = n.outMask ?? new Uint8Array(new SharedArrayBuffer(total));
       const results = await Promise.all(
         shardOffs.map((o, i) => {

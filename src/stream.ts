@@ -17,7 +17,7 @@ import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
 import { describe, ID_BYTES, IDS_ARRAY, maxWidthOf, type NormalizedOptions } from './options.js';
 import type { RecordFormat, RowFiller } from './records.js';
-import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
 
 /** What `stream()` and `vectorizeFile()` share beyond the vectorize options. */
 export interface ReuseOption {
@@ -143,42 +143,32 @@ function split(options: unknown, own: readonly string[], resolve: ResolveOptions
   return { own: o, vec: vec as VectorizeOptions<Dtype>, n };
 }
 
-/** `reuseBuffers` checked: the stream's output memory, or null (off, or over REUSE_MAX_BYTES). */
-function reuseOf(own: Record<string, unknown>, n: NormalizedOptions, batchSize: number): ReusedOutputs | null {
+/**
+ * `reuseBuffers` checked: how each batch's vectorize options read, given its rows: `vec` itself,
+ * or with reuse `vec` with `out` set to the stream's output memory (off over REUSE_MAX_BYTES).
+ */
+function optionsPerBatch(own: Record<string, unknown>, vec: VectorizeOptions<Dtype>, n: NormalizedOptions, batchSize: number): (rows: number) => VectorizeOptions<Dtype> {
   const reuse = own.reuseBuffers ?? false;
   if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
-  if (!reuse) return null;
   const elements = batchSize * maxWidthOf(n);
-  return elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES ? null : new ReusedOutputs(n.dtype, elements);
+  if (!reuse || elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES) return () => vec;
+  // The memory of the stream, made at the first batch that has rows: one ids array and one mask
+  // that every batch is written into, in shared memory so that a batch large enough for the pool
+  // can still go there. batchSize x the widest width the options allow: no batch can be too wide
+  // for it, whatever its text.
+  let withOut: VectorizeOptions<Dtype> | null = null;
+  return (rows) => {
+    if (rows === 0) return vec;
+    withOut ??= {
+      ...vec,
+      out: { ids: new IDS_ARRAY[n.dtype](new SharedArrayBuffer(elements * ID_BYTES[n.dtype])), attentionMask: new Uint8Array(new SharedArrayBuffer(elements)) },
+    } as VectorizeOptions<Dtype>;
+    return withOut;
+  };
 }
 
 /** The largest output memory `reuseBuffers` keeps (ids + mask); beyond it the option has no effect. */
 export const REUSE_MAX_BYTES = 256 << 20;
-
-/**
- * The output memory of a stream with `reuseBuffers`: one ids array and one mask that every batch
- * is written into (as `options.out`), in shared memory so that a batch large enough for the pool
- * can still go there. `elements` is batchSize x the widest width the options allow, so no batch
- * can be too wide for it, whatever its text; it is made at the first batch that has rows.
- */
-class ReusedOutputs {
-  private out: { ids: IdsArray; attentionMask: Uint8Array } | null = null;
-
-  constructor(
-    private readonly dtype: Dtype,
-    private readonly elements: number,
-  ) {}
-
-  /** `options` with `out` set (unchanged for a batch without rows). */
-  options(options: VectorizeOptions<Dtype>, rows: number): VectorizeOptions<Dtype> {
-    if (rows === 0) return options;
-    this.out ??= {
-      ids: new IDS_ARRAY[this.dtype](new SharedArrayBuffer(this.elements * ID_BYTES[this.dtype])),
-      attentionMask: new Uint8Array(new SharedArrayBuffer(this.elements)),
-    };
-    return { ...options, out: this.out } as VectorizeOptions<Dtype>;
-  }
-}
 
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
@@ -191,9 +181,9 @@ export function streamBatches(
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
   const { own, vec, n } = split(options, ['batchSize', 'signal', 'reuseBuffers'], resolve);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
-  const reuse = reuseOf(own, n, batchSize);
-  const runRows = (rows: string[]) => run(rows, reuse ? reuse.options(vec, rows.length) : vec, signal);
   const signal = checkSignal(own.signal, 'options.signal');
+  const optionsFor = optionsPerBatch(own, vec, n, batchSize);
+  const runRows = (rows: string[]) => run(rows, optionsFor(rows.length), signal);
   // A synchronous source is read synchronously: `for await` over it costs a promise and a
   // microtask per item, which was half of pipeline.stream's time on 1,000-row batches. Manual
   // iteration closes the source as for..of / for await do: return() on an early exit or an error
@@ -516,7 +506,7 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, vec, n } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
+  const { own, vec, n: normalized } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
   const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
@@ -529,7 +519,7 @@ export function fileBatches(
   if (onError !== 'skip' && onError !== 'throw') throw new TypeError(`options.onError must be one of 'skip', 'throw', got ${describe(onError)}`);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
   const chunkBytes = takeInt(own, 'chunkBytes', 1 << 20, 16, 1 << 30);
-  const reuse = reuseOf(own, n, batchSize);
+  const optionsFor = optionsPerBatch(own, vec, normalized, batchSize);
   const fieldArg = format === 'jsonl' ? field : null;
   const fmt: RecordFormat = format;
 
@@ -560,7 +550,7 @@ export function fileBatches(
         const n = arena.rows;
         let b: VectorBatch<Dtype>;
         try {
-          b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), reuse ? reuse.options(vec, n) : vec, signal);
+          b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), optionsFor(n), signal);
         } catch (e) {
           throw atLine(e, name, arena.lines);
         }
