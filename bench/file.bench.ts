@@ -12,8 +12,13 @@
  *   node --expose-gc --import tsx bench/file.bench.ts             # ~2 min on 2 cores
  *   node --expose-gc --import tsx bench/file.bench.ts --quick     # 100k lines, 3 rounds
  *   options: --rounds <n>  --lines <n>  --out <file.json>  --write BENCHMARKS.md (splices the table)
+ *            --only <keys>  (contenders, e.g. file,readline-await)  --no-verify  --no-variants
+ *
+ * Then the same comparison again in a child process started with each of VARIANTS' Node flags
+ * (only the path form and the readline baselines, no verification: the parent has verified them).
  */
-import { createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +38,16 @@ const OUT = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'file-qui
 const WRITE = opt('write', '');
 const OPTIONS = { maxLength: 128 } as const;
 const BATCH = 1000;
+const ONLY = opt('only', '').split(',').filter(Boolean);
+const VERIFY = !argv.includes('--no-verify');
+/**
+ * Node flags of the child runs. V8 sizes a small heap's old generation to a few times its live
+ * objects (8 MB here: limits of 24-44 MB), and fresh ArrayBuffer outputs count against that limit
+ * until a scavenge frees them, so a vectorizeFile pass with fresh outputs starts a full mark-compact
+ * every ~25-45 batches (--trace-gc: ~15 a pass); a larger initial old space removes them (one in
+ * six passes). Not allowed in NODE_OPTIONS; a node command-line flag.
+ */
+const VARIANTS = argv.includes('--no-variants') ? [] : [['--initial-old-space-size=128']];
 const BEGIN = '<!-- bench-file:begin -->';
 const END = '<!-- bench-file:end -->';
 
@@ -75,6 +90,8 @@ interface FileResults {
   memory: Array<{ format: string; liveGrowthMB: number; rssGrowthMB: number }>;
   cases: Case[];
   ratios: Array<{ format: string; ours: string; baseline: string; ratio: number }>;
+  /** The same comparison in child processes started with other Node flags. */
+  variants: Array<{ flags: string[]; rounds: number; cases: Case[]; ratios: FileResults['ratios'] }>;
 }
 
 async function main(): Promise<void> {
@@ -97,6 +114,7 @@ async function main(): Promise<void> {
     memory: [],
     cases: [],
     ratios: [],
+    variants: [],
   };
 
   for (const format of ['jsonl', 'lines'] as const) {
@@ -110,7 +128,7 @@ async function main(): Promise<void> {
     // The obvious way with the same reuse as reuseBuffers: core vectorize into one `out`.
     const out = { ids: new Int32Array(BATCH * OPTIONS.maxLength), attentionMask: new Uint8Array(BATCH * OPTIONS.maxLength) };
     const parse = jsonl ? ' + JSON.parse' : '';
-    const contenders: Array<{ key: string; label: string; run: (f: (b: VectorBatch<Dtype>) => void) => Promise<void> }> = [
+    const all: Array<{ key: string; label: string; run: (f: (b: VectorBatch<Dtype>) => void) => Promise<void> }> = [
       { key: 'file', label: `pipeline.vectorizeFile(path, { format: '${format}' })`, run: (f) => each(p.vectorizeFile(file, fileOpts), f) },
       { key: 'stream', label: `pipeline.vectorizeFile(fs.createReadStream(path), { format: '${format}' })`, run: (f) => each(p.vectorizeFile(createReadStream(file), fileOpts), f) },
       {
@@ -121,49 +139,52 @@ async function main(): Promise<void> {
       { key: 'readline-events', label: `readline (on 'line')${parse} + core vectorize`, run: (f) => readlineEvents(file, jsonl, OPTIONS, f) },
       { key: 'readline-events-out', label: `readline (on 'line')${parse} + core vectorize into a reused out`, run: (f) => readlineEvents(file, jsonl, { ...OPTIONS, out }, f) },
     ];
+    const contenders = all.filter((c) => ONLY.length === 0 || ONLY.includes(c.key));
 
-    // Whole-file equality, untimed.
-    const digests = new Map<string, { h: number; rows: number }>();
-    for (const c of contenders) {
-      let h = 0x811c9dc5;
-      let rows = 0;
-      await c.run((x) => {
-        h = digest(h, x);
-        rows += x.rows;
-      });
-      digests.set(c.key, { h, rows });
-    }
-    const ref = digests.get('readline-events')!;
-    const differ = [...digests].filter(([, d]) => d.h !== ref.h || d.rows !== ref.rows).map(([k]) => k);
-    if (differ.length || ref.rows !== LINES) throw new Error(`${format}: batches differ from readline + core vectorize: ${differ.join(', ')} (rows ${ref.rows})`);
-    res.verified.push({ format, rows: ref.rows, identical: [...digests.keys()] });
-    log(`  ${format}: every contender's batches identical over the whole file (${ref.rows.toLocaleString('en-US')} rows)`);
+    if (VERIFY) {
+      // Whole-file equality, untimed.
+      const digests = new Map<string, { h: number; rows: number }>();
+      for (const c of contenders) {
+        let h = 0x811c9dc5;
+        let rows = 0;
+        await c.run((x) => {
+          h = digest(h, x);
+          rows += x.rows;
+        });
+        digests.set(c.key, { h, rows });
+      }
+      const ref = digests.get('readline-events') ?? [...digests.values()][0]!; // --only may leave it out
+      const differ = [...digests].filter(([, d]) => d.h !== ref.h || d.rows !== ref.rows).map(([k]) => k);
+      if (differ.length || ref.rows !== LINES) throw new Error(`${format}: batches differ from readline + core vectorize: ${differ.join(', ')} (rows ${ref.rows})`);
+      res.verified.push({ format, rows: ref.rows, identical: [...digests.keys()] });
+      log(`  ${format}: every contender's batches identical over the whole file (${ref.rows.toLocaleString('en-US')} rows)`);
 
-    // Memory of one untimed pass: live heap + ArrayBuffers after full GCs (with event-loop turns
-    // between, so that finalizers of native buffers have run), and rss, every 50 batches.
-    const settled = async () => {
-      for (let i = 0; i < 3; i++) {
+      // Memory of one untimed pass: live heap + ArrayBuffers after full GCs (with event-loop turns
+      // between, so that finalizers of native buffers have run), and rss, every 50 batches.
+      const settled = async () => {
+        for (let i = 0; i < 3; i++) {
+          gc();
+          await new Promise((r) => setImmediate(r));
+        }
         gc();
-        await new Promise((r) => setImmediate(r));
+        return process.memoryUsage();
+      };
+      sink = null;
+      const m0 = await settled();
+      let live = 0;
+      let rss = 0;
+      let k = 0;
+      for await (const x of p.vectorizeFile(file, fileOpts)) {
+        sink = x;
+        if (++k % 50 === 0) {
+          const m = await settled();
+          live = Math.max(live, m.heapUsed + m.arrayBuffers - m0.heapUsed - m0.arrayBuffers);
+          rss = Math.max(rss, m.rss - m0.rss);
+        }
       }
-      gc();
-      return process.memoryUsage();
-    };
-    sink = null;
-    const m0 = await settled();
-    let live = 0;
-    let rss = 0;
-    let k = 0;
-    for await (const x of p.vectorizeFile(file, fileOpts)) {
-      sink = x;
-      if (++k % 50 === 0) {
-        const m = await settled();
-        live = Math.max(live, m.heapUsed + m.arrayBuffers - m0.heapUsed - m0.arrayBuffers);
-        rss = Math.max(rss, m.rss - m0.rss);
-      }
+      res.memory.push({ format, liveGrowthMB: live / 2 ** 20, rssGrowthMB: rss / 2 ** 20 });
+      log(`  ${format}: memory growth during a pass: live ${(live / 2 ** 20).toFixed(1)} MiB, rss ${(rss / 2 ** 20).toFixed(1)} MiB (file ${(bytes / 2 ** 20).toFixed(0)} MiB)`);
     }
-    res.memory.push({ format, liveGrowthMB: live / 2 ** 20, rssGrowthMB: rss / 2 ** 20 });
-    log(`  ${format}: memory growth during a pass: live ${(live / 2 ** 20).toFixed(1)} MiB, rss ${(rss / 2 ** 20).toFixed(1)} MiB (file ${(bytes / 2 ** 20).toFixed(0)} MiB)`);
 
     // Timed rounds, order rotated.
     const seconds = new Map<string, number[]>(contenders.map((c) => [c.key, []]));
@@ -188,7 +209,7 @@ async function main(): Promise<void> {
     });
     res.cases.push(...cases);
     for (const c of cases) log(`  ${format} ${c.label.padEnd(64)} ${c.medianSec.toFixed(3)} s  ${(c.rowsPerSec / 1e6).toFixed(2)} M rows/s  ${c.mbPerSec.toFixed(0)} MB/s`);
-    const byKey = (k: string) => cases.find((c) => c.key === k)!;
+    const byKey = (k: string) => cases.find((c) => c.key === k);
     const pairs: Array<[string, string]> = [
       ['file', 'readline-await'], ['file', 'readline-events'], ['stream', 'readline-await'], ['stream', 'readline-events'],
       ['file-reuse', 'readline-await'], ['file-reuse', 'readline-events'], ['file-reuse', 'readline-events-out'],
@@ -196,11 +217,25 @@ async function main(): Promise<void> {
     for (const [a, b] of pairs) {
       const ours = byKey(a);
       const base = byKey(b);
+      if (!ours || !base) continue;
       res.ratios.push({ format, ours: ours.label, baseline: base.label, ratio: base.medianSec / ours.medianSec });
       log(`  ${format} ${ours.key} vs ${base.key}: ${(base.medianSec / ours.medianSec).toFixed(2)}x`);
     }
   }
   await p.close();
+  for (const flags of VARIANTS) {
+    const tmp = path.join(os.tmpdir(), `dtesn-file-bench-variant-${process.pid}.json`);
+    log(`child run: node ${flags.join(' ')}`);
+    execFileSync(
+      process.execPath,
+      [...flags, '--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--only', 'file,readline-await,readline-events', '--no-verify', '--no-variants',
+        '--lines', String(LINES), '--rounds', String(Math.min(ROUNDS, 5)), '--out', tmp],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const child = JSON.parse(readFileSync(tmp, 'utf8')) as FileResults;
+    rmSync(tmp, { force: true });
+    res.variants.push({ flags, rounds: child.rounds, cases: child.cases, ratios: child.ratios });
+  }
   res.machine.loadavg.end = os.loadavg();
   mkdirSync(path.dirname(OUT), { recursive: true });
   writeFileSync(OUT, JSON.stringify(res, null, 2) + '\n');
@@ -233,6 +268,14 @@ function render(r: FileResults): string {
     out.push(`- ${x.format}: ${x.ours} / ${x.baseline} = **${x.ratio.toFixed(2)}x**${target}`);
   }
   for (const v of r.verified) out.push(`- Verified before timing (${v.format}): every contender's batches over the whole file (${v.rows.toLocaleString('en-US')} rows) hash the same (rows, width, ids, mask, lengths).`);
+  for (const v of r.variants) {
+    out.push('', `Node started with \`${v.flags.join(' ')}\` (a child process, same machine, right after; ${v.rounds} rounds; the path form and the readline baselines only):`, '');
+    out.push('| format | contender | median s/pass | rows/s | MB/s (file) | all rounds (s) |', '|---|---|---:|---:|---:|---|');
+    for (const c of v.cases) out.push(`| ${c.format} | ${c.label} | ${c.medianSec.toFixed(3)} | ${fmt(c.rowsPerSec)} | ${c.mbPerSec.toFixed(1)} | ${c.seconds.map((s) => s.toFixed(2)).join(' ')} |`);
+    out.push('');
+    for (const x of v.ratios) out.push(`- ${x.format}, \`${v.flags.join(' ')}\`: ${x.ours} / ${x.baseline} = **${x.ratio.toFixed(2)}x**`);
+    out.push('');
+  }
   for (const x of r.memory) out.push(`- Memory during one ${x.format} pass (sampled every 50 batches after a full GC): live heap + ArrayBuffers grew at most ${x.liveGrowthMB.toFixed(1)} MiB, rss ${x.rssGrowthMB.toFixed(1)} MiB, for a ${((x.format === 'jsonl' ? r.bytes.jsonl : r.bytes.lines) / 2 ** 20).toFixed(0)} MiB file.`);
   return out.join('\n');
 }
