@@ -42,10 +42,11 @@ const ONLY = opt('only', '').split(',').filter(Boolean);
 const VERIFY = !argv.includes('--no-verify');
 /**
  * Node flags of the child runs. V8 sizes a small heap's old generation to a few times its live
- * objects (8 MB here: limits of 24-44 MB), and fresh ArrayBuffer outputs count against that limit
- * until a scavenge frees them, so a vectorizeFile pass with fresh outputs starts a full mark-compact
- * every ~25-45 batches (--trace-gc: ~15 a pass); a larger initial old space removes them (one in
- * six passes). Not allowed in NODE_OPTIONS; a node command-line flag.
+ * objects (8 MB in a scratch loop over this file, --trace-gc-verbose: limits of 24-44 MB), and
+ * fresh ArrayBuffer outputs count against that limit until a scavenge frees them, so a
+ * vectorizeFile pass with fresh outputs starts a full mark-compact every ~25-45 batches
+ * (--trace-gc: ~15 a pass); a larger initial old space removes them (one in six passes). Not
+ * allowed in NODE_OPTIONS; a node command-line flag.
  */
 const VARIANTS = argv.includes('--no-variants') ? [] : [['--initial-old-space-size=128']];
 const BEGIN = '<!-- bench-file:begin -->';
