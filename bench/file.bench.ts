@@ -251,6 +251,14 @@ async function main(): Promise<void> {
 
 const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : `${(n / 1e3).toFixed(1)} k`);
 
+function caseTable(cases: readonly Case[]): string[] {
+  return [
+    '| format | contender | median s/pass | rows/s | MB/s (file) | all rounds (s) |',
+    '|---|---|---:|---:|---:|---|',
+    ...cases.map((c) => `| ${c.format} | ${c.label} | ${c.medianSec.toFixed(3)} | ${fmt(c.rowsPerSec)} | ${c.mbPerSec.toFixed(1)} | ${c.seconds.map((s) => s.toFixed(2)).join(' ')} |`),
+  ];
+}
+
 function render(r: FileResults): string {
   const m = r.machine;
   const out: string[] = [];
@@ -261,8 +269,7 @@ function render(r: FileResults): string {
       `Batches of ${BATCH.toLocaleString('en-US')} rows, \`${JSON.stringify(OPTIONS)}\`, default pipeline. One process; contenders alternate round by round (order rotated, gc() before each); ${r.rounds} rounds, medians. MB/s = file bytes / time.`,
     '',
   );
-  out.push('| format | contender | median s/pass | rows/s | MB/s (file) | all rounds (s) |', '|---|---|---:|---:|---:|---|');
-  for (const c of r.cases) out.push(`| ${c.format} | ${c.label} | ${c.medianSec.toFixed(3)} | ${fmt(c.rowsPerSec)} | ${c.mbPerSec.toFixed(1)} | ${c.seconds.map((s) => s.toFixed(2)).join(' ')} |`);
+  out.push(...caseTable(r.cases));
   out.push('');
   for (const x of r.ratios) {
     const target = x.format === 'jsonl' && x.ours.includes('(path') && !x.baseline.includes('reused out') ? ' (issue 3 target >= 3x)' : '';
@@ -271,8 +278,7 @@ function render(r: FileResults): string {
   for (const v of r.verified) out.push(`- Verified before timing (${v.format}): every contender's batches over the whole file (${v.rows.toLocaleString('en-US')} rows) hash the same (rows, width, ids, mask, lengths).`);
   for (const v of r.variants) {
     out.push('', `Node started with \`${v.flags.join(' ')}\` (a child process, same machine, right after; ${v.rounds} rounds; the path form and the readline baselines only):`, '');
-    out.push('| format | contender | median s/pass | rows/s | MB/s (file) | all rounds (s) |', '|---|---|---:|---:|---:|---|');
-    for (const c of v.cases) out.push(`| ${c.format} | ${c.label} | ${c.medianSec.toFixed(3)} | ${fmt(c.rowsPerSec)} | ${c.mbPerSec.toFixed(1)} | ${c.seconds.map((s) => s.toFixed(2)).join(' ')} |`);
+    out.push(...caseTable(v.cases));
     out.push('');
     for (const x of v.ratios) out.push(`- ${x.format}, \`${v.flags.join(' ')}\`: ${x.ours} / ${x.baseline} = **${x.ratio.toFixed(2)}x**`);
     out.push('');

@@ -126,6 +126,16 @@ async function interleaved(cases: { key: string; run: () => Promise<unknown> | u
 // ------------------------------------------------------------------------------------------------
 // 1. Batches through pipeline.vectorize, and pipeline.stream.
 
+/** 64 callers, each awaiting `call` on the next batch not yet taken until none is left. */
+async function concurrently(batches: readonly string[][], call: (b: string[]) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < batches.length) sink = await call(batches[next++]!);
+    }),
+  );
+}
+
 async function benchVectorize(res: PipelineBenchResults): Promise<void> {
   const rows = QUICK ? 50_000 : 200_000;
   const w = workloadA(rows);
@@ -151,14 +161,7 @@ async function benchVectorize(res: PipelineBenchResults): Promise<void> {
     });
     specs.push({
       id: `conc64-${size}`, label: 'pipeline.vectorize, 64 concurrent callers', batchRows: size, concurrency: 64, total: batches.length * size,
-      run: async () => {
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: 64 }, async () => {
-            while (next < batches.length) sink = await p.vectorize(batches[next++]!);
-          }),
-        );
-      },
+      run: () => concurrently(batches, (b) => p.vectorize(b)),
     });
   }
   /** The rows one by one from an async generator: a promise and a microtask turn per item. */
@@ -201,14 +204,7 @@ async function benchVectorize(res: PipelineBenchResults): Promise<void> {
     specs.push({
       id: `core-conc64-${size}`, label: 'reference: core vectorize, same 64 concurrent callers (await Promise.resolve(vectorize(...)))',
       batchRows: size, concurrency: 64, total: batches.length * size,
-      run: async () => {
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: 64 }, async () => {
-            while (next < batches.length) sink = await Promise.resolve(vectorize(batches[next++]!, OPTIONS));
-          }),
-        );
-      },
+      run: () => concurrently(batches, (b) => Promise.resolve(vectorize(b, OPTIONS))),
     });
   }
   // Warm-up (JIT, allocator), then interleaved rounds.

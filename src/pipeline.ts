@@ -401,12 +401,14 @@ class DtesnPipeline implements Pipeline {
   /** A stream's options with this pipeline's defaults applied (see `streamBatches`). */
   private readonly resolve = (options: VectorizeOptions<Dtype>): NormalizedOptions => normalizeOptions(mergeOptions(this.defaults, options));
 
-  private async vectorizeStrings(texts: unknown, options: unknown, signal?: AbortSignal): Promise<VectorBatch<Dtype>> {
+  /**
+   * One batch of a stream: its rows were checked as they were read and its options resolved once
+   * for the whole stream (`resolve`), so only what can change between batches is checked here.
+   */
+  private async streamBatch(run: () => Promise<VectorBatch<Dtype>>, signal: AbortSignal | undefined): Promise<VectorBatch<Dtype>> {
     this.open();
     if (signal?.aborted) throw abortReason(signal);
-    checkTexts(texts);
-    const n = normalizeOptions(mergeOptions(this.defaults, options));
-    return this.runStrings(texts, n, signal, true);
+    return run();
   }
 
   /** Whether a string batch of `units` UTF-16 units may go to the pool at all. */
@@ -749,7 +751,12 @@ class DtesnPipeline implements Pipeline {
   stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
     this.open();
     // Each batch is tracked like a vectorize call: close() lets one that has started finish.
-    return streamBatches(source, options, (texts, o, signal) => this.track(this.vectorizeStrings(texts, o, signal)), this.resolve);
+    return streamBatches(
+      source,
+      options,
+      (texts, n, signal) => this.track(this.streamBatch(() => this.runStrings(texts, n, signal, true), signal)),
+      this.resolve,
+    );
   }
 
   /**
@@ -766,7 +773,7 @@ class DtesnPipeline implements Pipeline {
       source,
       options,
       this.backend.kind === 'native' ? fillRows : fillRowsJs,
-      (bytes, offsets, o, signal) => this.track(this.vectorizeBytesImpl(bytes, offsets, o, signal)),
+      (bytes, offsets, n, signal) => this.track(this.streamBatch(() => this.runBytes(bytes, offsets, n, signal, true), signal)),
       this.resolve,
     );
   }

@@ -130,7 +130,7 @@ export type ResolveOptions = (options: VectorizeOptions<Dtype>) => NormalizedOpt
  * Splits stream/file options from vectorize options (which are checked now, with the pipeline's
  * defaults applied, not at the first batch).
  */
-function split(options: unknown, own: readonly string[], resolve: ResolveOptions): { own: Record<string, unknown>; vec: VectorizeOptions<Dtype>; n: NormalizedOptions } {
+function split(options: unknown, own: readonly string[], resolve: ResolveOptions): { own: Record<string, unknown>; n: NormalizedOptions } {
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
   const o: Record<string, unknown> = {};
@@ -140,29 +140,30 @@ function split(options: unknown, own: readonly string[], resolve: ResolveOptions
   if (n.outIds || n.outMask) {
     throw new TypeError('options.out is not supported for streams: pass reuseBuffers: true to write every batch into one reused output');
   }
-  return { own: o, vec: vec as VectorizeOptions<Dtype>, n };
+  return { own: o, n };
 }
 
 /**
- * `reuseBuffers` checked: how each batch's vectorize options read, given its rows: `vec` itself,
- * or with reuse `vec` with `out` set to the stream's output memory (off over REUSE_MAX_BYTES).
+ * `reuseBuffers` checked: each batch's options, given its rows: the stream's `n` itself, or with
+ * reuse `n` with its outputs set to the stream's output memory (off over REUSE_MAX_BYTES).
  */
-function optionsPerBatch(own: Record<string, unknown>, vec: VectorizeOptions<Dtype>, n: NormalizedOptions, batchSize: number): (rows: number) => VectorizeOptions<Dtype> {
+function optionsPerBatch(own: Record<string, unknown>, n: NormalizedOptions, batchSize: number): (rows: number) => NormalizedOptions {
   const reuse = own.reuseBuffers ?? false;
   if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
   const elements = batchSize * maxWidthOf(n);
-  if (!reuse || elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES) return () => vec;
+  if (!reuse || elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES) return () => n;
   // The memory of the stream, made at the first batch that has rows: one ids array and one mask
   // that every batch is written into, in shared memory so that a batch large enough for the pool
   // can still go there. batchSize x the widest width the options allow: no batch can be too wide
   // for it, whatever its text.
-  let withOut: VectorizeOptions<Dtype> | null = null;
+  let withOut: NormalizedOptions | null = null;
   return (rows) => {
-    if (rows === 0) return vec;
+    if (rows === 0) return n;
     withOut ??= {
-      ...vec,
-      out: { ids: new IDS_ARRAY[n.dtype](new SharedArrayBuffer(elements * ID_BYTES[n.dtype])), attentionMask: new Uint8Array(new SharedArrayBuffer(elements)) },
-    } as VectorizeOptions<Dtype>;
+      ...n,
+      outIds: new IDS_ARRAY[n.dtype](new SharedArrayBuffer(elements * ID_BYTES[n.dtype])),
+      outMask: new Uint8Array(new SharedArrayBuffer(elements)),
+    };
     return withOut;
   };
 }
@@ -173,16 +174,16 @@ export const REUSE_MAX_BYTES = 256 << 20;
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
   options: StreamOptions | undefined,
-  run: (texts: string[], options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  run: (texts: string[], options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
   resolve: ResolveOptions,
 ): AsyncIterable<VectorBatch<Dtype>> {
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
-  const { own, vec, n } = split(options, ['batchSize', 'signal', 'reuseBuffers'], resolve);
+  const { own, n } = split(options, ['batchSize', 'signal', 'reuseBuffers'], resolve);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
   const signal = checkSignal(own.signal, 'options.signal');
-  const optionsFor = optionsPerBatch(own, vec, n, batchSize);
+  const optionsFor = optionsPerBatch(own, n, batchSize);
   const runRows = (rows: string[]) => run(rows, optionsFor(rows.length), signal);
   // A synchronous source is read synchronously: `for await` over it costs a promise and a
   // microtask per item, which was half of pipeline.stream's time on 1,000-row batches. Manual
@@ -490,7 +491,7 @@ export function fileBatches(
   source: FileSource,
   options: FileOptions,
   fillRows: RowFiller,
-  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: VectorizeOptions<Dtype>, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
   resolve: ResolveOptions,
 ): AsyncIterable<FileBatch> {
   let name: string;
@@ -506,7 +507,7 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, vec, n: normalized } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
+  const { own, n: normalized } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
   const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
@@ -519,7 +520,7 @@ export function fileBatches(
   if (onError !== 'skip' && onError !== 'throw') throw new TypeError(`options.onError must be one of 'skip', 'throw', got ${describe(onError)}`);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
   const chunkBytes = takeInt(own, 'chunkBytes', 1 << 20, 16, 1 << 30);
-  const optionsFor = optionsPerBatch(own, vec, normalized, batchSize);
+  const optionsFor = optionsPerBatch(own, normalized, batchSize);
   const fieldArg = format === 'jsonl' ? field : null;
   const fmt: RecordFormat = format;
 
