@@ -6,7 +6,7 @@
  * | class                | code                     | when                                                     |
  * |----------------------|--------------------------|----------------------------------------------------------|
  * | QueueFullError       | ERR_DTESN_QUEUE_FULL     | submit() would push waiting rows past `maxQueue` (shed)   |
- * | WorkerCrashError     | ERR_DTESN_WORKER_CRASH   | the worker running a batch died; every request of it     |
+ * | WorkerCrashError     | ERR_DTESN_WORKER_CRASH   | an item or row killed its worker, also alone (isolate.ts) |
  * | PipelineClosedError  | ERR_DTESN_CLOSED         | submit() after close()                                   |
  * | AbortError           | ABORT_ERR                | a request's signal aborted without a reason of its own   |
  *
@@ -55,7 +55,11 @@ export function queueFull(limit: number, depth: number, rows: number): QueueFull
   }
 }
 
-/** Rejection for every request of a batch whose worker died (exit, uncaught error, OOM kill). */
+/**
+ * The outcome of an item (processBatch) or the rejection of a batch whose row killed its worker
+ * (exit, uncaught error, OOM kill), also when run alone on a fresh worker; or of the items still
+ * unresolved when a call's re-runs are spent (src/isolate.ts).
+ */
 export class WorkerCrashError extends Error {
   readonly code = 'ERR_DTESN_WORKER_CRASH' as const;
   /** The worker's exit code, when it exited. */

@@ -100,7 +100,7 @@ export function getBackend(): BackendInfo {
 }
 
 export { createPipeline } from './pipeline.js';
-export type { CallOptions, Pipeline, PipelineConfig, PipelineMetrics, ProcessResult } from './pipeline.js';
+export type { CallOptions, Pipeline, PipelineConfig, PipelineMetrics, ProcessOptions, ProcessResult } from './pipeline.js';
 export type { FileBatch, FileOptions, FileSource, SkippedLine, StreamOptions } from './stream.js';
 export { RecordError } from './stream.js';
 export { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from './errors.js';

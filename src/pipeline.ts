@@ -22,12 +22,13 @@ import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
 import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
-import { WorkerPool } from './pool.js';
+import { type TaskOutcome, WorkerPool } from './pool.js';
+import { MAX_RETRIES, type RangeTasks, RetryBudget, type Segment, runRange } from './isolate.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
 import { type FileBatch, type FileOptions, type FileSource, type StreamOptions, streamBatches, fileBatches } from './stream.js';
 import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
-import type { ItemResult, VectorizeResult } from './worker.js';
+import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
 export interface PipelineConfig {
   /** [os.availableParallelism()] 1..64 workers in the pool. */
@@ -67,6 +68,18 @@ export interface CallOptions {
 
 export type ProcessResult<R> = { ok: true; value: R } | { ok: false; error: Error };
 
+export interface ProcessOptions {
+  /** The task module (a path, a URL or a file: URL) whose default export runs on each item. */
+  task: string | URL;
+  signal?: AbortSignal;
+  /**
+   * [64] re-runs on fresh workers this call may start to find the items that kill their worker
+   * (src/isolate.ts); once spent, the items of a piece whose worker dies all fail with
+   * WorkerCrashError. 0: no re-run at all.
+   */
+  maxRetries?: number;
+}
+
 export type { PipelineMetrics } from './metrics.js';
 
 export interface Pipeline {
@@ -81,7 +94,7 @@ export interface Pipeline {
   stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>>;
   /** A file path, or a byte stream such as `process.stdin` (an async iterable of Uint8Array). */
   vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch>;
-  processBatch<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>>;
+  processBatch<T, R>(items: readonly T[], opts: ProcessOptions): Promise<Array<ProcessResult<R>>>;
   metrics(): PipelineMetrics;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -93,6 +106,12 @@ export interface Pipeline {
  * `'auto'` (the default) asks it.
  */
 export const ROUTE = Symbol('dtesn.pipeline.route');
+
+/**
+ * Internal, for tests: `createPipeline({ [WORKER_FILE]: path })` gives the pool (and its fresh
+ * workers) another worker file, one that wraps the real one to inject faults.
+ */
+export const WORKER_FILE = Symbol('dtesn.pipeline.workerFile');
 
 /** Below this many input bytes a batch always runs inline: dispatch costs more than it saves. */
 const POOL_MIN_BYTES = 256 << 10;
@@ -310,7 +329,8 @@ class DtesnPipeline implements Pipeline {
       const loaded = loadNative();
       this.backend = loaded.ok ? nativeBackendOf(loaded.binding) : jsBackend;
     } else this.backend = jsBackend;
-    this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined);
+    const file = (config as { [WORKER_FILE]?: string })[WORKER_FILE];
+    this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined, file);
     this.poolStarted = performance.now();
     this.settings = {
       maxWorkers: workers, maxBatchSize, batchTimeoutMs, targetLatencyMs, maxQueue: this.maxQueue,
@@ -550,16 +570,30 @@ class DtesnPipeline implements Pipeline {
     try {
       const cuts = shardCuts(offs, this.shardCount(size));
       const js = this.backend.kind === 'js';
-      const shardOffs = cuts.slice(0, -1).map((c, i) => offs.subarray(c, cuts[i + 1]! + 1));
       const base = { ...n, outIds: null, outMask: null };
+      // One task per shard; a shard whose worker dies is run again in halves on fresh workers,
+      // down to the row that kills it (isolate.ts), whose WorkerCrashError is then the call's.
+      const budget = new RetryBudget(MAX_RETRIES);
+      const name = (a: number, b: number) => (b - a === 1 ? `row ${a}` : `rows ${a}..${b - 1}`);
+      const shards = async <V extends number | VectorizeResult>(task: (a: number, b: number) => Task): Promise<Array<{ from: number; outcome: TaskOutcome<V> }>> => {
+        const ranges: RangeTasks = { pool, budget, signal, progress: false, task, name };
+        const segments = (await Promise.all(cuts.slice(0, -1).map((c, i) => runRange<V>(ranges, c, cuts[i + 1]!)))).flat();
+        return segments.map((sg) => {
+          if (sg.crash) throw sg.crash;
+          return { from: sg.from, outcome: sg.outcome };
+        });
+      };
       let width: number;
       // Caller out buffers are written only after the measuring pass has checked every row.
       if (n.padding === 'max-length' && n.width == null && n.outIds === null && n.outMask === null) {
         width = maxWidthOf(n);
       } else {
-        const widths = await Promise.all(shardOffs.map((o) => pool.run<number>({ kind: 'measure', js, bytes, offsets: o, options: base }, signal)));
-        if (widths.some((w) => !w.ok)) return this.exactAfterWorkerError(exact, counted);
-        width = Math.max(0, ...widths.map((w) => (w as { ok: true; value: number }).value));
+        const widths = await shards<number>((a, b) => ({ kind: 'measure', js, bytes, offsets: offs.subarray(a, b + 1), options: base }));
+        width = 0;
+        for (const w of widths) {
+          if (!w.outcome.ok) return this.exactAfterWorkerError(exact, counted);
+          width = Math.max(width, w.outcome.value);
+        }
       }
       const total = rows * width;
       if (total > 2147483647) return this.exactAfterWorkerError(exact, counted);
@@ -568,26 +602,25 @@ class DtesnPipeline implements Pipeline {
       const Ctor = IDS_ARRAY[n.dtype];
       const ids: IdsArray = n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb));
       const mask = n.outMask ?? new Uint8Array(new SharedArrayBuffer(total));
-      const results = await Promise.all(
-        shardOffs.map((o, i) => {
-          const from = cuts[i]! * width;
-          const to = cuts[i + 1]! * width;
-          const options = { ...n, width, outIds: ids.subarray(from, to), outMask: mask.subarray(from, to) };
-          return pool.run<VectorizeResult>({ kind: 'vectorize', js, bytes, offsets: o, options }, signal);
-        }),
-      );
-      if (results.some((r) => !r.ok)) return this.exactAfterWorkerError(exact, counted);
+      const results = await shards<VectorizeResult>((a, b) => ({
+        kind: 'vectorize',
+        js,
+        bytes,
+        offsets: offs.subarray(a, b + 1),
+        options: { ...n, width, outIds: ids.subarray(a * width, b * width), outMask: mask.subarray(a * width, b * width) },
+      }));
       const lengths = new Int32Array(rows);
       const sourceLengths = new Int32Array(rows);
       let workerMs = 0;
-      results.forEach((r, i) => {
-        const v = (r as { ok: true; value: VectorizeResult }).value;
-        lengths.set(v.lengths, cuts[i]!);
-        sourceLengths.set(v.sourceLengths, cuts[i]!);
+      for (const r of results) {
+        if (!r.outcome.ok) return this.exactAfterWorkerError(exact, counted);
+        const v = r.outcome.value;
+        lengths.set(v.lengths, r.from);
+        sourceLengths.set(v.sourceLengths, r.from);
         workerMs += v.ms;
-      });
+      }
       const t1 = performance.now();
-      this.cost.observePool(kind, size, shardOffs.length, prepMs, workerMs, t1 - t0 + prepMs);
+      this.cost.observePool(kind, size, cuts.length - 1, prepMs, workerMs, t1 - t0 + prepMs);
       this.counts.pool++;
       this.counts.processed += counted;
       this.counts.bytesIn += size;
@@ -781,11 +814,11 @@ class DtesnPipeline implements Pipeline {
   // -------------------------------------------------------------------------------------------
   // Generic processing.
 
-  processBatch<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>> {
+  processBatch<T, R>(items: readonly T[], opts: ProcessOptions): Promise<Array<ProcessResult<R>>> {
     return this.track(this.processImpl<T, R>(items, opts));
   }
 
-  private async processImpl<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>> {
+  private async processImpl<T, R>(items: readonly T[], opts: ProcessOptions): Promise<Array<ProcessResult<R>>> {
     this.open();
     if (!Array.isArray(items)) throw new TypeError(`items must be an array, got ${describe(items)}`);
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describe(opts)}`);
@@ -794,6 +827,7 @@ class DtesnPipeline implements Pipeline {
     // A path is a path: '#', '?' and '%' in it are characters, not URL syntax.
     const spec = task.startsWith('file:') || task.startsWith('data:') ? task : pathToFileURL(resolvePath(task)).href;
     const signal = checkSignal(opts.signal, 'opts.signal');
+    const maxRetries = intSetting(opts as unknown as Record<string, unknown>, 'opts', 'maxRetries', MAX_RETRIES, 0, 2 ** 31 - 1);
     if (signal?.aborted) throw abortReason(signal);
     if (items.length === 0) return [];
     const pool = this.pool!;
@@ -806,35 +840,54 @@ class DtesnPipeline implements Pipeline {
     try {
       const pieces = Math.min(items.length, pool.size * 4);
       const per = Math.ceil(items.length / pieces);
-      const chunks: T[][] = [];
-      for (let i = 0; i < items.length; i += per) chunks.push(items.slice(i, i + per));
-      const runPiece = async (chunk: readonly T[], first: number): Promise<Array<ProcessResult<R>>> => {
+      const out = new Array<ProcessResult<R>>(items.length);
+      const budget = new RetryBudget(maxRetries);
+      // Runs the items at indices `pos` (in order) as one piece; a worker death is isolated to
+      // the item that causes it (isolate.ts).
+      const runPiece = async (pos: readonly number[]): Promise<void> => {
+        const ranges: RangeTasks = {
+          pool,
+          budget,
+          signal,
+          progress: true,
+          task: (a, b, progress) => ({ kind: 'process', module: spec, items: pos.slice(a, b).map((i) => items[i]), ...(progress ? { progress } : {}) }),
+          name: (a, b) => (b - a === 1 ? `items[${pos[a]}]` : `items[${pos[a]}..${pos[b - 1]}]`),
+        };
+        let segments: Array<Segment<ItemResult[]>>;
         try {
-          const r = await pool.run<ItemResult[]>({ kind: 'process', module: spec, items: chunk as T[] }, signal);
-          if (!r.ok) return chunk.map(() => ({ ok: false, error: asError(r.error) }));
-          return r.value.map((x) => (x.ok ? { ok: true, value: x.value as R } : { ok: false, error: asError(x.error) }));
+          segments = await runRange<ItemResult[]>(ranges, 0, pos.length);
         } catch (e) {
-          if (e instanceof WorkerCrashError) return chunk.map(() => ({ ok: false, error: e }));
           if (!isDataCloneError(e)) throw e;
           // An item that cannot be sent to a worker (a function, a symbol...) fails alone,
           // named; the piece's other items run without it.
-          const out: Array<ProcessResult<R> | null> = chunk.map((item, i) => {
+          const rest: number[] = [];
+          for (const i of pos) {
             try {
-              structuredClone(item);
-              return null;
+              structuredClone(items[i]);
+              rest.push(i);
             } catch (c) {
-              return { ok: false, error: new TypeError(`items[${first + i}] cannot be sent to a worker: ${(c as Error).message}`) };
+              out[i] = { ok: false, error: new TypeError(`items[${i}] cannot be sent to a worker: ${(c as Error).message}`) };
             }
-          });
-          const rest = chunk.filter((_, i) => out[i] === null);
-          if (rest.length === chunk.length) throw e; // not an item's fault after all
-          const done = rest.length > 0 ? await runPiece(rest, -1) : []; // all of `rest` clones: none is named
-          let k = 0;
-          return out.map((r) => r ?? done[k++]!);
+          }
+          if (rest.length === pos.length) throw e; // not an item's fault after all
+          if (rest.length > 0) await runPiece(rest);
+          return;
+        }
+        for (const s of segments) {
+          for (let k = s.from; k < s.to; k++) {
+            if (s.crash) out[pos[k]!] = { ok: false, error: s.crash };
+            else if (!s.outcome.ok) out[pos[k]!] = { ok: false, error: asError(s.outcome.error) };
+            else {
+              const x = s.outcome.value[k - s.from]!;
+              out[pos[k]!] = x.ok ? { ok: true, value: x.value as R } : { ok: false, error: asError(x.error) };
+            }
+          }
         }
       };
-      const settled = await Promise.all(chunks.map((chunk, i) => runPiece(chunk, i * per)));
-      const out = settled.flat();
+      const all = Array.from(items.keys());
+      const chunks: number[][] = [];
+      for (let i = 0; i < items.length; i += per) chunks.push(all.slice(i, i + per));
+      await Promise.all(chunks.map((pos) => runPiece(pos)));
       let ok = 0;
       for (const r of out) if (r.ok) ok++;
       this.counts.processed += ok;

@@ -1,11 +1,14 @@
 /**
  * The worker pool: piscina with persistent workers that load the native addon once, tasks whose
- * data lives in SharedArrayBuffers, and crash handling. A worker returns every task's outcome as a
- * value (see worker.ts), so a rejected piscina promise always means the worker itself failed
- * (exit, uncaught error, resourceLimits) or the task was aborted; such a task is retried once on a
- * fresh worker, and a second failure becomes a WorkerCrashError.
+ * data lives in SharedArrayBuffers, and fresh workers for crash isolation. A worker returns every
+ * task's outcome as a value (see worker.ts), so a rejected piscina promise always means the worker
+ * itself failed (exit, uncaught error, resourceLimits) or the task was aborted; a death is a
+ * WorkerCrashError, and the caller decides what to run again (isolate.ts) with `runFresh`: one
+ * task on a worker of its own, started for it and stopped after it, so that nothing an earlier
+ * task left in a worker (state, a filled heap) decides its fate.
  */
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { WorkerCrashError, abortReason, isDataCloneError } from './errors.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
@@ -22,9 +25,9 @@ export interface PoolStats {
   /** piscina's own figure: share of the pool's capacity used since it started (0..1). */
   utilization: number;
   completed: number;
-  /** Tasks retried after a worker died. */
+  /** Tasks run again on a fresh worker after a worker died under their items (isolate.ts). */
   retried: number;
-  /** Tasks whose worker died twice. */
+  /** Workers that died under a task (pool workers and fresh ones). */
   crashed: number;
 }
 
@@ -32,13 +35,20 @@ export interface PoolStats {
 // dist/ beside this module's compiled form; from src/ (tests) the same relative path reaches it,
 // since both folders are one level below the package root.
 export const WORKER_ENTRY = fileURLToPath(new URL('../dist/worker-entry.cjs', import.meta.url));
+/** The file a fresh worker runs (fresh-entry.cts): one task through the pool's worker entry. */
+const FRESH_ENTRY = fileURLToPath(new URL('../dist/fresh-entry.cjs', import.meta.url));
 
 export class WorkerPool {
   readonly size: number;
   private readonly piscina: Piscina;
+  private readonly entry: string;
+  private readonly resourceLimits: { maxOldGenerationSizeMb?: number } | undefined;
   private busy = 0;
   private retried = 0;
   private crashed = 0;
+  /** Fresh workers running now, and the tasks waiting for one (at most `size` run at once). */
+  private fresh = 0;
+  private readonly freshWaiting: Array<() => void> = [];
   /**
    * [0]: workers that have loaded worker.js and the native addon; each adds 1 (worker-entry.cts,
    * through `workerData`). Shared memory, so it is read without an event-loop turn: a caller that
@@ -46,10 +56,13 @@ export class WorkerPool {
    */
   private readonly readyCount = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
+  /** `entry`: the worker file (tests give one that wraps WORKER_ENTRY to inject faults). */
+  constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }, entry = WORKER_ENTRY) {
     this.size = size;
+    this.entry = entry;
+    this.resourceLimits = resourceLimits;
     this.piscina = new Piscina({
-      filename: WORKER_ENTRY,
+      filename: entry,
       minThreads: size,
       maxThreads: size,
       idleTimeout: Number.POSITIVE_INFINITY,
@@ -72,32 +85,78 @@ export class WorkerPool {
     return Atomics.load(this.readyCount, 0) >= this.size;
   }
 
-  /** Runs a task; a worker death is retried once, then reported as WorkerCrashError. */
+  /** Runs a task on a pool worker; the worker's death rejects with WorkerCrashError. */
   async run<T extends number | VectorizeResult | ItemResult[]>(task: Task, signal?: AbortSignal): Promise<TaskOutcome<T>> {
-    for (let attempt = 0; ; attempt++) {
+    if (signal?.aborted) throw abortReason(signal);
+    this.busy++;
+    try {
+      return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
+    } catch (cause) {
       if (signal?.aborted) throw abortReason(signal);
-      this.busy++;
-      try {
-        return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
-      } catch (cause) {
-        if (signal?.aborted) throw abortReason(signal);
-        // The task could not be posted (an argument structured clone refuses): no worker died.
-        if (isDataCloneError(cause)) throw cause;
-        if (attempt === 0) {
-          this.retried++;
-          continue;
-        }
-        this.crashed++;
-        const detail = cause instanceof Error ? cause.message : String(cause);
-        const code = /exited with code: (-?\d+)/.exec(detail);
-        throw new WorkerCrashError(`the worker running this task died twice (${detail})`, {
-          cause,
-          ...(code ? { exitCode: Number(code[1]) } : {}),
-        });
-      } finally {
-        this.busy--;
-      }
+      // The task could not be posted (an argument structured clone refuses): no worker died.
+      if (isDataCloneError(cause)) throw cause;
+      throw this.death(cause);
+    } finally {
+      this.busy--;
     }
+  }
+
+  /**
+   * Runs a task on a worker started for it alone (the pool's entry, its resource limits), stopped
+   * when the task has answered; at most `size` such workers at once. Its death rejects with
+   * WorkerCrashError, as in `run`.
+   */
+  async runFresh<T extends number | VectorizeResult | ItemResult[]>(task: Task, signal?: AbortSignal): Promise<TaskOutcome<T>> {
+    while (this.fresh >= this.size) await new Promise<void>((resolve) => this.freshWaiting.push(resolve));
+    this.fresh++;
+    this.retried++;
+    try {
+      if (signal?.aborted) throw abortReason(signal);
+      return await new Promise<TaskOutcome<T>>((resolve, reject) => {
+        const worker = new Worker(FRESH_ENTRY, {
+          workerData: { entry: this.entry, task },
+          ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
+        });
+        let error: unknown = null;
+        let answered = false;
+        const onAbort = () => {
+          answered = true;
+          void worker.terminate();
+          reject(abortReason(signal!));
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        worker.once('message', (outcome: TaskOutcome<T>) => {
+          answered = true;
+          signal?.removeEventListener('abort', onAbort);
+          // The task module may hold the thread open (a timer, a socket): it has answered, so it stops.
+          void worker.terminate();
+          resolve(outcome);
+        });
+        worker.on('error', (e) => {
+          error ??= e;
+        });
+        worker.once('exit', (code) => {
+          if (answered) return;
+          signal?.removeEventListener('abort', onAbort);
+          // piscina's wording, so that `exitCode` is read the same way for both.
+          reject(this.death(error ?? new Error(`worker exited with code: ${code}`)));
+        });
+      });
+    } finally {
+      this.fresh--;
+      this.freshWaiting.shift()?.();
+    }
+  }
+
+  /** A worker died under a task: counted, and the error that says so. */
+  private death(cause: unknown): WorkerCrashError {
+    this.crashed++;
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    const code = /exited with code: (-?\d+)/.exec(detail);
+    return new WorkerCrashError(`the worker running this task died (${detail})`, {
+      cause,
+      ...(code ? { exitCode: Number(code[1]) } : {}),
+    });
   }
 
   stats(): PoolStats {

@@ -33,6 +33,11 @@ export interface ProcessTask {
   /** file: URL or absolute path of an ES module or CommonJS module exporting the function. */
   module: string;
   items: unknown[];
+  /**
+   * Shared [0]: the index of the item running now, `items.length` once all have run (-1 until the
+   * first starts). After the worker's death it says which item was running (isolate.ts).
+   */
+  progress?: Int32Array;
 }
 
 export type Task = MeasureTask | VectorizeTask | ProcessTask;
@@ -101,7 +106,9 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
       }
       const fn = await fnP;
       const out: ItemResult[] = new Array(task.items.length);
+      const progress = task.progress;
       for (let i = 0; i < task.items.length; i++) {
+        if (progress) Atomics.store(progress, 0, i);
         let value: unknown;
         try {
           value = await fn(task.items[i]);
@@ -119,6 +126,7 @@ async function perform(task: Task): Promise<number | VectorizeResult | ItemResul
           out[i] = { ok: false, error: new Error(`${err.name}: ${err.message}`) };
         }
       }
+      if (progress) Atomics.store(progress, 0, task.items.length);
       return out;
     }
   }

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
 import { vectorize, vectorizeBytes } from '../src/index.js';
-import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
+import { type Pipeline, type PipelineConfig, ROUTE, WORKER_FILE, createPipeline } from '../src/pipeline.js';
 import { WORKER_ENTRY } from '../src/pool.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import {
@@ -821,48 +821,118 @@ describe('processBatch', () => {
     for (const r of out) expectSameError((r as { error: Error }).error, new TypeError(`task module ${task} must export a function (default export), got number`));
   });
 
-  it('a task that kills its worker: retried once, then WorkerCrashError for its piece only; the pool recovers', async () => {
+  it('an item that kills its worker fails alone with WorkerCrashError; its neighbours get their values (the issue: 20 and 200 items)', async () => {
     const p = make({ maxWorkers: 2 });
-    route(p, 'pool');
-    const items = Array.from({ length: 40 }, (_, i) => `i${i}`);
-    items[13] = 'CRASH';
-    const out = await p.processBatch<string, string>(items, { task: fixture('crash.mjs') });
-    expect(out).toHaveLength(40);
-    const crashed = out.flatMap((r, i) => (r.ok ? [] : [i]));
-    expect(crashed).toContain(13);
-    expect(crashed.length).toBeLessThan(40);
-    expect(crashed[crashed.length - 1]! - crashed[0]! + 1, 'one contiguous piece').toBe(crashed.length);
-    out.forEach((r, i) => {
-      if (r.ok) expect(r.value).toBe(`ok:${items[i]}`);
-      else {
-        expect(r.error).toBeInstanceOf(WorkerCrashError);
-        expect((r.error as WorkerCrashError).code).toBe('ERR_DTESN_WORKER_CRASH');
-        expect((r.error as WorkerCrashError).exitCode).toBe(1);
-      }
-    });
-    expect(p.metrics().pool).toMatchObject({ retried: 1, crashed: 1 });
-    expect(p.metrics()).toMatchObject({ accepted: 40, processed: 40 - crashed.length, failed: crashed.length });
+    for (const n of [20, 200]) {
+      const before = p.metrics();
+      const items = Array.from({ length: n }, (_, i) => i);
+      const out = await p.processBatch<number, number>(items, { task: fixture('crash13.mjs') });
+      expect(out).toHaveLength(n);
+      out.forEach((r, x) => {
+        if (x === 13) {
+          expect(r.ok).toBe(false);
+          const e = (r as { error: WorkerCrashError }).error;
+          expect(e).toBeInstanceOf(WorkerCrashError);
+          expect(e).toMatchObject({ code: 'ERR_DTESN_WORKER_CRASH', exitCode: 3 });
+          expect(e.message).toBe('items[13] killed its worker, also on a fresh worker of its own (worker exited with code: 3)');
+        } else if (x % 7 === 0) {
+          expectSameError((r as { error: Error }).error, new RangeError(`item ${x} is a multiple of 7`));
+        } else {
+          expect(r, `item ${x}`).toEqual({ ok: true, value: x * 10 });
+        }
+      });
+      const m = p.metrics();
+      const failed = 1 + items.filter((x) => x !== 13 && x % 7 === 0).length;
+      expect(m.failed - before.failed, 'one crash failure, and the throwing items').toBe(failed);
+      expect(m.processed - before.processed).toBe(n - failed);
+      // The piece holding 13 died at it (its worker records the item running): run again as
+      // [before 13], [13], [after 13] on fresh workers; 13 dies there too. Two deaths, three re-runs.
+      expect(m.pool!.crashed - before.pool!.crashed).toBe(2);
+      expect(m.pool!.retried - before.pool!.retried).toBe(3);
+    }
+    expectSettledCounts(p);
     // The pool recovers: tasks and pool vectorization both work on the replaced workers.
+    route(p, 'pool');
     expect(await p.processBatch([1, 2, 3], { task: fixture('double.mjs') })).toEqual([2, 4, 6].map((value) => ({ ok: true, value })));
     const { bytes, offsets } = pack(makeByteRows(7, 300_000));
     expectSameBatch(await p.vectorizeBytes(bytes, offsets), vectorizeBytes(bytes, offsets));
-    expect(p.metrics().batches.pool).toBe(1);
     expect(p.metrics().pool!.threads).toBe(2);
   });
 
-  it('a task that exhausts the worker heap (workerHeapMb): WorkerCrashError for its piece; the pool recovers', { timeout: 30_000 }, async () => {
+  it('a task that kills its worker on every item stops after maxRetries re-runs (default 64); every item fails with WorkerCrashError', async () => {
+    const p = make({ maxWorkers: 2 });
+    const items = Array.from({ length: 200 }, (_, i) => i);
+    const out = await p.processBatch(items, { task: fixture('crash-always.mjs') });
+    expect(out.every((r) => !r.ok && r.error instanceof WorkerCrashError && (r.error as WorkerCrashError).exitCode === 5)).toBe(true);
+    const messages = new Set(out.map((r) => (r as { error: Error }).error.message.replace(/items\[[\d.]+\]/, 'items[...]')));
+    expect([...messages].sort()).toEqual([
+      'items[...] killed its worker, also on a fresh worker of its own (worker exited with code: 5)',
+      "the worker running items[...] died; not run again: the call's 64 re-runs after worker deaths are spent (worker exited with code: 5)",
+    ]);
+    // Every re-run of a piece that died at its first item takes 2 (that item, the rest): exactly the bound.
+    expect(p.metrics().pool!.retried).toBe(64);
+    expect(p.metrics()).toMatchObject({ accepted: 200, processed: 0, failed: 200 });
+
+    const small = await p.processBatch(items.slice(0, 20), { task: fixture('crash-always.mjs'), maxRetries: 8 });
+    expect(small.every((r) => !r.ok && r.error instanceof WorkerCrashError)).toBe(true);
+    expect(p.metrics().pool!.retried).toBe(64 + 8);
+    // 0: no re-run; a piece whose worker dies fails whole (16 items on 2 workers: pieces of 2).
+    const values = [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18];
+    const none = await p.processBatch(values, { task: fixture('crash13.mjs'), maxRetries: 0 });
+    expect(none.map((r) => r.ok)).toEqual(values.map((_, i) => i !== 10 && i !== 11));
+    for (const r of none.slice(10, 12)) {
+      expect((r as { error: Error }).error.message).toBe(
+        "the worker running items[10..11] died; not run again: the call's 0 re-runs after worker deaths are spent (worker exited with code: 3)",
+      );
+    }
+    expect(p.metrics().pool!.retried).toBe(64 + 8);
+    expectSettledCounts(p);
+  });
+
+  it('a task module that kills its worker while loading: each piece is run once more, then its items fail saying so', async () => {
+    const p = make({ maxWorkers: 1 });
+    const out = await p.processBatch([1, 2, 3, 4, 5, 6, 7, 8], { task: fixture('crash-on-import.mjs') });
+    expect(out.map((r) => (r.ok ? r.value : r.error.message))).toEqual([
+      ...Array(2).fill('the worker died before the first of items[0..1] started (loading the task module?), also on a fresh worker of its own (worker exited with code: 9)'),
+      ...Array(2).fill('the worker died before the first of items[2..3] started (loading the task module?), also on a fresh worker of its own (worker exited with code: 9)'),
+      ...Array(2).fill('the worker died before the first of items[4..5] started (loading the task module?), also on a fresh worker of its own (worker exited with code: 9)'),
+      ...Array(2).fill('the worker died before the first of items[6..7] started (loading the task module?), also on a fresh worker of its own (worker exited with code: 9)'),
+    ]);
+    expect(p.metrics().pool).toMatchObject({ retried: 4, crashed: 8 });
+    expect(await p.processBatch([5], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 10 }]);
+  });
+
+  it('a task that exhausts the worker heap (workerHeapMb): only its item fails; the pool recovers', { timeout: 30_000 }, async () => {
     const p = make({ maxWorkers: 2, workerHeapMb: 32 });
     const items = ['a', 'b', 'c', 'd', 'OOM', 'e', 'f', 'g', 'h'];
     const out = await p.processBatch<string, string>(items, { task: fixture('oom.mjs') });
-    expect(out[4]!.ok).toBe(false);
-    expect((out[4] as { error: Error }).error).toBeInstanceOf(WorkerCrashError);
     out.forEach((r, i) => {
-      if (r.ok) expect(r.value).toBe(`ok:${items[i]}`);
-      else expect(r.error).toBe((out[4] as { error: Error }).error);
+      if (i !== 4) expect(r).toEqual({ ok: true, value: `ok:${items[i]}` });
     });
-    expect(out.filter((r) => r.ok).length).toBeGreaterThan(0);
-    expect(p.metrics().pool).toMatchObject({ retried: 1, crashed: 1 });
+    const e = (out[4] as { error: Error }).error;
+    expect(e).toBeInstanceOf(WorkerCrashError);
+    expect(e.message).toMatch(/^items\[4\] killed its worker, also on a fresh worker of its own \(.*out of memory/);
+    expect(p.metrics()).toMatchObject({ accepted: 9, processed: 8, failed: 1 });
     expect(await p.processBatch([5], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 10 }]);
+  });
+
+  it('an abort while crashed items are re-run on fresh workers rejects at once; the pool recovers', async () => {
+    const p = make({ maxWorkers: 1 });
+    const c = new AbortController();
+    const reason = new Error('stop');
+    // 8 items in 4 pieces of 2: [CRASH, WAIT] dies at CRASH, then WAIT waits on a fresh worker.
+    const running = p.processBatch(['CRASH', 'WAIT', 'a', 'b', 'c', 'd', 'e', 'f'], { task: fixture('crash-or-wait.mjs'), signal: c.signal });
+    await expect.poll(() => p.metrics().pool!.retried).toBe(2);
+    c.abort(reason);
+    expect(await rejection(running)).toBe(reason);
+    expect(await p.processBatch(['x'], { task: fixture('crash-or-wait.mjs') })).toEqual([{ ok: true, value: 'ok:x' }]);
+    expectSettledCounts(p);
+  });
+
+  it('maxRetries is checked', async () => {
+    const p = make({ maxWorkers: 1 });
+    expectSameError(await rejection(p.processBatch([1], { task: fixture('double.mjs'), maxRetries: -1 })), new RangeError('opts.maxRetries must be an integer in [0, 2147483647], got -1'));
+    expectSameError(await rejection(p.processBatch([1], { task: fixture('double.mjs'), maxRetries: '3' as never })), new TypeError('opts.maxRetries must be a number, got string'));
   });
 
   it('abort: pre-aborted rejects with the reason; aborting while running rejects at once and the pool recovers', async () => {
@@ -884,6 +954,65 @@ describe('processBatch', () => {
     expectSameError(await rejection(p.processBatch('x' as never, { task: fixture('double.mjs') })), new TypeError('items must be an array, got string'));
     expectSameError(await rejection(p.processBatch([1], null as never)), new TypeError('opts must be an object, got null'));
     expectSameError(await rejection(p.processBatch([1], { task: '' })), new TypeError('opts.task must be a module path or URL, got string'));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('a worker that dies under a pool batch', () => {
+  /** A pipeline whose workers die on rows holding 'KILLME' (anywhere) or 'FLAKY' (pool workers only). */
+  function faulty(): Pipeline {
+    const p = make({ maxWorkers: 2, [WORKER_FILE]: fileURLToPath(fixture('fault-worker.cjs')) } as PipelineConfig);
+    route(p, 'pool');
+    return p;
+  }
+  const rowsWith = (marker: string, at: number): Uint8Array[] => {
+    const rows = makeByteRows(3, 600_000);
+    rows[at] = new TextEncoder().encode(`a row with ${marker} in it`);
+    return rows;
+  };
+
+  it('a death that does not follow the rows (FLAKY): the shard runs again in halves on fresh workers; the batch equals the core', async () => {
+    const p = faulty();
+    const { bytes, offsets } = pack(rowsWith('FLAKY', 1234), { lead: 3 });
+    for (const o of [{}, { padding: 'max-length', maxLength: 64 }, { encoding: 'byt5', maxLength: 300, padToMultipleOf: 8 }] as Opts[]) {
+      const before = p.metrics();
+      expectSameBatch(await p.vectorizeBytes(bytes, offsets, o), vectorizeBytes(bytes, offsets, o));
+      const m = p.metrics();
+      // 'longest' measures first: its shard dies there too, and again when it writes.
+      const passes = o.padding === 'max-length' ? 1 : 2;
+      expect(m.pool!.crashed - before.pool!.crashed).toBe(passes);
+      expect(m.pool!.retried - before.pool!.retried).toBe(2 * passes);
+      expect(m.batches.pool - before.batches.pool).toBe(1);
+    }
+    // A submitted micro-batch on the pool survives it too.
+    const texts = rowsWith('FLAKY', 99).map((r) => new TextDecoder().decode(r));
+    const before = p.metrics().pool!.crashed;
+    expectSameBatch((await p.submit(texts, { maxLength: 48 })) as VectorBatch<Dtype>, vectorize(texts, { maxLength: 48 }));
+    expect(p.metrics().pool!.crashed - before).toBe(2);
+    expectSettledCounts(p);
+    expect(p.metrics().failed).toBe(0);
+  });
+
+  it('a row that kills its worker everywhere (KILLME): the call rejects with WorkerCrashError naming the row; the pool recovers', async () => {
+    const p = faulty();
+    const rows = rowsWith('KILLME', 777);
+    const { bytes, offsets } = pack(rows);
+    const e = await rejection(p.vectorizeBytes(bytes, offsets));
+    expect(e).toBeInstanceOf(WorkerCrashError);
+    expect(e).toMatchObject({ exitCode: 7, message: 'row 777 killed its worker, also on a fresh worker of its own (worker exited with code: 7)' });
+    expect(p.metrics()).toMatchObject({ accepted: rows.length, processed: 0, failed: rows.length });
+    // Strings go the same way (encoded into shared memory first).
+    const texts = rows.map((r) => new TextDecoder().decode(r));
+    const s = await rejection(p.vectorize(texts, { maxLength: 32, padding: 'max-length' }));
+    expect(s.message).toBe('row 777 killed its worker, also on a fresh worker of its own (worker exited with code: 7)');
+    // Halving a shard to one row takes 2 re-runs per level, well inside the bound.
+    expect(p.metrics().pool!.retried).toBeLessThanOrEqual(2 * 64);
+    rows[777] = new TextEncoder().encode('fine now');
+    const clean = pack(rows);
+    expectSameBatch(await p.vectorizeBytes(clean.bytes, clean.offsets), vectorizeBytes(clean.bytes, clean.offsets));
+    expect(p.metrics().pool!.threads).toBe(2);
+    expectSettledCounts(p);
   });
 });
 
