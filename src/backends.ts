@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, typeOf } from './options.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, normalizeOptions, typeOf } from './options.js';
 import type { Dtype, Encoding, IdsArray, VectorBatch } from './types.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
@@ -40,6 +40,21 @@ export interface NativeBinding {
   availableSimd(): string[];
   selectSimd(name: string): string;
   simdRequestUnavailable(): string | null;
+}
+
+/**
+ * The public `vectorize` on a given backend: the argument checks in the documented order, then
+ * the backend (src/index.ts calls it with the backend it chose; tests and the fuzz with each).
+ */
+export function vectorizeOn(b: Backend, texts: unknown, options: unknown): VectorBatch<Dtype> {
+  checkTexts(texts);
+  return b.vectorizeStrings(texts, normalizeOptions(options));
+}
+
+/** The public `vectorizeBytes` on a given backend (see vectorizeOn). */
+export function vectorizeBytesOn(b: Backend, bytes: unknown, offsets: unknown, options: unknown): VectorBatch<Dtype> {
+  checkBytesInput(bytes, offsets);
+  return b.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options));
 }
 
 export const jsBackend: Backend = {

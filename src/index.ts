@@ -10,8 +10,7 @@
  * the work for large batches.
  */
 import { createRequire } from 'node:module';
-import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
-import { checkBytesInput, checkTexts, normalizeOptions } from './options.js';
+import { type Backend, jsBackend, loadNative, nativeBackendOf, vectorizeBytesOn, vectorizeOn } from './backends.js';
 import type { BackendInfo, Dtype, VectorBatch, VectorizeOptions } from './types.js';
 
 export type {
@@ -76,8 +75,7 @@ export function vectorize<D extends Dtype = 'int32'>(
   texts: readonly string[],
   options?: VectorizeOptions<D>,
 ): VectorBatch<D> {
-  checkTexts(texts);
-  return backend.vectorizeStrings(texts, normalizeOptions(options)) as VectorBatch<D>;
+  return vectorizeOn(backend, texts, options) as VectorBatch<D>;
 }
 
 /**
@@ -90,8 +88,7 @@ export function vectorizeBytes<D extends Dtype = 'int32'>(
   offsets: Uint32Array,
   options?: VectorizeOptions<D>,
 ): VectorBatch<D> {
-  checkBytesInput(bytes, offsets);
-  return backend.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options)) as VectorBatch<D>;
+  return vectorizeBytesOn(backend, bytes, offsets, options) as VectorBatch<D>;
 }
 
 /** Which implementation runs: `{ kind: 'native', simd: 'avx512', ... }` or `{ kind: 'js', simd: 'none', ... }`. */

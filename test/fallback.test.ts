@@ -1,25 +1,18 @@
 /** The shared backend suite against the pure-TypeScript backend, plus tests of its own helpers. */
 import { describe, expect, it } from 'vitest';
-import { vectorizeBytesJs, vectorizeStringsJs } from '../src/fallback.js';
+import { jsBackend, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
 import {
   DTYPE_RANGE,
   IDS_ARRAY,
   checkBytesInput,
-  checkTexts,
   describe as describeValue,
   normalizeOptions,
 } from '../src/options.js';
 import { backendSuite } from './suite.js';
 
 const js = {
-  vectorize(texts: unknown, options?: unknown) {
-    checkTexts(texts);
-    return vectorizeStringsJs(texts, normalizeOptions(options));
-  },
-  vectorizeBytes(bytes: unknown, offsets: unknown, options?: unknown) {
-    checkBytesInput(bytes, offsets);
-    return vectorizeBytesJs(bytes, offsets as Uint32Array, normalizeOptions(options));
-  },
+  vectorize: (texts: unknown, options?: unknown) => vectorizeOn(jsBackend, texts, options),
+  vectorizeBytes: (bytes: unknown, offsets: unknown, options?: unknown) => vectorizeBytesOn(jsBackend, bytes, offsets, options),
 };
 
 backendSuite('js', js);

@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions } from '../src/backends.js';
-import { checkBytesInput, checkTexts, normalizeOptions } from '../src/options.js';
+import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
+import { normalizeOptions } from '../src/options.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
 import { type Backend, backendSuite, pack, plain } from './suite.js';
 
@@ -26,13 +26,11 @@ function facadeOf(impl: ImplBackend, simd?: string): Backend {
   return {
     vectorize(texts: unknown, options?: unknown) {
       use();
-      checkTexts(texts);
-      return impl.vectorizeStrings(texts, normalizeOptions(options));
+      return vectorizeOn(impl, texts, options);
     },
     vectorizeBytes(bytes: unknown, offsets: unknown, options?: unknown) {
       use();
-      checkBytesInput(bytes, offsets);
-      return impl.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options));
+      return vectorizeBytesOn(impl, bytes, offsets, options);
     },
   };
 }

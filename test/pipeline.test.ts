@@ -831,7 +831,7 @@ describe('processBatch', () => {
       out.forEach((r, x) => {
         if (x === 13) {
           expect(r.ok).toBe(false);
-          const e = (r as { error: WorkerCrashError }).error;
+          const e = (r as { error: Error }).error as WorkerCrashError;
           expect(e).toBeInstanceOf(WorkerCrashError);
           expect(e).toMatchObject({ code: 'ERR_DTESN_WORKER_CRASH', exitCode: 3 });
           expect(e.message).toBe('items[13] killed its worker, also on a fresh worker of its own (worker exited with code: 3)');
