@@ -357,6 +357,9 @@ const OPTIONS_LEN: usize = 11;
 /// back), and the slab offset (read, then written back: where the outputs went, or -1).
 const PACKED_LEN: usize = OPTIONS_LEN + 2;
 
+/// The most bytes of new arrays one call allocates (MAX_OUTPUT_BYTES in src/options.ts).
+const MAX_OUTPUT_BYTES: u64 = 1 << 32;
+
 /// Outputs up to this size go into the facade's slab when it has room (see `emit`).
 const SLAB_MAX_BYTES: usize = 8 << 10;
 
@@ -571,8 +574,8 @@ fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
     }
 }
 
-/// One fresh ArrayBuffer of `size` bytes for a batch's outputs and its data pointer. Small ones come
-/// from `napi_create_arraybuffer` (zero-filled, but cheaper to make than a Buffer); large ones are
+/// One fresh ArrayBuffer of `size` bytes for a batch's outputs and its data pointer. Small ones (and
+/// huge ones) come from `napi_create_arraybuffer` (zero-filled, but cheaper to make than a Buffer); large ones are
 /// Node Buffers, which are not zero-filled (like Buffer.allocUnsafe): every byte of every part is
 /// written by the kernels before JavaScript sees it, and zero-filling a fresh output first was a
 /// fifth of a 1,000-row call's time (perf, workload (a)). The gaps between parts are the caller's
@@ -580,7 +583,10 @@ fn core_options<'v>(ro: &ReadOptions, vocab: Option<&'v Vocab>) -> Options<'v> {
 fn region(env: sys::napi_env, size: usize) -> NResult<(sys::napi_value, *mut u8, bool)> {
     let mut data: *mut c_void = ptr::null_mut();
     let mut buffer = ptr::null_mut();
-    if size <= SMALL_BATCH_BYTES {
+    // Past 2 GiB too: a Buffer cannot be that large on every Node.js (Node 20: 4 GiB, and the
+    // parts' alignment may add a few bytes to MAX_OUTPUT_BYTES); V8's zeroed pages cost nothing
+    // until written, and every part is written anyway.
+    if size <= SMALL_BATCH_BYTES || size > i32::MAX as usize {
         // SAFETY: out pointers are valid; V8 allocates `size` zeroed bytes (or fails with a status).
         check(
             env,
@@ -641,6 +647,37 @@ fn emit<U: Unit>(
 ) -> NResult<sys::napi_value> {
     let n = p.elements();
     let rows = p.rows();
+    let elem = match ro.dtype {
+        Dtype::Int32 | Dtype::Float32 => 4,
+        Dtype::Int16 | Dtype::Uint16 => 2,
+        Dtype::Uint8 => 1,
+    };
+    // No rows, and maxLength rounded up past i32 (the width goes back in an Int32Array field).
+    if p.width() > i32::MAX as usize {
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            &format!(
+                "rows x width = {rows} x {}: the width exceeds 2147483647",
+                p.width()
+            ),
+        ));
+    }
+    // The new arrays must fit what every supported Node.js can allocate (MAX_OUTPUT_BYTES in
+    // src/options.ts; the fallback refuses the same calls with the same message).
+    let need = if out_ids.is_none() { n as u64 * elem as u64 } else { 0 }
+        + if out_mask.is_none() { n as u64 } else { 0 }
+        + rows as u64 * 8;
+    if need > MAX_OUTPUT_BYTES {
+        return Err(throw(
+            env,
+            ErrorKind::Range,
+            &format!(
+                "rows x width = {rows} x {} needs {need} bytes of new arrays, more than {MAX_OUTPUT_BYTES} (4 GiB): pass options.out buffers, or fewer rows",
+                p.width()
+            ),
+        ));
+    }
     if let Some(t) = &out_ids {
         p.check_out_len("ids", t.len)
             .map_err(|e| throw_core(env, &e))?;
@@ -684,11 +721,6 @@ fn emit<U: Unit>(
         }
     }
     let kind = dtype_kind(ro.dtype);
-    let elem = match ro.dtype {
-        Dtype::Int32 | Dtype::Float32 => 4,
-        Dtype::Int16 | Dtype::Uint16 => 2,
-        Dtype::Uint8 => 1,
-    };
     // The layout (the facade computes the same offsets, see `batchOf`).
     let mut size = 0usize;
     let mut place = |bytes: usize| {

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, normalizeOptions, typeOf } from './options.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, elementsOf, checkTexts, normalizeOptions, typeOf } from './options.js';
 import type { Dtype, Encoding, IdsArray, VectorBatch } from './types.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
@@ -103,8 +103,9 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[8] = DTYPE_CODE[n.dtype];
   PACKED[9] = n.invalid === 'replace' ? 0 : 1;
   PACKED[10] = n.width ?? -1;
-  if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES) {
-    // Less room left than the largest output the binding puts there: start a new slab.
+  // Less room left than the largest output the binding puts there, or the caller has transferred
+  // it (posting a small batch's `ids.buffer` to a worker detaches the slab): start a new slab.
+  if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES || slab.buffer.byteLength === 0) {
     slab.buffer = new ArrayBuffer(SLAB_BYTES);
     slab.offset = 0;
   }
@@ -129,13 +130,13 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
   const cells = rows * width;
   let at = base < 0 ? 0 : base;
   let ids: IdsArray;
-  if (n.outIds) ids = n.outIds.length === cells ? n.outIds : n.outIds.subarray(0, cells);
+  if (n.outIds) ids = elementsOf(n.outIds) === cells ? n.outIds : n.outIds.subarray(0, cells);
   else {
     ids = new IDS_ARRAY[n.dtype](buffer, at, cells);
     at += cells * ID_BYTES[n.dtype];
   }
   let attentionMask: Uint8Array;
-  if (n.outMask) attentionMask = n.outMask.length === cells ? n.outMask : n.outMask.subarray(0, cells);
+  if (n.outMask) attentionMask = elementsOf(n.outMask) === cells ? n.outMask : n.outMask.subarray(0, cells);
   else {
     at = align8(at);
     attentionMask = new Uint8Array(buffer, at, cells);
@@ -220,7 +221,7 @@ export function nativeBackendOf(binding: NativeBinding): Backend {
       return batchOf(joined(texts, rows, n), rows, n);
     },
     vectorizeBytes: (bytes, offsets, n) =>
-      batchOf(binding.vectorizeBytes(bytes, offsets, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer), offsets.length - 1, n),
+      batchOf(binding.vectorizeBytes(bytes, offsets, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer), offsets.byteLength / 4 - 1, n),
     simd: () => binding.simdPath(),
   };
 }

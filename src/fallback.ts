@@ -12,6 +12,9 @@ import {
   DTYPE_RANGE,
   IDS_ARRAY,
   MAX_ELEMENTS,
+  MAX_OUTPUT_BYTES,
+  elementsOf,
+  outputBytes,
   specialCount,
   typeOf,
   type NormalizedOptions,
@@ -420,14 +423,21 @@ function layout(
   if (total > MAX_ELEMENTS) {
     throw new RangeError(`rows x width = ${rows} x ${width} exceeds ${MAX_ELEMENTS} elements`);
   }
+  if (width > MAX_ELEMENTS) throw new RangeError(`rows x width = ${rows} x ${width}: the width exceeds ${MAX_ELEMENTS}`);
+  const need = outputBytes(n, rows, width);
+  if (need > MAX_OUTPUT_BYTES) {
+    throw new RangeError(`rows x width = ${rows} x ${width} needs ${need} bytes of new arrays, more than ${MAX_OUTPUT_BYTES} (4 GiB): pass options.out buffers, or fewer rows`);
+  }
   const outIds = n.outIds;
   const outMask = n.outMask;
-  if (outIds !== null && outIds.length < total) {
-    throw new RangeError(`options.out.ids has ${outIds.length} elements, the batch needs ${rows} x ${width} = ${total}`);
+  const idsLength = outIds === null ? 0 : elementsOf(outIds);
+  const maskLength = outMask === null ? 0 : elementsOf(outMask);
+  if (outIds !== null && idsLength < total) {
+    throw new RangeError(`options.out.ids has ${idsLength} elements, the batch needs ${rows} x ${width} = ${total}`);
   }
-  if (outMask !== null && outMask.length < total) {
+  if (outMask !== null && maskLength < total) {
     throw new RangeError(
-      `options.out.attentionMask has ${outMask.length} elements, the batch needs ${rows} x ${width} = ${total}`,
+      `options.out.attentionMask has ${maskLength} elements, the batch needs ${rows} x ${width} = ${total}`,
     );
   }
   const idsBytes = outIds === null ? 0 : total * outIds.BYTES_PER_ELEMENT;
@@ -451,10 +461,10 @@ function layout(
   }
   let ids: IdsArray;
   if (outIds === null) ids = new IDS_ARRAY[n.dtype](total);
-  else ids = outIds.length === total ? outIds : (outIds.subarray(0, total) as IdsArray);
+  else ids = idsLength === total ? outIds : (outIds.subarray(0, total) as IdsArray);
   let mask: Uint8Array;
   if (outMask === null) mask = new Uint8Array(total);
-  else mask = outMask.length === total ? outMask : outMask.subarray(0, total);
+  else mask = maskLength === total ? outMask : outMask.subarray(0, total);
   return { ids, mask, fillPad: outIds !== null || n.padId !== 0, fillMaskZeros: outMask !== null };
 }
 
@@ -604,17 +614,18 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
 
 /** Steps 3-6 and the batch for UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`; `n` from normalizeOptions. */
 export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: NormalizedOptions): VectorBatch<Dtype> {
-  // Step 3: offsets.
-  if (offsets.length < 1) throw new RangeError('offsets must have at least 1 element');
-  const nb = bytes.length;
-  for (let i = 0; i < offsets.length; i++) {
+  // Step 3: offsets. Counted from byteLength (see elementsOf): a detached input has none.
+  const count = offsets.byteLength / 4;
+  if (count < 1) throw new RangeError('offsets must have at least 1 element');
+  const nb = bytes.byteLength;
+  for (let i = 0; i < count; i++) {
     const o = offsets[i]!;
     if (i > 0 && o < offsets[i - 1]!) {
       throw new RangeError(`offsets must be non-decreasing: offsets[${i}] = ${o} < offsets[${i - 1}] = ${offsets[i - 1]!}`);
     }
     if (o > nb) throw new RangeError(`offsets[${i}] = ${o} exceeds bytes.length = ${nb}`);
   }
-  const rows = offsets.length - 1;
+  const rows = count - 1;
   const kind = kindOf(n);
   const S = specialCount(n.encoding, n.addSpecialTokens);
   const cap = n.maxLength - S;

@@ -31,6 +31,19 @@ export interface NormalizedOptions {
 /** The largest element count of a batch (rows x width). */
 export const MAX_ELEMENTS = 2147483647;
 
+/**
+ * The most bytes of new arrays one call allocates (ids and attentionMask unless `out` holds
+ * them, lengths and sourceLengths): 4 GiB, what a Node.js Buffer and a typed array can hold on
+ * every supported Node version, so that both backends refuse the same calls, before allocating.
+ */
+export const MAX_OUTPUT_BYTES = 2 ** 32;
+
+/** The bytes of new arrays a batch of rows x width allocates (see MAX_OUTPUT_BYTES). */
+export function outputBytes(n: Pick<NormalizedOptions, 'dtype' | 'outIds' | 'outMask'>, rows: number, width: number): number {
+  const cells = rows * width;
+  return (n.outIds === null ? cells * ID_BYTES[n.dtype] : 0) + (n.outMask === null ? cells : 0) + rows * 8;
+}
+
 /** Inclusive [lo, hi] of the ids (and padId) each dtype can hold. */
 export const DTYPE_RANGE: { readonly [D in Dtype]: readonly [number, number] } = {
   int32: [-2147483648, 2147483647],
@@ -53,6 +66,15 @@ export const IDS_ARRAY: {
   uint8: Uint8Array,
   float32: Float32Array,
 };
+
+/**
+ * The element count of a typed array, from its byteLength. Not `.length`: for a view whose buffer
+ * was detached (transferred) V8 on Node 20 has been seen to report the old `length` in optimized
+ * code while `byteLength` is 0 (the fuzz found it: a call then threw from `subarray`).
+ */
+export function elementsOf(v: IdsArray | Uint8Array): number {
+  return v.byteLength / v.BYTES_PER_ELEMENT;
+}
 
 /** Bytes per id of each dtype. */
 export const ID_BYTES: { readonly [D in Dtype]: number } = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };

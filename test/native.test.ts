@@ -153,6 +153,49 @@ describe('native equals the fallback, byte for byte, on every path', () => {
 // Native-only behaviour.
 
 describe('native binding', () => {
+  it("transferring a small batch's buffer (the shared slab) away does not break later calls (found by the fuzz)", () => {
+    const b = native.vectorizeStrings(['abc'], normalizeOptions({}));
+    expect(b.ids.buffer.byteLength).toBe(64 << 10); // a slab batch
+    // What posting it to a worker with a transfer list does.
+    structuredClone(b.ids.buffer, { transfer: [b.ids.buffer as ArrayBuffer] });
+    expect(b.ids.byteLength).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      expect(plain(native.vectorizeStrings(['hello'], normalizeOptions({})))).toEqual(plain(jsBackend.vectorizeStrings(['hello'], normalizeOptions({}))));
+      const { bytes, offsets } = pack([new TextEncoder().encode('wörld')]);
+      expect(plain(native.vectorizeBytes(bytes, offsets, normalizeOptions({})))).toEqual(plain(jsBackend.vectorizeBytes(bytes, offsets, normalizeOptions({}))));
+    }
+  });
+
+  it('detached inputs and out buffers count as empty, in both backends', () => {
+    const detached = <T extends ArrayBufferView>(v: T): T => {
+      structuredClone(v.buffer, { transfer: [v.buffer as ArrayBuffer] });
+      return v;
+    };
+    const cases: Array<[string, (b: ImplBackend) => VectorBatch<Dtype>]> = [
+      ['bytes', (b) => vectorizeBytesOn(b, detached(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), new Uint32Array([6, 8]), {})],
+      ['offsets', (b) => vectorizeBytesOn(b, new Uint8Array(8), detached(new Uint32Array([0, 2])), {})],
+      ['out.ids', (b) => vectorizeOn(b, ['ab'], { out: { ids: detached(new Int32Array(8)) } })],
+      ['out.attentionMask', (b) => vectorizeOn(b, ['ab'], { out: { attentionMask: detached(new Uint8Array(8)) } })],
+      ['out without rows', (b) => vectorizeOn(b, [], { out: { ids: detached(new Int32Array(8)), attentionMask: detached(new Uint8Array(8)) } })],
+    ];
+    const outcomeOf = (f: () => VectorBatch<Dtype>): string | object => {
+      try {
+        const r = f();
+        return { rows: r.rows, width: r.width, ids: r.ids.byteLength };
+      } catch (e) {
+        return `${(e as Error).name}: ${(e as Error).message}`;
+      }
+    };
+    const want = [
+      'RangeError: offsets[0] = 6 exceeds bytes.length = 0',
+      'RangeError: offsets must have at least 1 element',
+      'RangeError: options.out.ids has 0 elements, the batch needs 1 x 2 = 2',
+      'RangeError: options.out.attentionMask has 0 elements, the batch needs 1 x 2 = 2',
+      { rows: 0, width: 0, ids: 0 },
+    ];
+    for (const be of [native, jsBackend]) expect(cases.map(([, f]) => outcomeOf(() => f(be))), be.kind).toEqual(want);
+  });
+
   it('large outputs are allocated without zero-fill, yet their whole ArrayBuffer holds only what was written', () => {
     // Stale heap bytes must not show through the gaps between the parts sharing one buffer.
     for (let i = 0; i < 60; i++) {

@@ -852,6 +852,16 @@ export function backendSuite(name: string, backend: Backend): void {
       ['size bytes', () => vectorizeBytes(bytes2, off2, { padding: 'max-length', maxLength: 1073741824 }), R, 'rows x width = 2 x 1073741824 exceeds 2147483647 elements'],
       ['ranges before size', s({ padding: 'max-length', maxLength: 2147483647, dtype: 'uint8' }, ['a', 'Ā']), R, "row 1: id 256 does not fit dtype 'uint8' (max 255)"],
       ['size before out', s({ padding: 'max-length', maxLength: 2147483647, out: { ids: new Int32Array(1) } }, ['a', 'b']), R, 'rows x width = 2 x 2147483647 exceeds 2147483647 elements'],
+      // No rows, yet a width past 2^31-1 (found by the fuzz: the native binding threw "internal: width exceeds").
+      ['width without rows', s({ padding: 'max-length', maxLength: 2147483647, padToMultipleOf: 2 }, []), R, 'rows x width = 0 x 2147483648: the width exceeds 2147483647'],
+      ['width without rows, bytes', () => vectorizeBytes(bytes2, new Uint32Array([1]), { padding: 'max-length', maxLength: 2147483647, padToMultipleOf: 3 }), R, 'rows x width = 0 x 2147483649: the width exceeds 2147483647'],
+      // Past 4 GiB of new arrays (found by the fuzz: the native binding threw a plain Error from
+      // Node's Buffer limit, the fallback V8's "Invalid typed array length").
+      ['size in bytes', s({ padding: 'max-length', maxLength: 2147483647 }, ['a']), R, 'rows x width = 1 x 2147483647 needs 10737418243 bytes of new arrays, more than 4294967296 (4 GiB): pass options.out buffers, or fewer rows'],
+      ['size in bytes, padToMultipleOf', s({ padToMultipleOf: 2147483647, dtype: 'uint8' }, ['a']), R, 'rows x width = 1 x 2147483647 needs 4294967302 bytes of new arrays, more than 4294967296 (4 GiB): pass options.out buffers, or fewer rows'],
+      ['size in bytes, bytes', () => vectorizeBytes(bytes2, off2, { padding: 'max-length', maxLength: 1000000000, dtype: 'int16' }), R, 'rows x width = 2 x 1000000000 needs 6000000016 bytes of new arrays, more than 4294967296 (4 GiB): pass options.out buffers, or fewer rows'],
+      ['size in bytes before out', s({ padding: 'max-length', maxLength: 2147483647, out: { attentionMask: new Uint8Array(1) } }, ['a']), R, 'rows x width = 1 x 2147483647 needs 8589934596 bytes of new arrays, more than 4294967296 (4 GiB): pass options.out buffers, or fewer rows'],
+      ['out buffers count as allocated', s({ padding: 'max-length', maxLength: 2147483647, dtype: 'uint8', out: { ids: new Uint8Array(1) } }, ['a']), R, 'options.out.ids has 1 elements, the batch needs 1 x 2147483647 = 2147483647'],
       // 6
       ['out.ids too short', s({ out: { ids: new Int32Array(3) } }, ['ab', 'c']), R, 'options.out.ids has 3 elements, the batch needs 2 x 2 = 4'],
       ['out.attentionMask too short', s({ out: { attentionMask: new Uint8Array(0) } }, ['ab', 'c']), R, 'options.out.attentionMask has 0 elements, the batch needs 2 x 2 = 4'],
