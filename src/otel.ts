@@ -69,11 +69,11 @@ export function registerOtelMetrics(pipeline: MetricsSource, meter: Meter, optio
     inline: m.batches.inline, pool: m.batches.pool,
   }));
   labelled(meter.createObservableCounter('dtesn.batch.closes', { description: 'Micro-batches, by why they closed.', unit: '{batch}' }), 'reason', (m) => ({
-    full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
+    ready: m.batching.readyBatches, full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
   }));
   counter('dtesn.worker.busy_time', 'Run time of completed pool tasks summed over the workers (piscina).', 's', (m) => m.parallelization.busyWorkerSeconds);
   add(meter.createObservableUpDownCounter('dtesn.queue.depth', { description: 'Rows waiting.', unit: '{row}' }), (r, m, o) => r.observe(o, m.queueDepth));
-  gauge('dtesn.batch.target_size', 'The adaptive micro-batch target.', '{row}', (m) => m.batching.target);
+  gauge('dtesn.batch.target_size', 'The most rows a free slot takes into a micro-batch.', '{row}', (m) => m.batching.target);
   gauge('dtesn.workers', 'Worker pool size.', '{worker}', (m) => m.parallelization.workers);
   gauge('dtesn.workers.busy', 'Pool tasks running now.', '{worker}', (m) => m.parallelization.busyWorkers);
   gauge('dtesn.worker.utilization', "piscina's pool utilization since the pool started.", '1', (m) => m.parallelization.poolUtilization);

@@ -15,8 +15,7 @@ import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
-import { AdaptiveBatchSize, type BatchSizeController, eventLoopUtilizationSampler } from './adaptive.js';
-import { MicroBatcher } from './batcher.js';
+import { MicroBatcher, RequestFailure } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
@@ -250,15 +249,10 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
   return out;
 }
 
-interface SubmitRequest {
-  texts: readonly string[];
-  n: NormalizedOptions;
-}
-
 class DtesnPipeline implements Pipeline {
   private readonly backend: Backend;
   private readonly pool: WorkerPool | null;
-  private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult>;
+  private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult, NormalizedOptions>;
   private readonly cost = new CostModel();
   private readonly staging = new Staging();
   private readonly defaults: Readonly<Record<string, unknown>> | undefined;
@@ -270,8 +264,6 @@ class DtesnPipeline implements Pipeline {
   private readonly resources: ProcessResources;
   private readonly settings: PipelineSettings;
   private readonly started = performance.now();
-  /** When the pool (piscina) started: its utilization is relative to that. */
-  private readonly poolStarted: number;
   private closing: Promise<void> | null = null;
   private readonly running = new Set<Promise<unknown>>();
   private pending = 0;
@@ -311,7 +303,6 @@ class DtesnPipeline implements Pipeline {
       this.backend = loaded.ok ? nativeBackendOf(loaded.binding) : jsBackend;
     } else this.backend = jsBackend;
     this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined);
-    this.poolStarted = performance.now();
     this.settings = {
       maxWorkers: workers, maxBatchSize, batchTimeoutMs, targetLatencyMs, maxQueue: this.maxQueue,
       enableVectorization: vectorization, enableProfiling: this.profiling, workerHeapMb: heap ?? null, fixedBatchSize,
@@ -319,34 +310,28 @@ class DtesnPipeline implements Pipeline {
     const prof = this.profiling ? new MetricsCollector(this.started) : null;
     this.prof = prof;
     this.resources = new ProcessResources({ now: () => performance.now(), eventLoopDelay: this.profiling });
-    // The batch-size controller: adaptive (watching this thread's event-loop utilization, see
-    // adaptive.ts rule 0) or pinned. With profiling it is seen through: its observations carry
-    // each request's end-to-end latency, which the batcher measures anyway (no clock read per request).
-    const sizing: BatchSizeController =
-      fixedBatchSize !== null
-        ? { target: fixedBatchSize, observe() {} }
-        : new AdaptiveBatchSize({ maxBatchSize, targetLatencyMs, elu: eventLoopUtilizationSampler() });
-    const controller: BatchSizeController = prof
-      ? {
-          get target() {
-            return sizing.target;
-          },
-          observe(o) {
-            if (o.latenciesMs) prof.requests(o.latenciesMs, performance.now());
-            sizing.observe(o);
-          },
-        }
-      : sizing;
-    this.batcher = new MicroBatcher<SubmitRequest, SubmitResult>({
+    // submit()'s micro-batcher: work-conserving (batcher.ts), or static with fixedBatchSize. Its
+    // row counts are the pipeline's counts of submitted rows (metrics()).
+    this.batcher = new MicroBatcher<SubmitRequest, SubmitResult, NormalizedOptions>({
       maxBatchSize,
+      fixedBatchSize: fixedBatchSize ?? undefined,
       batchTimeoutMs,
-      targetLatencyMs,
       maxQueue: this.maxQueue,
       maxInFlight: workers,
-      rowsOf: (req) => req.texts.length,
-      run: (_key, reqs, signal) => this.runSubmitted(reqs, signal),
-      controller,
-      onBatch: prof ? (b) => prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, performance.now()) : undefined,
+      rowsOf: rowsOfRequest,
+      run: (_key, reqs, signal, n) => {
+        prof?.begin(performance.now()); // ended in onBatch
+        return this.runSubmitted(reqs, n, signal);
+      },
+      onBatch: prof
+        ? (b, latencies, count) => {
+            const t = performance.now();
+            prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, t);
+            prof.requests(latencies, count, t);
+            prof.processed(b.resolvedRows, t);
+            prof.end(t);
+          }
+        : undefined,
     });
   }
 
@@ -489,8 +474,14 @@ class DtesnPipeline implements Pipeline {
 
   private choosePool(kind: InputKind, bytes: number, shards: number): boolean {
     if (this[ROUTE] !== 'auto') return this[ROUTE] === 'pool';
-    // Until the workers have loaded the addon a pool batch would wait for their start-up.
-    return this.pool!.warm && this.cost.choosePool(kind, bytes, shards);
+    // Until the workers have loaded the addon a pool batch would wait for their start-up: the
+    // first batch that could use them starts them, and runs inline meanwhile.
+    const pool = this.pool!;
+    if (!pool.warm) {
+      pool.start();
+      return false;
+    }
+    return this.cost.choosePool(kind, bytes, shards);
   }
 
   private shardCount(bytes: number): number {
@@ -623,21 +614,45 @@ class DtesnPipeline implements Pipeline {
   }
 
   // -------------------------------------------------------------------------------------------
-  // submit(): adaptive micro-batching.
+  // submit(): micro-batching.
 
+  /**
+   * One promise per request and nothing else that outlives the call: the batcher's entry holds
+   * the request, its key's queue holds the normalized options, and the rows are counted by the
+   * batcher (metrics()). Shedding comes first: under overload most calls end there, and a refusal
+   * must cost far less than an acceptance, or refusals alone starve the batches being served.
+   */
   submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]> {
-    // Shedding comes first, before any other work: under overload most calls end here, and a
-    // refusal must cost far less than an acceptance (3-4 us against 7-9 us measured here), or the
-    // refusals alone saturate the event loop and starve the batches being served.
-    if (this.closing === null) {
-      const rows = typeof text === 'string' ? 1 : Array.isArray(text) ? text.length : 0;
+    if (this.closing !== null) return Promise.reject(new PipelineClosedError());
+    const single = typeof text === 'string';
+    const rows = single ? 1 : Array.isArray(text) ? text.length : 0;
+    if (rows > 0) {
       const depth = this.pending + this.batcher.queuedRows;
-      if (rows > 0 && depth + rows > this.maxQueue) {
+      if (depth + rows > this.maxQueue) {
         this.counts.shed += rows;
         return Promise.reject(queueFull(this.maxQueue, depth, rows));
       }
     }
-    return this.track(this.submitImpl(text, options, opts?.signal));
+    let req: SubmitRequest;
+    let n: NormalizedOptions;
+    let key: string;
+    let signal: AbortSignal | undefined;
+    try {
+      signal = opts === undefined ? undefined : checkSignal(opts.signal, 'opts.signal');
+      // The core's order (docs/SEMANTICS.md, Errors): the array, the options, then each row.
+      if (!single) checkTexts(text);
+      if (options === undefined) {
+        ({ n, key } = this.defaultOptions());
+      } else {
+        n = normalizeOptions(mergeOptions(this.defaults, options));
+        if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
+        key = fingerprint(n);
+      }
+      req = single ? text : ownRows(text as readonly unknown[]);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.batcher.submit(key, req, signal, n) as Promise<VectorBatch<Dtype> | unknown[]>;
   }
 
   /**
@@ -654,95 +669,59 @@ class DtesnPipeline implements Pipeline {
     return this.defaultRequest;
   }
 
-  private async submitImpl(text: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype> | unknown[]> {
-    this.open();
-    const signal = checkSignal(signalArg, 'opts.signal');
-    const texts = typeof text === 'string' ? [text] : text;
-    // The core's order (docs/SEMANTICS.md, Errors): the array, the options, then each row.
-    checkTexts(texts);
-    let n: NormalizedOptions;
-    let key: string;
-    if (options === undefined) {
-      ({ n, key } = this.defaultOptions());
-    } else {
-      n = normalizeOptions(mergeOptions(this.defaults, options));
-      if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
-      key = fingerprint(n);
-    }
-    // The rows are read once, now, into an array of our own: the request may wait for batch-mates,
-    // and a caller reusing its array after submit() returned must not change what it asked for
-    // (nor the rows counted against maxQueue and the batch size).
-    const rows = texts.length;
-    const own: string[] = typeof text === 'string' ? (texts as string[]) : new Array<string>(rows);
-    for (let i = 0; i < rows; i++) {
-      const t: unknown = texts[i];
-      if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
-      own[i] = t;
-    }
-    // Per request, no clock read (~75 ns each here): latencies come with the micro-batch (see the
-    // controller above), activity reads the clock only when the pipeline goes busy or idle.
-    const prof = this.prof;
-    prof?.enter();
-    const p = this.batcher.submit(key, { texts: own, n }, signal);
-    this.counts.accepted += rows;
-    try {
-      const r = await p;
-      if (r instanceof SubmitFailure) throw r.reason;
-      this.counts.processed += rows;
-      // bytesIn: counted with the micro-batch that vectorized these rows (inline or on the pool).
-      if (prof) {
-        prof.processedRecently(rows);
-        prof.leave();
-      }
-      return r;
-    } catch (e) {
-      prof?.leave();
-      if (e instanceof QueueFullError) {
-        this.counts.accepted -= rows;
-        this.counts.shed += rows;
-      } else this.counts.failed += rows;
-      throw e;
-    }
-  }
-
   /**
    * One coalesced batch: vectorize every request's rows together, then hand each its share. A bad
    * row (e.g. `invalid: 'error'`, an id that does not fit the dtype) fails only its own request:
    * the batch is then vectorized request by request, so each gets its own result or error.
+   * Synchronous (no promise turn) when the batch runs inline and there is no handler.
    */
-  private async runSubmitted(reqs: SubmitRequest[], signal: AbortSignal): Promise<Array<SubmitResult>> {
-    const n = reqs[0]!.n;
-    const texts: string[] = [];
-    for (const r of reqs) for (const t of r.texts) texts.push(t);
-    let batch: VectorBatch<Dtype>;
-    try {
-      batch = await this.runStrings(texts, n, signal, false);
-    } catch (e) {
-      if (reqs.length === 1 || signal.aborted) throw e;
-      return Promise.all(reqs.map((r) => this.runSubmitted([r], signal).then(([x]) => x!, (err: unknown) => new SubmitFailure(err))));
+  private runSubmitted(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal): Promise<SubmitResult[]> {
+    const texts = flatten(reqs);
+    const units = unitsOf(texts);
+    if (!this.stringsPoolable(units, n)) {
+      let batch: VectorBatch<Dtype>;
+      try {
+        batch = this.inline('strings', units * 2, 0, () => this.backend.vectorizeStrings(texts, n));
+      } catch (e) {
+        return this.oneByOne(reqs, n, signal, e);
+      }
+      return this.handOut(reqs, n, batch, signal);
     }
-    if (this.handler) {
-      // The handler runs once per batch; its failure is every request's failure.
-      const results = await this.handler(batch, signal);
+    return this.runStrings(texts, n, signal, false).then(
+      (batch) => this.handOut(reqs, n, batch, signal),
+      (e: unknown) => this.oneByOne(reqs, n, signal, e),
+    );
+  }
+
+  /** After a batch's rows failed: each request alone, so a bad row fails only its own request. */
+  private oneByOne(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal, e: unknown): Promise<SubmitResult[]> {
+    if (reqs.length === 1 || signal.aborted) return Promise.reject(e);
+    return Promise.all(reqs.map((r) => this.runSubmitted([r], n, signal).then(([x]) => x!, (err: unknown) => new RequestFailure(err))));
+  }
+
+  /** Each request's share of a batch: its rows' handler results, or its rows as their own batch. */
+  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype>, signal: AbortSignal): Promise<SubmitResult[]> {
+    const handler = this.handler;
+    if (handler === undefined) {
+      return Promise.resolve(reqs.length === 1 ? [batch] : splitBatch(batch, n, reqs.map(rowsOfRequest)));
+    }
+    // The handler runs once per batch; its failure is every request's failure.
+    return Promise.resolve(handler(batch, signal)).then((results) => {
       if (!Array.isArray(results) || results.length !== batch.rows) {
         throw new TypeError(
           `handler must resolve to an array of ${batch.rows} results (one per row), got ${Array.isArray(results) ? `${results.length} results` : describe(results)}`,
         );
       }
-      const out: unknown[][] = [];
+      const out = new Array<unknown[]>(reqs.length);
       let at = 0;
-      for (const r of reqs) {
-        out.push(results.slice(at, at + r.texts.length));
-        at += r.texts.length;
+      for (let i = 0; i < reqs.length; i++) {
+        const r = reqs[i]!;
+        const k = typeof r === 'string' ? 1 : r.length;
+        out[i] = results.slice(at, at + k);
+        at += k;
       }
       return out;
-    }
-    if (reqs.length === 1) return [batch];
-    return splitBatch(
-      batch,
-      n,
-      reqs.map((r) => r.texts.length),
-    );
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -858,8 +837,16 @@ class DtesnPipeline implements Pipeline {
 
   metrics(): PipelineMetrics {
     const now = performance.now();
-    const c = this.counts;
     const b = this.batcher.stats();
+    // Submitted rows are counted by the batcher; everything else here.
+    const d = this.counts;
+    const c = {
+      ...d,
+      accepted: d.accepted + b.acceptedRows,
+      processed: d.processed + b.resolvedRows,
+      failed: d.failed + b.rejectedRows,
+      shed: d.shed + b.shedRows,
+    };
     const pool = this.pool?.stats() ?? null;
     const prof = this.prof;
     const queueDepth = this.pending + this.batcher.queuedRows;
@@ -903,6 +890,7 @@ class DtesnPipeline implements Pipeline {
         inFlightBatches: b.inFlight,
         target: b.target,
         batches: b.batches,
+        readyBatches: b.readyBatches,
         fullBatches: b.fullBatches,
         timeoutBatches: b.timeoutBatches,
         flushBatches: b.flushBatches,
@@ -914,7 +902,7 @@ class DtesnPipeline implements Pipeline {
         threads: pool?.threads ?? 0,
         busyWorkers: Math.min(pool?.busy ?? 0, workers),
         poolUtilization: pool?.utilization ?? 0,
-        busyWorkerSeconds: ((pool?.utilization ?? 0) * (now - this.poolStarted) * workers) / 1000,
+        busyWorkerSeconds: ((pool?.utilization ?? 0) * (now - (this.pool?.startedAt ?? now)) * workers) / 1000,
         parallelEfficiency: prof?.parallelEfficiency(workers) ?? null,
         inlineBatches: c.inline,
         poolBatches: c.pool,
@@ -943,12 +931,41 @@ class DtesnPipeline implements Pipeline {
   }
 }
 
-/** A request that failed inside a batch whose other requests succeeded. */
-class SubmitFailure {
-  constructor(readonly reason: unknown) {}
+/** A request: one text, or its own copy of the texts it was submitted with. */
+type SubmitRequest = string | readonly string[];
+
+type SubmitResult = VectorBatch<Dtype> | unknown[] | RequestFailure;
+
+function rowsOfRequest(r: SubmitRequest): number {
+  return typeof r === 'string' ? 1 : r.length;
 }
 
-type SubmitResult = VectorBatch<Dtype> | unknown[] | SubmitFailure;
+/** The rows of a batch's requests, in order, as one array (the array itself for a lone request). */
+function flatten(reqs: readonly SubmitRequest[]): readonly string[] {
+  if (reqs.length === 1 && typeof reqs[0] !== 'string') return reqs[0]!;
+  const texts: string[] = [];
+  for (const r of reqs) {
+    if (typeof r === 'string') texts.push(r);
+    else for (const t of r) texts.push(t);
+  }
+  return texts;
+}
+
+/**
+ * The rows read once, now, into an array of our own: the request may wait for batch-mates, and a
+ * caller reusing its array after submit() returned must not change what it asked for (nor the
+ * rows counted against maxQueue and the batch size).
+ */
+function ownRows(texts: readonly unknown[]): string[] {
+  const rows = texts.length;
+  const own = new Array<string>(rows);
+  for (let i = 0; i < rows; i++) {
+    const t: unknown = texts[i];
+    if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
+    own[i] = t;
+  }
+  return own;
+}
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
@@ -1043,7 +1060,7 @@ function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uin
   return { bytes, offsets, pair };
 }
 
-/** Creates a pipeline. Workers start at once and stay until `close()`. */
+/** Creates a pipeline. Its workers start when first needed (see WorkerPool) and stay until `close()`. */
 export function createPipeline(config: PipelineConfig = {}): Pipeline {
   return new DtesnPipeline(config);
 }

@@ -35,7 +35,10 @@ export const WORKER_ENTRY = fileURLToPath(new URL('../dist/worker-entry.cjs', im
 
 export class WorkerPool {
   readonly size: number;
-  private readonly piscina: Piscina;
+  private piscina: Piscina | null = null;
+  private readonly resourceLimits: { maxOldGenerationSizeMb?: number } | undefined;
+  /** When the workers were started (performance.now()), or null before. */
+  startedAt: number | null = null;
   private busy = 0;
   private retried = 0;
   private crashed = 0;
@@ -46,21 +49,36 @@ export class WorkerPool {
    */
   private readonly readyCount = new Int32Array(new SharedArrayBuffer(4));
 
+  /**
+   * The workers start on first need (`start()`, or the first `run()`), not here: starting one
+   * (an isolate, Node's bootstrap, the addon) takes CPU time that, on a machine with few cores,
+   * the calling thread would lose while it serves its first requests; a pipeline that never
+   * needs the pool (small requests, files read inline) never pays it.
+   */
   constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }) {
     this.size = size;
-    this.piscina = new Piscina({
-      filename: WORKER_ENTRY,
-      minThreads: size,
-      maxThreads: size,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      // Workers wait on their message port between tasks, so an idle pool does not hold the
-      // process open.
-      atomics: 'disabled',
-      workerData: { dtesnReady: this.readyCount },
-      ...(resourceLimits ? { resourceLimits } : {}),
-    });
-    // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
-    this.piscina.on('error', () => {});
+    this.resourceLimits = resourceLimits;
+  }
+
+  /** Starts the workers (once); they stay until close(). */
+  start(): Piscina {
+    if (this.piscina === null) {
+      this.startedAt = performance.now();
+      this.piscina = new Piscina({
+        filename: WORKER_ENTRY,
+        minThreads: this.size,
+        maxThreads: this.size,
+        idleTimeout: Number.POSITIVE_INFINITY,
+        // Workers wait on their message port between tasks, so an idle pool does not hold the
+        // process open.
+        atomics: 'disabled',
+        workerData: { dtesnReady: this.readyCount },
+        ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
+      });
+      // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
+      this.piscina.on('error', () => {});
+    }
+    return this.piscina;
   }
 
   /**
@@ -76,9 +94,10 @@ export class WorkerPool {
   async run<T extends number | VectorizeResult | ItemResult[]>(task: Task, signal?: AbortSignal): Promise<TaskOutcome<T>> {
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw abortReason(signal);
+      const piscina = this.start();
       this.busy++;
       try {
-        return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
+        return (await piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
       } catch (cause) {
         if (signal?.aborted) throw abortReason(signal);
         // The task could not be posted (an argument structured clone refuses): no worker died.
@@ -101,12 +120,13 @@ export class WorkerPool {
   }
 
   stats(): PoolStats {
+    const p = this.piscina;
     return {
-      threads: this.piscina.threads.length,
+      threads: p?.threads.length ?? 0,
       ready: Atomics.load(this.readyCount, 0),
       busy: this.busy,
-      utilization: this.piscina.utilization,
-      completed: this.piscina.completed,
+      utilization: p?.utilization ?? 0,
+      completed: p?.completed ?? 0,
       retried: this.retried,
       crashed: this.crashed,
     };
@@ -114,6 +134,6 @@ export class WorkerPool {
 
   /** Waits for running tasks, then stops the workers. */
   async close(): Promise<void> {
-    await this.piscina.close();
+    await this.piscina?.close();
   }
 }

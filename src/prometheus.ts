@@ -164,11 +164,11 @@ export function registerMetrics(pipeline: MetricsSource, registry: Registry = de
   counter('dtesn_input_bytes_total', 'Input vectorized: UTF-8 bytes, or UTF-16 code units x 2 for strings.', (m) => m.bytesIn);
   labelledCounter('dtesn_batches_total', 'Batches vectorized, by where they ran (inline on the calling thread, or on the pool).', 'route', (m) => ({ inline: m.batches.inline, pool: m.batches.pool }));
   labelledCounter('dtesn_batch_closes_total', 'Micro-batches of submit() requests, by why they closed.', 'reason', (m) => ({
-    full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
+    ready: m.batching.readyBatches, full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
   }));
   counter('dtesn_worker_busy_seconds_total', 'Run time of completed pool tasks summed over the workers (piscina).', (m) => m.parallelization.busyWorkerSeconds);
   gauge('dtesn_queue_depth', 'Rows waiting: queued in the micro-batcher or admitted and waiting for the pool.', () => snap().queueDepth);
-  gauge('dtesn_batch_target_size', 'The adaptive micro-batch target, rows.', () => snap().batching.target);
+  gauge('dtesn_batch_target_size', 'The most rows a free slot takes into a micro-batch (fixedBatchSize, or maxBatchSize).', () => snap().batching.target);
   gauge('dtesn_workers', 'Worker pool size.', () => snap().parallelization.workers);
   gauge('dtesn_workers_busy', 'Pool tasks running now.', () => snap().parallelization.busyWorkers);
   gauge('dtesn_worker_utilization_ratio', "piscina's pool utilization since the pool started (0-1).", () => snap().parallelization.poolUtilization);
