@@ -173,12 +173,28 @@ interface Batch<Req, Res> {
   readonly target: number;
   readonly start: number;
   readonly waitMs: number;
-  readonly controller: AbortController;
+  /** Aborts when every request of the batch has; null when no other signal can say so (below). */
+  readonly controller: AbortController | null;
   /** Requests not yet aborted. */
   live: number;
 }
 
+/**
+ * One executor for every request's promise: it hands the resolving functions out through
+ * `captured` (read right after `new Promise` returns), so a request allocates no closure for it.
+ */
+const captured: { resolve: (value: unknown) => void; reject: (reason: unknown) => void } = { resolve: () => {}, reject: () => {} };
+function capture(resolve: (value: never) => void, reject: (reason: unknown) => void): void {
+  captured.resolve = resolve as (value: unknown) => void;
+  captured.reject = reject;
+}
+
+/** The signal of batches that nothing can abort: their requests came without signals. */
+const NEVER = new AbortController().signal;
+
 const STATS_WINDOW = 1024;
+/** Key queues kept while empty, at most (see submit). */
+const MAX_IDLE_KEYS = 64;
 
 /** Runs a caller hook; what it throws becomes a process warning, never a lost settle or a crash. */
 function guard(what: string, hook: () => void): void {
@@ -318,12 +334,13 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
       return Promise.reject(queueFull(this.#opts.maxQueue, this.#queuedRows, rows));
     }
     const arrival = this.#now();
-    let entry!: Entry<Req, Res>;
-    const promise = new Promise<Res>((resolve, reject) => {
-      entry = new Entry<Req, Res>(req, rows, arrival, signal, resolve, reject);
-    });
+    const promise = new Promise<Res>(capture);
+    const entry = new Entry<Req, Res>(req, rows, arrival, signal, captured.resolve as (value: Res) => void, captured.reject);
     let q = this.#queues.get(key);
     if (q === undefined) {
+      // A key's queue stays when it empties (the next request of the key would make it again);
+      // empty ones are dropped once there are many keys.
+      if (this.#queues.size >= MAX_IDLE_KEYS) for (const [k, v] of this.#queues) if (v.count === 0) this.#queues.delete(k);
       q = { key, ctx: ctx as Ctx, entries: [], head: 0, rows: 0, count: 0, timer: undefined, timerFor: undefined, due: undefined };
       this.#queues.set(key, q);
     }
@@ -461,12 +478,27 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
     this.#queuedRows -= rows;
     this.#queuedRequests -= count;
     if (left === 0) {
-      this.#disarmTimer(q);
-      this.#queues.delete(q.key);
+      this.#disarmTimer(q); // the queue stays for the key's next request (see submit)
     } else if (this.#fixed) {
       this.#armTimer(q);
     }
 
+    // The batch's signal: a lone request's own signal says exactly when every request of the
+    // batch has aborted, and a batch without signals never aborts; only a batch of several
+    // requests with signals needs a controller of its own (one per small batch cost more than
+    // the rest of a small request's batching).
+    let controller: AbortController | null = null;
+    let signal = NEVER;
+    if (count === 1) signal = head.signal ?? NEVER;
+    else {
+      for (let k = 0; k < count; k++) {
+        if (taken[k]!.signal !== undefined) {
+          controller = new AbortController();
+          signal = controller.signal;
+          break;
+        }
+      }
+    }
     const start = this.#now();
     const batch: Batch<Req, Res> = {
       key: q.key,
@@ -476,7 +508,7 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
       target: Math.min(cap, Math.max(rows, waitingRows)),
       start,
       waitMs: start - head.arrival,
-      controller: new AbortController(),
+      controller,
       live: count,
     };
     const reqs = new Array<Req>(count);
@@ -490,7 +522,7 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
 
     let pending: Promise<Res[]>;
     try {
-      pending = Promise.resolve(this.#opts.run(q.key, reqs, batch.controller.signal, q.ctx));
+      pending = Promise.resolve(this.#opts.run(q.key, reqs, signal, q.ctx));
     } catch (err) {
       pending = Promise.reject(err);
     }
@@ -579,7 +611,8 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
       this.#queuedRequests--;
       if (q.count === 0) {
         this.#disarmTimer(q);
-        this.#queues.delete(q.key);
+        q.entries = [];
+        q.head = 0;
       } else if (wasHead && this.#fixed) {
         this.#armTimer(q);
       }
@@ -593,7 +626,7 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
       this.#stats.rejected++;
       this.#stats.rejectedRows += e.rows;
       e.reject(abortReason(signal));
-      if (--batch.live === 0) batch.controller.abort(new AbortError('every request of the batch was aborted'));
+      if (--batch.live === 0) batch.controller?.abort(new AbortError('every request of the batch was aborted'));
     }
   }
 

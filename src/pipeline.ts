@@ -20,7 +20,7 @@ import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
 import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { WorkerPool } from './pool.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
@@ -218,33 +218,58 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
   let idsAt = rows * 8;
   let maskAt = rows * 8 + cells * e;
   const Ctor = IDS_ARRAY[n.dtype];
-  const out: VectorBatch<Dtype>[] = new Array(counts.length);
+  // Copied region by region with plain loops: a temporary subarray per row (to call set) would
+  // double the typed arrays a small request allocates.
+  const bl = b.lengths;
+  const bs = b.sourceLengths;
+  const allLens = new Int32Array(buf, 0, rows * 2);
+  let at = 0;
   from = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const count = counts[i]!;
+    for (let r = 0; r < count; r++) allLens[at + r] = bl[from + r]!;
+    for (let r = 0; r < count; r++) allLens[at + count + r] = bs[from + r]!;
+    at += 2 * count;
+    from += count;
+  }
+  const allIds = new Ctor(buf, rows * 8, cells) as Int32Array;
+  const allMask = new Uint8Array(buf, rows * 8 + cells * e, cells);
+  const bids = b.ids as Int32Array;
+  const bmask = b.attentionMask;
+  const W = b.width;
+  if (cells === rows * W) {
+    allIds.set(bids.subarray(0, cells));
+    allMask.set(bmask.subarray(0, cells));
+  } else {
+    const left = n.paddingSide === 'left';
+    let d = 0;
+    from = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const w = widths[i]!;
+      const end = from + counts[i]!;
+      for (let row = from; row < end; row++) {
+        let src = row * W + (left ? W - w : 0);
+        const stop = src + w;
+        for (; src < stop; src++, d++) {
+          allIds[d] = bids[src]!;
+          allMask[d] = bmask[src]!;
+        }
+      }
+      from = end;
+    }
+  }
+  const out: VectorBatch<Dtype>[] = new Array(counts.length);
   for (let i = 0; i < counts.length; i++) {
     const count = counts[i]!;
     const w = widths[i]!;
     const lengths = new Int32Array(buf, lenAt, count);
-    lengths.set(b.lengths.subarray(from, from + count));
     const sourceLengths = new Int32Array(buf, lenAt + count * 4, count);
-    sourceLengths.set(b.sourceLengths.subarray(from, from + count));
     lenAt += count * 8;
     const ids = new Ctor(buf, idsAt, count * w) as IdsArray;
     const mask = new Uint8Array(buf, maskAt, count * w);
     idsAt += count * w * e;
     maskAt += count * w;
-    if (w === b.width) {
-      (ids as Int32Array).set((b.ids as Int32Array).subarray(from * w, (from + count) * w));
-      mask.set(b.attentionMask.subarray(from * w, (from + count) * w));
-    } else {
-      const skip = n.paddingSide === 'left' ? b.width - w : 0;
-      for (let r = 0; r < count; r++) {
-        const src = (from + r) * b.width + skip;
-        (ids as Int32Array).set((b.ids as Int32Array).subarray(src, src + w), r * w);
-        mask.set(b.attentionMask.subarray(src, src + w), r * w);
-      }
-    }
     out[i] = { ids, rows: count, width: w, lengths, sourceLengths, attentionMask: mask } as VectorBatch<Dtype>;
-    from += count;
   }
   return out;
 }
@@ -644,9 +669,14 @@ class DtesnPipeline implements Pipeline {
       if (options === undefined) {
         ({ n, key } = this.defaultOptions());
       } else {
-        n = normalizeOptions(mergeOptions(this.defaults, options));
-        if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
-        key = fingerprint(n);
+        const seen = this.lastOptions.get(options);
+        if (seen !== undefined) ({ n, key } = seen);
+        else {
+          n = normalizeOptions(mergeOptions(this.defaults, options));
+          if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
+          key = fingerprint(n);
+          if (isPlainObject(options)) this.lastOptions.set(options, { n, key });
+        }
       }
       req = single ? text : ownRows(text as readonly unknown[]);
     } catch (e) {
@@ -660,6 +690,7 @@ class DtesnPipeline implements Pipeline {
    * mutated): calls without options, the common case, skip the work.
    */
   private defaultRequest: { n: NormalizedOptions; key: string } | null = null;
+  private readonly lastOptions = new OptionsMemo<{ n: NormalizedOptions; key: string }>();
 
   private defaultOptions(): { n: NormalizedOptions; key: string } {
     if (this.defaultRequest === null) {

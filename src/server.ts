@@ -31,7 +31,7 @@ import { Counter, Registry } from 'prom-client';
 import { PipelineClosedError, QueueFullError } from './errors.js';
 import { type Monitor, type MonitorOptions, createMonitor } from './monitor.js';
 import { encodeNpy } from './npy.js';
-import { MAX_ELEMENTS, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
+import { MAX_ELEMENTS, type NormalizedOptions, OptionsMemo, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline, mergeOptions } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
@@ -296,6 +296,50 @@ function errorReply(status: number, message: string, headers: Record<string, str
   return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify({ error: message }) };
 }
 
+/** Per connection: requests read and not yet answered (more than one when pipelined), and the
+ * signal that aborts their pipeline requests once the client has gone (one AbortController per
+ * connection, made on first use: a controller per request costs more than a small request). */
+class Connection {
+  pending = 0;
+  #ac: AbortController | null = null;
+  #gone = false;
+
+  get signal(): AbortSignal {
+    if (this.#ac === null) {
+      this.#ac = new AbortController();
+      if (this.#gone) this.#ac.abort(new Error('the client closed the connection'));
+    }
+    return this.#ac.signal;
+  }
+
+  close(): void {
+    this.#gone = true;
+    this.#ac?.abort(new Error('the client closed the connection'));
+  }
+}
+
+const CONNECTION = Symbol('dtesn.connection');
+
+function connectionOf(socket: Socket): Connection {
+  const s = socket as Socket & { [CONNECTION]?: Connection };
+  let c = s[CONNECTION];
+  if (c === undefined) {
+    const conn = (c = new Connection());
+    s[CONNECTION] = conn;
+    socket.once('close', () => conn.close());
+  }
+  return c;
+}
+
+function ignore(): void {}
+
+const EMPTY = Buffer.alloc(0);
+
+function* prepend(head: readonly Buffer[], rest: Iterator<Buffer>): Generator<Buffer> {
+  yield* head;
+  for (let r = rest.next(); !r.done; r = rest.next()) yield r.value;
+}
+
 class Service {
   readonly server: Server;
   readonly registry: Registry;
@@ -310,10 +354,12 @@ class Service {
   /** The pipeline's default options when the server made it (for the result-size bound). */
   private readonly defaults: VectorizeOptions<Dtype> | undefined;
   private readonly unregister: () => void;
-  private readonly requests: Counter<'route' | 'code'>;
+  /** HTTP answers by `${route} ${code}`, counted per request and handed to prom-client at scrape time. */
+  private readonly answered = new Map<string, number>();
   private inFlight = 0;
-  /** Requests read and not yet answered, per connection (more than one when pipelined). */
-  private readonly perSocket = new WeakMap<Socket, number>();
+  /** What the result bound normalized last (see OptionsMemo), and for bodies without options. */
+  private readonly lastOptions = new OptionsMemo<NormalizedOptions>();
+  private defaultOptions: NormalizedOptions | undefined;
   private closed: Promise<void> | null = null;
   private drained: (() => void) | null = null;
 
@@ -344,11 +390,19 @@ class Service {
     let unregisterPipeline: (() => void) | null = null;
     try {
       unregisterPipeline = registerMetrics(pipeline, registry, { monitor: this.monitor });
-      this.requests = new Counter({
+      const answered = this.answered;
+      new Counter({
         name: 'dtesn_http_requests_total',
         help: 'HTTP requests answered, by route and status code.',
         labelNames: ['route', 'code'],
         registers: [registry],
+        collect() {
+          this.reset();
+          for (const [k, v] of answered) {
+            const at = k.lastIndexOf(' ');
+            this.inc({ route: k.slice(0, at), code: k.slice(at + 1) }, v);
+          }
+        },
       });
     } catch (e) {
       unregisterPipeline?.();
@@ -367,45 +421,49 @@ class Service {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     this.inFlight++;
-    const socket = req.socket;
-    this.perSocket.set(socket, (this.perSocket.get(socket) ?? 0) + 1);
-    const ac = new AbortController();
+    const conn = connectionOf(req.socket);
+    conn.pending++;
     let route: Route = 'other';
-    res.on('error', () => {}); // a client gone mid-response: nothing to tell it
-    req.on('error', () => {});
+    res.on('error', ignore); // a client gone mid-response: nothing to tell it
+    req.on('error', ignore);
     res.once('close', () => {
-      if (!res.writableFinished) ac.abort(new Error('the client closed the connection'));
-      if (res.headersSent) this.requests.inc({ route, code: String(res.statusCode) });
-      const n = this.perSocket.get(socket)! - 1;
-      if (n === 0) this.perSocket.delete(socket);
-      else this.perSocket.set(socket, n);
+      if (res.headersSent) {
+        const k = `${route} ${res.statusCode}`;
+        this.answered.set(k, (this.answered.get(k) ?? 0) + 1);
+      }
+      conn.pending--;
       if (--this.inFlight === 0 && this.closing) this.drainedNow();
     });
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    let reply: Promise<Reply | null>;
-    if (this.closing) {
-      reply = Promise.resolve(errorReply(503, 'the server is shutting down'));
-    } else if (path === VECTORIZE_PATH) {
+    if (this.closing) return this.reply(res, errorReply(503, 'the server is shutting down'), conn);
+    if (path === VECTORIZE_PATH) {
       route = VECTORIZE_PATH;
-      reply = req.method === 'POST' ? this.vectorize(req, q < 0 ? '' : url.slice(q + 1), ac.signal) : Promise.resolve(this.badMethod('POST'));
-    } else if (path === '/metrics') {
+      if (req.method !== 'POST') return this.reply(res, this.badMethod('POST'), conn);
+      return this.vectorize(req, res, q < 0 ? '' : url.slice(q + 1), conn);
+    }
+    let reply: Reply | Promise<Reply>;
+    if (path === '/metrics') {
       route = '/metrics';
-      reply = req.method === 'GET' || req.method === 'HEAD' ? this.metricsReply() : Promise.resolve(this.badMethod('GET, HEAD'));
+      reply = req.method === 'GET' || req.method === 'HEAD' ? this.metricsReply() : this.badMethod('GET, HEAD');
     } else if (path === '/healthz') {
       route = '/healthz';
-      reply = Promise.resolve(req.method === 'GET' || req.method === 'HEAD' ? this.healthReply() : this.badMethod('GET, HEAD'));
+      reply = req.method === 'GET' || req.method === 'HEAD' ? this.healthReply() : this.badMethod('GET, HEAD');
     } else {
-      reply = Promise.resolve(errorReply(404, `no route ${JSON.stringify(path)}: try POST ${VECTORIZE_PATH}, GET /metrics, GET /healthz`));
+      reply = errorReply(404, `no route ${JSON.stringify(path)}: try POST ${VECTORIZE_PATH}, GET /metrics, GET /healthz`);
     }
-    reply
-      .catch((e: unknown) => this.errorOf(e))
-      .then((r) => (r === null ? undefined : this.send(res, r, socket)))
-      .catch(() => {
-        // Writing failed (the socket is gone): nothing left to answer.
-        if (!res.destroyed) res.destroy();
-      });
+    Promise.resolve(reply).then(
+      (r) => this.reply(res, r, conn),
+      (e: unknown) => this.reply(res, this.errorOf(e), conn),
+    );
+  }
+
+  /** Sends `r` (or nothing when the client is gone); a write that fails ends the connection. */
+  private reply(res: ServerResponse, r: Reply, conn: Connection): void {
+    this.send(res, r, conn).catch(() => {
+      if (!res.destroyed) res.destroy();
+    });
   }
 
   private badMethod(allow: string): Reply {
@@ -425,19 +483,26 @@ class Service {
     return errorReply(500, e instanceof Error ? `${e.name}: ${e.message}` : `internal error: ${String(e)}`);
   }
 
-  private async send(res: ServerResponse, r: Reply, socket: Socket): Promise<void> {
+  private async send(res: ServerResponse, r: Reply, conn: Connection): Promise<void> {
     if (res.destroyed || res.headersSent) return;
-    res.statusCode = r.status;
-    for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
+    const body = r.body;
     // Draining: the last answer on a connection closes it. Not an earlier one: the requests
     // pipelined behind it would get no answer at all.
-    if (this.closing && this.perSocket.get(socket) === 1) res.setHeader('connection', 'close');
-    const body = r.body;
+    const last = this.closing && conn.pending === 1;
     if (typeof body === 'string' || Buffer.isBuffer(body)) {
-      res.setHeader('content-length', Buffer.byteLength(body));
+      // One call with every header (setHeader per header costs more than the rest of a small answer).
+      const h = r.headers;
+      const flat: string[] = [];
+      for (const k in h) flat.push(k, String(h[k]));
+      flat.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+      if (last) flat.push('connection', 'close');
+      res.writeHead(r.status, flat);
       res.end(body);
       return;
     }
+    res.statusCode = r.status;
+    for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
+    if (last) res.setHeader('connection', 'close');
     if (Array.isArray(body)) {
       let n = 0;
       for (const b of body) n += b.length;
@@ -481,59 +546,75 @@ class Service {
   // ----------------------------------------------------------------------------------------------
   // POST /v1/vectorize
 
-  /** Reads the body, or null when the client went away first. */
-  private readBody(req: IncomingMessage): Promise<Buffer | null> {
-    const limit = this.bodyLimit;
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-      return Promise.reject(new HttpError(413, `the body of ${declared} bytes is over the limit of ${limit} bytes`, { connection: 'close' }));
-    }
-    return new Promise<Buffer | null>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const cleanup = () => {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        req.off('close', onClose);
-      };
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > limit) {
-          cleanup();
-          // The rest is not read; the connection closes after the answer.
-          reject(new HttpError(413, `the body is over the limit of ${limit} bytes`, { connection: 'close' }));
-          return;
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => {
-        cleanup();
-        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      };
-      const onClose = () => {
-        cleanup();
-        resolve(null);
-      };
-      req.on('data', onData);
-      req.on('end', onEnd);
-      req.on('close', onClose);
-    });
-  }
-
-  private async vectorize(req: IncomingMessage, query: string, signal: AbortSignal): Promise<Reply | null> {
+  /**
+   * POST /v1/vectorize: reads the body (callbacks, not a promise per request: this path runs per
+   * request at tens of thousands a second), parses it, submits its texts, answers.
+   */
+  private vectorize(req: IncomingMessage, res: ServerResponse, query: string, conn: Connection): void {
+    const fail = (e: unknown) => this.reply(res, this.errorOf(e), conn);
     let array: ArrayName = 'ids';
     if (query !== '') {
       const a = new URLSearchParams(query).get('array');
       if (a !== null) {
         if (!(ARRAYS as readonly string[]).includes(a)) {
-          throw new HttpError(400, `array must be one of ${ARRAYS.map((x) => `'${x}'`).join(', ')}, got ${JSON.stringify(a)}`);
+          return fail(new HttpError(400, `array must be one of ${ARRAYS.map((x) => `'${x}'`).join(', ')}, got ${JSON.stringify(a)}`));
         }
         array = a as ArrayName;
       }
     }
     const npy = wantsNpy(req.headers.accept);
-    const raw = await this.readBody(req);
-    if (raw === null) return null;
+    const limit = this.bodyLimit;
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+      return fail(new HttpError(413, `the body of ${declared} bytes is over the limit of ${limit} bytes`, { connection: 'close' }));
+    }
+    let first: Buffer | null = null;
+    let chunks: Buffer[] | null = null;
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        // The rest is not read; the connection closes after the answer.
+        fail(new HttpError(413, `the body is over the limit of ${limit} bytes`, { connection: 'close' }));
+        return;
+      }
+      if (first === null) first = chunk;
+      else (chunks ??= [first]).push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      const raw = chunks !== null ? Buffer.concat(chunks, size) : (first ?? EMPTY);
+      let pending: Promise<VectorBatch<Dtype> | unknown[]>;
+      try {
+        pending = this.submitBody(raw, conn);
+      } catch (e) {
+        return fail(e);
+      }
+      pending.then((result) => {
+        let r: Reply;
+        try {
+          r = this.answer(result, npy, array);
+        } catch (e) {
+          return fail(e);
+        }
+        this.reply(res, r, conn);
+      }, fail);
+    };
+    // The client went away before the body ended: nothing to answer.
+    const onClose = () => cleanup();
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+  }
+
+  /** Parses and checks a body, and submits its texts (throws what is wrong with it). */
+  private submitBody(raw: Buffer, conn: Connection): Promise<VectorBatch<Dtype> | unknown[]> {
     let text: string;
     try {
       text = UTF8.decode(raw);
@@ -548,14 +629,18 @@ class Service {
       throw new HttpError(400, `invalid JSON: ${(e as Error).message}`);
     }
     if (!isPlainObject(body)) throw new HttpError(400, `the body must be a JSON object {"texts": [...], "options": {...}}, got ${jsonType(body)}`);
-    for (const k of Object.keys(body)) {
+    for (const k in body) {
       if (!BODY_KEYS.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)} in the body (expected "texts" and "options")`);
     }
     const texts = body.texts;
     checkTexts(texts); // a single string would be one row to submit(): here texts must be an array
     const options = body.options as VectorizeOptions<Dtype> | undefined;
     this.checkResultSize(texts, options);
-    const result = await this.pipeline.submit(texts as readonly string[], options, { signal });
+    return this.pipeline.submit(texts as readonly string[], options, { signal: conn.signal });
+  }
+
+  /** The answer to a vectorize request. */
+  private answer(result: VectorBatch<Dtype> | unknown[], npy: boolean, array: ArrayName): Reply {
     if (Array.isArray(result)) {
       // A pipeline with a handler: its per-row results.
       if (npy) throw new HttpError(406, 'this pipeline has a handler: its results are JSON only');
@@ -569,13 +654,17 @@ class Service {
     }
     const b = result;
     if (b.rows * b.width > this.maxResult) throw this.tooLarge(b.rows * b.width);
-    const headers = { 'x-dtesn-rows': b.rows, 'x-dtesn-width': b.width };
     if (npy) {
       const [head, data] =
         array === 'ids' ? encodeNpy(b.ids, [b.rows, b.width]) : array === 'attention_mask' ? encodeNpy(b.attentionMask, [b.rows, b.width]) : encodeNpy(b.lengths, [b.rows]);
-      return { status: 200, headers: { 'content-type': NPY_TYPE, ...headers }, body: [head, data] };
+      return { status: 200, headers: { 'content-type': NPY_TYPE, 'x-dtesn-rows': b.rows, 'x-dtesn-width': b.width }, body: [head, data] };
     }
-    return { status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: batchJson(b) };
+    const chunks = batchJson(b);
+    const one = chunks.next();
+    const second = chunks.next();
+    // Most answers are one chunk: a plain buffer, written in one call with its headers.
+    const body: Buffer | Iterable<Buffer> = second.done ? (one.value as Buffer) : prepend([one.value as Buffer, second.value], chunks);
+    return { status: 200, headers: { 'content-type': JSON_TYPE, 'x-dtesn-rows': b.rows, 'x-dtesn-width': b.width }, body };
   }
 
   private tooLarge(elements: number): HttpError {
@@ -592,11 +681,15 @@ class Service {
   private checkResultSize(texts: readonly unknown[], options: unknown): void {
     const rows = texts.length;
     if (rows === 0) return;
-    let n;
-    try {
-      n = normalizeOptions(mergeOptions(this.defaults, options));
-    } catch {
-      return;
+    let n = options === undefined ? this.defaultOptions : this.lastOptions.get(options);
+    if (n === undefined) {
+      try {
+        n = normalizeOptions(mergeOptions(this.defaults, options));
+      } catch {
+        return;
+      }
+      if (options === undefined) this.defaultOptions = n;
+      else if (isPlainObject(options)) this.lastOptions.set(options, n);
     }
     let width = n.maxLength;
     if (n.padding === 'longest') {
