@@ -26,6 +26,8 @@ export interface LoadOptions {
   drainMs?: number;
   /** [0] offset of the schedule's start from now, ms (lets a server start first). */
   startDelayMs?: number;
+  /** [0] keep-alive connections opened (and left idle) before the schedule starts, within startDelayMs. */
+  preconnect?: number;
 }
 
 export interface LoadResult {
@@ -91,7 +93,9 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
     if (++settled === n) finish();
   };
 
+  const sentAt = process.env.DTESN_LOAD_TRACE ? new Float64Array(n) : null;
   const send = (c: Conn, k: number) => {
+    if (sentAt) sentAt[k] = performance.now() - start;
     c.busy = true;
     c.req = k;
     c.need = -1;
@@ -106,9 +110,11 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
   };
   const open = (first: number) => {
     opened++;
-    const socket = connect({ host: o.host, port: o.port, noDelay: true });
+    const c = attach(connect({ host: o.host, port: o.port, noDelay: true }));
+    c.socket.once('connect', () => send(c, first));
+  };
+  function attach(socket: Socket): Conn {
     const c: Conn = { socket, busy: false, req: -1, buf: Buffer.alloc(0), need: -1, headerEnd: -1, status: 0 };
-    socket.on('connect', () => send(c, first));
     socket.on('data', (d: Buffer) => {
       c.buf = c.buf.length === 0 ? d : Buffer.concat([c.buf, d]);
       for (;;) {
@@ -148,7 +154,14 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
     };
     socket.on('error', fail);
     socket.on('close', fail);
-  };
+    return c;
+  }
+
+  for (let k = 0; k < (o.preconnect ?? 0); k++) {
+    opened++;
+    const c = attach(connect({ host: o.host, port: o.port, noDelay: true }));
+    c.socket.once('connect', () => idle.push(c));
+  }
 
   let i = 0;
   const tick = () => {
@@ -178,6 +191,21 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
     const bySecond: number[] = [];
     const perSecond = Math.max(1, Math.round(o.rate));
     for (let s = 0; s * perSecond < n; s++) bySecond.push(percentile(lat.slice(s * perSecond, (s + 1) * perSecond).sort(), 0.99));
+    if (process.env.DTESN_LOAD_TRACE) {
+      const w = Math.max(1, Math.round(o.rate / 20));
+      const parts: string[] = [];
+      for (let s = 0; s < Math.min(n, o.rate) ; s += w) parts.push(percentile(lat.slice(s, s + w).sort(), 0.99).toFixed(0));
+      process.stderr.write(`p99 per 50 ms of the first second: ${parts.join(' ')}\n`);
+      if (sentAt) {
+        const late: string[] = [];
+        for (let s = 0; s < Math.min(n, o.rate); s += w) {
+          let worst = 0;
+          for (let k = s; k < Math.min(n, s + w); k++) worst = Math.max(worst, sentAt[k]! - k * periodMs);
+          late.push(worst.toFixed(0));
+        }
+        process.stderr.write(`worst send lateness per 50 ms: ${late.join(' ')}\n`);
+      }
+    }
     const ok = statusCount['200'] ?? 0;
     for (const c of idle) c.socket.destroy();
     return {
@@ -201,6 +229,7 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
 // stdin (the bodies are too long for a command line), the result as one JSON line on stdout.
 const argv = process.argv.slice(2);
 if (argv[0] === '--stdin') {
+  process.stdout.write('ready\n'); // loaded: the driver may start the server now
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   const r = await runLoad(JSON.parse(Buffer.concat(chunks).toString()) as LoadOptions);

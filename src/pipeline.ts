@@ -4,8 +4,8 @@
  * - `vectorize` / `vectorizeBytes`: one batch, run inline or split over the worker pool (shared
  *   memory in and out), whichever the cost model (cost.ts) expects to finish first. Results equal
  *   the core `vectorize` exactly, whatever path ran.
- * - `submit`: requests of a few rows, coalesced by the adaptive micro-batcher (batcher.ts,
- *   adaptive.ts); each request gets exactly what `vectorize([its rows], options)` returns, or its
+ * - `submit`: requests of a few rows, coalesced by the work-conserving micro-batcher
+ *   (batcher.ts); each request gets exactly what `vectorize([its rows], options)` returns, or its
  *   own rows' results from the downstream `handler`.
  * - `stream` / `vectorizeFile`: batches from an iterable, or a file or byte stream, with bounded
  *   memory (stream.ts).
@@ -31,16 +31,16 @@ import type { ItemResult, VectorizeResult } from './worker.js';
 export interface PipelineConfig {
   /** [os.availableParallelism()] 1..64 workers in the pool. */
   maxWorkers?: number;
-  /** [1000] rows per batch, upper bound of the adaptive size. */
+  /** [1000] the most rows a micro-batch takes (a free slot takes every waiting row up to it). */
   maxBatchSize?: number;
-  /** [2] longest the oldest waiting row waits for batch-mates. */
+  /** [2] with fixedBatchSize: the longest the oldest waiting row waits for its batch to fill. */
   batchTimeoutMs?: number;
-  /** [50] the p99 end-to-end latency the adaptive sizing holds. */
+  /** [50] the p99 end-to-end latency of submit the monitor holds the pipeline to (alert latency-p99). */
   targetLatencyMs?: number;
   /**
-   * Pins the micro-batch size (rows, 1..maxBatchSize) and turns the adaptive sizing off: batches
-   * close at this many rows or when their oldest row has waited batchTimeoutMs (Ray Serve's and
-   * Triton's static batching). Unset (the default): adaptive.
+   * Static batching (rows, 1..maxBatchSize): batches close at this many rows or when their oldest
+   * row has waited batchTimeoutMs (Ray Serve's and TF Serving's batching). Unset (the default):
+   * work-conserving, a free slot takes every waiting row up to maxBatchSize at once.
    */
   fixedBatchSize?: number;
   /** [100000] rows waiting; beyond it new work is refused at once with QueueFullError. */

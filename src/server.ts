@@ -24,7 +24,7 @@
  * it is the largest per-request cost of a 64-text request. Large results go out in ~1 MiB chunks
  * with backpressure, so one response never builds one huge string.
  */
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { Agent, type IncomingMessage, type Server, type ServerResponse, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { Counter, Registry } from 'prom-client';
@@ -57,6 +57,14 @@ export interface ServerOptions {
   registry?: Registry;
   /** [1] Retry-After of 429 answers, seconds. */
   retryAfterSeconds?: number;
+  /**
+   * [1000] requests the service sends itself before it listens, through a private copy of itself
+   * on another loopback port with a pipeline of its own (no handler: the caller's handler and
+   * pipeline are never called), so that the code every request runs is compiled before the first
+   * real one arrives instead of while the first seconds of traffic queue behind it (BENCHMARKS.md,
+   * the serve suite's cold starts). Costs ~0.2-0.4 s of start-up. 0: none.
+   */
+  warmup?: number;
   /**
    * [30000] how long close() lets in-flight requests finish before it cuts their connections
    * (the pipeline still finishes the work it accepted). Infinity waits for ever.
@@ -102,7 +110,7 @@ const DEFAULT_MAX_RESULT = 1 << 24;
 const VECTORIZE_PATH = '/v1/vectorize';
 const JSON_TYPE = 'application/json; charset=utf-8';
 const NPY_TYPE = 'application/x-npy';
-const SERVER_KEYS = new Set(['port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs']);
+const SERVER_KEYS = new Set(['port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs', 'warmup']);
 const BODY_KEYS = new Set(['texts', 'options']);
 const ARRAYS = ['ids', 'attention_mask', 'lengths'] as const;
 type ArrayName = (typeof ARRAYS)[number];
@@ -780,6 +788,7 @@ export async function startServer(options: ServerOptions = {}): Promise<DtesnSer
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!SERVER_KEYS.has(k)) throw new TypeError(`unknown server option '${k}'`);
   const port = intOption(o, 'port', 8080, 0, 65535);
+  const warmup = intOption(o, 'warmup', 1000, 0, 1_000_000);
   const host = o.host ?? '127.0.0.1';
   if (typeof host !== 'string' || host === '') throw new TypeError(`options.host must be a non-empty string, got ${describe(host)}`);
   const given = options.pipeline;
@@ -795,6 +804,7 @@ export async function startServer(options: ServerOptions = {}): Promise<DtesnSer
   }
   let service: Service | undefined;
   try {
+    if (warmup > 0) await warmUp(warmup, defaults);
     const server = (service = new Service(pipeline, options, { pipeline: own, defaults })).server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -825,6 +835,48 @@ export async function startServer(options: ServerOptions = {}): Promise<DtesnSer
     close: () => svc.close(),
     [Symbol.asyncDispose]: () => svc.close(),
   };
+}
+
+/** Bodies of the warm-up requests: ASCII and multilingual rows, with and without options. */
+const WARM_BODIES = [
+  { texts: ['The quick brown fox jumps over the lazy dog'] },
+  { texts: ['Alle Menschen sind frei und gleich an Würde und Rechten geboren.'], options: { maxLength: 128 } },
+  { texts: ['人人生而自由，在尊严和权利上一律平等。', 'hello 😀'], options: { encoding: 'byt5', maxLength: 64 } },
+].map((b) => JSON.stringify(b));
+
+/** See ServerOptions.warmup: `count` requests through a private service, then it closes. */
+async function warmUp(count: number, defaults: VectorizeOptions<Dtype> | undefined): Promise<void> {
+  const svc = new Service(createPipeline({ maxWorkers: 1, vectorize: defaults }), { registry: new Registry(), monitor: { intervalMs: 60_000 } }, { pipeline: true, defaults });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      svc.server.once('error', reject);
+      svc.server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const { port } = svc.server.address() as AddressInfo;
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    try {
+      let next = 0;
+      const one = (): Promise<void> =>
+        new Promise<void>((resolve) => {
+          const body = WARM_BODIES[next++ % WARM_BODIES.length]!;
+          const req = httpRequest({ host: '127.0.0.1', port, path: VECTORIZE_PATH, method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+            res.resume();
+            res.once('end', resolve);
+            res.once('error', () => resolve());
+          });
+          req.once('error', () => resolve()); // a warm-up that fails costs nothing but its warmth
+          req.end(body);
+        });
+      const lanes = Array.from({ length: 16 }, async () => {
+        while (next < count) await one();
+      });
+      await Promise.all(lanes);
+    } finally {
+      agent.destroy();
+    }
+  } finally {
+    await svc.close();
+  }
 }
 
 /**

@@ -276,6 +276,20 @@ describe('work-conserving batches', () => {
     ]);
   });
 
+  it('keeps key queues while empty, and with more than 64 keys drops only empty ones: nothing waiting is lost', async () => {
+    const h = harness({ maxBatchSize: 8, maxInFlight: 1 });
+    h.submit('busy');
+    await flush();
+    const subs = Array.from({ length: 200 }, (_, i) => h.submit(`k${i % 100}`)); // 100 keys, waiting
+    for (let k = 0; k < h.calls.length; k++) {
+      h.answer(h.calls[k]);
+      await flush();
+    }
+    expect(subs.every((s) => s.out.value === `${s.req.key}:${s.req.id}`)).toBe(true);
+    expect(h.calls.slice(1).map((c) => c.reqs.length)).toEqual(Array(100).fill(2));
+    expect(h.batcher.stats()).toMatchObject({ queuedRows: 0, resolved: 201 });
+  });
+
   it('gives each request its own result when batches are answered out of order', async () => {
     const h = harness({ maxBatchSize: 3, maxInFlight: 4 });
     const subs = Array.from({ length: 7 }, () => h.submit('a'));

@@ -1020,6 +1020,28 @@ describe('admission (maxQueue)', () => {
   });
 });
 
+describe('work-conserving batches', () => {
+  it('a fresh pipeline’s first batch holds every request of the turn; the requests that came due while a blocking handler ran go in one batch', async () => {
+    const sizes: number[] = [];
+    const p = make({
+      maxWorkers: 2,
+      handler: async (batch) => {
+        sizes.push(batch.rows);
+        const end = performance.now() + 20; // a CPU-bound model stage: blocks the event loop
+        while (performance.now() < end);
+        return Array.from({ length: batch.rows }, (_, i) => i);
+      },
+    });
+    const first = Array.from({ length: 300 }, (_, i) => p.submit(`a${i}`));
+    // While the first batch blocks the loop, more requests are due: a timer fires late, all at once.
+    const late = new Promise<unknown[]>((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
+    expect((await Promise.all(first)).map((r) => (r as number[]).length)).toEqual(Array(300).fill(1));
+    expect((await late).length).toBe(50);
+    expect(sizes).toEqual([300, 50]);
+    expect(p.metrics().batching).toMatchObject({ batches: 2, readyBatches: 2, fullBatches: 0, target: 1000 });
+  });
+});
+
 describe('fixedBatchSize', () => {
   it('pins the micro-batch size: batches of exactly that many rows under load, the rest on timeout; results exact', async () => {
     const sizes: number[] = [];

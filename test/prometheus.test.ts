@@ -79,6 +79,8 @@ describe('registerMetrics', () => {
     expect(values.get('dtesn_input_bytes_total')).toBe(m.bytesIn);
     expect(values.get('dtesn_batches_total{route="inline"}')).toBe(m.batches.inline);
     expect(values.get('dtesn_batch_closes_total{reason="full"}')).toBe(m.batching.fullBatches);
+    expect(values.get('dtesn_batch_closes_total{reason="ready"}')).toBe(m.batching.readyBatches);
+    expect(m.batching.readyBatches).toBeGreaterThan(0);
     expect(values.get('dtesn_queue_depth')).toBe(0);
     expect(values.get('dtesn_workers')).toBe(2);
     expect(values.get('dtesn_health_score')).toBe(monitor.health().score);
