@@ -226,6 +226,25 @@ await pipeline.close();
 if (JSON.stringify(out.map((r) => r.value)) !== '[2,4]') throw new Error(`processBatch ${JSON.stringify(out)}`);
 console.log(`import: ${process.version} ${backend.kind} ${backend.simd} ${b.rows}x${b.width}, worker pool ok`);
 EOF
+  cat >subpaths.mjs <<'EOF'
+import { createRequire } from 'node:module';
+import { vectorize } from 'dtesn-pipeline';
+// The main entry loads no prom-client or OpenTelemetry code (CommonJS packages: they would be in require.cache).
+const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => /prom-client|opentelemetry/.test(f));
+if (loaded.length) throw new Error(`the main entry loaded ${loaded.join(', ')}`);
+const { startServer, createRequestListener } = await import('dtesn-pipeline/server');
+const { registerMetrics } = await import('dtesn-pipeline/prometheus');
+const { registerOtelMetrics } = await import('dtesn-pipeline/otel');
+for (const [name, f] of Object.entries({ startServer, createRequestListener, registerMetrics, registerOtelMetrics })) {
+  if (typeof f !== 'function') throw new Error(`${name} is not exported by its subpath`);
+}
+const srv = await startServer({ port: 0, warmup: 10 });
+const r = await fetch(`${srv.url}/v1/vectorize`, { method: 'POST', body: JSON.stringify({ texts: ['hi'] }) });
+const got = await r.json();
+await srv.close();
+if (JSON.stringify(got.ids) !== JSON.stringify([Array.from(vectorize(['hi']).ids)])) throw new Error(`dtesn-pipeline/server answered ${JSON.stringify(got)}`);
+console.log(`subpaths: ${process.version} server, prometheus, otel ok; the main entry loads neither prom-client nor OpenTelemetry`);
+EOF
   cat >double.mjs <<'EOF'
 export default function double(x) {
   return x * 2;
@@ -242,7 +261,7 @@ if (row0 !== '107,104,111,111,114,1') throw new Error(`byt5 ids ${row0}`);
 console.log(`require: ${process.version} ${backend.kind} ${backend.simd} ${b.rows}x${b.width}`);
 EOF
   for bin in "${nodes[@]}"; do
-    for script in esm.mjs cjs.cjs; do
+    for script in esm.mjs cjs.cjs subpaths.mjs; do
       # DTESN_BACKEND=native: a binary that does not load is an error, not a silent fallback.
       DTESN_BACKEND=native "$bin" "$script" 2>"$work/stderr" || { cat "$work/stderr" >&2; fail "$script on $("$bin" --version)"; }
       if [ -s "$work/stderr" ]; then

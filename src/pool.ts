@@ -5,8 +5,9 @@
  * (exit, uncaught error, resourceLimits) or the task was aborted; such a task is retried once on a
  * fresh worker, and a second failure becomes a WorkerCrashError.
  */
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { WorkerCrashError, abortReason, isDataCloneError } from './errors.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
@@ -64,7 +65,9 @@ export class WorkerPool {
   start(): Piscina {
     if (this.piscina === null) {
       this.startedAt = performance.now();
-      this.piscina = new Piscina({
+      // Loaded here, not at import: piscina is most of what importing the package would cost.
+      const { Piscina: PiscinaClass } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
+      this.piscina = new PiscinaClass({
         filename: WORKER_ENTRY,
         minThreads: this.size,
         maxThreads: this.size,
