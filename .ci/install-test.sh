@@ -288,14 +288,48 @@ EOF
 }
 EOF
   cat >types-esm.mts <<'EOF'
-import { vectorize, type VectorBatch } from 'dtesn-pipeline';
+import { createPipeline, vectorize, type Pipeline, type VectorBatch } from 'dtesn-pipeline';
+import { createRequestListener } from 'dtesn-pipeline/server';
 const b: VectorBatch<'uint8'> = vectorize(['a'], { dtype: 'uint8' });
 export const ids: Uint8Array = b.ids;
+// Types follow the call: submit without a handler gives the batch of the call's dtype (the
+// pipeline's default dtype when the call names none), with a handler that handler's results.
+const plain = createPipeline({ vectorize: { dtype: 'uint16' } });
+const p16: Uint16Array = (await plain.submit('a')).ids;
+const p8: Uint8Array = (await plain.submit('a', { dtype: 'uint8' })).ids;
+const model = createPipeline({ handler: async (batch) => Array.from(batch.lengths, (n) => ({ n })) });
+const scores: Array<{ n: number }> = await model.submit(['a', 'b']);
+// @ts-expect-error -- a handler's results are not a batch
+const notBatch: VectorBatch = await model.submit('a');
+for await (const fb of plain.vectorizeFile('x.jsonl', { format: 'jsonl', dtype: 'int16' })) {
+  const i16: Int16Array = fb.ids;
+  const line: number = fb.firstLine;
+  void [i16, line];
+}
+for await (const sb of plain.stream(['a'])) {
+  const u16: Uint16Array = sb.ids;
+  void u16;
+}
+// Any pipeline goes where a pipeline is served.
+const any: Pipeline = model;
+createRequestListener({ pipeline: any });
+createRequestListener({ pipeline: plain });
+void [p16, p8, scores, notBatch];
 EOF
   cat >types-cjs.cts <<'EOF'
 import dtesn = require('dtesn-pipeline');
+import server = require('dtesn-pipeline/server');
 const b: dtesn.VectorBatch<'uint8'> = dtesn.vectorize(['a'], { dtype: 'uint8' });
 export const ids: Uint8Array = b.ids;
+export async function typed(): Promise<void> {
+  const p = dtesn.createPipeline({ maxWorkers: 1 });
+  const i32: Int32Array = (await p.submit('a')).ids;
+  const f32: Float32Array = (await p.vectorize(['a'], { dtype: 'float32' })).ids;
+  // @ts-expect-error -- the default dtype is int32
+  const wrong: Uint8Array = (await p.submit('a')).ids;
+  const srv: server.DtesnServer = await server.startServer({ port: 0, pipeline: p });
+  void [i32, f32, wrong, srv];
+}
 EOF
   node "$repo/node_modules/typescript/bin/tsc" -p tsconfig.json || fail "the declarations do not type-check from ESM and CommonJS"
   echo "types: ok"

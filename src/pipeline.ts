@@ -28,7 +28,11 @@ import { type FileBatch, type FileOptions, type FileSource, type StreamOptions, 
 import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
 import type { ItemResult, VectorizeResult } from './worker.js';
 
-export interface PipelineConfig {
+/**
+ * `R`: what the handler gives per row (`never`: no handler); `DD`: the dtype of the default
+ * options (`vectorize.dtype`), which calls without a dtype of their own get.
+ */
+export interface PipelineConfig<R = unknown, DD extends Dtype = Dtype> {
   /** [os.availableParallelism()] 1..64 workers in the pool. */
   maxWorkers?: number;
   /** [1000] the most rows a micro-batch takes (a free slot takes every waiting row up to it). */
@@ -46,9 +50,9 @@ export interface PipelineConfig {
   /** [100000] rows waiting; beyond it new work is refused at once with QueueFullError. */
   maxQueue?: number;
   /** Defaults for every call. */
-  vectorize?: VectorizeOptions<Dtype>;
-  /** Optional downstream stage for `submit`, one result per row. */
-  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<unknown[]>;
+  vectorize?: VectorizeOptions<DD>;
+  /** Optional downstream stage for `submit`, one result per row; `submit` then resolves to its request's rows' results. */
+  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<R[]>;
   /** [true]; false = the JS fallback everywhere. */
   enableVectorization?: boolean;
   /**
@@ -68,6 +72,11 @@ export type ProcessResult<R> = { ok: true; value: R } | { ok: false; error: Erro
 
 export type { PipelineMetrics } from './metrics.js';
 
+/**
+ * Any pipeline: what a server, a monitor or an exporter takes. `createPipeline` returns one of its
+ * two precise kinds: a `VectorizingPipeline` (no handler: `submit` resolves to the request's rows
+ * as a batch) or a `HandlingPipeline` (its rows' handler results).
+ */
 export interface Pipeline {
   vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
   vectorizeBytes<D extends Dtype = 'int32'>(
@@ -77,13 +86,39 @@ export interface Pipeline {
     opts?: CallOptions,
   ): Promise<VectorBatch<D>>;
   submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]>;
-  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>>;
+  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
   /** A file path, or a byte stream such as `process.stdin` (an async iterable of Uint8Array). */
-  vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch>;
+  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
   processBatch<T, R>(items: readonly T[], opts: { task: string | URL; signal?: AbortSignal }): Promise<Array<ProcessResult<R>>>;
   metrics(): PipelineMetrics;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The calls' dtypes default to the pipeline's (`DD`, from `config.vectorize.dtype`). */
+interface TypedCalls<DD extends Dtype> {
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+}
+
+/** A pipeline without a handler: `submit` resolves to exactly `vectorize([its rows], options)`. */
+export interface VectorizingPipeline<DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
+  submit<D extends Dtype = DD>(text: string | readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+}
+
+/** A pipeline with a handler giving `R` per row: `submit` resolves to its request's rows' results. */
+export interface HandlingPipeline<R, DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<R[]>;
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
 }
 
 /**
@@ -277,7 +312,7 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
 class DtesnPipeline implements Pipeline {
   private readonly backend: Backend;
   private readonly pool: WorkerPool | null;
-  private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult, NormalizedOptions>;
+  private readonly batcher: MicroBatcher<SubmitRequest, RequestOutcome, NormalizedOptions>;
   private readonly cost = new CostModel();
   private readonly staging = new Staging();
   private readonly defaults: Readonly<Record<string, unknown>> | undefined;
@@ -337,7 +372,7 @@ class DtesnPipeline implements Pipeline {
     this.resources = new ProcessResources({ now: () => performance.now(), eventLoopDelay: this.profiling });
     // submit()'s micro-batcher: work-conserving (batcher.ts), or static with fixedBatchSize. Its
     // row counts are the pipeline's counts of submitted rows (metrics()).
-    this.batcher = new MicroBatcher<SubmitRequest, SubmitResult, NormalizedOptions>({
+    this.batcher = new MicroBatcher<SubmitRequest, RequestOutcome, NormalizedOptions>({
       maxBatchSize,
       fixedBatchSize: fixedBatchSize ?? undefined,
       batchTimeoutMs,
@@ -706,7 +741,7 @@ class DtesnPipeline implements Pipeline {
    * the batch is then vectorized request by request, so each gets its own result or error.
    * Synchronous (no promise turn) when the batch runs inline and there is no handler.
    */
-  private runSubmitted(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal): Promise<SubmitResult[]> {
+  private runSubmitted(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal): Promise<RequestOutcome[]> {
     const texts = flatten(reqs);
     const units = unitsOf(texts);
     if (!this.stringsPoolable(units, n)) {
@@ -725,13 +760,13 @@ class DtesnPipeline implements Pipeline {
   }
 
   /** After a batch's rows failed: each request alone, so a bad row fails only its own request. */
-  private oneByOne(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal, e: unknown): Promise<SubmitResult[]> {
+  private oneByOne(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal, e: unknown): Promise<RequestOutcome[]> {
     if (reqs.length === 1 || signal.aborted) return Promise.reject(e);
     return Promise.all(reqs.map((r) => this.runSubmitted([r], n, signal).then(([x]) => x!, (err: unknown) => new RequestFailure(err))));
   }
 
   /** Each request's share of a batch: its rows' handler results, or its rows as their own batch. */
-  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype>, signal: AbortSignal): Promise<SubmitResult[]> {
+  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype>, signal: AbortSignal): Promise<RequestOutcome[]> {
     const handler = this.handler;
     if (handler === undefined) {
       return Promise.resolve(reqs.length === 1 ? [batch] : splitBatch(batch, n, reqs.map(rowsOfRequest)));
@@ -758,15 +793,16 @@ class DtesnPipeline implements Pipeline {
   // -------------------------------------------------------------------------------------------
   // Streams.
 
-  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
+  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>> {
     this.open();
     // Each batch is tracked like a vectorize call: close() lets one that has started finish.
+    // The batches are of the dtype the options name (the core's contract).
     return streamBatches(
       source,
       options,
       (texts, n, signal) => this.track(this.streamBatch(() => this.runStrings(texts, n, signal, true), signal)),
       this.resolve,
-    );
+    ) as AsyncIterable<VectorBatch<D>>;
   }
 
   /**
@@ -777,7 +813,7 @@ class DtesnPipeline implements Pipeline {
    * there while this thread vectorizes (one task per 1 MiB read, a round trip costing ~0.3 ms)
    * was ~1.2x slower too: this thread waited for the worker, which shares the cores with it.
    */
-  vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch> {
+  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>> {
     this.open();
     return fileBatches(
       source,
@@ -785,7 +821,7 @@ class DtesnPipeline implements Pipeline {
       this.backend.kind === 'native' ? fillRows : fillRowsJs,
       (bytes, offsets, n, signal) => this.track(this.streamBatch(() => this.runBytes(bytes, offsets, n, signal, true), signal)),
       this.resolve,
-    );
+    ) as AsyncIterable<FileBatch<D>>;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -965,7 +1001,7 @@ class DtesnPipeline implements Pipeline {
 /** A request: one text, or its own copy of the texts it was submitted with. */
 type SubmitRequest = string | readonly string[];
 
-type SubmitResult = VectorBatch<Dtype> | unknown[] | RequestFailure;
+type RequestOutcome = VectorBatch<Dtype> | unknown[] | RequestFailure;
 
 function rowsOfRequest(r: SubmitRequest): number {
   return typeof r === 'string' ? 1 : r.length;
@@ -1092,6 +1128,9 @@ function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uin
 }
 
 /** Creates a pipeline. Its workers start when first needed (see WorkerPool) and stay until `close()`. */
+export function createPipeline<R, DD extends Dtype = 'int32'>(config: PipelineConfig<R, DD> & { handler: NonNullable<PipelineConfig<R, DD>['handler']> }): HandlingPipeline<R, DD>;
+export function createPipeline<DD extends Dtype = 'int32'>(config?: PipelineConfig<never, DD> & { handler?: undefined }): VectorizingPipeline<DD>;
+export function createPipeline(config?: PipelineConfig): Pipeline;
 export function createPipeline(config: PipelineConfig = {}): Pipeline {
-  return new DtesnPipeline(config);
+  return new DtesnPipeline(config) as unknown as Pipeline;
 }
