@@ -15,6 +15,91 @@ pub trait Sink {
 
 pub(crate) const REPLACEMENT: u32 = 0xFFFD;
 
+/// How a measured row becomes tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One unit, one token (ASCII; BMP without surrogates; valid UTF-8 for the byte encodings).
+    Simple,
+    /// Well formed, decoded with the vector decoders ([`valid_tokens8`], [`valid_tokens16`]).
+    Valid,
+    /// Ill-formed (`invalid: 'replace'`): the per-character decoders of this module.
+    Slow,
+}
+
+/// Code points decoded per chunk by [`valid_tokens8`] and [`valid_tokens16`] (on the stack).
+const CHUNK: usize = 256;
+
+/// The content tokens of a well-formed UTF-8 row, in chunks (see `Unit::valid_tokens`).
+pub(crate) fn valid_tokens8(
+    row: &[u8],
+    enc: Encoding,
+    k: &Kernels,
+    f: &mut dyn FnMut(&[u32]) -> bool,
+) {
+    let mut cps = [0u32; CHUNK];
+    let mut units = [0u32; 2 * CHUNK];
+    let mut i = 0;
+    while i < row.len() {
+        let (used, n) = (k.utf8_decode)(&row[i..], &mut cps);
+        i += used;
+        let go = match enc {
+            Encoding::Utf16 => {
+                let mut m = 0;
+                for &cp in &cps[..n] {
+                    if cp >= 0x10000 {
+                        let c = cp - 0x10000;
+                        units[m] = 0xD800 + (c >> 10);
+                        units[m + 1] = 0xDC00 + (c & 0x3FF);
+                        m += 2;
+                    } else {
+                        units[m] = cp;
+                        m += 1;
+                    }
+                }
+                f(&units[..m])
+            }
+            _ => f(&cps[..n]),
+        };
+        if !go || used == 0 {
+            return;
+        }
+    }
+}
+
+/// The content tokens of a UTF-16 row without lone surrogates, in chunks.
+pub(crate) fn valid_tokens16(
+    row: &[u16],
+    enc: Encoding,
+    k: &Kernels,
+    f: &mut dyn FnMut(&[u32]) -> bool,
+) {
+    let mut cps = [0u32; CHUNK];
+    let mut bytes = [0u32; 4 * CHUNK];
+    let add = byte_add(enc);
+    let mut i = 0;
+    while i < row.len() {
+        let (used, n) = (k.utf16_decode)(&row[i..], &mut cps);
+        i += used;
+        let go = match enc {
+            Encoding::Utf8 | Encoding::Byt5 => {
+                let mut m = 0;
+                for &cp in &cps[..n] {
+                    let mut buf = [0u8; 4];
+                    for &b in encode_utf8(cp, &mut buf) {
+                        bytes[m] = b as u32 + add;
+                        m += 1;
+                    }
+                }
+                f(&bytes[..m])
+            }
+            _ => f(&cps[..n]),
+        };
+        if !go || used == 0 {
+            return;
+        }
+    }
+}
+
 /// Offset added to UTF-8 bytes by the encoding (ByT5 shifts by its 3 special ids).
 #[inline]
 pub(crate) fn byte_add(enc: Encoding) -> u32 {
