@@ -281,8 +281,14 @@ impl<U: Unit> Plan<'_, U> {
             Side::Right => 0,
             Side::Left => w - n,
         };
-        row[..start].fill(pad);
-        row[start + n..].fill(pad);
+        // A zero pad (the default) is a constant fill, which LLVM turns into memset.
+        if opts.pad_id == 0 {
+            row[..start].fill(T::default());
+            row[start + n..].fill(T::default());
+        } else {
+            row[..start].fill(pad);
+            row[start + n..].fill(pad);
+        }
         mrow[..start].fill(0);
         mrow[start..start + n].fill(1);
         mrow[start + n..].fill(0);
