@@ -144,11 +144,14 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
  * in a few nanoseconds per row) and the binding copies each chunk with one N-API call, where
  * reading row by row costs two N-API calls per row -- most of a batch's time (a 1,000-row batch of
  * workload (a): ~250 of ~300 us). Chunks stay near JOIN_CHUNK units, so no string gets near V8's
- * length limit and ropes stay shallow. Rows of JOIN_LONG_ROW units or more are chunks of their own:
+ * length limit and ropes stay shallow; and small, because the binding's read flattens each rope
+ * into a fresh string: at 64 K units a two-byte chunk (128 KB) went to V8's large-object space, a
+ * mapping and its page faults per chunk (workload (b), 10% of characters non-ASCII: 20 -> 8.8 ms
+ * for encoding 'utf16' with 4 K units). Rows of JOIN_LONG_ROW units or more are chunks of their own:
  * the per-row crossing is nothing next to their length, and a rope costs a flattening copy (on
  * workload (c), ~2,000-character rows, joining them all was 20-40% slower than row by row).
  */
-const JOIN_CHUNK = 1 << 16;
+const JOIN_CHUNK = 1 << 12;
 const JOIN_LONG_ROW = 512;
 
 /** Reused between calls; a call made while they are in use (a getter on `texts` calling back
