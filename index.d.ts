@@ -50,6 +50,9 @@ export declare function simdPath(): string
 /** When `DTESN_SIMD` names a path this CPU lacks: that name (the facade warns). */
 export declare function simdRequestUnavailable(): string | null
 
+/** Appends strings to the staged arena of a large string batch (see `stage_texts_impl`). */
+export declare function stageTexts(chunks: string[], first: boolean): void
+
 /** Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeJoined`. */
 export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
 
@@ -60,3 +63,9 @@ export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options
  * ArrayBuffer and the width written into the packed array (see `emit`).
  */
 export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
+
+/**
+ * `vectorizeJoined` for a batch whose first rows were handed over by `stageTexts`: `chunks` are
+ * the rest, `lengths` and `rows` are the whole batch's. Internal (see `joined` in src/backends.ts).
+ */
+export declare function vectorizeStaged(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer

@@ -483,7 +483,8 @@ mod imp {
 /// use masked loads, so no access goes past either slice.
 mod utf {
     use super::super::utf::{
-        scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts, EQ8, GE8,
+        scan16_with_tail, scan8_with_tail, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts,
+        EQ8, GE8,
     };
     use core::arch::x86_64::*;
 
@@ -493,7 +494,22 @@ mod utf {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn classes8(p: *const u8) -> Classes8 {
         // SAFETY: the caller guarantees 64 readable bytes.
-        let v = unsafe { _mm512_loadu_si512(p.cast()) };
+        classes8_of(unsafe { _mm512_loadu_si512(p.cast()) })
+    }
+
+    /// The classes of `rest` (< 64 bytes) zero-padded: a masked load, no copy.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes8_tail(rest: &[u8]) -> Classes8 {
+        let k = (1u64 << rest.len().min(63)) - 1;
+        // SAFETY: only the lanes below rest.len() are accessed (masked-off lanes are not), and
+        // those are `rest`.
+        classes8_of(unsafe { _mm512_maskz_loadu_epi8(k, rest.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes8_of(v: __m512i) -> Classes8 {
         let ge = |t: u8| _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(t as i8));
         let eq = |t: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(t as i8));
         Classes8::from_masks(
@@ -526,7 +542,21 @@ mod utf {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn classes16(p: *const u16) -> Classes16 {
         // SAFETY: the caller guarantees 32 readable units (64 bytes).
-        let v = unsafe { _mm512_loadu_si512(p.cast()) };
+        classes16_of(unsafe { _mm512_loadu_si512(p.cast()) })
+    }
+
+    /// The classes of `rest` (< 32 units) zero-padded: a masked load, no copy.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes16_tail(rest: &[u16]) -> Classes16 {
+        let k = (1u32 << rest.len().min(31)) - 1;
+        // SAFETY: only the lanes below rest.len() are accessed, and those are `rest`.
+        classes16_of(unsafe { _mm512_maskz_loadu_epi16(k, rest.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes16_of(v: __m512i) -> Classes16 {
         let top = _mm512_and_si512(v, _mm512_set1_epi16(0xFC00u16 as i16));
         Classes16 {
             hi: _mm512_cmpeq_epi16_mask(top, _mm512_set1_epi16(0xD800u16 as i16)),
@@ -538,14 +568,14 @@ mod utf {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
-        // SAFETY: `scan8` only passes pointers to 64 readable bytes.
-        unsafe { scan8(src, |p| classes8(p), |p| is_ascii(p)) }
+        // SAFETY: `scan8_with_tail` only passes pointers to 64 readable bytes.
+        unsafe { scan8_with_tail(src, |p| classes8(p), |p| is_ascii(p), |r| classes8_tail(r)) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
-        // SAFETY: `scan16` only passes pointers to 32 readable units.
-        unsafe { scan16(src, |p| classes16(p)) }
+        // SAFETY: `scan16_with_tail` only passes pointers to 32 readable units.
+        unsafe { scan16_with_tail(src, |p| classes16(p), |r| classes16_tail(r)) }
     }
 
     /// The low `r` bits, `r <= 16`.
@@ -621,10 +651,19 @@ mod utf {
         while i < n {
             let avail = n - i;
             // SAFETY: bytes i..n are readable; `bytes_at` reads no more than `avail` from s+i.
-            let (b0, b1, b2, b3) = unsafe {
+            let b0 = unsafe { bytes_at(s.add(i), 0, avail) };
+            if avail >= 16 && w + 16 <= cap && _mm512_cmpge_epu32_mask(b0, set(0x80)) == 0 {
+                // ASCII: every byte is a character.
+                // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                unsafe { _mm512_storeu_si512(d.add(w).cast(), b0) };
+                w += 16;
+                i += 16;
+                continue;
+            }
+            // SAFETY: as above.
+            let (b1, b2, b3) = unsafe {
                 let p = s.add(i);
                 (
-                    bytes_at(p, 0, avail),
                     bytes_at(p, 1, avail),
                     bytes_at(p, 2, avail),
                     bytes_at(p, 3, avail),
@@ -686,10 +725,20 @@ mod utf {
         while i < n {
             let avail = n - i;
             // SAFETY: units i..n are readable; `units_at` reads no more than `avail` from s+i.
-            let (u, next) = unsafe { (units_at(s.add(i), 0, avail), units_at(s.add(i), 1, avail)) };
+            let u = unsafe { units_at(s.add(i), 0, avail) };
             let top = _mm512_and_si512(u, set(0xFC00));
             let hi = _mm512_cmpeq_epi32_mask(top, set(0xD800));
             let lo = _mm512_cmpeq_epi32_mask(top, set(0xDC00));
+            if (hi | lo) == 0 && avail >= 16 && w + 16 <= cap {
+                // No surrogate: the units are the code points.
+                // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                unsafe { _mm512_storeu_si512(d.add(w).cast(), u) };
+                w += 16;
+                i += 16;
+                continue;
+            }
+            // SAFETY: as above.
+            let next = unsafe { units_at(s.add(i), 1, avail) };
             let pair = _mm512_sub_epi32(
                 _mm512_add_epi32(_mm512_slli_epi32::<10>(u), next),
                 set((0xD800 << 10) + 0xDC00 - 0x10000),

@@ -193,6 +193,28 @@ pub(crate) unsafe fn scan8(
     classify: impl Fn(*const u8) -> Classes8,
     is_ascii: impl Fn(*const u8) -> bool,
 ) -> Option<Utf8Counts> {
+    // SAFETY: forwarded; the tail classifier reads only the zeroed copy.
+    unsafe {
+        scan8_with_tail(src, &classify, is_ascii, |rest| {
+            let mut pad = [0u8; 64];
+            pad[..rest.len()].copy_from_slice(rest);
+            classify(pad.as_ptr())
+        })
+    }
+}
+
+/// [`scan8`] with the last partial block (1..=63 bytes) classified by `tail` as if zero-padded
+/// (AVX-512 does it with a masked load instead of a copy).
+///
+/// # Safety
+/// As [`scan8`].
+#[inline(always)]
+pub(crate) unsafe fn scan8_with_tail(
+    src: &[u8],
+    classify: impl Fn(*const u8) -> Classes8,
+    is_ascii: impl Fn(*const u8) -> bool,
+    tail: impl Fn(&[u8]) -> Classes8,
+) -> Option<Utf8Counts> {
     let mut st = Utf8Check::default();
     let mut chunks = src.chunks_exact(64);
     for b in &mut chunks {
@@ -204,9 +226,7 @@ pub(crate) unsafe fn scan8(
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut pad = [0u8; 64];
-        pad[..rest.len()].copy_from_slice(rest);
-        st.block(&classify(pad.as_ptr()), low_bits(rest.len()));
+        st.block(&tail(rest), low_bits(rest.len()));
     }
     st.finish()
 }
@@ -275,6 +295,26 @@ pub(crate) unsafe fn scan16(
     src: &[u16],
     classify: impl Fn(*const u16) -> Classes16,
 ) -> Option<Utf16Counts> {
+    // SAFETY: forwarded; the tail classifier reads only the zeroed copy.
+    unsafe {
+        scan16_with_tail(src, &classify, |rest| {
+            let mut pad = [0u16; 32];
+            pad[..rest.len()].copy_from_slice(rest);
+            classify(pad.as_ptr())
+        })
+    }
+}
+
+/// [`scan16`] with the last partial block (1..=31 units) classified by `tail` as if zero-padded.
+///
+/// # Safety
+/// As [`scan16`].
+#[inline(always)]
+pub(crate) unsafe fn scan16_with_tail(
+    src: &[u16],
+    classify: impl Fn(*const u16) -> Classes16,
+    tail: impl Fn(&[u16]) -> Classes16,
+) -> Option<Utf16Counts> {
     let mut st = Utf16Check::default();
     let mut chunks = src.chunks_exact(32);
     for b in &mut chunks {
@@ -282,9 +322,7 @@ pub(crate) unsafe fn scan16(
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut pad = [0u16; 32];
-        pad[..rest.len()].copy_from_slice(rest);
-        st.block(&classify(pad.as_ptr()), low_bits(rest.len()) as u32);
+        st.block(&tail(rest), low_bits(rest.len()) as u32);
     }
     st.finish()
 }
