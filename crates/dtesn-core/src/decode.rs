@@ -73,30 +73,64 @@ pub(crate) fn valid_tokens16(
     k: &Kernels,
     f: &mut dyn FnMut(&[u32]) -> bool,
 ) {
+    if let Encoding::Utf8 | Encoding::Byt5 = enc {
+        return utf8_tokens16(row, byte_add(enc), f);
+    }
     let mut cps = [0u32; CHUNK];
-    let mut bytes = [0u32; 4 * CHUNK];
-    let add = byte_add(enc);
     let mut i = 0;
     while i < row.len() {
         let (used, n) = (k.utf16_decode)(&row[i..], &mut cps);
         i += used;
-        let go = match enc {
-            Encoding::Utf8 | Encoding::Byt5 => {
-                let mut m = 0;
-                for &cp in &cps[..n] {
-                    let mut buf = [0u8; 4];
-                    for &b in encode_utf8(cp, &mut buf) {
-                        bytes[m] = b as u32 + add;
-                        m += 1;
-                    }
-                }
-                f(&bytes[..m])
-            }
-            _ => f(&cps[..n]),
-        };
-        if !go || used == 0 {
+        if !f(&cps[..n]) || used == 0 {
             return;
         }
+    }
+}
+
+/// The UTF-8 bytes (+ `add`) of a UTF-16 row without lone surrogates, in chunks, encoded unit by
+/// unit (a call to the ASCII scan per run cost more than the runs of mixed text).
+fn utf8_tokens16(row: &[u16], add: u32, f: &mut dyn FnMut(&[u32]) -> bool) {
+    let mut buf = [0u32; 4 * CHUNK];
+    let (mut i, mut m) = (0, 0);
+    while i < row.len() {
+        // Room for one more character.
+        if m + 4 > buf.len() {
+            if !f(&buf[..m]) {
+                return;
+            }
+            m = 0;
+        }
+        let u = row[i] as u32;
+        if u < 0x80 {
+            buf[m] = u + add;
+            m += 1;
+            i += 1;
+            continue;
+        }
+        if u < 0x800 {
+            buf[m] = (0xC0 | (u >> 6)) + add;
+            buf[m + 1] = (0x80 | (u & 0x3F)) + add;
+            m += 2;
+            i += 1;
+        } else if (u & 0xFC00) == 0xD800 && i + 1 < row.len() {
+            let cp = 0x10000 + ((u - 0xD800) << 10) + (row[i + 1] as u32).wrapping_sub(0xDC00);
+            buf[m] = (0xF0 | (cp >> 18)) + add;
+            buf[m + 1] = (0x80 | ((cp >> 12) & 0x3F)) + add;
+            buf[m + 2] = (0x80 | ((cp >> 6) & 0x3F)) + add;
+            buf[m + 3] = (0x80 | (cp & 0x3F)) + add;
+            m += 4;
+            i += 2;
+        } else {
+            // BMP outside the surrogates (the row has no lone one: see `Kind::Valid`).
+            buf[m] = (0xE0 | (u >> 12)) + add;
+            buf[m + 1] = (0x80 | ((u >> 6) & 0x3F)) + add;
+            buf[m + 2] = (0x80 | (u & 0x3F)) + add;
+            m += 3;
+            i += 1;
+        }
+    }
+    if m > 0 {
+        f(&buf[..m]);
     }
 }
 

@@ -623,6 +623,24 @@ mod utf {
         let mut pad = [0u8; 16];
         while i < n {
             let avail = n - i;
+            if avail >= 16 && w + 16 <= cap {
+                // SAFETY: i + 16 <= n.
+                let v = unsafe { _mm_loadu_si128(src[i..].as_ptr().cast()) };
+                if _mm_movemask_epi8(v) == 0 {
+                    // ASCII: every byte is a character.
+                    // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                    unsafe {
+                        _mm256_storeu_si256(d.add(w).cast(), _mm256_cvtepu8_epi32(v));
+                        _mm256_storeu_si256(
+                            d.add(w + 8).cast(),
+                            _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(v)),
+                        );
+                    }
+                    w += 16;
+                    i += 16;
+                    continue;
+                }
+            }
             let p = if avail >= 11 {
                 src[i..].as_ptr()
             } else {
@@ -681,6 +699,31 @@ mod utf {
         let mut pad = [0u16; 16];
         while i < n {
             let avail = n - i;
+            if avail >= 16 && w + 16 <= cap {
+                // SAFETY: i + 16 <= n.
+                let v = unsafe { _mm256_loadu_si256(src[i..].as_ptr().cast()) };
+                let sur = _mm256_cmpeq_epi16(
+                    _mm256_and_si256(v, _mm256_set1_epi16(0xF800u16 as i16)),
+                    _mm256_set1_epi16(0xD800u16 as i16),
+                );
+                if _mm256_movemask_epi8(sur) == 0 {
+                    // No surrogate: the units are the code points.
+                    // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                    unsafe {
+                        _mm256_storeu_si256(
+                            d.add(w).cast(),
+                            _mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)),
+                        );
+                        _mm256_storeu_si256(
+                            d.add(w + 8).cast(),
+                            _mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(v)),
+                        );
+                    }
+                    w += 16;
+                    i += 16;
+                    continue;
+                }
+            }
             let p = if avail >= 9 {
                 src[i..].as_ptr()
             } else {
