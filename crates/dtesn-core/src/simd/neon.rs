@@ -484,6 +484,19 @@ mod utf {
         )
     }
 
+    /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn starts8(p: *const u8) -> u64 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        // Continuation bytes are exactly those below 0xC0 as signed bytes (< -64).
+        !bits64(v.map(|x| vcltq_s8(vreinterpretq_s8_u8(x), vdupq_n_s8(-64))))
+    }
+
     /// # Safety
     /// `p` must be valid for reading 64 bytes.
     #[inline]
@@ -567,7 +580,7 @@ mod utf {
             decode8_masked(
                 src,
                 dst,
-                |p| classes8(p),
+                |p| starts8(p),
                 |p| is_ascii(p),
                 |s, d| widen8(s, d),
             )

@@ -604,6 +604,21 @@ mod utf {
         )
     }
 
+    /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn starts8(p: *const u8) -> u64 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        let c0 = _mm_set1_epi8(0xC0u8 as i8);
+        // Continuation bytes are exactly those with the sign bit set below 0xC0 (signed: < -64).
+        let cont = mask4(v.map(|x| _mm_cmplt_epi8(x, c0)));
+        !cont
+    }
+
     /// # Safety
     /// `p` must be valid for reading 64 bytes.
     #[inline]
@@ -698,7 +713,7 @@ mod utf {
             decode8_masked(
                 src,
                 dst,
-                |p| classes8(p),
+                |p| starts8(p),
                 |p| is_ascii(p),
                 |s, d| widen8(s, d),
             )

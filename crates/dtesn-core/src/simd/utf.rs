@@ -367,18 +367,18 @@ pub(crate) fn assemble16(u: u32, next: u32) -> u32 {
 /// Where decoding stopped: `(units consumed, code points written)`.
 pub type Decoded = (usize, usize);
 
-/// Decodes valid UTF-8 into code points, 64 bytes at a time, with `classify` for the masks and
-/// `widen` for all-ASCII blocks (64 bytes -> 64 u32). Stops at the end of `src` or once `dst`
+/// Decodes valid UTF-8 into code points, 64 bytes at a time, with `starts` for the mask of bytes
+/// that start a character (not 80..BF) and `widen` for all-ASCII blocks (64 bytes -> 64 u32). Stops at the end of `src` or once `dst`
 /// is full (only whole characters are consumed). On ill-formed input it stays in bounds and
 /// returns, with unspecified code points.
 ///
 /// # Safety
-/// `classify`, `is_ascii` and `widen` must be sound on any pointers valid for 64 bytes / 64 u32.
+/// `starts`, `is_ascii` and `widen` must be sound on any pointers valid for 64 bytes / 64 u32.
 #[inline(always)]
 pub(crate) unsafe fn decode8_masked(
     src: &[u8],
     dst: &mut [u32],
-    classify: impl Fn(*const u8) -> Classes8,
+    starts: impl Fn(*const u8) -> u64,
     is_ascii: impl Fn(*const u8) -> bool,
     widen: impl Fn(*const u8, *mut u32),
 ) -> Decoded {
@@ -393,8 +393,7 @@ pub(crate) unsafe fn decode8_masked(
             widen(p, dst[w..].as_mut_ptr());
             w += 64;
         } else {
-            let starts = !classify(p).cont();
-            w = emit8(&src[i..i + 67], starts, dst, w);
+            w = emit8(&src[i..i + 67], starts(p), dst, w);
         }
         i += 64;
     }
@@ -405,7 +404,7 @@ pub(crate) unsafe fn decode8_masked(
         pad[..take.min(n - i)].copy_from_slice(&src[i..i + take]);
         let extra = (n - i - take).min(3);
         pad[take..take + extra].copy_from_slice(&src[i + take..i + take + extra]);
-        let starts = !classify(pad.as_ptr()).cont() & low_bits(take);
+        let starts = starts(pad.as_ptr()) & low_bits(take);
         let before = w;
         let room = dst.len() - w;
         if (starts.count_ones() as usize) > room {
