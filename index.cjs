@@ -845,4 +845,3 @@ module.exports.simdRequestUnavailable = nativeBinding.simdRequestUnavailable
 module.exports.stageTexts = nativeBinding.stageTexts
 module.exports.vectorizeBytes = nativeBinding.vectorizeBytes
 module.exports.vectorizeJoined = nativeBinding.vectorizeJoined
-module.exports.vectorizeStaged = nativeBinding.vectorizeStaged

@@ -61,11 +61,7 @@ export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options
  * the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
  * options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
  * ArrayBuffer and the width written into the packed array (see `emit`).
+ * `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
+ * (`lengths` and `rows` are still the whole batch's).
  */
-export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
-
-/**
- * `vectorizeJoined` for a batch whose first rows were handed over by `stageTexts`: `chunks` are
- * the rest, `lengths` and `rows` are the whole batch's. Internal (see `joined` in src/backends.ts).
- */
-export declare function vectorizeStaged(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
+export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null, staged?: boolean): ArrayBuffer

@@ -1223,8 +1223,10 @@ pub(crate) fn guard(
 /// the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
 /// options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
 /// ArrayBuffer and the width written into the packed array (see `emit`).
+/// `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
+/// (`lengths` and `rows` are still the whole batch's).
 #[napi(
-    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
+    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null, staged?: boolean",
     ts_return_type = "ArrayBuffer"
 )]
 // The JavaScript call's positional arguments, one by one (an options object would cost a lookup
@@ -1240,33 +1242,12 @@ pub fn vectorize_joined(
     out_ids: Unknown,
     out_mask: Unknown,
     slab: Unknown,
+    staged: Option<bool>,
 ) -> napi::Result<Unknown<'static>> {
     let (c, l, r) = (chunks.raw(), lengths.raw(), rows.raw());
     let o = option_args([&options, &vocab, &out_ids, &out_mask, &slab]);
-    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o, false))
-}
-
-/// `vectorizeJoined` for a batch whose first rows were handed over by `stageTexts`: `chunks` are
-/// the rest, `lengths` and `rows` are the whole batch's. Internal (see `joined` in src/backends.ts).
-#[napi(
-    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
-    ts_return_type = "ArrayBuffer"
-)]
-#[allow(clippy::too_many_arguments)]
-pub fn vectorize_staged(
-    env: Env,
-    chunks: Unknown,
-    lengths: Unknown,
-    rows: Unknown,
-    options: Unknown,
-    vocab: Unknown,
-    out_ids: Unknown,
-    out_mask: Unknown,
-    slab: Unknown,
-) -> napi::Result<Unknown<'static>> {
-    let (c, l, r) = (chunks.raw(), lengths.raw(), rows.raw());
-    let o = option_args([&options, &vocab, &out_ids, &out_mask, &slab]);
-    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o, true))
+    let staged = staged.unwrap_or(false);
+    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o, staged))
 }
 
 /// Appends strings to the staged arena of a large string batch (see `stage_texts_impl`).

@@ -31,12 +31,11 @@ type OptionArgs = [options: Int32Array, vocab: Uint32Array | null, outIds: unkno
 
 /** The N-API binding's exports (see the generated index.d.ts at the package root). */
 export interface NativeBinding {
-  /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see `joinRows`). */
-  vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: OptionArgs): NativeResult;
+  /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see
+   *  `joinRows`); `staged`: the first chunks went to `stageTexts`. */
+  vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: [...OptionArgs, staged?: boolean]): NativeResult;
   /** Appends `chunks` to the thread's staged arena (emptied first when `first`; see `joinRows`). */
   stageTexts(chunks: string[], first: boolean): void;
-  /** `vectorizeJoined` for a batch whose first chunks went to `stageTexts`. */
-  vectorizeStaged(chunks: string[], lengths: Uint32Array, rows: number, ...rest: OptionArgs): NativeResult;
   vectorizeBytes(bytes: unknown, offsets: unknown, ...rest: OptionArgs): NativeResult;
   /** The width vectorizeBytes would give (every check included, nothing written). */
   measureBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null): number;
@@ -227,8 +226,7 @@ export function nativeBackendOf(binding: NativeBinding): Backend {
     try {
       // Only the outermost call stages: a call made meanwhile (`own`) must not touch its arena.
       const staged = joinRows(texts, rows, chunks, lengths, own ? undefined : stageTexts);
-      const f = staged ? binding.vectorizeStaged : binding.vectorizeJoined;
-      return f(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
+      return binding.vectorizeJoined(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer, staged);
     } finally {
       if (!own) {
         joinChunks.length = 0; // do not keep the batch's text alive

@@ -463,7 +463,7 @@ mod imp {
 /// tail, so no access goes past either slice.
 mod utf {
     use super::super::utf::{
-        scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts, COMPACT8, EQ8, GE8,
+        scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts, COMPACT8,
     };
     use core::arch::x86_64::*;
 
@@ -494,19 +494,7 @@ mod utf {
             let t = _mm256_set1_epi8(t as i8);
             mask(_mm256_cmpeq_epi8(a, t), _mm256_cmpeq_epi8(b, t))
         };
-        Classes8::from_masks(
-            [
-                mask(a, b),
-                ge(GE8[1]),
-                ge(GE8[2]),
-                ge(GE8[3]),
-                ge(GE8[4]),
-                ge(GE8[5]),
-                ge(GE8[6]),
-                ge(GE8[7]),
-            ],
-            [eq(EQ8[0]), eq(EQ8[1]), eq(EQ8[2]), eq(EQ8[3])],
-        )
+        Classes8::collect(mask(a, b), ge, eq)
     }
 
     /// # Safety

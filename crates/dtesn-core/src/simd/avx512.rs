@@ -484,7 +484,6 @@ mod imp {
 mod utf {
     use super::super::utf::{
         scan16_with_tail, scan8_with_tail, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts,
-        EQ8, GE8,
     };
     use core::arch::x86_64::*;
 
@@ -512,19 +511,7 @@ mod utf {
     fn classes8_of(v: __m512i) -> Classes8 {
         let ge = |t: u8| _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(t as i8));
         let eq = |t: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(t as i8));
-        Classes8::from_masks(
-            [
-                _mm512_movepi8_mask(v),
-                ge(GE8[1]),
-                ge(GE8[2]),
-                ge(GE8[3]),
-                ge(GE8[4]),
-                ge(GE8[5]),
-                ge(GE8[6]),
-                ge(GE8[7]),
-            ],
-            [eq(EQ8[0]), eq(EQ8[1]), eq(EQ8[2]), eq(EQ8[3])],
-        )
+        Classes8::collect(_mm512_movepi8_mask(v), ge, eq)
     }
 
     /// # Safety

@@ -419,7 +419,7 @@ mod imp {
 mod utf {
     use super::super::utf::{
         decode16_masked, decode8_masked, scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts,
-        Utf8Counts, EQ8, GE8,
+        Utf8Counts,
     };
     use core::arch::aarch64::*;
 
@@ -469,19 +469,7 @@ mod utf {
         let v = unsafe { load4(p) };
         let ge = |t: u8| bits64(v.map(|x| vcgeq_u8(x, vdupq_n_u8(t))));
         let eq = |t: u8| bits64(v.map(|x| vceqq_u8(x, vdupq_n_u8(t))));
-        Classes8::from_masks(
-            [
-                ge(GE8[0]),
-                ge(GE8[1]),
-                ge(GE8[2]),
-                ge(GE8[3]),
-                ge(GE8[4]),
-                ge(GE8[5]),
-                ge(GE8[6]),
-                ge(GE8[7]),
-            ],
-            [eq(EQ8[0]), eq(EQ8[1]), eq(EQ8[2]), eq(EQ8[3])],
-        )
+        Classes8::collect(ge(0x80), ge, eq)
     }
 
     /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).

@@ -554,7 +554,7 @@ mod imp {
 mod utf {
     use super::super::utf::{
         decode16_masked, decode8_masked, scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts,
-        Utf8Counts, EQ8, GE8,
+        Utf8Counts,
     };
     use core::arch::x86_64::*;
 
@@ -589,19 +589,7 @@ mod utf {
             let t = _mm_set1_epi8(t as i8);
             mask4(v.map(|x| _mm_cmpeq_epi8(x, t)))
         };
-        Classes8::from_masks(
-            [
-                mask4(v),
-                ge(GE8[1]),
-                ge(GE8[2]),
-                ge(GE8[3]),
-                ge(GE8[4]),
-                ge(GE8[5]),
-                ge(GE8[6]),
-                ge(GE8[7]),
-            ],
-            [eq(EQ8[0]), eq(EQ8[1]), eq(EQ8[2]), eq(EQ8[3])],
-        )
+        Classes8::collect(mask4(v), ge, eq)
     }
 
     /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).

@@ -64,45 +64,41 @@ pub(crate) struct Classes8 {
     pub eqf4: u64,
 }
 
-/// The thresholds and values [`Classes8`] is made of, in field order (the per-ISA classifiers
-/// loop over these).
-pub(crate) const GE8: [u8; 8] = [0x80, 0x90, 0xA0, 0xC0, 0xC2, 0xE0, 0xF0, 0xF5];
-pub(crate) const EQ8: [u8; 4] = [0xE0, 0xED, 0xF0, 0xF4];
-
 impl Classes8 {
-    /// From the masks in the order of [`GE8`] then [`EQ8`].
+    /// From the mask of bytes >= 0x80 and `ge(t)` / `eq(t)`, the masks of bytes >= t / == t (each
+    /// ISA passes its compares).
     #[inline(always)]
-    pub fn from_masks(ge: [u64; 8], eq: [u64; 4]) -> Classes8 {
+    pub fn collect(ge80: u64, ge: impl Fn(u8) -> u64, eq: impl Fn(u8) -> u64) -> Classes8 {
         Classes8 {
-            ge80: ge[0],
-            ge90: ge[1],
-            gea0: ge[2],
-            gec0: ge[3],
-            gec2: ge[4],
-            gee0: ge[5],
-            gef0: ge[6],
-            gef5: ge[7],
-            eqe0: eq[0],
-            eqed: eq[1],
-            eqf0: eq[2],
-            eqf4: eq[3],
+            ge80,
+            ge90: ge(0x90),
+            gea0: ge(0xA0),
+            gec0: ge(0xC0),
+            gec2: ge(0xC2),
+            gee0: ge(0xE0),
+            gef0: ge(0xF0),
+            gef5: ge(0xF5),
+            eqe0: eq(0xE0),
+            eqed: eq(0xED),
+            eqf0: eq(0xF0),
+            eqf4: eq(0xF4),
         }
     }
 
     /// The same classes computed byte by byte (tests compare every classifier with it).
     #[cfg(test)]
     pub fn of(block: &[u8; 64]) -> Classes8 {
-        let mut ge = [0u64; 8];
-        let mut eq = [0u64; 4];
-        for (i, &b) in block.iter().enumerate() {
-            for (m, &t) in ge.iter_mut().zip(&GE8) {
-                *m |= ((b >= t) as u64) << i;
-            }
-            for (m, &t) in eq.iter_mut().zip(&EQ8) {
-                *m |= ((b == t) as u64) << i;
-            }
-        }
-        Classes8::from_masks(ge, eq)
+        let mask = |f: &dyn Fn(u8) -> bool| {
+            block
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &b)| m | ((f(b) as u64) << i))
+        };
+        Classes8::collect(
+            mask(&|b| b >= 0x80),
+            |t| mask(&|b| b >= t),
+            |t| mask(&|b| b == t),
+        )
     }
 
     #[inline(always)]

@@ -4,21 +4,9 @@
 //! block ends, rows of every length 0..=300 over all planes, lone surrogates, and decoding into
 //! every small output capacity (the early stop when the output is full).
 
+use super::tests::Rng;
 use super::utf::{self, Classes16, Classes8, Utf16Check, Utf8Check, Utf8Counts};
 use super::{available, Kernels};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn paths() -> Vec<&'static Kernels> {
     available()
@@ -34,6 +22,62 @@ fn std_counts8(b: &[u8]) -> Option<Utf8Counts> {
         chars: s.chars().count(),
         astral: s.chars().filter(|&c| c as u32 >= 0x10000).count(),
     })
+}
+
+/// The decoders of every path on `src` (well formed, code points `chars`) into outputs of every
+/// capacity in `caps`, against the scalar decoder `scalar`; `whole(prefix)` counts the characters
+/// of a consumed prefix (`None` if it ends inside one).
+fn check_decode<U: Copy + std::fmt::Debug>(
+    paths: &[&Kernels],
+    src: &[U],
+    chars: &[u32],
+    caps: &[usize],
+    scalar: fn(&[U], &mut [u32]) -> utf::Decoded,
+    path: fn(&Kernels) -> fn(&[U], &mut [u32]) -> utf::Decoded,
+    whole: impl Fn(&[U]) -> Option<usize>,
+) {
+    for &cap in caps {
+        let mut want = vec![0u32; cap];
+        let (wu, wn) = scalar(src, &mut want);
+        assert_eq!(wn, cap.min(chars.len()));
+        assert_eq!(&want[..wn], &chars[..wn], "scalar decode {src:x?}");
+        // Whole characters only: the units consumed encode exactly the code points written.
+        assert_eq!(whole(&src[..wu]), Some(wn));
+        for k in paths {
+            let mut got = vec![0xDEADu32; cap + 8];
+            let (gu, gn) = path(k)(src, &mut got[..cap]);
+            assert_eq!((gu, gn), (wu, wn), "{}: decode cap {cap} {src:x?}", k.name);
+            assert_eq!(&got[..gn], &want[..wn], "{}: decode cap {cap}", k.name);
+            assert!(
+                got[cap..].iter().all(|&x| x == 0xDEAD),
+                "{}: wrote past dst",
+                k.name
+            );
+        }
+    }
+}
+
+/// Output capacities: exactly the characters, or (`small`) every small one and those around the
+/// vector widths.
+fn caps(chars: usize, small: bool) -> Vec<usize> {
+    if !small {
+        return vec![chars];
+    }
+    let mut v: Vec<usize> = (0..=chars.min(20)).collect();
+    v.extend([
+        15,
+        16,
+        17,
+        31,
+        32,
+        33,
+        63,
+        64,
+        65,
+        chars.saturating_sub(1),
+        chars + 5,
+    ]);
+    v
 }
 
 /// Every path's scan and (for valid input) decode of `b` against std and the scalar path;
@@ -58,49 +102,15 @@ fn check8(paths: &[&Kernels], b: &[u8], decode_caps: bool) {
         .chars()
         .map(|c| c as u32)
         .collect();
-    let caps: Vec<usize> = if decode_caps {
-        let mut v: Vec<usize> = (0..=c.chars.min(20)).collect();
-        v.extend([
-            31,
-            32,
-            33,
-            63,
-            64,
-            65,
-            c.chars.saturating_sub(1),
-            c.chars + 5,
-        ]);
-        v
-    } else {
-        vec![c.chars]
-    };
-    for cap in caps {
-        let mut want = vec![0u32; cap];
-        let (wu, wn) = utf::utf8_decode_scalar(b, &mut want);
-        assert_eq!(wn, cap.min(c.chars));
-        assert_eq!(&want[..wn], &chars[..wn], "scalar decode {b:x?}");
-        // Whole characters only: the bytes consumed encode exactly the code points written.
-        assert_eq!(
-            std::str::from_utf8(&b[..wu]).map(|s| s.chars().count()),
-            Ok(wn)
-        );
-        for k in paths {
-            let mut got = vec![0xDEADu32; cap + 8];
-            let (gu, gn) = (k.utf8_decode)(b, &mut got[..cap]);
-            assert_eq!((gu, gn), (wu, wn), "{}: decode cap {cap} {b:x?}", k.name);
-            assert_eq!(
-                &got[..gn],
-                &want[..wn],
-                "{}: decode cap {cap} {b:x?}",
-                k.name
-            );
-            assert!(
-                got[cap..].iter().all(|&x| x == 0xDEAD),
-                "{}: wrote past dst",
-                k.name
-            );
-        }
-    }
+    check_decode(
+        paths,
+        b,
+        &chars,
+        &caps(c.chars, decode_caps),
+        utf::utf8_decode_scalar,
+        |k| k.utf8_decode,
+        |p| std::str::from_utf8(p).ok().map(|s| s.chars().count()),
+    );
 }
 
 fn check16(paths: &[&Kernels], u: &[u16], decode_caps: bool) {
@@ -123,40 +133,15 @@ fn check16(paths: &[&Kernels], u: &[u16], decode_caps: bool) {
     let chars: Vec<u32> = char::decode_utf16(u.iter().copied())
         .map(|c| c.unwrap() as u32)
         .collect();
-    let caps: Vec<usize> = if decode_caps {
-        let mut v: Vec<usize> = (0..=c.chars.min(20)).collect();
-        v.extend([
-            15,
-            16,
-            17,
-            31,
-            32,
-            33,
-            c.chars.saturating_sub(1),
-            c.chars + 5,
-        ]);
-        v
-    } else {
-        vec![c.chars]
-    };
-    for cap in caps {
-        let mut want = vec![0u32; cap];
-        let (wu, wn) = utf::utf16_decode_scalar(u, &mut want);
-        assert_eq!(wn, cap.min(c.chars));
-        assert_eq!(&want[..wn], &chars[..wn]);
-        assert_eq!(char::decode_utf16(u[..wu].iter().copied()).count(), wn);
-        for k in paths {
-            let mut got = vec![0xDEADu32; cap + 8];
-            let (gu, gn) = (k.utf16_decode)(u, &mut got[..cap]);
-            assert_eq!((gu, gn), (wu, wn), "{}: decode cap {cap} {u:x?}", k.name);
-            assert_eq!(&got[..gn], &want[..wn], "{}: decode cap {cap}", k.name);
-            assert!(
-                got[cap..].iter().all(|&x| x == 0xDEAD),
-                "{}: wrote past dst",
-                k.name
-            );
-        }
-    }
+    check_decode(
+        paths,
+        u,
+        &chars,
+        &caps(c.chars, decode_caps),
+        utf::utf16_decode_scalar,
+        |k| k.utf16_decode,
+        |p| String::from_utf16(p).ok().map(|s| s.chars().count()),
+    );
 }
 
 #[test]
@@ -256,7 +241,7 @@ fn random_text(rng: &mut Rng, chars: usize) -> String {
 #[test]
 fn rows_of_every_length_with_a_bad_byte_anywhere() {
     let paths = paths();
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = Rng::new(0x1234_5678_9ABC_DEF1);
     let bad = [
         0x80u8, 0xBF, 0xC0, 0xC1, 0xC2, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xFF,
     ];
@@ -279,7 +264,7 @@ fn rows_of_every_length_with_a_bad_byte_anywhere() {
 #[test]
 fn decoding_into_every_small_output() {
     let paths = paths();
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     for len in [1usize, 5, 15, 16, 17, 40, 63, 64, 65, 100, 129] {
         for _ in 0..8 {
             let s = random_text(&mut rng, len);
@@ -293,7 +278,7 @@ fn decoding_into_every_small_output() {
 #[test]
 fn utf16_rows_of_every_length_with_lone_surrogates() {
     let paths = paths();
-    let mut rng = Rng(0xFEED_F00D_1234_5679);
+    let mut rng = Rng::new(0xFEED_F00D_1234_5679);
     for len in 0..=300usize {
         let s = random_text(&mut rng, len);
         let u: Vec<u16> = s.encode_utf16().collect();
@@ -329,7 +314,7 @@ fn utf16_rows_of_every_length_with_lone_surrogates() {
 #[test]
 fn the_mask_algorithms_match_the_scalar_scans() {
     // The generic block checks of utf.rs on byte-by-byte classes, independent of any ISA.
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for len in 0..=200usize {
         let s = random_text(&mut rng, len);
         let mut b = s.into_bytes();
