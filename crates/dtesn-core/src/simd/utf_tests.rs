@@ -24,6 +24,8 @@ fn std_counts8(b: &[u8]) -> Option<Utf8Counts> {
     })
 }
 
+type Decoder<U> = fn(&[U], &mut [u32]) -> utf::Decoded;
+
 /// The decoders of every path on `src` (well formed, code points `chars`) into outputs of every
 /// capacity in `caps`, against the scalar decoder `scalar`; `whole(prefix)` counts the characters
 /// of a consumed prefix (`None` if it ends inside one).
@@ -32,8 +34,8 @@ fn check_decode<U: Copy + std::fmt::Debug>(
     src: &[U],
     chars: &[u32],
     caps: &[usize],
-    scalar: fn(&[U], &mut [u32]) -> utf::Decoded,
-    path: fn(&Kernels) -> fn(&[U], &mut [u32]) -> utf::Decoded,
+    scalar: Decoder<U>,
+    path: fn(&Kernels) -> Decoder<U>,
     whole: impl Fn(&[U]) -> Option<usize>,
 ) {
     for &cap in caps {
