@@ -160,8 +160,8 @@ const udhr = readFileSync(fileURLToPath(new URL('../samples/udhr.jsonl', import.
   .filter((l) => l.length > 0)
   .map((l) => (JSON.parse(l) as { text: string }).text);
 /** Paragraphs of many scripts, 1- to 4-byte characters: Latin, Cyrillic, Arabic, Devanagari, CJK, astral. */
-const scripts = [udhr[5], udhr.find((t) => /[\u0400-\u04ff]/.test(t))!, udhr.find((t) => /[\u0600-\u06ff]/.test(t))!,
-  udhr.find((t) => /[\u0900-\u097f]/.test(t))!, udhr.find((t) => /[\u4e00-\u9fff]/.test(t))!].map((t) => t.slice(0, 200));
+const paragraph = (re: RegExp) => udhr.find((t) => t.length >= 150 && re.test(t))!;
+const scripts = [/é/, /[\u0400-\u04ff]/, /[\u0600-\u06ff]/, /[\u0900-\u097f]/, /[\u4e00-\u9fff]/].map((re) => paragraph(re).slice(0, 200));
 const mixed = scripts.join(' \u{1F600} ') + ' \u{10FFFD}\u{1D11E}';
 const enc = new TextEncoder();
 /** Damaged UTF-8: overlong forms, encoded surrogates, values above U+10FFFF, stray and truncated sequences. */
@@ -201,6 +201,25 @@ describe('multilingual text on every path', () => {
         same(rows, { invalid: 'error' });
         same(rows, { encoding: 'utf16', maxLength: 200 });
       }
+    });
+    it(`a batch large enough to be handed over in parts, with a call made from a getter meanwhile (${p})`, () => {
+      // 4,000 rows of ~400 units: 1.6 M units, past the 1 M at which the facade stages chunks.
+      const long = mixed.repeat(Math.ceil(1000 / mixed.length));
+      const rows = Array.from({ length: 4000 }, (_, i) => long.slice(i % 50, (i % 50) + 300 + (i % 200)));
+      expect(rows.reduce((n, r) => n + r.length, 0)).toBeGreaterThan(1 << 20);
+      const o = { maxLength: 600 };
+      expect(outcome(() => nat.vectorize(rows, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      // Row 3500 is read after the first parts were staged; its getter vectorizes another batch.
+      const tricky = rows.slice();
+      let inner: unknown;
+      Object.defineProperty(tricky, 3500, {
+        get: () => {
+          inner = plain(nat.vectorize(['inner call', mixed.slice(0, 40)], o));
+          return rows[3500];
+        },
+      });
+      expect(outcome(() => nat.vectorize(tricky, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      expect(inner).toEqual(plain(js.vectorize(['inner call', mixed.slice(0, 40)], o)));
     });
     it(`WHATWG replacement: TextDecoder's code points and U+FFFD counts (${p})`, () => {
       const dec = new TextDecoder('utf-8', { ignoreBOM: true });
