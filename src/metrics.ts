@@ -179,6 +179,16 @@ const BATCH = 1; // a = rows, b = run ms (rows counted elsewhere)
 const DIRECT = 2; // a direct call's batch: processed, run time, size
 const WAIT = 3; // a = queue wait ms
 
+/** What `MetricsCollector.observe` hands out: each value as it is recorded (ms, rows). */
+export interface MetricsObserver {
+  /** A batch ran: its rows and run time. */
+  batch?(rows: number, ms: number): void;
+  /** A micro-batch's oldest request waited this long for dispatch. */
+  queueWait?(ms: number): void;
+  /** A submitted request's end-to-end latency. */
+  submit?(ms: number): void;
+}
+
 /**
  * Records what the pipeline does while profiling is on. Every method takes the time (ms, the
  * pipeline's monotonic clock) from the caller, who has it already.
@@ -210,6 +220,7 @@ export class MetricsCollector {
   #poolWallMs = 0;
   /** The latest time recorded: stands in for the clock where a record needs no precision. */
   #lastT: number;
+  readonly #observers: MetricsObserver[] = [];
 
   /** `start`: when the pipeline started (ms, its monotonic clock). */
   constructor(start: number) {
@@ -240,6 +251,14 @@ export class MetricsCollector {
     const log = this.#log;
     const n = this.#logAt;
     this.#logAt = 0;
+    const observers = this.#observers;
+    if (observers.length > 0) {
+      for (let i = 0; i < n; i += SLOTS) {
+        const kind = log[i];
+        if (kind === DIRECT || kind === BATCH) for (const o of observers) o.batch?.(log[i + 1]!, log[i + 2]!);
+        else if (kind === WAIT) for (const o of observers) o.queueWait?.(log[i + 1]!);
+      }
+    }
     for (let i = 0; i < n; i += SLOTS) {
       const kind = log[i];
       const a = log[i + 1];
@@ -321,6 +340,20 @@ export class MetricsCollector {
   requests(latenciesMs: ArrayLike<number>, count: number, t: number): void {
     if (t > this.#lastT) this.#lastT = t;
     for (let i = 0; i < count; i++) this.#submit.record(latenciesMs[i]!, t);
+    for (const o of this.#observers) if (o.submit) for (let i = 0; i < count; i++) o.submit(latenciesMs[i]!);
+  }
+
+  /**
+   * Hands every recorded value to `observer` as well (the OpenTelemetry export records them into
+   * its Histogram instruments), in batches: when the event log is applied (every 256 events and
+   * before every read), and with each micro-batch's request latencies. Returns the unsubscribe.
+   */
+  observe(observer: MetricsObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      const i = this.#observers.indexOf(observer);
+      if (i >= 0) this.#observers.splice(i, 1);
+    };
   }
 
   /** A batch vectorized on the pool: kernel time summed over its shards, and its wall time. */

@@ -19,7 +19,7 @@ import { MicroBatcher, RequestFailure } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
-import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
+import { MetricsCollector, type MetricsObserver, type PipelineMetrics, type PipelineSettings } from './metrics.js';
 import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { WorkerPool } from './pool.js';
 import { ProcessResources } from './resources.js';
@@ -127,6 +127,13 @@ export interface HandlingPipeline<R, DD extends Dtype = 'int32'> extends Pipelin
  * `'auto'` (the default) asks it.
  */
 export const ROUTE = Symbol('dtesn.pipeline.route');
+
+/**
+ * Internal, for the OpenTelemetry export: `pipeline[OBSERVE](observer)` hands it every value the
+ * metrics collector records (see MetricsCollector.observe) and returns the unsubscribe, or null
+ * when profiling is off.
+ */
+export const OBSERVE = Symbol.for('dtesn.pipeline.observe');
 
 /** Below this many input bytes a batch always runs inline: dispatch costs more than it saves. */
 const POOL_MIN_BYTES = 256 << 10;
@@ -329,6 +336,10 @@ class DtesnPipeline implements Pipeline {
   private pending = 0;
   private readonly counts = { accepted: 0, processed: 0, failed: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
   [ROUTE]: 'auto' | 'pool' | 'inline' = 'auto';
+
+  [OBSERVE](observer: MetricsObserver): (() => void) | null {
+    return this.prof?.observe(observer) ?? null;
+  }
 
   constructor(config: PipelineConfig) {
     if (typeof config !== 'object' || config === null) throw new TypeError(`config must be an object, got ${describe(config)}`);
