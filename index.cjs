@@ -842,5 +842,6 @@ module.exports.parseRecords = nativeBinding.parseRecords
 module.exports.selectSimd = nativeBinding.selectSimd
 module.exports.simdPath = nativeBinding.simdPath
 module.exports.simdRequestUnavailable = nativeBinding.simdRequestUnavailable
+module.exports.stageTexts = nativeBinding.stageTexts
 module.exports.vectorizeBytes = nativeBinding.vectorizeBytes
 module.exports.vectorizeJoined = nativeBinding.vectorizeJoined

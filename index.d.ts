@@ -50,6 +50,9 @@ export declare function simdPath(): string
 /** When `DTESN_SIMD` names a path this CPU lacks: that name (the facade warns). */
 export declare function simdRequestUnavailable(): string | null
 
+/** Appends strings to the staged arena of a large string batch (see `stage_texts_impl`). */
+export declare function stageTexts(chunks: string[], first: boolean): void
+
 /** Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeJoined`. */
 export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
 
@@ -58,5 +61,7 @@ export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options
  * the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
  * options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
  * ArrayBuffer and the width written into the packed array (see `emit`).
+ * `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
+ * (`lengths` and `rows` are still the whole batch's).
  */
-export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null): ArrayBuffer
+export declare function vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null, staged?: boolean): ArrayBuffer

@@ -226,6 +226,25 @@ await pipeline.close();
 if (JSON.stringify(out.map((r) => r.value)) !== '[2,4]') throw new Error(`processBatch ${JSON.stringify(out)}`);
 console.log(`import: ${process.version} ${backend.kind} ${backend.simd} ${b.rows}x${b.width}, worker pool ok`);
 EOF
+  cat >subpaths.mjs <<'EOF'
+import { createRequire } from 'node:module';
+import { vectorize } from 'dtesn-pipeline';
+// The main entry loads no prom-client or OpenTelemetry code (CommonJS packages: they would be in require.cache).
+const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => /prom-client|opentelemetry/.test(f));
+if (loaded.length) throw new Error(`the main entry loaded ${loaded.join(', ')}`);
+const { startServer, createRequestListener } = await import('dtesn-pipeline/server');
+const { registerMetrics } = await import('dtesn-pipeline/prometheus');
+const { registerOtelMetrics } = await import('dtesn-pipeline/otel');
+for (const [name, f] of Object.entries({ startServer, createRequestListener, registerMetrics, registerOtelMetrics })) {
+  if (typeof f !== 'function') throw new Error(`${name} is not exported by its subpath`);
+}
+const srv = await startServer({ port: 0, warmup: 10 });
+const r = await fetch(`${srv.url}/v1/vectorize`, { method: 'POST', body: JSON.stringify({ texts: ['hi'] }) });
+const got = await r.json();
+await srv.close();
+if (JSON.stringify(got.ids) !== JSON.stringify([Array.from(vectorize(['hi']).ids)])) throw new Error(`dtesn-pipeline/server answered ${JSON.stringify(got)}`);
+console.log(`subpaths: ${process.version} server, prometheus, otel ok; the main entry loads neither prom-client nor OpenTelemetry`);
+EOF
   cat >double.mjs <<'EOF'
 export default function double(x) {
   return x * 2;
@@ -242,7 +261,7 @@ if (row0 !== '107,104,111,111,114,1') throw new Error(`byt5 ids ${row0}`);
 console.log(`require: ${process.version} ${backend.kind} ${backend.simd} ${b.rows}x${b.width}`);
 EOF
   for bin in "${nodes[@]}"; do
-    for script in esm.mjs cjs.cjs; do
+    for script in esm.mjs cjs.cjs subpaths.mjs; do
       # DTESN_BACKEND=native: a binary that does not load is an error, not a silent fallback.
       DTESN_BACKEND=native "$bin" "$script" 2>"$work/stderr" || { cat "$work/stderr" >&2; fail "$script on $("$bin" --version)"; }
       if [ -s "$work/stderr" ]; then
@@ -269,14 +288,48 @@ EOF
 }
 EOF
   cat >types-esm.mts <<'EOF'
-import { vectorize, type VectorBatch } from 'dtesn-pipeline';
+import { createPipeline, vectorize, type Pipeline, type VectorBatch } from 'dtesn-pipeline';
+import { createRequestListener } from 'dtesn-pipeline/server';
 const b: VectorBatch<'uint8'> = vectorize(['a'], { dtype: 'uint8' });
 export const ids: Uint8Array = b.ids;
+// Types follow the call: submit without a handler gives the batch of the call's dtype (the
+// pipeline's default dtype when the call names none), with a handler that handler's results.
+const plain = createPipeline({ vectorize: { dtype: 'uint16' } });
+const p16: Uint16Array = (await plain.submit('a')).ids;
+const p8: Uint8Array = (await plain.submit('a', { dtype: 'uint8' })).ids;
+const model = createPipeline({ handler: async (batch) => Array.from(batch.lengths, (n) => ({ n })) });
+const scores: Array<{ n: number }> = await model.submit(['a', 'b']);
+// @ts-expect-error -- a handler's results are not a batch
+const notBatch: VectorBatch = await model.submit('a');
+for await (const fb of plain.vectorizeFile('x.jsonl', { format: 'jsonl', dtype: 'int16' })) {
+  const i16: Int16Array = fb.ids;
+  const line: number = fb.firstLine;
+  void [i16, line];
+}
+for await (const sb of plain.stream(['a'])) {
+  const u16: Uint16Array = sb.ids;
+  void u16;
+}
+// Any pipeline goes where a pipeline is served.
+const any: Pipeline = model;
+createRequestListener({ pipeline: any });
+createRequestListener({ pipeline: plain });
+void [p16, p8, scores, notBatch];
 EOF
   cat >types-cjs.cts <<'EOF'
 import dtesn = require('dtesn-pipeline');
+import server = require('dtesn-pipeline/server');
 const b: dtesn.VectorBatch<'uint8'> = dtesn.vectorize(['a'], { dtype: 'uint8' });
 export const ids: Uint8Array = b.ids;
+export async function typed(): Promise<void> {
+  const p = dtesn.createPipeline({ maxWorkers: 1 });
+  const i32: Int32Array = (await p.submit('a')).ids;
+  const f32: Float32Array = (await p.vectorize(['a'], { dtype: 'float32' })).ids;
+  // @ts-expect-error -- the default dtype is int32
+  const wrong: Uint8Array = (await p.submit('a')).ids;
+  const srv: server.DtesnServer = await server.startServer({ port: 0, pipeline: p });
+  void [i32, f32, wrong, srv];
+}
 EOF
   node "$repo/node_modules/typescript/bin/tsc" -p tsconfig.json || fail "the declarations do not type-check from ESM and CommonJS"
   echo "types: ok"

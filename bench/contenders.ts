@@ -8,7 +8,8 @@
  *   vocab  char vocabulary: { encoding: 'codepoint', vocab: CHAR_VOCAB }
  *   byt5   ByT5 ids: { encoding: 'byt5' } (UTF-8 byte + 3, EOS 1)
  *   raw    plain code points: { encoding: 'codepoint' } (default options); the C++ floor copies
- *          UTF-16 code units, which equal code points on the ASCII workloads (a) and (c)
+ *          UTF-16 code units, which equal code points on the ASCII workloads (a) and (c); the
+ *          simdutf addon does the very job (UTF-8 bytes or strings -> code points) with simdutf
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -290,6 +291,14 @@ export interface FloorAddon {
   floorUtf16(texts: readonly string[], width: number, ids: Int32Array, mask: Uint8Array, lengths: Int32Array): void;
 }
 
+/** bench/simdutf-addon: the raw job (code points) done with simdutf; each returns the width. */
+export interface SimdutfAddon {
+  codepointsBytes(bytes: Uint8Array, offsets: Uint32Array, maxLength: number, ids: Int32Array, mask: Uint8Array, lengths: Int32Array): number;
+  codepointsStrings(texts: readonly string[], maxLength: number, ids: Int32Array, mask: Uint8Array, lengths: Int32Array): number;
+  implementation(): string;
+  version: string;
+}
+
 /**
  * Rows given to the slow contenders (HF tokenizers, ~50 us/row and more): their first 5,000 rows
  * of (a)/(b), 300 of (c), i.e. ~0.3-0.5 s per call. Throughput is reported per row and per byte.
@@ -302,6 +311,7 @@ export interface ContenderEnv {
   ours: Ours;
   hf: HfLibs;
   floor?: FloorAddon;
+  simdutf?: SimdutfAddon;
 }
 
 export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { contenders: Contender[]; skipped: string[] } {
@@ -310,7 +320,7 @@ export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { 
   const maxLength = w.maxLength;
   const full = sliceInput(w);
   const small = sliceInput(w, slowRows(w));
-  const { ours, hf, floor } = env;
+  const { ours, hf, floor, simdutf } = env;
   const list: Contender[] = [];
   const skipped: string[] = [];
   const add = (c: Omit<Contender, 'job' | 'expect'> & { expect?: VectorizeOptions<'int32'> }) =>
@@ -368,6 +378,22 @@ export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { 
         },
       });
     } else skipped.push('C++ floor: addon not built');
+    if (simdutf) {
+      const ids = new Int32Array(full.rows * maxLength);
+      const mask = new Uint8Array(full.rows * maxLength);
+      const lengths = new Int32Array(full.rows);
+      const { texts, bytes, offsets, rows } = full;
+      const out = (width: number): Out => ({ ids: ids.subarray(0, rows * width), attentionMask: mask.subarray(0, rows * width), rows, width, lengths });
+      const impl = `simdutf ${simdutf.version}, ${simdutf.implementation()}`;
+      add({
+        key: 'simdutf-bytes', label: 'simdutf (C++ N-API, UTF-8 bytes)', kind: 'bytes', input: full, note: impl,
+        run: () => out(simdutf.codepointsBytes(bytes, offsets, maxLength, ids, mask, lengths)),
+      });
+      add({
+        key: 'simdutf-strings', label: 'simdutf (C++ N-API, strings)', kind: 'strings', input: full, note: impl,
+        run: () => out(simdutf.codepointsStrings(texts, maxLength, ids, mask, lengths)),
+      });
+    } else skipped.push('simdutf: addon not built');
   }
 
   // HuggingFace tokenizers.
@@ -391,8 +417,8 @@ export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { 
     } else skipped.push('HF tokenizers.js: not installed');
   }
 
-  // vectorizeBytes on the UTF-8 + offsets form (workloads a and c).
-  if (w.id === 'a' || w.id === 'c') {
+  // vectorizeBytes on the UTF-8 + offsets form (its fallback on the ASCII workloads only).
+  {
     if (ours.nativeReady) {
       const o = { ...opts, out: outBuffers(full.rows, maxLength) };
       add({
@@ -400,7 +426,7 @@ export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { 
         run: () => fromBatch(ours.vectorizeBytes!(full.bytes, full.offsets, o)),
       });
     }
-    if (ours.fallbackReady) {
+    if (ours.fallbackReady && (w.id === 'a' || w.id === 'c')) {
       const o = { ...opts, out: outBuffers(full.rows, maxLength) };
       add({
         key: 'fallback-bytes', label: 'dtesn vectorizeBytes (fallback TS)', kind: 'bytes', input: full,

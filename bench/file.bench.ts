@@ -11,6 +11,8 @@
  *
  *   node --expose-gc --import tsx bench/file.bench.ts             # ~2 min on 2 cores
  *   node --expose-gc --import tsx bench/file.bench.ts --quick     # 100k lines, 3 rounds
+ *   node --expose-gc --import tsx bench/file.bench.ts --corpus udhr  # multilingual: samples/udhr.jsonl
+ *                                                  # repeated to >= 100 MB (its own BENCHMARKS.md table)
  *   options: --rounds <n>  --lines <n>  --out <file.json>  --write BENCHMARKS.md (splices the table)
  *            --only <keys>  (contenders, e.g. file,readline-await)  --no-verify  --no-variants
  *
@@ -26,15 +28,17 @@ import { getBackend } from '../src/index.js';
 import { createPipeline } from '../src/pipeline.js';
 import type { FileBatch } from '../src/stream.js';
 import type { Dtype, VectorBatch } from '../src/types.js';
-import { ensureFiles, readlineBatches, readlineEvents } from './files.js';
+import { ensureFiles, ensureUdhrFiles, readlineBatches, readlineEvents } from './files.js';
 import { median, spliceInto, opt } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
+const CORPUS = opt('corpus', 'a');
+if (CORPUS !== 'a' && CORPUS !== 'udhr') throw new Error(`--corpus must be a or udhr, got ${CORPUS}`);
 const LINES = Number(opt('lines', QUICK ? '100000' : '1000000'));
 const ROUNDS = Number(opt('rounds', QUICK ? '3' : '7'));
-const OUT = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'file-quick.json' : 'file.json')));
+const OUT = path.resolve(opt('out', path.join(here, 'results', `file${CORPUS === 'udhr' ? '-udhr' : ''}${QUICK ? '-quick' : ''}.json`)));
 const WRITE = opt('write', '');
 const OPTIONS = { maxLength: 128 } as const;
 const BATCH = 1000;
@@ -49,8 +53,8 @@ const VERIFY = !argv.includes('--no-verify');
  * allowed in NODE_OPTIONS; a node command-line flag.
  */
 const VARIANTS = argv.includes('--no-variants') ? [] : [['--initial-old-space-size=128']];
-const BEGIN = '<!-- bench-file:begin -->';
-const END = '<!-- bench-file:end -->';
+const BEGIN = CORPUS === 'udhr' ? '<!-- bench-file-udhr:begin -->' : '<!-- bench-file:begin -->';
+const END = CORPUS === 'udhr' ? '<!-- bench-file-udhr:end -->' : '<!-- bench-file:end -->';
 
 const gc: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -83,6 +87,7 @@ interface Case {
 interface FileResults {
   date: string;
   machine: { cpu: string; cores: number; simd: string; node: string; os: string; memoryGiB: number; loadavg: { start: number[]; end: number[] } };
+  corpus: string;
   lines: number;
   bytes: { jsonl: number; lines: number };
   rounds: number;
@@ -102,12 +107,15 @@ async function main(): Promise<void> {
   const cpu = /^model name\s*:\s*(.+)$/m.exec(existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
   log(`dtesn file bench: ${cpu}, ${os.availableParallelism()} cores, Node ${process.version}, backend ${b.kind} (simd ${b.simd}), load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
   if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pipeline starts its pool from it)');
-  const files = ensureFiles(LINES, log);
+  const udhr = CORPUS === 'udhr' ? ensureUdhrFiles(QUICK ? 10e6 : 100e6, log) : null;
+  const files = udhr ?? ensureFiles(LINES, log);
+  const lines = udhr?.lines ?? LINES;
   const p = createPipeline();
   const res: FileResults = {
     date: new Date().toISOString(),
     machine: { cpu, cores: os.availableParallelism(), simd: b.simd, node: process.version, os: `${os.type()} ${os.release()} ${os.arch()}`, memoryGiB: Math.round(os.totalmem() / 2 ** 30), loadavg: { start: loadStart, end: [] } },
-    lines: LINES,
+    corpus: udhr ? `samples/udhr.jsonl x${udhr.times}` : 'workload (a)',
+    lines,
     bytes: { jsonl: files.jsonlBytes, lines: files.plainBytes },
     rounds: ROUNDS,
     options: { ...OPTIONS, batchSize: BATCH },
@@ -156,7 +164,7 @@ async function main(): Promise<void> {
       }
       const ref = digests.get('readline-events') ?? [...digests.values()][0]!; // --only may leave it out
       const differ = [...digests].filter(([, d]) => d.h !== ref.h || d.rows !== ref.rows).map(([k]) => k);
-      if (differ.length || ref.rows !== LINES) throw new Error(`${format}: batches differ from readline + core vectorize: ${differ.join(', ')} (rows ${ref.rows})`);
+      if (differ.length || ref.rows !== lines) throw new Error(`${format}: batches differ from readline + core vectorize: ${differ.join(', ')} (rows ${ref.rows})`);
       res.verified.push({ format, rows: ref.rows, identical: [...digests.keys()] });
       log(`  ${format}: every contender's batches identical over the whole file (${ref.rows.toLocaleString('en-US')} rows)`);
 
@@ -200,13 +208,13 @@ async function main(): Promise<void> {
           sink = x;
         });
         seconds.get(c.key)!.push((performance.now() - t0) / 1e3);
-        if (rows !== LINES) throw new Error(`${c.key}: ${rows} rows`);
+        if (rows !== lines) throw new Error(`${c.key}: ${rows} rows`);
       }
     }
     const cases = contenders.map((c): Case => {
       const s = seconds.get(c.key)!;
       const t = median(s);
-      return { format, key: c.key, label: c.label, medianSec: t, rowsPerSec: LINES / t, mbPerSec: bytes / t / 1e6, seconds: s };
+      return { format, key: c.key, label: c.label, medianSec: t, rowsPerSec: lines / t, mbPerSec: bytes / t / 1e6, seconds: s };
     });
     res.cases.push(...cases);
     for (const c of cases) log(`  ${format} ${c.label.padEnd(64)} ${c.medianSec.toFixed(3)} s  ${(c.rowsPerSec / 1e6).toFixed(2)} M rows/s  ${c.mbPerSec.toFixed(0)} MB/s`);
@@ -230,7 +238,7 @@ async function main(): Promise<void> {
     execFileSync(
       process.execPath,
       [...flags, '--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--only', 'file,readline-await,readline-events', '--no-verify', '--no-variants',
-        '--lines', String(LINES), '--rounds', String(Math.min(ROUNDS, 5)), '--out', tmp],
+        '--corpus', CORPUS, '--lines', String(LINES), '--rounds', String(Math.min(ROUNDS, 5)), '--out', tmp],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     const child = JSON.parse(readFileSync(tmp, 'utf8')) as FileResults;
@@ -262,17 +270,21 @@ function caseTable(cases: readonly Case[]): string[] {
 function render(r: FileResults): string {
   const m = r.machine;
   const out: string[] = [];
-  out.push('### vectorizeFile vs the obvious JavaScript way', '');
-  out.push(`Machine: ${m.cpu}, ${m.cores} cores (shared with other work: load average ${m.loadavg.start.map((x) => x.toFixed(2)).join(' ')} → ${m.loadavg.end.map((x) => x.toFixed(2)).join(' ')}), SIMD ${m.simd}, Node ${m.node}, ${m.os}, ${m.memoryGiB} GiB. Run ${r.date.replace('T', ' ').slice(0, 19)} UTC with \`node --expose-gc --import tsx bench/file.bench.ts\`.`, '');
+  const multi = r.corpus.startsWith('samples/udhr');
+  out.push(multi ? '### vectorizeFile vs the obvious JavaScript way: multilingual' : '### vectorizeFile vs the obvious JavaScript way', '');
+  out.push(`Machine: ${m.cpu}, ${m.cores} cores (shared with other work: load average ${m.loadavg.start.map((x) => x.toFixed(2)).join(' ')} → ${m.loadavg.end.map((x) => x.toFixed(2)).join(' ')}), SIMD ${m.simd}, Node ${m.node}, ${m.os}, ${m.memoryGiB} GiB. Run ${r.date.replace('T', ' ').slice(0, 19)} UTC with \`node --expose-gc --import tsx bench/file.bench.ts${multi ? ' --corpus udhr' : ''}\`.`, '');
   out.push(
-    `${r.lines.toLocaleString('en-US')} lines of workload (a)-like text (bench/files.ts): JSONL \`{"id":n,"text":"..."}\` ${(r.bytes.jsonl / 1e6).toFixed(1)} MB, plain lines ${(r.bytes.lines / 1e6).toFixed(1)} MB, in the OS temp dir (page cache warm). ` +
+    (multi
+      ? `${r.lines.toLocaleString('en-US')} lines: the UDHR corpus (${r.corpus}, 165 language variants, 63% of the lines non-ASCII; bench/files.ts): JSONL \`{"lang":"..","text":"..."}\` ${(r.bytes.jsonl / 1e6).toFixed(1)} MB,`
+      : `${r.lines.toLocaleString('en-US')} lines of workload (a)-like text (bench/files.ts): JSONL \`{"id":n,"text":"..."}\` ${(r.bytes.jsonl / 1e6).toFixed(1)} MB,`) +
+      ` plain lines ${(r.bytes.lines / 1e6).toFixed(1)} MB, in the OS temp dir (page cache warm). ` +
       `Batches of ${BATCH.toLocaleString('en-US')} rows, \`${JSON.stringify(OPTIONS)}\`, default pipeline. One process; contenders alternate round by round (order rotated, gc() before each); ${r.rounds} rounds, medians. MB/s = file bytes / time.`,
     '',
   );
   out.push(...caseTable(r.cases));
   out.push('');
   for (const x of r.ratios) {
-    const target = x.format === 'jsonl' && x.ours.includes('(path') && !x.baseline.includes('reused out') ? ' (issue 3 target >= 3x)' : '';
+    const target = x.format === 'jsonl' && x.ours.includes('vectorizeFile(path') && !x.baseline.includes('reused out') ? ` (issue ${multi ? 14 : 3} target >= 3x)` : '';
     out.push(`- ${x.format}: ${x.ours} / ${x.baseline} = **${x.ratio.toFixed(2)}x**${target}`);
   }
   for (const v of r.verified) out.push(`- Verified before timing (${v.format}): every contender's batches over the whole file (${v.rows.toLocaleString('en-US')} rows) hash the same (rows, width, ids, mask, lengths).`);

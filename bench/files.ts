@@ -67,6 +67,48 @@ export function ensureFiles(lines: number, log: (msg: string) => void): BenchFil
   return { jsonl, plain, jsonlBytes, plainBytes, generatedSec };
 }
 
+/**
+ * Writes (or reuses) the multilingual files: the lines of samples/udhr.jsonl (`{"lang":..,"text":..}`,
+ * 165 language variants) repeated until the JSONL file holds at least `minBytes`, and a plain-lines
+ * file of their texts.
+ */
+export function ensureUdhrFiles(minBytes: number, log: (msg: string) => void): BenchFiles & { lines: number; times: number } {
+  const src = readFileSync(new URL('../samples/udhr.jsonl', import.meta.url), 'utf8').split('\n').filter((l) => l.length > 0);
+  const oneBytes = src.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
+  const times = Math.ceil(minBytes / oneBytes);
+  const base = path.join(os.tmpdir(), `dtesn-bench-udhr-x${times}-v${FILE_GEN_VERSION}`);
+  const jsonl = `${base}.jsonl`;
+  const plain = `${base}.txt`;
+  const meta = `${base}.meta.json`;
+  const lines = src.length * times;
+  try {
+    const m = JSON.parse(readFileSync(meta, 'utf8')) as { jsonlBytes: number; plainBytes: number };
+    if (statSync(jsonl).size === m.jsonlBytes && statSync(plain).size === m.plainBytes) {
+      log(`  reusing ${jsonl} (${(m.jsonlBytes / 1e6).toFixed(1)} MB) and ${plain}`);
+      return { jsonl, plain, jsonlBytes: m.jsonlBytes, plainBytes: m.plainBytes, generatedSec: null, lines, times };
+    }
+  } catch {
+    /* absent or stale: regenerate */
+  }
+  const t0 = performance.now();
+  const a = src.join('\n') + '\n';
+  const b = src.map((l) => (JSON.parse(l) as { text: string }).text.replace(/\n/g, ' ')).join('\n') + '\n';
+  const fj = openSync(jsonl, 'w');
+  const fp = openSync(plain, 'w');
+  let jsonlBytes = 0;
+  let plainBytes = 0;
+  for (let k = 0; k < times; k++) {
+    jsonlBytes += writeSync(fj, a);
+    plainBytes += writeSync(fp, b);
+  }
+  closeSync(fj);
+  closeSync(fp);
+  writeFileSync(meta, JSON.stringify({ version: FILE_GEN_VERSION, times, jsonlBytes, plainBytes }) + '\n');
+  const generatedSec = (performance.now() - t0) / 1e3;
+  log(`  wrote ${jsonl} (${(jsonlBytes / 1e6).toFixed(1)} MB) and ${plain} in ${generatedSec.toFixed(1)} s`);
+  return { jsonl, plain, jsonlBytes, plainBytes, generatedSec, lines, times };
+}
+
 /** The obvious JS way: readline over a file stream (for await), JSON.parse per line, core vectorize per 1,000 lines. */
 export async function* readlineBatches(file: string, jsonl: boolean, options: VectorizeOptions<Dtype>): AsyncGenerator<VectorBatch<Dtype>> {
   const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });

@@ -148,20 +148,19 @@ function recordingCost(): { perBatchNs: number; perRequestNs: number } {
     const t = base + i * 0.01;
     c.ranInline(10, t - 0.005, t);
   };
-  // A submitted request: activity (no clock read while others are in progress) and its count,
-  // plus its share of a micro-batch of 32: the batch's records and its latencies.
-  const lat = new Array<number>(32).fill(0.7);
+  // A submitted request: its share of a micro-batch of 32 (the batch's records, its latencies,
+  // its processed count and activity end): the collector does nothing per request beyond that.
+  const lat = new Float64Array(32).fill(0.7);
   const requestLoop = (i: number) => {
-    c.enter();
-    c.processedRecently(1);
-    c.leave();
     if (i % 32 === 0) {
       const t = base + i * 0.01;
-      c.requests(lat, t);
+      c.begin(t - 0.5);
       c.microBatch(32, 32, 0.2, 0.5, t);
+      c.requests(lat, 32, t);
+      c.processed(32, t);
+      c.end(t);
     }
   };
-  c.enter(); // other requests in progress, as under load
   time(batchLoop);
   time(requestLoop);
   const batch = time(batchLoop);

@@ -262,9 +262,13 @@ export function renderMarkdown(r: BenchResults): string {
     : '- Every timed contender reproduced dtesn\'s ids, attention mask (and lengths, where it has them) exactly on its whole input.');
   out.push('- The C++ floor (bench/floor-addon, built locally with g++ for the bench only) is one N-API call: ' +
     'napi_get_element + napi_get_value_string_utf16 into one reused buffer per row, widened to int32 with zero padding. ' +
-    'It copies UTF-16 code units, i.e. it only does the raw job, and equals code points on ASCII. ' +
-    'It writes into arrays allocated once, where dtesn `vectorize` allocates its output on every call. dtesn no longer crosses ' +
-    'per row: the facade joins the rows in JavaScript and the binding copies them with one N-API call per 64 K units.');
+    'It copies UTF-16 code units, i.e. it only does the raw job, and equals code points on ASCII; it reads at most width + 1 ' +
+    'units of a row and neither validates nor counts a row\'s full length (dtesn must, for sourceLengths and lone surrogates). ' +
+    'Both write into arrays allocated once (dtesn through `out`). dtesn does not cross per row: the facade joins the rows in ' +
+    'JavaScript and the binding copies them with one N-API call per 4 K units.');
+  out.push('- The simdutf contenders (bench/simdutf-addon, simdutf\'s C++ from the `simdutf` crate, built for the bench only) do the raw job ' +
+    'in one N-API call: per row a validating `convert_utf8_to_utf32` (bytes) or `napi_get_value_string_utf16` + ' +
+    '`convert_utf16le_to_utf32` (strings) into a reused arena, then rows x width copied out with the mask and lengths.');
   for (const s of r.skipped) out.push(`- Skipped: ${s}`);
   for (const n of r.notes) out.push(`- Note: ${n}`);
   out.push('');

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmtRate } from './pipeline-report.js';
 import { type MachineInfo, machineTable, reportMain } from './report.js';
+import { type OpenLoopResults, renderOpenLoop } from './serve-open.js';
 
 export const SERVE_BEGIN = '<!-- bench-serve:begin -->';
 export const SERVE_END = '<!-- bench-serve:end -->';
@@ -58,6 +59,8 @@ export interface ServeBenchResults {
   config: { quick: boolean; durationSec: number; rounds: number; connections: number[]; options: Record<string, unknown>; server: string; client: string };
   verified: { payload: string; exact: boolean; detail: string | null }[];
   points: ServePoint[];
+  /** The open-loop part (null when not run). */
+  open: OpenLoopResults | null;
   notes: string[];
 }
 
@@ -76,6 +79,10 @@ export function renderServeMarkdown(r: ServeBenchResults): string {
       'figures are **medians over the rounds**, with the lowest and highest requests/s beside them. ' +
       `Request options \`${JSON.stringify(r.config.options)}\`.`,
   );
+  out.push('');
+  if (r.open) out.push(...renderOpenLoop(r.open));
+  if (!r.points.length) return out.join('\n');
+  out.push('**Closed loop** (autocannon, throughput):');
   out.push('');
   out.push('| texts / request | connections | requests/s (median) | requests/s (min – max) | texts/s | p50 ms | p99 ms | mean rows per pipeline batch | non-2xx / errors |');
   out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---|');

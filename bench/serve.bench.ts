@@ -1,9 +1,11 @@
 /**
- * Load benchmark of the HTTP service (`dtesn serve`, src/server.ts) with autocannon.
+ * Load benchmark of the HTTP service (`dtesn serve`, src/server.ts): open loop against the plain
+ * servers a user would write (bench/serve-open.ts: latency and capacity, from a cold start, and a
+ * burst after idle), then closed-loop throughput with autocannon.
  *
- *   npm run bench:serve                                          # full run (~2 min), writes BENCHMARKS.md
- *   node --import tsx bench/serve.bench.ts --quick               # smoke run (~20 s)
- *   options: --duration <s>  --rounds <n>  --connections 1,16,64,256  --out <file>  --write <BENCHMARKS.md>
+ *   npm run bench:serve                                          # full run (~6 min), writes BENCHMARKS.md
+ *   node --import tsx bench/serve.bench.ts --quick               # smoke run (~1 min)
+ *   options: --sections open,closed  --duration <s>  --rounds <n>  --connections 1,16,64,256  --out <file>  --write <BENCHMARKS.md>
  *
  * Points: 1 text and 64 texts of workload (a) per request (ASCII, 20-120 chars, `{ maxLength: 128 }`),
  * at each connection count; every round visits every point once, so slow drifts of a shared
@@ -28,6 +30,7 @@ import { getBackend, vectorize } from '../src/index.js';
 import { closeOnSignals, startServer } from '../src/server.js';
 import { type MachineInfo, machineInfo, median, spliceInto, flag, opt } from './report.js';
 import { SERVE_BEGIN, SERVE_END, type ServeBenchResults, type ServePoint, type ServeRun, renderServeMarkdown } from './serve-report.js';
+import { runOpenLoop } from './serve-open.js';
 import { workloadA } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -102,14 +105,21 @@ async function main(): Promise<void> {
     loadavg: { start: os.loadavg(), end: [] },
     config: {
       quick, durationSec, rounds, connections, options: OPTIONS,
-      server: 'startServer on 127.0.0.1 in a child process, default pipeline config (maxWorkers = available cores, adaptive micro-batching).',
+      server: 'startServer on 127.0.0.1 in a child process, default pipeline config (maxWorkers = available cores, work-conserving micro-batching).',
       client: 'autocannon in this process, one request at a time per connection (no pipelining), bodies cycled from pre-serialized workload (a) requests.',
     },
     verified: [],
     points: [],
+    open: null,
     notes: [],
   };
   log(`dtesn serve bench: ${machine.cpu}, ${machine.logicalCores} cores, Node ${machine.node}, load ${res.loadavg.start.map((x) => x.toFixed(2)).join(' ')}`);
+  const sections = new Set(opt('sections', 'open,closed').split(','));
+  if (sections.has('open')) {
+    log('\n== open loop (fresh server per rate)');
+    res.open = await runOpenLoop(quick, log);
+  }
+  if (!sections.has('closed')) return finish(res, t0, outFile, write);
 
   const texts = workloadA(20_000).texts;
   const payloads: Payload[] = [
@@ -202,6 +212,11 @@ async function main(): Promise<void> {
     'Latency is autocannon\'s: from writing the request to the end of the answer, on loopback, closed loop (each connection sends its next ' +
       'request when the answer came), so p99 grows with connections once the server is saturated (queueing, not loss).',
   );
+  return finish(res, t0, outFile, write);
+}
+
+function finish(res: ServeBenchResults, t0: number, outFile: string, write: string): void {
+  if (res.loadavg.end.length === 0) res.loadavg.end = os.loadavg();
   res.durationSec = (performance.now() - t0) / 1e3;
   mkdirSync(path.dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(res, null, 2)}\n`);

@@ -3,7 +3,7 @@
  *
  *   npm run bench                 # full run (~6-9 min on 2 cores), writes bench/results/latest.json
  *   npm run bench -- --quick      # smoke run on 1/10 of the rows, writes bench/results/quick.json
- *   options: --workloads a,b,c  --jobs vocab,byt5,raw  --max-time <s>  --rounds <n>  --out <file>
+ *   options: --workloads a,b,c,u  --jobs vocab,byt5,raw  --max-time <s>  --rounds <n>  --out <file>
  *
  * Recommended launcher: `node --expose-gc --import tsx bench/vectorize.bench.ts` (gc() between
  * cases; works without --expose-gc too). The C++ floor addon is built first (g++, local headers,
@@ -24,6 +24,7 @@ import {
   type ContenderEnv,
   diffOut,
   type FloorAddon,
+  type SimdutfAddon,
   JOBS,
   type JobId,
   loadHf,
@@ -32,6 +33,7 @@ import {
   sliceInput,
 } from './contenders.js';
 import { buildFloorAddon } from './floor-addon/build.mjs';
+import { buildSimdutfAddon } from './simdutf-addon/build.mjs';
 import { BYT5_VARIANTS, charVocabTokenizer } from './hf.js';
 import { loadOurs } from './ours.js';
 import { machineInfo, renderMarkdown, type BenchResults, type CaseResult, type MachineInfo, type RatioResult, flag, opt } from './report.js';
@@ -48,7 +50,7 @@ const SCALE = Number(opt('scale', QUICK ? '0.1' : '1'));
 const MAX_TIME = Number(opt('max-time', QUICK ? '0.5' : '1.5'));
 const MIN_SAMPLES = Number(opt('min-samples', QUICK ? '3' : '5'));
 const ROUNDS = Number(opt('rounds', QUICK ? '5' : '15'));
-const WORKLOAD_IDS = opt('workloads', 'a,b,c').split(',').filter(Boolean);
+const WORKLOAD_IDS = opt('workloads', 'a,b,c,u').split(',').filter(Boolean);
 const JOB_IDS = opt('jobs', 'vocab,byt5,raw').split(',').filter(Boolean) as JobId[];
 const OUT_FILE = path.resolve(opt('out', path.join(here, 'results', QUICK ? 'quick.json' : 'latest.json')));
 
@@ -78,6 +80,16 @@ function loadFloor(notes: string[]): FloorAddon | undefined {
     return require(file) as FloorAddon;
   } catch (e) {
     notes.push(`C++ floor addon not built: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+}
+
+function loadSimdutf(notes: string[]): SimdutfAddon | undefined {
+  try {
+    const file = buildSimdutfAddon({ quiet: false });
+    return require(file) as SimdutfAddon;
+  } catch (e) {
+    notes.push(`simdutf addon not built: ${(e as Error).message.split('\n')[0]}`);
     return undefined;
   }
 }
@@ -135,9 +147,14 @@ function ratioSpecs(workload: string, jobs: JobId[]): RatioSpec[] {
     if (workload === 'a') {
       specs.push({ name: 'native / fallback', workload, job, a: 'native', b: 'fallback', target: 1.5 });
       specs.push({ name: 'vectorizeBytes / vectorize (native)', workload, job, a: 'native-bytes', b: 'native', target: 2.5 });
-      if (job === 'raw') specs.push({ name: 'native / C++ floor', workload, job, a: 'native', b: 'floor', target: 0.8 });
+      if (job === 'raw') specs.push({ name: 'native / C++ floor', workload, job, a: 'native', b: 'floor', target: 1.0 });
     }
     if (workload === 'c') specs.push({ name: 'native / fallback', workload, job, a: 'native', b: 'fallback', target: 2.5 });
+    if ((workload === 'b' || workload === 'u') && job === 'raw') {
+      specs.push({ name: 'vectorizeBytes / simdutf bytes', workload, job, a: 'native-bytes', b: 'simdutf-bytes', target: 1.0 });
+      specs.push({ name: 'native / C++ floor', workload, job, a: 'native', b: 'floor', target: 1.0 });
+      specs.push({ name: 'native / simdutf strings', workload, job, a: 'native', b: 'simdutf-strings', target: 1.0 });
+    }
   }
   return specs;
 }
@@ -212,7 +229,8 @@ async function main() {
   const hf = await loadHf();
   notes.push(...hf.notes);
   const floor = JOB_IDS.includes('raw') ? loadFloor(notes) : undefined;
-  const env: ContenderEnv = { ours, hf, floor };
+  const simdutf = JOB_IDS.includes('raw') ? loadSimdutf(notes) : undefined;
+  const env: ContenderEnv = { ours, hf, floor, simdutf };
   const machine = machineInfo(ours.backend ?? null);
   const refName = ours.vectorize ? `dtesn vectorize (${ours.backend?.kind ?? '?'} backend)` : ours.fallbackReady ? 'dtesn fallback' : 'naive JS (dtesn not loaded)';
   log(`dtesn bench: ${machine.cpu}, ${machine.logicalCores} cores, Node ${machine.node}, backend ${machine.backend?.kind ?? 'not loaded'} (simd ${machine.simd})`);

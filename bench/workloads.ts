@@ -2,15 +2,21 @@
  * Deterministic benchmark workloads (seeded PRNG, no I/O, no downloads).
  *
  *   a  100,000 ASCII rows of 20..120 chars of word-like text
- *   b  as (a), but 10% of the rows are non-ASCII: accented Latin (2-byte UTF-8), CJK (3-byte),
- *      emoji (astral: 4-byte UTF-8, UTF-16 surrogate pairs) mixed into the words
+ *   b  100,000 rows of 20..120 characters, each character non-ASCII with probability 0.1:
+ *      accented Latin (2-byte UTF-8), CJK (3-byte), emoji (astral: 4-byte UTF-8, UTF-16
+ *      surrogate pairs); nearly every row has some
  *   c  10,000 ASCII rows of ~2,000 chars (1,900..2,100)
+ *   u  the bundled UDHR corpus (samples/udhr.jsonl, its "text" fields: 165 language variants, 63% of the
+ *      rows non-ASCII) six times over, maxLength 256
  *
  * Every workload is also given as UTF-8 bytes + Uint32Array offsets (row i is
  * bytes[offsets[i] .. offsets[i+1])), the input of `vectorizeBytes`.
  * Rows never contain lone surrogates, '[' / ']' or '<' / '>' (so no text can look like a special
  * token of the HF tokenizers built in hf.ts).
  */
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** mulberry32: tiny, fast, good enough for test data; deterministic for a given seed. */
 export function mulberry32(seed: number): () => number {
@@ -25,7 +31,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 export interface Workload {
-  /** 'a' | 'b' | 'c' */
+  /** 'a' | 'b' | 'c' | 'u' */
   id: string;
   title: string;
   texts: string[];
@@ -163,16 +169,36 @@ export function workloadA(rows = 100_000, seed = 0xa11ce): Workload {
   return finish('a', `${rows.toLocaleString('en-US')} ASCII rows, 20-120 chars (maxLength 128)`, texts, 128);
 }
 
+/** One non-ASCII character: accented Latin (2 bytes) 50%, CJK (3 bytes) 35%, emoji (4 bytes) 15%. */
+function nonAsciiChar(rng: () => number): string {
+  const r = rng();
+  if (r < 0.5) return pick(rng, ACCENTED);
+  if (r < 0.85) return pick(rng, CJK);
+  return String.fromCodePoint(0x1f300 + Math.floor(rng() * 0x300));
+}
+
 export function workloadB(rows = 100_000, seed = 0xb0b): Workload {
   const rng = mulberry32(seed);
   const texts: string[] = new Array(rows);
   for (let i = 0; i < rows; i++) {
-    const nonAscii = rng() < 0.1;
-    texts[i] = makeRow(rng, 20 + Math.floor(rng() * 101), nonAscii);
-    // Make sure a row picked as non-ASCII really is (a short row may have drawn only ASCII words).
-    if (nonAscii && isAscii(texts[i])) texts[i] = nonAsciiWord(rng) + texts[i].slice(0, -4);
+    // Word-like ASCII of 20..120 characters, then each character (spaces too) replaced by a
+    // non-ASCII one with probability 0.1.
+    const ascii = makeRow(rng, 20 + Math.floor(rng() * 101), false);
+    let s = '';
+    for (const ch of ascii) s += rng() < 0.1 ? nonAsciiChar(rng) : ch;
+    texts[i] = s;
   }
-  return finish('b', `${rows.toLocaleString('en-US')} rows, 20-120 chars, 10% non-ASCII (accents, CJK, emoji; maxLength 128)`, texts, 128);
+  return finish('b', `${rows.toLocaleString('en-US')} rows, 20-120 chars, each char non-ASCII with p = 0.1 (accents, CJK, emoji; maxLength 128)`, texts, 128);
+}
+
+/** The bundled UDHR corpus, its "text" field per line, `times` times over. */
+export function workloadU(times = 6): Workload {
+  const file = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+  const one = lines.map((l) => (JSON.parse(l) as { text: string }).text);
+  const texts: string[] = [];
+  for (let k = 0; k < times; k++) texts.push(...one);
+  return finish('u', `samples/udhr.jsonl x${times}: ${texts.length.toLocaleString('en-US')} paragraphs in 165 language variants (maxLength 256)`, texts, 256);
 }
 
 /** Long rows; maxLength 2048 so that most rows fit and ~a quarter are truncated. */
@@ -187,6 +213,7 @@ export const WORKLOADS: Record<string, (scale?: number) => Workload> = {
   a: (scale = 1) => workloadA(Math.round(100_000 * scale)),
   b: (scale = 1) => workloadB(Math.round(100_000 * scale)),
   c: (scale = 1) => workloadC(Math.round(10_000 * scale)),
+  u: (scale = 1) => workloadU(Math.max(1, Math.round(6 * scale))),
 };
 
 /**

@@ -479,6 +479,10 @@ fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
 thread_local! {
     /// Reused UTF-16 arena and offsets for string batches (one per thread: workers have their own).
     static ARENA: RefCell<(Vec<u16>, Vec<u32>, Measured)> = RefCell::new((Vec::new(), Vec::new(), Measured::default()));
+    /// The arena of a string batch handed over in parts (`stageTexts`, then `vectorizeStaged`):
+    /// apart from ARENA, so that a call made from JavaScript between the parts (a getter on
+    /// `texts` calling back in; the facade gives such calls the unstaged path) cannot clear it.
+    static STAGE: RefCell<(Vec<u16>, Vec<u32>, Measured)> = RefCell::new((Vec::new(), Vec::new(), Measured::default()));
     /// The last vocabulary compiled on this thread; reused when the next call passes the same one.
     static VOCAB: RefCell<Option<std::rc::Rc<Vocab>>> = const { RefCell::new(None) };
 }
@@ -940,6 +944,7 @@ fn vectorize_joined_impl(
     lengths: sys::napi_value,
     rows: sys::napi_value,
     o: OptionArgs,
+    staged: bool,
 ) -> NResult<sys::napi_value> {
     let ro = read_options(env, o)?;
     let voc = vocab(env, ro.vocab)?;
@@ -975,7 +980,11 @@ fn vectorize_joined_impl(
     let run_with =
         |(arena, offsets, m): &mut (Vec<u16>, Vec<u32>, Measured)| -> NResult<sys::napi_value> {
             m.clear();
-            arena.clear();
+            // A staged batch's first rows are in the arena already (see `stage_texts`).
+            if !staged {
+                arena.clear();
+            }
+            let base = arena.len();
             offsets.clear();
             offsets.reserve(n as usize + 1);
             offsets.push(0);
@@ -994,11 +1003,18 @@ fn vectorize_joined_impl(
                 offsets.push(e);
             }
             let total = end as usize;
+            if base > total {
+                return Err(throw(
+                    env,
+                    ErrorKind::Range,
+                    &format!("internal: {base} units staged, the rows hold {total}"),
+                ));
+            }
             // One unit more than the rows need, so a chunk longer than its rows shows as a
             // mismatch below instead of being cut short unnoticed; one more for V8's NUL.
-            arena.reserve(total + 2);
+            arena.reserve(total + 2 - base);
             let cap = total + 2;
-            let mut at = 0usize;
+            let mut at = base;
             // Rows are measured as soon as their chunk is copied, while they are still in cache.
             let mut row = 0usize;
             let mut invalid = None;
@@ -1042,9 +1058,11 @@ fn vectorize_joined_impl(
                     &format!("internal: the joined texts hold {at} units, the rows {total}"),
                 ));
             }
-            // Empty rows at the end (no chunk reaches past them).
+            // Rows no chunk reached past: empty rows at the end, and staged rows when no chunk
+            // came after them.
             while row < n as usize {
-                if let Err(unit) = m.push(&arena[total..total], &opts) {
+                let units = &arena[offsets[row] as usize..offsets[row + 1] as usize];
+                if let Err(unit) = m.push(units, &opts) {
                     invalid = invalid.or(Some((row, unit)));
                 }
                 row += 1;
@@ -1054,7 +1072,79 @@ fn vectorize_joined_impl(
             }
             emit_utf16(env, &ro, &opts, arena, offsets, m)
         };
-    with_scratch(&ARENA, |a| a.0.capacity() > (64 << 20), run_with)
+    with_scratch(
+        if staged { &STAGE } else { &ARENA },
+        |a| a.0.capacity() > (64 << 20),
+        run_with,
+    )
+}
+
+/// Appends the strings `chunks` to this thread's staged arena (emptied first when `first`): the
+/// first parts of a large string batch, handed over while the facade joins the rest, so that its
+/// joined strings die young instead of being promoted by V8's scavenges while the batch is read.
+fn stage_texts_impl(
+    env: sys::napi_env,
+    chunks: sys::napi_value,
+    first: bool,
+) -> NResult<sys::napi_value> {
+    let mut count = 0u32;
+    // SAFETY: chunks is a live handle; out pointer valid (fails with a status on a non-array).
+    check(
+        env,
+        unsafe { sys::napi_get_array_length(env, chunks, &mut count) },
+        "reading texts",
+    )?;
+    STAGE.with(|cell| {
+        let Ok(mut st) = cell.try_borrow_mut() else {
+            return Err(throw(
+                env,
+                ErrorKind::Range,
+                "internal: staged arena in use",
+            ));
+        };
+        let arena = &mut st.0;
+        if first {
+            arena.clear();
+        }
+        each_element(env, chunks, count, |_, v| {
+            let mut len = 0usize;
+            // SAFETY: a null buffer asks for the length only.
+            check(
+                env,
+                unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) },
+                "reading texts",
+            )?;
+            let at = arena.len();
+            arena.reserve(len + 1);
+            let mut copied = 0usize;
+            // SAFETY: the destination is the arena's spare capacity past `at`, at least len + 1
+            // units (reserved above); V8 writes at most that many, the NUL included.
+            check(
+                env,
+                unsafe {
+                    sys::napi_get_value_string_utf16(
+                        env,
+                        v,
+                        arena.as_mut_ptr().add(at),
+                        len + 1,
+                        &mut copied,
+                    )
+                },
+                "reading texts",
+            )?;
+            // SAFETY: V8 initialised `copied <= len` units past `at`.
+            unsafe { arena.set_len(at + copied.min(len)) };
+            Ok(true)
+        })?;
+        let mut undef = ptr::null_mut();
+        // SAFETY: out pointer valid.
+        check(
+            env,
+            unsafe { sys::napi_get_undefined(env, &mut undef) },
+            "returning",
+        )?;
+        Ok(undef)
+    })
 }
 
 fn out_buffers(
@@ -1165,8 +1255,10 @@ pub(crate) fn guard(
 /// the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
 /// options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
 /// ArrayBuffer and the width written into the packed array (see `emit`).
+/// `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
+/// (`lengths` and `rows` are still the whole batch's).
 #[napi(
-    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null",
+    ts_args_type = "chunks: string[], lengths: Uint32Array, rows: number, options: Int32Array, vocab: Uint32Array | null, outIds: unknown, outMask: Uint8Array | null, slab: ArrayBuffer | null, staged?: boolean",
     ts_return_type = "ArrayBuffer"
 )]
 // The JavaScript call's positional arguments, one by one (an options object would cost a lookup
@@ -1182,10 +1274,22 @@ pub fn vectorize_joined(
     out_ids: Unknown,
     out_mask: Unknown,
     slab: Unknown,
+    staged: Option<bool>,
 ) -> napi::Result<Unknown<'static>> {
     let (c, l, r) = (chunks.raw(), lengths.raw(), rows.raw());
     let o = option_args([&options, &vocab, &out_ids, &out_mask, &slab]);
-    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o))
+    let staged = staged.unwrap_or(false);
+    guard(&env, |e| vectorize_joined_impl(e, c, l, r, o, staged))
+}
+
+/// Appends strings to the staged arena of a large string batch (see `stage_texts_impl`).
+#[napi(
+    ts_args_type = "chunks: string[], first: boolean",
+    ts_return_type = "void"
+)]
+pub fn stage_texts(env: Env, chunks: Unknown, first: bool) -> napi::Result<Unknown<'static>> {
+    let c = chunks.raw();
+    guard(&env, |e| stage_texts_impl(e, c, first))
 }
 
 /// Vectorizes UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`. Internal: see `vectorizeJoined`.

@@ -31,8 +31,11 @@ type OptionArgs = [options: Int32Array, vocab: Uint32Array | null, outIds: unkno
 
 /** The N-API binding's exports (see the generated index.d.ts at the package root). */
 export interface NativeBinding {
-  /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see `joinRows`). */
-  vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: OptionArgs): NativeResult;
+  /** Rows concatenated into `chunks`, `lengths[0..rows)` their lengths in UTF-16 units (see
+   *  `joinRows`); `staged`: the first chunks went to `stageTexts`. */
+  vectorizeJoined(chunks: string[], lengths: Uint32Array, rows: number, ...rest: [...OptionArgs, staged?: boolean]): NativeResult;
+  /** Appends `chunks` to the thread's staged arena (emptied first when `first`; see `joinRows`). */
+  stageTexts(chunks: string[], first: boolean): void;
   vectorizeBytes(bytes: unknown, offsets: unknown, ...rest: OptionArgs): NativeResult;
   /** The width vectorizeBytes would give (every check included, nothing written). */
   measureBytes(bytes: unknown, offsets: unknown, options: Int32Array, vocab: Uint32Array | null): number;
@@ -160,11 +163,14 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
  * in a few nanoseconds per row) and the binding copies each chunk with one N-API call, where
  * reading row by row costs two N-API calls per row -- most of a batch's time (a 1,000-row batch of
  * workload (a): ~250 of ~300 us). Chunks stay near JOIN_CHUNK units, so no string gets near V8's
- * length limit and ropes stay shallow. Rows of JOIN_LONG_ROW units or more are chunks of their own:
+ * length limit and ropes stay shallow; and small, because the binding's read flattens each rope
+ * into a fresh string: at 64 K units a two-byte chunk (128 KB) went to V8's large-object space, a
+ * mapping and its page faults per chunk (workload (b), 10% of characters non-ASCII: 20 -> 8.8 ms
+ * for encoding 'utf16' with 4 K units). Rows of JOIN_LONG_ROW units or more are chunks of their own:
  * the per-row crossing is nothing next to their length, and a rope costs a flattening copy (on
  * workload (c), ~2,000-character rows, joining them all was 20-40% slower than row by row).
  */
-const JOIN_CHUNK = 1 << 16;
+const JOIN_CHUNK = 1 << 12;
 const JOIN_LONG_ROW = 512;
 
 /** Reused between calls; a call made while they are in use (a getter on `texts` calling back
@@ -173,10 +179,38 @@ let joinLengths = new Uint32Array(1024);
 const joinChunks: string[] = [];
 let joinBusy = false;
 
+/**
+ * Joined chunks are handed to the binding (`stage`) whenever they hold STAGE_UNITS: a batch's
+ * chunks all alive until the call would outgrow V8's young generation (16 MB semi-spaces) on
+ * large batches, and every scavenge would then copy and promote them (the UDHR corpus x6,
+ * 11.8 M units: 30 -> 14 ms when Node was given 64 MB semi-spaces). Staged, each dies young.
+ */
+const STAGE_UNITS = 1 << 20;
+
 /** Concatenates `texts` into `chunks` and their lengths into `lengths`; checks that every row is
- *  a string (docs/SEMANTICS.md step 3, message as the binding's). Each element is read once. */
-function joinRows(texts: readonly unknown[], rows: number, chunks: string[], lengths: Uint32Array): void {
+ *  a string (docs/SEMANTICS.md step 3, message as the binding's). Each element is read once.
+ *  `stage`, when given, takes the chunks made so far each time they hold STAGE_UNITS units, and
+ *  empties `chunks`; returns whether it was called. */
+function joinRows(
+  texts: readonly unknown[],
+  rows: number,
+  chunks: string[],
+  lengths: Uint32Array,
+  stage?: (chunks: string[], first: boolean) => void,
+): boolean {
   let s = '';
+  let pending = 0;
+  let staged = false;
+  const push = (c: string) => {
+    chunks.push(c);
+    pending += c.length;
+    if (stage !== undefined && pending >= STAGE_UNITS) {
+      stage(chunks, !staged);
+      staged = true;
+      chunks.length = 0;
+      pending = 0;
+    }
+  };
   for (let i = 0; i < rows; i++) {
     const t = texts[i];
     if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${typeOf(t)}`);
@@ -184,18 +218,20 @@ function joinRows(texts: readonly unknown[], rows: number, chunks: string[], len
     if (t.length >= JOIN_LONG_ROW) {
       // A long row is its own chunk: one N-API call copies it as it is (ropes would be flattened
       // into a fresh string first, a copy and an allocation more).
-      if (s.length > 0) chunks.push(s);
-      chunks.push(t);
+      if (s.length > 0) push(s);
+      push(t);
       s = '';
     } else if (s.length + t.length > JOIN_CHUNK) {
-      chunks.push(s);
+      push(s);
       s = t;
     } else s += t;
   }
   if (s.length > 0) chunks.push(s);
+  return staged;
 }
 
 export function nativeBackendOf(binding: NativeBinding): Backend {
+  const stageTexts = (chunks: string[], first: boolean) => binding.stageTexts(chunks, first);
   const joined = (texts: readonly unknown[], rows: number, n: NormalizedOptions): NativeResult => {
     // The reused scratch, unless it is in use (re-entered) or the batch would make it huge.
     const own = joinBusy || rows > 1 << 20;
@@ -204,8 +240,9 @@ export function nativeBackendOf(binding: NativeBinding): Backend {
     const lengths = own ? new Uint32Array(rows) : joinLengths;
     if (!own) joinBusy = true;
     try {
-      joinRows(texts, rows, chunks, lengths);
-      return binding.vectorizeJoined(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer);
+      // Only the outermost call stages: a call made meanwhile (`own`) must not touch its arena.
+      const staged = joinRows(texts, rows, chunks, lengths, own ? undefined : stageTexts);
+      return binding.vectorizeJoined(chunks, lengths, rows, packOptions(n), n.vocab, n.outIds, n.outMask, slab.buffer, staged);
     } finally {
       if (!own) {
         joinChunks.length = 0; // do not keep the batch's text alive

@@ -39,7 +39,7 @@ const BUNDLED_CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.met
 
 const HELP = `Usage:
   dtesn vectorize [INPUT] --out FILE [options]
-  dtesn serve [--port 8080] [--host 127.0.0.1] [--workers N] [--body-limit BYTES] [--max-queue ROWS]
+  dtesn serve [--port 8080] [--host 127.0.0.1] [--workers N] [--body-limit BYTES] [--max-queue ROWS] [--warmup REQUESTS]
   dtesn bench [--rounds N] [--lines N] [--full]
   dtesn --version | --help
 
@@ -490,6 +490,7 @@ const SERVE_FLAGS = {
   workers: { type: 'string' },
   'body-limit': { type: 'string' },
   'max-queue': { type: 'string' },
+  warmup: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -504,6 +505,7 @@ async function serveCommand(args: string[]): Promise<number> {
   const workers = intFlag('--workers', v.workers, 1, 64);
   const bodyLimit = intFlag('--body-limit', v['body-limit'], 1, 2 ** 31 - 1);
   const maxQueue = intFlag('--max-queue', v['max-queue'], 1, 2 ** 31 - 1);
+  const warmup = intFlag('--warmup', v.warmup, 0, 1_000_000);
   const { startServer, closeOnSignals } = await import('./server.js');
   let server;
   try {
@@ -511,6 +513,7 @@ async function serveCommand(args: string[]): Promise<number> {
       port,
       host,
       ...(bodyLimit !== undefined ? { bodyLimit } : {}),
+      ...(warmup !== undefined ? { warmup } : {}),
       pipeline: { ...(workers !== undefined ? { maxWorkers: workers } : {}), ...(maxQueue !== undefined ? { maxQueue } : {}) },
     });
   } catch (e) {

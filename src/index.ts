@@ -133,11 +133,8 @@ export type {
   Thresholds,
   Trend,
 } from './monitor.js';
-export { registerMetrics } from './prometheus.js';
-export type { HealthSource, PrometheusOptions } from './prometheus.js';
-export { registerOtelMetrics } from './otel.js';
-export type { OtelOptions } from './otel.js';
-export { closeOnSignals, startServer, type DtesnServer, type ServerOptions, type SignalOptions } from './server.js';
+// The HTTP service, Prometheus and OpenTelemetry are subpath entries (dtesn-pipeline/server,
+// /fastify, /prometheus, /otel): importing the core and the pipeline loads none of them.
 export { openTensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
 export type { TensorFileResult, TensorFormat, TensorWriter, TensorWriterOptions } from './tensor-file.js';
 export { encodeNpy } from './npy.js';

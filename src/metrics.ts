@@ -71,18 +71,26 @@ export interface BatchingMetrics {
   queuedRequests: number;
   /** Micro-batches running now. */
   inFlightBatches: number;
-  /** The adaptive target size, rows. */
+  /** The most rows a free slot takes: fixedBatchSize, or maxBatchSize. */
   target: number;
-  /** Micro-batches finished, and why each closed. */
+  /**
+   * Micro-batches finished, and why each was cut: `ready`, a slot was free and it took every row
+   * waiting; `full`, it reached the cap with rows left waiting (or fixedBatchSize); `timeout`,
+   * fixedBatchSize's batchTimeoutMs; `flush`, close().
+   */
   batches: number;
+  readyBatches: number;
   fullBatches: number;
   timeoutBatches: number;
   flushBatches: number;
   /** Rows per batch over every batch the `latency.batch` distribution counts (null without profiling). */
   size: DistributionSnapshot | null;
   /**
-   * Rows per micro-batch / the target it was formed under (capped at 1 per batch), over the last
-   * 64 micro-batches: sum(min(rows, target)) / sum(target). Null before any (or without profiling).
+   * Rows per micro-batch / the rows it could have taken (its target: min(cap, rows waiting when it
+   * was cut); with fixedBatchSize, the size), over the last 64 micro-batches:
+   * sum(min(rows, target)) / sum(target). Work-conserving batches score 1 unless requests too large
+   * to fit were left for the next one; static batches score what their timeouts cut short. Null
+   * before any (or without profiling).
    */
   efficiency: number | null;
 }
@@ -171,6 +179,16 @@ const BATCH = 1; // a = rows, b = run ms (rows counted elsewhere)
 const DIRECT = 2; // a direct call's batch: processed, run time, size
 const WAIT = 3; // a = queue wait ms
 
+/** What `MetricsCollector.observe` hands out: each value as it is recorded (ms, rows). */
+export interface MetricsObserver {
+  /** A batch ran: its rows and run time. */
+  batch?(rows: number, ms: number): void;
+  /** A micro-batch's oldest request waited this long for dispatch. */
+  queueWait?(ms: number): void;
+  /** A submitted request's end-to-end latency. */
+  submit?(ms: number): void;
+}
+
 /**
  * Records what the pipeline does while profiling is on. Every method takes the time (ms, the
  * pipeline's monotonic clock) from the caller, who has it already.
@@ -200,14 +218,13 @@ export class MetricsCollector {
   #effTargetSum = 0;
   #poolKernelMs = 0;
   #poolWallMs = 0;
-  readonly #now: () => number;
   /** The latest time recorded: stands in for the clock where a record needs no precision. */
   #lastT: number;
+  readonly #observers: MetricsObserver[] = [];
 
-  /** `start`: when the pipeline started (ms); `now`: its monotonic clock, for the records that read it. */
-  constructor(start: number, now: () => number = () => performance.now()) {
+  /** `start`: when the pipeline started (ms, its monotonic clock). */
+  constructor(start: number) {
     this.start = start;
-    this.#now = now;
     this.#lastT = start;
     this.#rate = new RateMeter(start);
     this.#batch = new Distribution(1000, LATENCY_BUCKETS_MS, start);
@@ -234,6 +251,14 @@ export class MetricsCollector {
     const log = this.#log;
     const n = this.#logAt;
     this.#logAt = 0;
+    const observers = this.#observers;
+    if (observers.length > 0) {
+      for (let i = 0; i < n; i += SLOTS) {
+        const kind = log[i];
+        if (kind === DIRECT || kind === BATCH) for (const o of observers) o.batch?.(log[i + 1]!, log[i + 2]!);
+        else if (kind === WAIT) for (const o of observers) o.queueWait?.(log[i + 1]!);
+      }
+    }
     for (let i = 0; i < n; i += SLOTS) {
       const kind = log[i];
       const a = log[i + 1];
@@ -269,25 +294,6 @@ export class MetricsCollector {
     if (--this.#inFlight === 0) this.#activeMs += Math.max(0, t - this.#activeSince);
   }
 
-  /** `begin` reading the clock only when nothing was in progress (per request: usually no read). */
-  enter(): void {
-    if (this.#inFlight++ === 0) this.#activeSince = this.#now();
-  }
-
-  /** `end` reading the clock only when the last work in progress ends. */
-  leave(): void {
-    if (this.#inFlight === 0) return;
-    if (--this.#inFlight === 0) this.#activeMs += Math.max(0, this.#now() - this.#activeSince);
-  }
-
-  /**
-   * `n` items processed just now, timed by the latest record instead of the clock: a submitted
-   * request resolves right after its micro-batch was recorded, and rate buckets are 100 ms wide.
-   */
-  processedRecently(n: number): void {
-    if (n > 0) this.#push(PROCESSED, n, 0, this.#lastT);
-  }
-
   /** `n` items processed at `t`. */
   processed(n: number, t: number): void {
     if (n > 0) this.#push(PROCESSED, n, 0, t);
@@ -312,7 +318,7 @@ export class MetricsCollector {
     this.#push(BATCH, rows, ms, t);
   }
 
-  /** One micro-batch finished at `t`: its rows, the target it was formed under, its queue wait and run time. */
+  /** One micro-batch finished at `t`: its rows, the rows it could have taken, its queue wait and run time. */
   microBatch(rows: number, target: number, waitMs: number, runMs: number, t: number): void {
     this.#push(BATCH, rows, runMs, t);
     this.#push(WAIT, waitMs, 0, t);
@@ -331,9 +337,23 @@ export class MetricsCollector {
    * The end-to-end latencies of the requests of a micro-batch that finished at `t` (the batcher's
    * own figures: arrival in the queue to the batch's results, the handler included).
    */
-  requests(latenciesMs: readonly number[], t: number): void {
+  requests(latenciesMs: ArrayLike<number>, count: number, t: number): void {
     if (t > this.#lastT) this.#lastT = t;
-    for (let i = 0; i < latenciesMs.length; i++) this.#submit.record(latenciesMs[i], t);
+    for (let i = 0; i < count; i++) this.#submit.record(latenciesMs[i]!, t);
+    for (const o of this.#observers) if (o.submit) for (let i = 0; i < count; i++) o.submit(latenciesMs[i]!);
+  }
+
+  /**
+   * Hands every recorded value to `observer` as well (the OpenTelemetry export records them into
+   * its Histogram instruments), in batches: when the event log is applied (every 256 events and
+   * before every read), and with each micro-batch's request latencies. Returns the unsubscribe.
+   */
+  observe(observer: MetricsObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      const i = this.#observers.indexOf(observer);
+      if (i >= 0) this.#observers.splice(i, 1);
+    };
   }
 
   /** A batch vectorized on the pool: kernel time summed over its shards, and its wall time. */

@@ -387,3 +387,45 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     outMask,
   };
 }
+
+/**
+ * The last options object a caller passed, as its keys and primitive values, and what it was
+ * turned into: a server's requests mostly carry equal options, each in an object of its own
+ * (parsed from JSON), and normalizing and fingerprinting them again is most of what a small
+ * request costs beyond the work. A hit needs the same keys in the same order with the same
+ * values; options holding an object (vocab, out) are never remembered.
+ */
+export class OptionsMemo<T> {
+  #keys: string[] = [];
+  #values: unknown[] = [];
+  #value: T | undefined = undefined;
+
+  /** What `options` was turned into last time, or undefined. */
+  get(options: unknown): T | undefined {
+    if (this.#value === undefined || !isPlainObject(options)) return undefined;
+    const keys = this.#keys;
+    const values = this.#values;
+    let i = 0;
+    for (const k in options) {
+      if (i === keys.length || keys[i] !== k || values[i] !== options[k]) return undefined;
+      i++;
+    }
+    return i === keys.length ? this.#value : undefined;
+  }
+
+  /** Remembers `value` for `options` (a plain object that normalized without error). */
+  set(options: Record<string, unknown>, value: T): void {
+    const keys: string[] = [];
+    const values: unknown[] = [];
+    for (const k in options) {
+      const v = options[k];
+      if (typeof v === 'object' && v !== null) return;
+      if (typeof v === 'function') return;
+      keys.push(k);
+      values.push(v);
+    }
+    this.#keys = keys;
+    this.#values = values;
+    this.#value = value;
+  }
+}

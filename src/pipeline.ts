@@ -4,8 +4,8 @@
  * - `vectorize` / `vectorizeBytes`: one batch, run inline or split over the worker pool (shared
  *   memory in and out), whichever the cost model (cost.ts) expects to finish first. Results equal
  *   the core `vectorize` exactly, whatever path ran.
- * - `submit`: requests of a few rows, coalesced by the adaptive micro-batcher (batcher.ts,
- *   adaptive.ts); each request gets exactly what `vectorize([its rows], options)` returns, or its
+ * - `submit`: requests of a few rows, coalesced by the work-conserving micro-batcher
+ *   (batcher.ts); each request gets exactly what `vectorize([its rows], options)` returns, or its
  *   own rows' results from the downstream `handler`.
  * - `stream` / `vectorizeFile`: batches from an iterable, or a file or byte stream, with bounded
  *   memory (stream.ts).
@@ -15,13 +15,12 @@ import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
-import { AdaptiveBatchSize, type BatchSizeController, eventLoopUtilizationSampler } from './adaptive.js';
-import { MicroBatcher } from './batcher.js';
+import { MicroBatcher, RequestFailure } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
-import { MetricsCollector, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
+import { MetricsCollector, type MetricsObserver, type PipelineMetrics, type PipelineSettings } from './metrics.js';
+import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { type TaskOutcome, WorkerPool } from './pool.js';
 import { MAX_RETRIES, type RangeTasks, RetryBudget, type Segment, runRange } from './isolate.js';
 import { ProcessResources } from './resources.js';
@@ -30,27 +29,31 @@ import { type FileBatch, type FileOptions, type FileSource, type StreamOptions, 
 import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
-export interface PipelineConfig {
+/**
+ * `R`: what the handler gives per row (`never`: no handler); `DD`: the dtype of the default
+ * options (`vectorize.dtype`), which calls without a dtype of their own get.
+ */
+export interface PipelineConfig<R = unknown, DD extends Dtype = Dtype> {
   /** [os.availableParallelism()] 1..64 workers in the pool. */
   maxWorkers?: number;
-  /** [1000] rows per batch, upper bound of the adaptive size. */
+  /** [1000] the most rows a micro-batch takes (a free slot takes every waiting row up to it). */
   maxBatchSize?: number;
-  /** [2] longest the oldest waiting row waits for batch-mates. */
+  /** [2] with fixedBatchSize: the longest the oldest waiting row waits for its batch to fill. */
   batchTimeoutMs?: number;
-  /** [50] the p99 end-to-end latency the adaptive sizing holds. */
+  /** [50] the p99 end-to-end latency of submit the monitor holds the pipeline to (alert latency-p99). */
   targetLatencyMs?: number;
   /**
-   * Pins the micro-batch size (rows, 1..maxBatchSize) and turns the adaptive sizing off: batches
-   * close at this many rows or when their oldest row has waited batchTimeoutMs (Ray Serve's and
-   * Triton's static batching). Unset (the default): adaptive.
+   * Static batching (rows, 1..maxBatchSize): batches close at this many rows or when their oldest
+   * row has waited batchTimeoutMs (Ray Serve's and TF Serving's batching). Unset (the default):
+   * work-conserving, a free slot takes every waiting row up to maxBatchSize at once.
    */
   fixedBatchSize?: number;
   /** [100000] rows waiting; beyond it new work is refused at once with QueueFullError. */
   maxQueue?: number;
   /** Defaults for every call. */
-  vectorize?: VectorizeOptions<Dtype>;
-  /** Optional downstream stage for `submit`, one result per row. */
-  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<unknown[]>;
+  vectorize?: VectorizeOptions<DD>;
+  /** Optional downstream stage for `submit`, one result per row; `submit` then resolves to its request's rows' results. */
+  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<R[]>;
   /** [true]; false = the JS fallback everywhere. */
   enableVectorization?: boolean;
   /**
@@ -82,6 +85,11 @@ export interface ProcessOptions {
 
 export type { PipelineMetrics } from './metrics.js';
 
+/**
+ * Any pipeline: what a server, a monitor or an exporter takes. `createPipeline` returns one of its
+ * two precise kinds: a `VectorizingPipeline` (no handler: `submit` resolves to the request's rows
+ * as a batch) or a `HandlingPipeline` (its rows' handler results).
+ */
 export interface Pipeline {
   vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
   vectorizeBytes<D extends Dtype = 'int32'>(
@@ -91,13 +99,39 @@ export interface Pipeline {
     opts?: CallOptions,
   ): Promise<VectorBatch<D>>;
   submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]>;
-  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>>;
+  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
   /** A file path, or a byte stream such as `process.stdin` (an async iterable of Uint8Array). */
-  vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch>;
+  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
   processBatch<T, R>(items: readonly T[], opts: ProcessOptions): Promise<Array<ProcessResult<R>>>;
   metrics(): PipelineMetrics;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The calls' dtypes default to the pipeline's (`DD`, from `config.vectorize.dtype`). */
+interface TypedCalls<DD extends Dtype> {
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+}
+
+/** A pipeline without a handler: `submit` resolves to exactly `vectorize([its rows], options)`. */
+export interface VectorizingPipeline<DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
+  submit<D extends Dtype = DD>(text: string | readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+}
+
+/** A pipeline with a handler giving `R` per row: `submit` resolves to its request's rows' results. */
+export interface HandlingPipeline<R, DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<R[]>;
+  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
+  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
 }
 
 /**
@@ -106,6 +140,13 @@ export interface Pipeline {
  * `'auto'` (the default) asks it.
  */
 export const ROUTE = Symbol('dtesn.pipeline.route');
+
+/**
+ * Internal, for the OpenTelemetry export: `pipeline[OBSERVE](observer)` hands it every value the
+ * metrics collector records (see MetricsCollector.observe) and returns the unsubscribe, or null
+ * when profiling is off.
+ */
+export const OBSERVE = Symbol.for('dtesn.pipeline.observe');
 
 /**
  * Internal, for tests: `createPipeline({ [WORKER_FILE]: path })` gives the pool (and its fresh
@@ -238,46 +279,66 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
   let idsAt = rows * 8;
   let maskAt = rows * 8 + cells * e;
   const Ctor = IDS_ARRAY[n.dtype];
-  const out: VectorBatch<Dtype>[] = new Array(counts.length);
+  // Copied region by region with plain loops: a temporary subarray per row (to call set) would
+  // double the typed arrays a small request allocates.
+  const bl = b.lengths;
+  const bs = b.sourceLengths;
+  const allLens = new Int32Array(buf, 0, rows * 2);
+  let at = 0;
   from = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const count = counts[i]!;
+    for (let r = 0; r < count; r++) allLens[at + r] = bl[from + r]!;
+    for (let r = 0; r < count; r++) allLens[at + count + r] = bs[from + r]!;
+    at += 2 * count;
+    from += count;
+  }
+  const allIds = new Ctor(buf, rows * 8, cells) as Int32Array;
+  const allMask = new Uint8Array(buf, rows * 8 + cells * e, cells);
+  const bids = b.ids as Int32Array;
+  const bmask = b.attentionMask;
+  const W = b.width;
+  if (cells === rows * W) {
+    allIds.set(bids.subarray(0, cells));
+    allMask.set(bmask.subarray(0, cells));
+  } else {
+    const left = n.paddingSide === 'left';
+    let d = 0;
+    from = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const w = widths[i]!;
+      const end = from + counts[i]!;
+      for (let row = from; row < end; row++) {
+        let src = row * W + (left ? W - w : 0);
+        const stop = src + w;
+        for (; src < stop; src++, d++) {
+          allIds[d] = bids[src]!;
+          allMask[d] = bmask[src]!;
+        }
+      }
+      from = end;
+    }
+  }
+  const out: VectorBatch<Dtype>[] = new Array(counts.length);
   for (let i = 0; i < counts.length; i++) {
     const count = counts[i]!;
     const w = widths[i]!;
     const lengths = new Int32Array(buf, lenAt, count);
-    lengths.set(b.lengths.subarray(from, from + count));
     const sourceLengths = new Int32Array(buf, lenAt + count * 4, count);
-    sourceLengths.set(b.sourceLengths.subarray(from, from + count));
     lenAt += count * 8;
     const ids = new Ctor(buf, idsAt, count * w) as IdsArray;
     const mask = new Uint8Array(buf, maskAt, count * w);
     idsAt += count * w * e;
     maskAt += count * w;
-    if (w === b.width) {
-      (ids as Int32Array).set((b.ids as Int32Array).subarray(from * w, (from + count) * w));
-      mask.set(b.attentionMask.subarray(from * w, (from + count) * w));
-    } else {
-      const skip = n.paddingSide === 'left' ? b.width - w : 0;
-      for (let r = 0; r < count; r++) {
-        const src = (from + r) * b.width + skip;
-        (ids as Int32Array).set((b.ids as Int32Array).subarray(src, src + w), r * w);
-        mask.set(b.attentionMask.subarray(src, src + w), r * w);
-      }
-    }
     out[i] = { ids, rows: count, width: w, lengths, sourceLengths, attentionMask: mask } as VectorBatch<Dtype>;
-    from += count;
   }
   return out;
-}
-
-interface SubmitRequest {
-  texts: readonly string[];
-  n: NormalizedOptions;
 }
 
 class DtesnPipeline implements Pipeline {
   private readonly backend: Backend;
   private readonly pool: WorkerPool | null;
-  private readonly batcher: MicroBatcher<SubmitRequest, SubmitResult>;
+  private readonly batcher: MicroBatcher<SubmitRequest, RequestOutcome, NormalizedOptions>;
   private readonly cost = new CostModel();
   private readonly staging = new Staging();
   private readonly defaults: Readonly<Record<string, unknown>> | undefined;
@@ -289,13 +350,15 @@ class DtesnPipeline implements Pipeline {
   private readonly resources: ProcessResources;
   private readonly settings: PipelineSettings;
   private readonly started = performance.now();
-  /** When the pool (piscina) started: its utilization is relative to that. */
-  private readonly poolStarted: number;
   private closing: Promise<void> | null = null;
   private readonly running = new Set<Promise<unknown>>();
   private pending = 0;
   private readonly counts = { accepted: 0, processed: 0, failed: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
   [ROUTE]: 'auto' | 'pool' | 'inline' = 'auto';
+
+  [OBSERVE](observer: MetricsObserver): (() => void) | null {
+    return this.prof?.observe(observer) ?? null;
+  }
 
   constructor(config: PipelineConfig) {
     if (typeof config !== 'object' || config === null) throw new TypeError(`config must be an object, got ${describe(config)}`);
@@ -331,7 +394,6 @@ class DtesnPipeline implements Pipeline {
     } else this.backend = jsBackend;
     const file = (config as { [WORKER_FILE]?: string })[WORKER_FILE];
     this.pool = new WorkerPool(workers, heap ? { maxOldGenerationSizeMb: heap } : undefined, file);
-    this.poolStarted = performance.now();
     this.settings = {
       maxWorkers: workers, maxBatchSize, batchTimeoutMs, targetLatencyMs, maxQueue: this.maxQueue,
       enableVectorization: vectorization, enableProfiling: this.profiling, workerHeapMb: heap ?? null, fixedBatchSize,
@@ -339,34 +401,28 @@ class DtesnPipeline implements Pipeline {
     const prof = this.profiling ? new MetricsCollector(this.started) : null;
     this.prof = prof;
     this.resources = new ProcessResources({ now: () => performance.now(), eventLoopDelay: this.profiling });
-    // The batch-size controller: adaptive (watching this thread's event-loop utilization, see
-    // adaptive.ts rule 0) or pinned. With profiling it is seen through: its observations carry
-    // each request's end-to-end latency, which the batcher measures anyway (no clock read per request).
-    const sizing: BatchSizeController =
-      fixedBatchSize !== null
-        ? { target: fixedBatchSize, observe() {} }
-        : new AdaptiveBatchSize({ maxBatchSize, targetLatencyMs, elu: eventLoopUtilizationSampler() });
-    const controller: BatchSizeController = prof
-      ? {
-          get target() {
-            return sizing.target;
-          },
-          observe(o) {
-            if (o.latenciesMs) prof.requests(o.latenciesMs, performance.now());
-            sizing.observe(o);
-          },
-        }
-      : sizing;
-    this.batcher = new MicroBatcher<SubmitRequest, SubmitResult>({
+    // submit()'s micro-batcher: work-conserving (batcher.ts), or static with fixedBatchSize. Its
+    // row counts are the pipeline's counts of submitted rows (metrics()).
+    this.batcher = new MicroBatcher<SubmitRequest, RequestOutcome, NormalizedOptions>({
       maxBatchSize,
+      fixedBatchSize: fixedBatchSize ?? undefined,
       batchTimeoutMs,
-      targetLatencyMs,
       maxQueue: this.maxQueue,
       maxInFlight: workers,
-      rowsOf: (req) => req.texts.length,
-      run: (_key, reqs, signal) => this.runSubmitted(reqs, signal),
-      controller,
-      onBatch: prof ? (b) => prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, performance.now()) : undefined,
+      rowsOf: rowsOfRequest,
+      run: (_key, reqs, signal, n) => {
+        prof?.begin(performance.now()); // ended in onBatch
+        return this.runSubmitted(reqs, n, signal);
+      },
+      onBatch: prof
+        ? (b, latencies, count) => {
+            const t = performance.now();
+            prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, t);
+            prof.requests(latencies, count, t);
+            prof.processed(b.resolvedRows, t);
+            prof.end(t);
+          }
+        : undefined,
     });
   }
 
@@ -509,8 +565,14 @@ class DtesnPipeline implements Pipeline {
 
   private choosePool(kind: InputKind, bytes: number, shards: number): boolean {
     if (this[ROUTE] !== 'auto') return this[ROUTE] === 'pool';
-    // Until the workers have loaded the addon a pool batch would wait for their start-up.
-    return this.pool!.warm && this.cost.choosePool(kind, bytes, shards);
+    // Until the workers have loaded the addon a pool batch would wait for their start-up: the
+    // first batch that could use them starts them, and runs inline meanwhile.
+    const pool = this.pool!;
+    if (!pool.warm) {
+      pool.start();
+      return false;
+    }
+    return this.cost.choosePool(kind, bytes, shards);
   }
 
   private shardCount(bytes: number): number {
@@ -656,21 +718,50 @@ class DtesnPipeline implements Pipeline {
   }
 
   // -------------------------------------------------------------------------------------------
-  // submit(): adaptive micro-batching.
+  // submit(): micro-batching.
 
+  /**
+   * One promise per request and nothing else that outlives the call: the batcher's entry holds
+   * the request, its key's queue holds the normalized options, and the rows are counted by the
+   * batcher (metrics()). Shedding comes first: under overload most calls end there, and a refusal
+   * must cost far less than an acceptance, or refusals alone starve the batches being served.
+   */
   submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]> {
-    // Shedding comes first, before any other work: under overload most calls end here, and a
-    // refusal must cost far less than an acceptance (3-4 us against 7-9 us measured here), or the
-    // refusals alone saturate the event loop and starve the batches being served.
-    if (this.closing === null) {
-      const rows = typeof text === 'string' ? 1 : Array.isArray(text) ? text.length : 0;
+    if (this.closing !== null) return Promise.reject(new PipelineClosedError());
+    const single = typeof text === 'string';
+    const rows = single ? 1 : Array.isArray(text) ? text.length : 0;
+    if (rows > 0) {
       const depth = this.pending + this.batcher.queuedRows;
-      if (rows > 0 && depth + rows > this.maxQueue) {
+      if (depth + rows > this.maxQueue) {
         this.counts.shed += rows;
         return Promise.reject(queueFull(this.maxQueue, depth, rows));
       }
     }
-    return this.track(this.submitImpl(text, options, opts?.signal));
+    let req: SubmitRequest;
+    let n: NormalizedOptions;
+    let key: string;
+    let signal: AbortSignal | undefined;
+    try {
+      signal = opts === undefined ? undefined : checkSignal(opts.signal, 'opts.signal');
+      // The core's order (docs/SEMANTICS.md, Errors): the array, the options, then each row.
+      if (!single) checkTexts(text);
+      if (options === undefined) {
+        ({ n, key } = this.defaultOptions());
+      } else {
+        const seen = this.lastOptions.get(options);
+        if (seen !== undefined) ({ n, key } = seen);
+        else {
+          n = normalizeOptions(mergeOptions(this.defaults, options));
+          if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
+          key = fingerprint(n);
+          if (isPlainObject(options)) this.lastOptions.set(options, { n, key });
+        }
+      }
+      req = single ? text : ownRows(text as readonly unknown[]);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.batcher.submit(key, req, signal, n) as Promise<VectorBatch<Dtype> | unknown[]>;
   }
 
   /**
@@ -678,6 +769,7 @@ class DtesnPipeline implements Pipeline {
    * mutated): calls without options, the common case, skip the work.
    */
   private defaultRequest: { n: NormalizedOptions; key: string } | null = null;
+  private readonly lastOptions = new OptionsMemo<{ n: NormalizedOptions; key: string }>();
 
   private defaultOptions(): { n: NormalizedOptions; key: string } {
     if (this.defaultRequest === null) {
@@ -687,109 +779,74 @@ class DtesnPipeline implements Pipeline {
     return this.defaultRequest;
   }
 
-  private async submitImpl(text: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype> | unknown[]> {
-    this.open();
-    const signal = checkSignal(signalArg, 'opts.signal');
-    const texts = typeof text === 'string' ? [text] : text;
-    // The core's order (docs/SEMANTICS.md, Errors): the array, the options, then each row.
-    checkTexts(texts);
-    let n: NormalizedOptions;
-    let key: string;
-    if (options === undefined) {
-      ({ n, key } = this.defaultOptions());
-    } else {
-      n = normalizeOptions(mergeOptions(this.defaults, options));
-      if (n.outIds || n.outMask) throw new TypeError('options.out is not supported by submit(): results are per request');
-      key = fingerprint(n);
-    }
-    // The rows are read once, now, into an array of our own: the request may wait for batch-mates,
-    // and a caller reusing its array after submit() returned must not change what it asked for
-    // (nor the rows counted against maxQueue and the batch size).
-    const rows = texts.length;
-    const own: string[] = typeof text === 'string' ? (texts as string[]) : new Array<string>(rows);
-    for (let i = 0; i < rows; i++) {
-      const t: unknown = texts[i];
-      if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
-      own[i] = t;
-    }
-    // Per request, no clock read (~75 ns each here): latencies come with the micro-batch (see the
-    // controller above), activity reads the clock only when the pipeline goes busy or idle.
-    const prof = this.prof;
-    prof?.enter();
-    const p = this.batcher.submit(key, { texts: own, n }, signal);
-    this.counts.accepted += rows;
-    try {
-      const r = await p;
-      if (r instanceof SubmitFailure) throw r.reason;
-      this.counts.processed += rows;
-      // bytesIn: counted with the micro-batch that vectorized these rows (inline or on the pool).
-      if (prof) {
-        prof.processedRecently(rows);
-        prof.leave();
-      }
-      return r;
-    } catch (e) {
-      prof?.leave();
-      if (e instanceof QueueFullError) {
-        this.counts.accepted -= rows;
-        this.counts.shed += rows;
-      } else this.counts.failed += rows;
-      throw e;
-    }
-  }
-
   /**
    * One coalesced batch: vectorize every request's rows together, then hand each its share. A bad
    * row (e.g. `invalid: 'error'`, an id that does not fit the dtype) fails only its own request:
    * the batch is then vectorized request by request, so each gets its own result or error.
+   * Synchronous (no promise turn) when the batch runs inline and there is no handler.
    */
-  private async runSubmitted(reqs: SubmitRequest[], signal: AbortSignal): Promise<Array<SubmitResult>> {
-    const n = reqs[0]!.n;
-    const texts: string[] = [];
-    for (const r of reqs) for (const t of r.texts) texts.push(t);
-    let batch: VectorBatch<Dtype>;
-    try {
-      batch = await this.runStrings(texts, n, signal, false);
-    } catch (e) {
-      if (reqs.length === 1 || signal.aborted) throw e;
-      return Promise.all(reqs.map((r) => this.runSubmitted([r], signal).then(([x]) => x!, (err: unknown) => new SubmitFailure(err))));
+  private runSubmitted(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal): Promise<RequestOutcome[]> {
+    const texts = flatten(reqs);
+    const units = unitsOf(texts);
+    if (!this.stringsPoolable(units, n)) {
+      let batch: VectorBatch<Dtype>;
+      try {
+        batch = this.inline('strings', units * 2, 0, () => this.backend.vectorizeStrings(texts, n));
+      } catch (e) {
+        return this.oneByOne(reqs, n, signal, e);
+      }
+      return this.handOut(reqs, n, batch, signal);
     }
-    if (this.handler) {
-      // The handler runs once per batch; its failure is every request's failure.
-      const results = await this.handler(batch, signal);
+    return this.runStrings(texts, n, signal, false).then(
+      (batch) => this.handOut(reqs, n, batch, signal),
+      (e: unknown) => this.oneByOne(reqs, n, signal, e),
+    );
+  }
+
+  /** After a batch's rows failed: each request alone, so a bad row fails only its own request. */
+  private oneByOne(reqs: SubmitRequest[], n: NormalizedOptions, signal: AbortSignal, e: unknown): Promise<RequestOutcome[]> {
+    if (reqs.length === 1 || signal.aborted) return Promise.reject(e);
+    return Promise.all(reqs.map((r) => this.runSubmitted([r], n, signal).then(([x]) => x!, (err: unknown) => new RequestFailure(err))));
+  }
+
+  /** Each request's share of a batch: its rows' handler results, or its rows as their own batch. */
+  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype>, signal: AbortSignal): Promise<RequestOutcome[]> {
+    const handler = this.handler;
+    if (handler === undefined) {
+      return Promise.resolve(reqs.length === 1 ? [batch] : splitBatch(batch, n, reqs.map(rowsOfRequest)));
+    }
+    // The handler runs once per batch; its failure is every request's failure.
+    return Promise.resolve(handler(batch, signal)).then((results) => {
       if (!Array.isArray(results) || results.length !== batch.rows) {
         throw new TypeError(
           `handler must resolve to an array of ${batch.rows} results (one per row), got ${Array.isArray(results) ? `${results.length} results` : describe(results)}`,
         );
       }
-      const out: unknown[][] = [];
+      const out = new Array<unknown[]>(reqs.length);
       let at = 0;
-      for (const r of reqs) {
-        out.push(results.slice(at, at + r.texts.length));
-        at += r.texts.length;
+      for (let i = 0; i < reqs.length; i++) {
+        const r = reqs[i]!;
+        const k = typeof r === 'string' ? 1 : r.length;
+        out[i] = results.slice(at, at + k);
+        at += k;
       }
       return out;
-    }
-    if (reqs.length === 1) return [batch];
-    return splitBatch(
-      batch,
-      n,
-      reqs.map((r) => r.texts.length),
-    );
+    });
   }
 
   // -------------------------------------------------------------------------------------------
   // Streams.
 
-  stream(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions): AsyncIterable<VectorBatch<Dtype>> {
+  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>> {
     this.open();
     // Each batch is tracked like a vectorize call: close() lets one that has started finish.
+    // The batches are of the dtype the options name (the core's contract).
     return streamBatches(
       source,
       options,
       (texts, n, signal) => this.track(this.streamBatch(() => this.runStrings(texts, n, signal, true), signal)),
       this.resolve,
-    );
+    ) as AsyncIterable<VectorBatch<D>>;
   }
 
   /**
@@ -800,7 +857,7 @@ class DtesnPipeline implements Pipeline {
    * there while this thread vectorizes (one task per 1 MiB read, a round trip costing ~0.3 ms)
    * was ~1.2x slower too: this thread waited for the worker, which shares the cores with it.
    */
-  vectorizeFile(source: FileSource, options: FileOptions): AsyncIterable<FileBatch> {
+  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>> {
     this.open();
     return fileBatches(
       source,
@@ -808,7 +865,7 @@ class DtesnPipeline implements Pipeline {
       this.backend.kind === 'native' ? fillRows : fillRowsJs,
       (bytes, offsets, n, signal) => this.track(this.streamBatch(() => this.runBytes(bytes, offsets, n, signal, true), signal)),
       this.resolve,
-    );
+    ) as AsyncIterable<FileBatch<D>>;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -911,8 +968,16 @@ class DtesnPipeline implements Pipeline {
 
   metrics(): PipelineMetrics {
     const now = performance.now();
-    const c = this.counts;
     const b = this.batcher.stats();
+    // Submitted rows are counted by the batcher; everything else here.
+    const d = this.counts;
+    const c = {
+      ...d,
+      accepted: d.accepted + b.acceptedRows,
+      processed: d.processed + b.resolvedRows,
+      failed: d.failed + b.rejectedRows,
+      shed: d.shed + b.shedRows,
+    };
     const pool = this.pool?.stats() ?? null;
     const prof = this.prof;
     const queueDepth = this.pending + this.batcher.queuedRows;
@@ -956,6 +1021,7 @@ class DtesnPipeline implements Pipeline {
         inFlightBatches: b.inFlight,
         target: b.target,
         batches: b.batches,
+        readyBatches: b.readyBatches,
         fullBatches: b.fullBatches,
         timeoutBatches: b.timeoutBatches,
         flushBatches: b.flushBatches,
@@ -967,7 +1033,7 @@ class DtesnPipeline implements Pipeline {
         threads: pool?.threads ?? 0,
         busyWorkers: Math.min(pool?.busy ?? 0, workers),
         poolUtilization: pool?.utilization ?? 0,
-        busyWorkerSeconds: ((pool?.utilization ?? 0) * (now - this.poolStarted) * workers) / 1000,
+        busyWorkerSeconds: ((pool?.utilization ?? 0) * (now - (this.pool?.startedAt ?? now)) * workers) / 1000,
         parallelEfficiency: prof?.parallelEfficiency(workers) ?? null,
         inlineBatches: c.inline,
         poolBatches: c.pool,
@@ -996,12 +1062,41 @@ class DtesnPipeline implements Pipeline {
   }
 }
 
-/** A request that failed inside a batch whose other requests succeeded. */
-class SubmitFailure {
-  constructor(readonly reason: unknown) {}
+/** A request: one text, or its own copy of the texts it was submitted with. */
+type SubmitRequest = string | readonly string[];
+
+type RequestOutcome = VectorBatch<Dtype> | unknown[] | RequestFailure;
+
+function rowsOfRequest(r: SubmitRequest): number {
+  return typeof r === 'string' ? 1 : r.length;
 }
 
-type SubmitResult = VectorBatch<Dtype> | unknown[] | SubmitFailure;
+/** The rows of a batch's requests, in order, as one array (the array itself for a lone request). */
+function flatten(reqs: readonly SubmitRequest[]): readonly string[] {
+  if (reqs.length === 1 && typeof reqs[0] !== 'string') return reqs[0]!;
+  const texts: string[] = [];
+  for (const r of reqs) {
+    if (typeof r === 'string') texts.push(r);
+    else for (const t of r) texts.push(t);
+  }
+  return texts;
+}
+
+/**
+ * The rows read once, now, into an array of our own: the request may wait for batch-mates, and a
+ * caller reusing its array after submit() returned must not change what it asked for (nor the
+ * rows counted against maxQueue and the batch size).
+ */
+function ownRows(texts: readonly unknown[]): string[] {
+  const rows = texts.length;
+  const own = new Array<string>(rows);
+  for (let i = 0; i < rows; i++) {
+    const t: unknown = texts[i];
+    if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${t === null ? 'null' : typeof t}`);
+    own[i] = t;
+  }
+  return own;
+}
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
@@ -1096,7 +1191,10 @@ function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uin
   return { bytes, offsets, pair };
 }
 
-/** Creates a pipeline. Workers start at once and stay until `close()`. */
+/** Creates a pipeline. Its workers start when first needed (see WorkerPool) and stay until `close()`. */
+export function createPipeline<R, DD extends Dtype = 'int32'>(config: PipelineConfig<R, DD> & { handler: NonNullable<PipelineConfig<R, DD>['handler']> }): HandlingPipeline<R, DD>;
+export function createPipeline<DD extends Dtype = 'int32'>(config?: PipelineConfig<never, DD> & { handler?: undefined }): VectorizingPipeline<DD>;
+export function createPipeline(config?: PipelineConfig): Pipeline;
 export function createPipeline(config: PipelineConfig = {}): Pipeline {
-  return new DtesnPipeline(config);
+  return new DtesnPipeline(config) as unknown as Pipeline;
 }

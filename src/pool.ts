@@ -7,9 +7,10 @@
  * task on a worker of its own, started for it and stopped after it, so that nothing an earlier
  * task left in a worker (state, a filled heap) decides its fate.
  */
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { WorkerCrashError, abortReason, isDataCloneError } from './errors.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
@@ -40,9 +41,11 @@ const FRESH_ENTRY = fileURLToPath(new URL('../dist/fresh-entry.cjs', import.meta
 
 export class WorkerPool {
   readonly size: number;
-  private readonly piscina: Piscina;
+  private piscina: Piscina | null = null;
   private readonly entry: string;
   private readonly resourceLimits: { maxOldGenerationSizeMb?: number } | undefined;
+  /** When the workers were started (performance.now()), or null before. */
+  startedAt: number | null = null;
   private busy = 0;
   private retried = 0;
   private crashed = 0;
@@ -56,24 +59,40 @@ export class WorkerPool {
    */
   private readonly readyCount = new Int32Array(new SharedArrayBuffer(4));
 
-  /** `entry`: the worker file (tests give one that wraps WORKER_ENTRY to inject faults). */
+  /**
+   * The workers start on first need (`start()`, or the first `run()`), not here: starting one
+   * (an isolate, Node's bootstrap, the addon) takes CPU time that, on a machine with few cores,
+   * the calling thread would lose while it serves its first requests; a pipeline that never
+   * needs the pool (small requests, files read inline) never pays it. `entry`: the worker file
+   * (tests give one that wraps WORKER_ENTRY to inject faults).
+   */
   constructor(size: number, resourceLimits?: { maxOldGenerationSizeMb?: number }, entry = WORKER_ENTRY) {
     this.size = size;
     this.entry = entry;
     this.resourceLimits = resourceLimits;
-    this.piscina = new Piscina({
-      filename: entry,
-      minThreads: size,
-      maxThreads: size,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      // Workers wait on their message port between tasks, so an idle pool does not hold the
-      // process open.
-      atomics: 'disabled',
-      workerData: { dtesnReady: this.readyCount },
-      ...(resourceLimits ? { resourceLimits } : {}),
-    });
-    // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
-    this.piscina.on('error', () => {});
+  }
+
+  /** Starts the workers (once); they stay until close(). */
+  start(): Piscina {
+    if (this.piscina === null) {
+      this.startedAt = performance.now();
+      // Loaded here, not at import: piscina is most of what importing the package would cost.
+      const { Piscina: PiscinaClass } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
+      this.piscina = new PiscinaClass({
+        filename: this.entry,
+        minThreads: this.size,
+        maxThreads: this.size,
+        idleTimeout: Number.POSITIVE_INFINITY,
+        // Workers wait on their message port between tasks, so an idle pool does not hold the
+        // process open.
+        atomics: 'disabled',
+        workerData: { dtesnReady: this.readyCount },
+        ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
+      });
+      // A worker that dies with no task (e.g. between tasks) is replaced by piscina; nothing to fail.
+      this.piscina.on('error', () => {});
+    }
+    return this.piscina;
   }
 
   /**
@@ -88,9 +107,10 @@ export class WorkerPool {
   /** Runs a task on a pool worker; the worker's death rejects with WorkerCrashError. */
   async run<T extends number | VectorizeResult | ItemResult[]>(task: Task, signal?: AbortSignal): Promise<TaskOutcome<T>> {
     if (signal?.aborted) throw abortReason(signal);
+    const piscina = this.start();
     this.busy++;
     try {
-      return (await this.piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
+      return (await piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
     } catch (cause) {
       if (signal?.aborted) throw abortReason(signal);
       // The task could not be posted (an argument structured clone refuses): no worker died.
@@ -160,12 +180,13 @@ export class WorkerPool {
   }
 
   stats(): PoolStats {
+    const p = this.piscina;
     return {
-      threads: this.piscina.threads.length,
+      threads: p?.threads.length ?? 0,
       ready: Atomics.load(this.readyCount, 0),
       busy: this.busy,
-      utilization: this.piscina.utilization,
-      completed: this.piscina.completed,
+      utilization: p?.utilization ?? 0,
+      completed: p?.completed ?? 0,
       retried: this.retried,
       crashed: this.crashed,
     };
@@ -173,6 +194,6 @@ export class WorkerPool {
 
   /** Waits for running tasks, then stops the workers. */
   async close(): Promise<void> {
-    await this.piscina.close();
+    await this.piscina?.close();
   }
 }

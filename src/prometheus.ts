@@ -11,7 +11,7 @@
  * `registerMetrics(pipeline, registry, { monitor })`; without one they are not registered. With
  * `enableProfiling: false` the histograms and the efficiency gauge are not registered either.
  */
-import { Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
+import { type Aggregator, Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
 import { LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS } from './histogram.js';
 import type { DistributionSnapshot, MetricsSource, PipelineMetrics } from './metrics.js';
 import type { Health, Severity } from './monitor.js';
@@ -142,11 +142,16 @@ export function registerMetrics(pipeline: MetricsSource, registry: Registry = de
       }),
     });
   };
-  const gauge = (name: string, help: string, read: () => number | null) => {
+  /**
+   * `aggregator`: how prom-client's AggregatorRegistry (node:cluster) combines the workers'
+   * values: sums for amounts, averages for ratios, the minimum for the health score (a cluster is
+   * as healthy as its worst process), the first for settings every process shares.
+   */
+  const gauge = (name: string, help: string, read: () => number | null, aggregator: Aggregator = 'sum') => {
     metrics.push({
       name,
       metric: new Gauge({
-        name, help, registers: [],
+        name, help, registers: [], aggregator,
         collect() {
           this.set(read() ?? Number.NaN);
         },
@@ -164,23 +169,23 @@ export function registerMetrics(pipeline: MetricsSource, registry: Registry = de
   counter('dtesn_input_bytes_total', 'Input vectorized: UTF-8 bytes, or UTF-16 code units x 2 for strings.', (m) => m.bytesIn);
   labelledCounter('dtesn_batches_total', 'Batches vectorized, by where they ran (inline on the calling thread, or on the pool).', 'route', (m) => ({ inline: m.batches.inline, pool: m.batches.pool }));
   labelledCounter('dtesn_batch_closes_total', 'Micro-batches of submit() requests, by why they closed.', 'reason', (m) => ({
-    full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
+    ready: m.batching.readyBatches, full: m.batching.fullBatches, timeout: m.batching.timeoutBatches, flush: m.batching.flushBatches,
   }));
   counter('dtesn_worker_busy_seconds_total', 'Run time of completed pool tasks summed over the workers (piscina).', (m) => m.parallelization.busyWorkerSeconds);
   gauge('dtesn_queue_depth', 'Rows waiting: queued in the micro-batcher or admitted and waiting for the pool.', () => snap().queueDepth);
-  gauge('dtesn_batch_target_size', 'The adaptive micro-batch target, rows.', () => snap().batching.target);
+  gauge('dtesn_batch_target_size', 'The most rows a free slot takes into a micro-batch (fixedBatchSize, or maxBatchSize).', () => snap().batching.target, 'first');
   gauge('dtesn_workers', 'Worker pool size.', () => snap().parallelization.workers);
   gauge('dtesn_workers_busy', 'Pool tasks running now.', () => snap().parallelization.busyWorkers);
-  gauge('dtesn_worker_utilization_ratio', "piscina's pool utilization since the pool started (0-1).", () => snap().parallelization.poolUtilization);
+  gauge('dtesn_worker_utilization_ratio', "piscina's pool utilization since the pool started (0-1).", () => snap().parallelization.poolUtilization, 'average');
   if (profiling) {
-    gauge('dtesn_batch_efficiency_ratio', 'Rows per micro-batch / its target, over the last 64 micro-batches (0-1).', () => snap().batching.efficiency);
+    gauge('dtesn_batch_efficiency_ratio', 'Rows per micro-batch / its target, over the last 64 micro-batches (0-1).', () => snap().batching.efficiency, 'average');
     histogram('dtesn_batch_duration_seconds', 'Run time of each batch (vectorize call, micro-batch with its handler, processBatch call).', (m) => m.latency?.batch ?? null, 1e-3, LATENCY_BUCKETS_MS);
     histogram('dtesn_queue_wait_seconds', "Queue wait of each micro-batch's oldest request.", (m) => m.latency?.queueWait ?? null, 1e-3, LATENCY_BUCKETS_MS);
     histogram('dtesn_submit_duration_seconds', 'submit() end to end: arrival in the queue to the micro-batch results, per request.', (m) => m.latency?.submit ?? null, 1e-3, LATENCY_BUCKETS_MS);
     histogram('dtesn_batch_size', 'Rows per batch.', (m) => m.batching.size, 1, SIZE_BUCKETS_ROWS);
   }
   if (monitor !== undefined) {
-    gauge('dtesn_health_score', 'Health score 0-100 from the monitor (docs/METRICS.md has the formula).', () => monitor.health().score);
+    gauge('dtesn_health_score', 'Health score 0-100 from the monitor (docs/METRICS.md has the formula).', () => monitor.health().score, 'min');
     metrics.push({
       name: 'dtesn_alerts_active',
       metric: new Gauge({

@@ -44,3 +44,39 @@ export class Ring<T> {
     return this.tail(this.#size);
   }
 }
+
+/** A fixed-size ring of the most recent samples, with nearest-rank percentiles. */
+export class LatencyWindow {
+  readonly #buf: Float64Array;
+  #next = 0;
+  #size = 0;
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(`capacity must be an integer >= 1, got ${capacity}`);
+    }
+    this.#buf = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  push(value: number): void {
+    this.#buf[this.#next] = value;
+    this.#next = (this.#next + 1) % this.#buf.length;
+    if (this.#size < this.#buf.length) this.#size++;
+  }
+
+  clear(): void {
+    this.#next = 0;
+    this.#size = 0;
+  }
+
+  /** Nearest-rank percentile, q in (0, 1]; NaN when empty. */
+  percentile(q: number): number {
+    if (this.#size === 0) return Number.NaN;
+    const sorted = this.#buf.slice(0, this.#size).sort();
+    return sorted[Math.min(this.#size, Math.max(1, Math.ceil(q * this.#size))) - 1];
+  }
+}

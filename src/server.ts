@@ -1,62 +1,33 @@
 /**
- * `dtesn serve`: the pipeline over HTTP (node:http, no framework).
- *
- *   POST /v1/vectorize   {"texts": [...], "options": {...}}  ->  {"rows", "width", "ids": [[...]],
- *                        "attentionMask": [[...]], "lengths": [...]}; with `Accept: application/x-npy`
- *                        the ids (or `?array=attention_mask|lengths`) as a .npy file, shape in
- *                        X-Dtesn-Rows / X-Dtesn-Width. A pipeline with a `handler` answers
- *                        {"rows", "results": [...]} (JSON only).
- *   GET  /metrics        Prometheus text (registerMetrics + dtesn_http_requests_total).
- *   GET  /healthz        the monitor's health and active alerts; 503 while a critical alert is active.
- *
- * Each request's texts go into `pipeline.submit` as one request, so concurrent HTTP requests are
- * coalesced by the micro-batcher and each still gets exactly `vectorize(its texts, its options)`.
- *
- * Status codes: 400 bad JSON, body shape, texts or options (the library's own TypeError /
- * RangeError message), or a result larger than `maxResultElements`; 404; 405 with Allow; 413 body
- * over `bodyLimit` (Content-Length checked up front, streamed bytes counted) or more texts than
- * the pipeline's maxQueue (retrying cannot help); 429 + Retry-After when the queue is full; 503
- * while draining or when the pipeline is closed; 500 for anything else (e.g. WorkerCrashError).
- *
- * Costs: the JSON of a result is written as bytes straight from the typed arrays (a digit table,
- * no per-row Array.from, no JSON.stringify): ~3x faster than joining each row and ~6x faster than
- * JSON.stringify of Array.from rows for 64 x 128 int32 (measured: 115 us vs 350 us vs 695 us);
- * it is the largest per-request cost of a 64-text request. Large results go out in ~1 MiB chunks
- * with backpressure, so one response never builds one huge string.
+ * `dtesn serve`: the request listener (listener.ts) on a node:http server of its own, with its
+ * connections, a warm-up before it listens, a drain deadline, and signal handling.
  */
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { Agent, createServer, request as httpRequest } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { Counter, Registry } from 'prom-client';
-import { PipelineClosedError, QueueFullError } from './errors.js';
-import { type Monitor, type MonitorOptions, createMonitor } from './monitor.js';
-import { encodeNpy } from './npy.js';
-import { MAX_ELEMENTS, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
-import { type Pipeline, type PipelineConfig, createPipeline, mergeOptions } from './pipeline.js';
-import { registerMetrics } from './prometheus.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import { Registry } from 'prom-client';
+import { type ListenerOptions, Service, VECTORIZE_PATH, intOption, servedPipeline } from './listener.js';
+import type { Monitor } from './monitor.js';
+import { describe } from './options.js';
+import { type Pipeline, createPipeline } from './pipeline.js';
+import type { Dtype, VectorizeOptions } from './types.js';
 
-export interface ServerOptions {
+export { createRequestListener, type ListenerOptions, type RequestListener } from './listener.js';
+
+export interface ServerOptions extends Omit<ListenerOptions, 'prefix'> {
   /** [8080] 0 picks a free port (see `DtesnServer.url`). */
   port?: number;
   /** ['127.0.0.1'] */
   host?: string;
-  /** [8 MiB] largest request body, bytes; beyond it 413. */
-  bodyLimit?: number;
   /**
-   * [16,777,216] largest result (rows x width elements) a request may ask for; beyond it 400.
-   * Checked before the work from an upper bound of the width (maxLength, or the longest text),
-   * so `maxLength: 2e9, padding: 'max-length'` is refused instead of allocating gigabytes.
+   * [1000] requests the service sends itself before it listens, through a private copy of itself
+   * on another loopback port with a pipeline of its own (no handler: the caller's handler and
+   * pipeline are never called), so that the code every request runs is compiled before the first
+   * real one arrives instead of while the first seconds of traffic queue behind it (BENCHMARKS.md,
+   * the serve suite's cold starts). Costs ~0.2-0.4 s of start-up. 0: none.
    */
-  maxResultElements?: number;
-  /** A pipeline to serve (the caller keeps it and closes it), or the config of one the server creates and closes. */
-  pipeline?: Pipeline | PipelineConfig;
-  /** A monitor of that pipeline (the caller stops it), or the options of one the server creates and stops. */
-  monitor?: Monitor | MonitorOptions;
-  /** [a new Registry] where /metrics collects from; the server's metrics are removed from it on close. */
-  registry?: Registry;
-  /** [1] Retry-After of 429 answers, seconds. */
-  retryAfterSeconds?: number;
+  warmup?: number;
   /**
    * [30000] how long close() lets in-flight requests finish before it cuts their connections
    * (the pipeline still finishes the work it accepted). Infinity waits for ever.
@@ -97,585 +68,7 @@ export interface SignalOptions {
   onError?: (error: unknown) => void;
 }
 
-const DEFAULT_BODY_LIMIT = 8 << 20;
-const DEFAULT_MAX_RESULT = 1 << 24;
-const VECTORIZE_PATH = '/v1/vectorize';
-const JSON_TYPE = 'application/json; charset=utf-8';
-const NPY_TYPE = 'application/x-npy';
-const SERVER_KEYS = new Set(['port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs']);
-const BODY_KEYS = new Set(['texts', 'options']);
-const ARRAYS = ['ids', 'attention_mask', 'lengths'] as const;
-type ArrayName = (typeof ARRAYS)[number];
-
-/** The http routes, as labelled in dtesn_http_requests_total. */
-type Route = '/v1/vectorize' | '/metrics' | '/healthz' | 'other';
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-function isPipeline(p: unknown): p is Pipeline {
-  return typeof p === 'object' && p !== null && typeof (p as Pipeline).submit === 'function' && typeof (p as Pipeline).metrics === 'function';
-}
-
-function isMonitor(m: unknown): m is Monitor {
-  return typeof m === 'object' && m !== null && typeof (m as Monitor).health === 'function' && typeof (m as Monitor).alerts === 'function';
-}
-
-function intOption(o: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number): number {
-  return intSetting(o, 'options', key, dflt, lo, hi);
-}
-
-/** JSON's name of a parsed value's type, for messages. */
-function jsonType(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-}
-
-// ------------------------------------------------------------------------------------------------
-// Encoding results.
-
-/** Decimal digits of 0..9999, 4 bytes each, and their lengths. */
-const DIGITS = new Uint8Array(10000 * 4);
-const DIGITS_LEN = new Uint8Array(10000);
-for (let v = 0; v < 10000; v++) {
-  const s = String(v);
-  DIGITS_LEN[v] = s.length;
-  for (let k = 0; k < s.length; k++) DIGITS[v * 4 + k] = s.charCodeAt(k);
-}
-
-/** Longest decimal form of an id of each dtype ('-2147483648', '-16777216' for float32 ids). */
-const ID_CHARS: Record<Dtype, number> = { int32: 11, int16: 6, uint16: 5, uint8: 3, float32: 9 };
-
-function dtypeOf(ids: VectorBatch<Dtype>['ids']): Dtype {
-  if (ids instanceof Int32Array) return 'int32';
-  if (ids instanceof Int16Array) return 'int16';
-  if (ids instanceof Uint16Array) return 'uint16';
-  if (ids instanceof Float32Array) return 'float32';
-  return 'uint8';
-}
-
-/** Writes the integer `v` at `p`; returns the end. Ids are integers (float32 ones too). */
-function writeInt(buf: Buffer, p: number, v: number): number {
-  if (v >= 0 && v < 10000) {
-    const n = DIGITS_LEN[v]!;
-    const o = v * 4;
-    buf[p] = DIGITS[o]!;
-    if (n > 1) {
-      buf[p + 1] = DIGITS[o + 1]!;
-      if (n > 2) {
-        buf[p + 2] = DIGITS[o + 2]!;
-        if (n > 3) buf[p + 3] = DIGITS[o + 3]!;
-      }
-    }
-    return p + n;
-  }
-  if (!Number.isInteger(v)) return p + buf.write(String(v), p, 'latin1');
-  if (v < 0) {
-    buf[p++] = 0x2d;
-    v = -v;
-  }
-  let n = 1;
-  for (let t = v; t >= 10; t = Math.floor(t / 10)) n++;
-  for (let k = p + n - 1; k >= p; k--) {
-    buf[k] = 0x30 + (v % 10);
-    v = Math.floor(v / 10);
-  }
-  return p + n;
-}
-
-/** Chunks of at least this many bytes are handed to the socket one at a time. */
-const CHUNK_BYTES = 1 << 20;
-
-/**
- * The JSON of a batch as byte chunks (one for results under ~1 MiB). Equals
- * JSON.stringify({ rows, width, ids: rows of ids, attentionMask: rows of the mask, lengths }).
- */
-function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
-  const { rows, width, ids, attentionMask: mask, lengths } = b;
-  const idBytes = width * (ID_CHARS[dtypeOf(ids)] + 1) + 3;
-  const maskBytes = width * 2 + 3;
-  const total = 128 + rows * (idBytes + maskBytes + 12);
-  let buf = Buffer.allocUnsafe(Math.min(total, CHUNK_BYTES + idBytes + maskBytes + 128));
-  let p = buf.write(`{"rows":${rows},"width":${width},"ids":[`, 0, 'latin1');
-  const room = (need: number): Generator<Buffer> | null => (p + need > buf.length ? flush() : null);
-  function* flush(): Generator<Buffer> {
-    yield buf.subarray(0, p);
-    buf = Buffer.allocUnsafe(Math.min(total, CHUNK_BYTES + idBytes + maskBytes + 128));
-    p = 0;
-  }
-  const idv = ids as ArrayLike<number>;
-  let i = 0;
-  for (let r = 0; r < rows; r++) {
-    const f = room(idBytes);
-    if (f) yield* f;
-    if (r > 0) buf[p++] = 0x2c;
-    buf[p++] = 0x5b;
-    for (let c = 0; c < width; c++, i++) {
-      if (c > 0) buf[p++] = 0x2c;
-      p = writeInt(buf, p, idv[i]!);
-    }
-    buf[p++] = 0x5d;
-  }
-  let sep = room(19); // the separators need room as much as the rows do
-  if (sep) yield* sep;
-  p += buf.write('],"attentionMask":[', p, 'latin1');
-  i = 0;
-  for (let r = 0; r < rows; r++) {
-    const f = room(maskBytes);
-    if (f) yield* f;
-    if (r > 0) buf[p++] = 0x2c;
-    buf[p++] = 0x5b;
-    for (let c = 0; c < width; c++, i++) {
-      if (c > 0) buf[p++] = 0x2c;
-      buf[p++] = 0x30 + mask[i]!;
-    }
-    buf[p++] = 0x5d;
-  }
-  sep = room(13);
-  if (sep) yield* sep;
-  p += buf.write('],"lengths":[', p, 'latin1');
-  for (let r = 0; r < rows; r++) {
-    const f = room(14);
-    if (f) yield* f;
-    if (r > 0) buf[p++] = 0x2c;
-    p = writeInt(buf, p, lengths[r]!);
-  }
-  const f = room(2);
-  if (f) yield* f;
-  buf[p++] = 0x5d;
-  buf[p++] = 0x7d;
-  yield buf.subarray(0, p);
-}
-
-/**
- * Whether the Accept header prefers application/x-npy over JSON (JSON wins ties: it is the
- * default). Media types are case-insensitive; each type takes the q of the most specific range
- * that matches it (the type itself, then application/*, then * / *), as RFC 9110 says.
- */
-function wantsNpy(accept: string | undefined): boolean {
-  if (accept === undefined) return false;
-  const header = accept.toLowerCase();
-  if (!header.includes('npy')) return false;
-  const qOf = new Map<string, number>();
-  for (const range of header.split(',')) {
-    const [type = '', ...params] = range.split(';');
-    let q = 1;
-    for (const param of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(param);
-      if (m) q = Number(m[1]);
-    }
-    if (!(q >= 0 && q <= 1)) continue;
-    const t = type.trim();
-    qOf.set(t, Math.max(qOf.get(t) ?? 0, q));
-  }
-  const q = (type: string) => qOf.get(type) ?? qOf.get('application/*') ?? qOf.get('*/*') ?? 0;
-  const npy = q(NPY_TYPE);
-  return npy > 0 && npy > q('application/json');
-}
-
-/** Request bodies: strict UTF-8 (a bad byte is a 400, not U+FFFD); a BOM is kept (then invalid JSON). */
-const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-// ------------------------------------------------------------------------------------------------
-
-/** What a response says, before it is written. */
-interface Reply {
-  status: number;
-  headers: Record<string, string | number>;
-  /** A string or buffer, or chunks written with backpressure. */
-  body: string | Buffer | Buffer[] | Iterable<Buffer>;
-}
-
-function errorReply(status: number, message: string, headers: Record<string, string> = {}): Reply {
-  return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify({ error: message }) };
-}
-
-class Service {
-  readonly server: Server;
-  readonly registry: Registry;
-  readonly monitor: Monitor;
-  closing = false;
-  private readonly bodyLimit: number;
-  private readonly maxResult: number;
-  private readonly retryAfter: string;
-  private readonly drainTimeoutMs: number;
-  private readonly ownPipeline: boolean;
-  private readonly ownMonitor: boolean;
-  /** The pipeline's default options when the server made it (for the result-size bound). */
-  private readonly defaults: VectorizeOptions<Dtype> | undefined;
-  private readonly unregister: () => void;
-  private readonly requests: Counter<'route' | 'code'>;
-  private inFlight = 0;
-  /** Requests read and not yet answered, per connection (more than one when pipelined). */
-  private readonly perSocket = new WeakMap<Socket, number>();
-  private closed: Promise<void> | null = null;
-  private drained: (() => void) | null = null;
-
-  constructor(
-    readonly pipeline: Pipeline,
-    opts: ServerOptions,
-    own: { pipeline: boolean; defaults: VectorizeOptions<Dtype> | undefined },
-  ) {
-    const o = opts as Record<string, unknown>;
-    this.bodyLimit = intOption(o, 'bodyLimit', DEFAULT_BODY_LIMIT, 0, Number.MAX_SAFE_INTEGER);
-    this.maxResult = intOption(o, 'maxResultElements', DEFAULT_MAX_RESULT, 1, MAX_ELEMENTS);
-    this.retryAfter = String(intOption(o, 'retryAfterSeconds', 1, 0, 86400));
-    const drain = o.drainTimeoutMs ?? 30_000;
-    if (typeof drain !== 'number' || !(drain >= 0)) throw new RangeError(`options.drainTimeoutMs must be a number >= 0, got ${String(drain)}`);
-    this.drainTimeoutMs = drain;
-    this.ownPipeline = own.pipeline;
-    this.defaults = own.defaults;
-    const registry = opts.registry ?? new Registry();
-    if (!(registry instanceof Registry)) throw new TypeError(`options.registry must be a prom-client Registry, got ${describe(registry)}`);
-    this.registry = registry;
-    if (opts.monitor !== undefined && isMonitor(opts.monitor)) {
-      this.monitor = opts.monitor;
-      this.ownMonitor = false;
-    } else {
-      this.monitor = createMonitor(pipeline, opts.monitor as MonitorOptions | undefined);
-      this.ownMonitor = true;
-    }
-    let unregisterPipeline: (() => void) | null = null;
-    try {
-      unregisterPipeline = registerMetrics(pipeline, registry, { monitor: this.monitor });
-      this.requests = new Counter({
-        name: 'dtesn_http_requests_total',
-        help: 'HTTP requests answered, by route and status code.',
-        labelNames: ['route', 'code'],
-        registers: [registry],
-      });
-    } catch (e) {
-      unregisterPipeline?.();
-      if (this.ownMonitor) this.monitor.stop();
-      throw e;
-    }
-    const removePipeline = unregisterPipeline;
-    this.unregister = () => {
-      removePipeline();
-      registry.removeSingleMetric('dtesn_http_requests_total');
-    };
-    this.server = createServer((req, res) => this.handle(req, res));
-  }
-
-  // ----------------------------------------------------------------------------------------------
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    this.inFlight++;
-    const socket = req.socket;
-    this.perSocket.set(socket, (this.perSocket.get(socket) ?? 0) + 1);
-    const ac = new AbortController();
-    let route: Route = 'other';
-    res.on('error', () => {}); // a client gone mid-response: nothing to tell it
-    req.on('error', () => {});
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort(new Error('the client closed the connection'));
-      if (res.headersSent) this.requests.inc({ route, code: String(res.statusCode) });
-      const n = this.perSocket.get(socket)! - 1;
-      if (n === 0) this.perSocket.delete(socket);
-      else this.perSocket.set(socket, n);
-      if (--this.inFlight === 0 && this.closing) this.drainedNow();
-    });
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    let reply: Promise<Reply | null>;
-    if (this.closing) {
-      reply = Promise.resolve(errorReply(503, 'the server is shutting down'));
-    } else if (path === VECTORIZE_PATH) {
-      route = VECTORIZE_PATH;
-      reply = req.method === 'POST' ? this.vectorize(req, q < 0 ? '' : url.slice(q + 1), ac.signal) : Promise.resolve(this.badMethod('POST'));
-    } else if (path === '/metrics') {
-      route = '/metrics';
-      reply = req.method === 'GET' || req.method === 'HEAD' ? this.metricsReply() : Promise.resolve(this.badMethod('GET, HEAD'));
-    } else if (path === '/healthz') {
-      route = '/healthz';
-      reply = Promise.resolve(req.method === 'GET' || req.method === 'HEAD' ? this.healthReply() : this.badMethod('GET, HEAD'));
-    } else {
-      reply = Promise.resolve(errorReply(404, `no route ${JSON.stringify(path)}: try POST ${VECTORIZE_PATH}, GET /metrics, GET /healthz`));
-    }
-    reply
-      .catch((e: unknown) => this.errorOf(e))
-      .then((r) => (r === null ? undefined : this.send(res, r, socket)))
-      .catch(() => {
-        // Writing failed (the socket is gone): nothing left to answer.
-        if (!res.destroyed) res.destroy();
-      });
-  }
-
-  private badMethod(allow: string): Reply {
-    return errorReply(405, `method not allowed: use ${allow.replace(', ', ' or ')}`, { allow });
-  }
-
-  /** The status and message of an error of a request. */
-  private errorOf(e: unknown): Reply {
-    if (e instanceof HttpError) return errorReply(e.status, e.message, e.headers);
-    if (e instanceof QueueFullError) {
-      // More rows than the whole queue holds: a retry would be refused again.
-      if (e.rows > e.limit) return errorReply(413, `${e.rows} texts exceed the pipeline's maxQueue of ${e.limit} rows: send them in smaller requests`);
-      return errorReply(429, e.message, { 'retry-after': this.retryAfter });
-    }
-    if (e instanceof PipelineClosedError) return errorReply(503, e.message);
-    if (e instanceof TypeError || e instanceof RangeError) return errorReply(400, e.message);
-    return errorReply(500, e instanceof Error ? `${e.name}: ${e.message}` : `internal error: ${String(e)}`);
-  }
-
-  private async send(res: ServerResponse, r: Reply, socket: Socket): Promise<void> {
-    if (res.destroyed || res.headersSent) return;
-    res.statusCode = r.status;
-    for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
-    // Draining: the last answer on a connection closes it. Not an earlier one: the requests
-    // pipelined behind it would get no answer at all.
-    if (this.closing && this.perSocket.get(socket) === 1) res.setHeader('connection', 'close');
-    const body = r.body;
-    if (typeof body === 'string' || Buffer.isBuffer(body)) {
-      res.setHeader('content-length', Buffer.byteLength(body));
-      res.end(body);
-      return;
-    }
-    if (Array.isArray(body)) {
-      let n = 0;
-      for (const b of body) n += b.length;
-      res.setHeader('content-length', n);
-      for (let i = 0; i < body.length - 1; i++) res.write(body[i]);
-      res.end(body[body.length - 1]);
-      return;
-    }
-    const it = body[Symbol.iterator]();
-    let cur = it.next();
-    let next = cur.done ? cur : it.next();
-    if (!cur.done && next.done) {
-      // One chunk: a plain response with Content-Length.
-      res.setHeader('content-length', cur.value.length);
-      res.end(cur.value);
-      return;
-    }
-    while (!cur.done) {
-      if (res.destroyed) return;
-      if (next.done) {
-        res.end(cur.value);
-        return;
-      }
-      if (!res.write(cur.value)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            res.off('drain', done);
-            res.off('close', done);
-            resolve();
-          };
-          res.on('drain', done);
-          res.on('close', done);
-        });
-      }
-      cur = next;
-      next = it.next();
-    }
-    res.end();
-  }
-
-  // ----------------------------------------------------------------------------------------------
-  // POST /v1/vectorize
-
-  /** Reads the body, or null when the client went away first. */
-  private readBody(req: IncomingMessage): Promise<Buffer | null> {
-    const limit = this.bodyLimit;
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-      return Promise.reject(new HttpError(413, `the body of ${declared} bytes is over the limit of ${limit} bytes`, { connection: 'close' }));
-    }
-    return new Promise<Buffer | null>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const cleanup = () => {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        req.off('close', onClose);
-      };
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > limit) {
-          cleanup();
-          // The rest is not read; the connection closes after the answer.
-          reject(new HttpError(413, `the body is over the limit of ${limit} bytes`, { connection: 'close' }));
-          return;
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => {
-        cleanup();
-        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      };
-      const onClose = () => {
-        cleanup();
-        resolve(null);
-      };
-      req.on('data', onData);
-      req.on('end', onEnd);
-      req.on('close', onClose);
-    });
-  }
-
-  private async vectorize(req: IncomingMessage, query: string, signal: AbortSignal): Promise<Reply | null> {
-    let array: ArrayName = 'ids';
-    if (query !== '') {
-      const a = new URLSearchParams(query).get('array');
-      if (a !== null) {
-        if (!(ARRAYS as readonly string[]).includes(a)) {
-          throw new HttpError(400, `array must be one of ${ARRAYS.map((x) => `'${x}'`).join(', ')}, got ${JSON.stringify(a)}`);
-        }
-        array = a as ArrayName;
-      }
-    }
-    const npy = wantsNpy(req.headers.accept);
-    const raw = await this.readBody(req);
-    if (raw === null) return null;
-    let text: string;
-    try {
-      text = UTF8.decode(raw);
-    } catch {
-      // Decoding leniently would turn the bad bytes into U+FFFD before options.invalid could see them.
-      throw new HttpError(400, 'the body is not valid UTF-8 (JSON text must be, RFC 8259)');
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch (e) {
-      throw new HttpError(400, `invalid JSON: ${(e as Error).message}`);
-    }
-    if (!isPlainObject(body)) throw new HttpError(400, `the body must be a JSON object {"texts": [...], "options": {...}}, got ${jsonType(body)}`);
-    for (const k of Object.keys(body)) {
-      if (!BODY_KEYS.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)} in the body (expected "texts" and "options")`);
-    }
-    const texts = body.texts;
-    checkTexts(texts); // a single string would be one row to submit(): here texts must be an array
-    const options = body.options as VectorizeOptions<Dtype> | undefined;
-    this.checkResultSize(texts, options);
-    const result = await this.pipeline.submit(texts as readonly string[], options, { signal });
-    if (Array.isArray(result)) {
-      // A pipeline with a handler: its per-row results.
-      if (npy) throw new HttpError(406, 'this pipeline has a handler: its results are JSON only');
-      let json: string;
-      try {
-        json = JSON.stringify({ rows: result.length, results: result });
-      } catch (e) {
-        throw new Error(`the handler's results are not JSON: ${(e as Error).message}`);
-      }
-      return { status: 200, headers: { 'content-type': JSON_TYPE, 'x-dtesn-rows': result.length }, body: json };
-    }
-    const b = result;
-    if (b.rows * b.width > this.maxResult) throw this.tooLarge(b.rows * b.width);
-    const headers = { 'x-dtesn-rows': b.rows, 'x-dtesn-width': b.width };
-    if (npy) {
-      const [head, data] =
-        array === 'ids' ? encodeNpy(b.ids, [b.rows, b.width]) : array === 'attention_mask' ? encodeNpy(b.attentionMask, [b.rows, b.width]) : encodeNpy(b.lengths, [b.rows]);
-      return { status: 200, headers: { 'content-type': NPY_TYPE, ...headers }, body: [head, data] };
-    }
-    return { status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: batchJson(b) };
-  }
-
-  private tooLarge(elements: number): HttpError {
-    return new HttpError(
-      400,
-      `the result would hold up to ${elements} elements (rows x width), over this server's maxResultElements of ${this.maxResult}: send fewer texts or a smaller maxLength`,
-    );
-  }
-
-  /**
-   * Refuses a request whose result could exceed maxResultElements, before any work. Options the
-   * library refuses are left for submit() to name.
-   */
-  private checkResultSize(texts: readonly unknown[], options: unknown): void {
-    const rows = texts.length;
-    if (rows === 0) return;
-    let n;
-    try {
-      n = normalizeOptions(mergeOptions(this.defaults, options));
-    } catch {
-      return;
-    }
-    let width = n.maxLength;
-    if (n.padding === 'longest') {
-      let longest = 0;
-      for (let i = 0; i < rows; i++) {
-        const t = texts[i];
-        if (typeof t === 'string' && t.length > longest) longest = t.length;
-      }
-      // A UTF-16 unit is at most 3 UTF-8 bytes, and at most one code point.
-      const perUnit = n.encoding === 'utf8' || n.encoding === 'byt5' ? 3 : 1;
-      width = Math.min(width, longest * perUnit + specialCount(n.encoding, n.addSpecialTokens));
-    }
-    const m = n.padToMultipleOf;
-    if (width % m !== 0) width += m - (width % m);
-    if (rows * width > this.maxResult) throw this.tooLarge(rows * width);
-  }
-
-  // ----------------------------------------------------------------------------------------------
-  // GET /metrics, GET /healthz
-
-  private async metricsReply(): Promise<Reply> {
-    const text = await this.registry.metrics();
-    return { status: 200, headers: { 'content-type': this.registry.contentType }, body: text };
-  }
-
-  private healthReply(): Reply {
-    const health = this.monitor.health();
-    const { active } = this.monitor.alerts();
-    const m = this.pipeline.metrics();
-    const critical = active.some((a) => a.severity === 'critical');
-    const body = {
-      status: critical ? 'critical' : 'ok',
-      score: health.score,
-      grade: health.grade,
-      components: health.components,
-      alerts: active,
-      backend: m.backend,
-      queueDepth: m.queueDepth,
-      uptimeSeconds: m.uptimeSeconds,
-    };
-    return { status: critical ? 503 : 200, headers: { 'content-type': JSON_TYPE, 'cache-control': 'no-store' }, body: JSON.stringify(body) };
-  }
-
-  // ----------------------------------------------------------------------------------------------
-
-  private drainedNow(): void {
-    // Connections whose last response began before close() stay open as idle keep-alive ones.
-    setImmediate(() => this.server.closeIdleConnections());
-    this.drained?.();
-  }
-
-  close(): Promise<void> {
-    if (this.closed === null) {
-      this.closing = true;
-      this.closed = (async () => {
-        const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-        this.server.closeIdleConnections();
-        // Past the deadline every connection is cut: requests in flight then end (their 'close'
-        // counts them out), and so do connections still sending their headers.
-        const deadline = Number.isFinite(this.drainTimeoutMs) ? setTimeout(() => this.server.closeAllConnections(), this.drainTimeoutMs) : undefined;
-        if (this.inFlight > 0) {
-          await new Promise<void>((resolve) => {
-            this.drained = resolve;
-          });
-        }
-        this.server.closeIdleConnections();
-        await serverClosed;
-        clearTimeout(deadline);
-        try {
-          if (this.ownPipeline) await this.pipeline.close();
-        } finally {
-          if (this.ownMonitor) this.monitor.stop();
-          this.unregister();
-        }
-      })();
-    }
-    return this.closed;
-  }
-}
+const SERVER_KEYS = new Set(['port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs', 'warmup']);
 
 /**
  * Starts the HTTP service and resolves once it listens. Throws (rejects) for bad options, a
@@ -687,51 +80,118 @@ export async function startServer(options: ServerOptions = {}): Promise<DtesnSer
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!SERVER_KEYS.has(k)) throw new TypeError(`unknown server option '${k}'`);
   const port = intOption(o, 'port', 8080, 0, 65535);
+  const warmup = intOption(o, 'warmup', 1000, 0, 1_000_000);
   const host = o.host ?? '127.0.0.1';
   if (typeof host !== 'string' || host === '') throw new TypeError(`options.host must be a non-empty string, got ${describe(host)}`);
-  const given = options.pipeline;
-  let pipeline: Pipeline;
-  let own = false;
-  let defaults: VectorizeOptions<Dtype> | undefined;
-  if (isPipeline(given)) pipeline = given;
-  else {
-    const config = given ?? {};
-    pipeline = createPipeline(config);
-    own = true;
-    defaults = config.vectorize;
-  }
+  const drain = o.drainTimeoutMs ?? 30_000;
+  if (typeof drain !== 'number' || !(drain >= 0)) throw new RangeError(`options.drainTimeoutMs must be a number >= 0, got ${String(drain)}`);
+  const { pipeline, own, defaults } = servedPipeline(options.pipeline);
   let service: Service | undefined;
+  let server: Server | undefined;
   try {
-    const server = (service = new Service(pipeline, options, { pipeline: own, defaults })).server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    if (warmup > 0) await warmUp(warmup, defaults);
+    const { port: _port, host: _host, drainTimeoutMs: _drain, warmup: _warmup, ...listenerOptions } = options;
+    const svc = (service = new Service(pipeline, listenerOptions, { pipeline: own, defaults }));
+    const srv = (server = createServer((req, res) => svc.handle(req, res)));
+    await listen(srv, port, host);
   } catch (e) {
-    if (service !== undefined) await service.close().catch(() => {});
+    if (service !== undefined) await closeService(service, server, 0).catch(() => {});
     else if (own) await pipeline.close();
     throw e;
   }
   const svc = service;
-  const address = svc.server.address() as AddressInfo;
+  const srv = server;
+  const address = srv.address() as AddressInfo;
   const h = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${h}:${address.port}`;
+  let closed: Promise<void> | null = null;
+  const close = () => (closed ??= closeService(svc, srv, drain));
   return {
     url,
     address,
-    server: svc.server,
+    server: srv,
     pipeline,
     monitor: svc.monitor,
     registry: svc.registry,
     get closing() {
       return svc.closing;
     },
-    close: () => svc.close(),
-    [Symbol.asyncDispose]: () => svc.close(),
+    close,
+    [Symbol.asyncDispose]: close,
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * The graceful drain: no new connections, 503 for requests on open ones, in-flight requests
+ * finish (past `drainTimeoutMs` every connection is cut), idle keep-alive connections close,
+ * then the service releases what it made.
+ */
+async function closeService(svc: Service, server: Server | undefined, drainTimeoutMs: number): Promise<void> {
+  if (server !== undefined) {
+    const serverClosed = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    server.closeIdleConnections();
+    // Connections whose last response began before close() stay open as idle keep-alive ones
+    // until that response is done.
+    svc.onDrained = () => setImmediate(() => server.closeIdleConnections());
+    // Past the deadline every connection is cut: requests in flight then end (their 'close'
+    // counts them out), and so do connections still sending their headers.
+    const deadline = Number.isFinite(drainTimeoutMs) ? setTimeout(() => server.closeAllConnections(), drainTimeoutMs) : undefined;
+    await svc.drain();
+    server.closeIdleConnections();
+    await serverClosed;
+    clearTimeout(deadline);
+  }
+  await svc.release();
+}
+
+/** Bodies of the warm-up requests: ASCII and multilingual rows, with and without options. */
+const WARM_BODIES = [
+  { texts: ['The quick brown fox jumps over the lazy dog'] },
+  { texts: ['Alle Menschen sind frei und gleich an Würde und Rechten geboren.'], options: { maxLength: 128 } },
+  { texts: ['人人生而自由，在尊严和权利上一律平等。', 'hello 😀'], options: { encoding: 'byt5', maxLength: 64 } },
+].map((b) => JSON.stringify(b));
+
+/** See ServerOptions.warmup: `count` requests through a private service, then it closes (internal; the fastify plugin uses it too). */
+export async function warmUp(count: number, defaults: VectorizeOptions<Dtype> | undefined): Promise<void> {
+  const svc = new Service(createPipeline({ maxWorkers: 1, vectorize: defaults }), { registry: new Registry(), monitor: { intervalMs: 60_000 } }, { pipeline: true, defaults });
+  const server = createServer((req, res) => svc.handle(req, res));
+  try {
+    await listen(server, 0, '127.0.0.1');
+    const { port } = server.address() as AddressInfo;
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    try {
+      let next = 0;
+      const one = (): Promise<void> =>
+        new Promise<void>((resolve) => {
+          const body = WARM_BODIES[next++ % WARM_BODIES.length]!;
+          const req = httpRequest({ host: '127.0.0.1', port, path: VECTORIZE_PATH, method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+            res.resume();
+            res.once('end', resolve);
+            res.once('error', () => resolve());
+          });
+          req.once('error', () => resolve()); // a warm-up that fails costs nothing but its warmth
+          req.end(body);
+        });
+      const lanes = Array.from({ length: 16 }, async () => {
+        while (next < count) await one();
+      });
+      await Promise.all(lanes);
+    } finally {
+      agent.destroy();
+    }
+  } finally {
+    await closeService(svc, server, 0);
+  }
 }
 
 /**

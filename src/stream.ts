@@ -36,7 +36,7 @@ export interface ReuseOption {
   reuseBuffers?: boolean;
 }
 
-export interface StreamOptions extends VectorizeOptions<Dtype>, ReuseOption {
+export interface StreamOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
   /** [1000] rows per batch. */
   batchSize?: number;
   /**
@@ -47,7 +47,7 @@ export interface StreamOptions extends VectorizeOptions<Dtype>, ReuseOption {
   signal?: AbortSignal;
 }
 
-export interface FileOptions extends VectorizeOptions<Dtype>, ReuseOption {
+export interface FileOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
   /** 'lines': every line is a row; 'jsonl': each non-blank line is a JSON object holding the text. A UTF-8 BOM at the start of the file is skipped. */
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
@@ -76,7 +76,7 @@ export interface SkippedLine {
   message: string;
 }
 
-export type FileBatch = VectorBatch<Dtype> & {
+export type FileBatch<D extends Dtype = Dtype> = VectorBatch<D> & {
   /** 1-based line number of the batch's first row. */
   firstLine: number;
   /** 1-based line number of every row. */

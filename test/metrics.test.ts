@@ -176,22 +176,6 @@ describe('Distribution', () => {
 });
 
 describe('MetricsCollector', () => {
-  it('enter/leave read the clock only when the pipeline goes busy or idle', () => {
-    let now = 100;
-    let reads = 0;
-    const c = new MetricsCollector(0, () => (reads++, now));
-    c.enter();
-    for (let i = 0; i < 50; i++) c.enter(); // 50 more requests while busy: no reads
-    now = 300;
-    for (let i = 0; i < 50; i++) c.leave();
-    expect(reads).toBe(1);
-    c.leave(); // the last one: idle again
-    expect(reads).toBe(2);
-    expect(c.activeSeconds(1000)).toBeCloseTo(0.2, 12);
-    c.leave(); // unmatched: ignored, no read
-    expect(reads).toBe(2);
-  });
-
   it('active time counts nested and overlapping work once', () => {
     const c = new MetricsCollector(0);
     c.begin(100);
@@ -224,8 +208,8 @@ describe('MetricsCollector', () => {
     c.ranInline(10, 20, 21);
     c.ranInline(0, 21, 22); // rows of submitted requests: activity only
     c.ranDirect(7, 4, 23);
-    c.requests([0.5], 24);
-    c.processedRecently(1); // timed by the latest record (24)
+    c.requests(Float64Array.of(0.5, 99), 1, 24); // the first 1 of 2
+    c.processed(1, 24);
     const lat = c.latency(30);
     expect(lat.batch.count).toBe(4);
     expect(lat.batch.sum).toBe(3 + 5 + 1 + 4);

@@ -4,6 +4,7 @@
  * and the warning when the binary cannot load.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -141,6 +142,96 @@ describe('native equals the fallback, byte for byte, on every path', () => {
             expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
               outcome(() => js.vectorizeBytes(bytes, offsets, o)),
             );
+          },
+        ),
+        { numRuns: 300 },
+      );
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Multilingual text on the vector decoders: every path against the fallback (and TextDecoder).
+
+const udhr = readFileSync(fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url)), 'utf8')
+  .split('\n')
+  .filter((l) => l.length > 0)
+  .map((l) => (JSON.parse(l) as { text: string }).text);
+/** Paragraphs of many scripts, 1- to 4-byte characters: Latin, Cyrillic, Arabic, Devanagari, CJK, astral. */
+const paragraph = (re: RegExp) => udhr.find((t) => t.length >= 150 && re.test(t))!;
+const scripts = [/é/, /[\u0400-\u04ff]/, /[\u0600-\u06ff]/, /[\u0900-\u097f]/, /[\u4e00-\u9fff]/].map((re) => paragraph(re).slice(0, 200));
+const mixed = scripts.join(' \u{1F600} ') + ' \u{10FFFD}\u{1D11E}';
+const enc = new TextEncoder();
+/** Damaged UTF-8: overlong forms, encoded surrogates, values above U+10FFFF, stray and truncated sequences. */
+const damage = [[0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xf0, 0x80, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf],
+  [0xf4, 0x90, 0x80, 0x80], [0xf5], [0xff], [0x80], [0xbf], [0xc2], [0xe2, 0x82], [0xf0, 0x9f, 0x98]];
+
+describe('multilingual text on every path', () => {
+  const js = facadeOf(jsBackend);
+  const modes = [{}, { invalid: 'error' }, { encoding: 'utf16' }, { encoding: 'canine', maxLength: 300 }, { vocab: ['a', 'é', '中', '\uFFFD'] }] as const;
+  for (const p of paths) {
+    const nat = facadeOf(native, p);
+    const same = (rows: string[] | Uint8Array[], o: object) => {
+      if (typeof rows[0] === 'string' || rows.length === 0) {
+        expect(outcome(() => nat.vectorize(rows as string[], o))).toEqual(outcome(() => js.vectorize(rows as string[], o)));
+        return;
+      }
+      const { bytes, offsets } = pack(rows as Uint8Array[], 1);
+      expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(outcome(() => js.vectorizeBytes(bytes, offsets, o)));
+    };
+    it(`rows of every length 0-300, strings and bytes (${p})`, () => {
+      const rows = Array.from({ length: 301 }, (_, n) => (mixed.repeat(2)).slice(n % 7, (n % 7) + n));
+      for (const o of modes) {
+        same(rows, o);
+        same(rows.map((r) => enc.encode(r)), o);
+      }
+    });
+    it(`a malformed sequence at every byte of two 64-byte blocks and across their ends (${p})`, () => {
+      const base = enc.encode(mixed).subarray(0, 160);
+      for (let at = 0; at < 130; at++) {
+        const rows = damage.map((d) => {
+          const r = new Uint8Array(base.length);
+          r.set(base);
+          r.set(d, at);
+          return r;
+        });
+        same(rows, {});
+        same(rows, { invalid: 'error' });
+        same(rows, { encoding: 'utf16', maxLength: 200 });
+      }
+    });
+    it(`a batch large enough to be handed over in parts, with a call made from a getter meanwhile (${p})`, () => {
+      // 4,000 rows of ~400 units: 1.6 M units, past the 1 M at which the facade stages chunks.
+      const long = mixed.repeat(Math.ceil(1000 / mixed.length));
+      const rows = Array.from({ length: 4000 }, (_, i) => long.slice(i % 50, (i % 50) + 300 + (i % 200)));
+      expect(rows.reduce((n, r) => n + r.length, 0)).toBeGreaterThan(1 << 20);
+      const o = { maxLength: 600 };
+      expect(outcome(() => nat.vectorize(rows, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      // Row 3500 is read after the first parts were staged; its getter vectorizes another batch.
+      const tricky = rows.slice();
+      let inner: unknown;
+      Object.defineProperty(tricky, 3500, {
+        get: () => {
+          inner = plain(nat.vectorize(['inner call', mixed.slice(0, 40)], o));
+          return rows[3500];
+        },
+      });
+      expect(outcome(() => nat.vectorize(tricky, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      expect(inner).toEqual(plain(js.vectorize(['inner call', mixed.slice(0, 40)], o)));
+    });
+    it(`WHATWG replacement: TextDecoder's code points and U+FFFD counts (${p})`, () => {
+      const dec = new TextDecoder('utf-8', { ignoreBOM: true });
+      fc.assert(
+        fc.property(
+          fc.array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...scripts.map((s) => Array.from(enc.encode(s.slice(0, 40))))) },
+            { weight: 2, arbitrary: fc.constantFrom(...damage) }, { weight: 1, arbitrary: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }) }),
+          { maxLength: 12 }).map((parts) => Uint8Array.from(parts.flat())),
+          (row) => {
+            const want = Array.from(dec.decode(row), (c) => c.codePointAt(0)!);
+            const b = nat.vectorizeBytes(row, new Uint32Array([0, row.length]), { maxLength: 2000, padding: 'longest' });
+            const got = Array.from(b.ids.subarray(0, b.lengths[0]));
+            expect(got).toEqual(want);
+            expect(got.filter((c) => c === 0xfffd).length).toBe(want.filter((c) => c === 0xfffd).length);
           },
         ),
         { numRuns: 300 },

@@ -1,12 +1,14 @@
 /**
  * The OpenTelemetry export (src/otel.ts) against a recording Meter (the API's no-op meter with
  * its instrument factories and batch-callback registration overridden): the instruments, their
- * kinds and units, one snapshot per collection, the values observed, and unregistering.
+ * names, kinds and units, one snapshot per collection, the values observed, the histograms fed
+ * every value a real pipeline records, and unregistering.
  */
 import { type BatchObservableCallback, type BatchObservableResult, type Meter, type Observable, createNoopMeter } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import type { Health, Severity } from '../src/monitor.js';
 import { registerOtelMetrics } from '../src/otel.js';
+import { createPipeline } from '../src/pipeline.js';
 import { FakePipeline } from './fixtures/fake-pipeline.js';
 
 interface Instrument {
@@ -26,11 +28,22 @@ function recordingMeter() {
     instruments.push({ kind, name, unit: options?.unit, observable });
     return observable;
   };
+  /** Every value each histogram recorded, and its bucket advice. */
+  const recorded = new Map<string, number[]>();
+  const bounds = new Map<string, number[] | undefined>();
+  const createHistogram = (name: string, options?: { unit?: string; advice?: { explicitBucketBoundaries?: number[] } }) => {
+    const observable: Observable = { addCallback() {}, removeCallback() {} };
+    instruments.push({ kind: 'histogram', name, unit: options?.unit, observable });
+    recorded.set(name, []);
+    bounds.set(name, options?.advice?.explicitBucketBoundaries);
+    return { record: (v: number) => recorded.get(name)!.push(v) };
+  };
   const meter: Meter = {
     ...noop,
     createObservableCounter: make('counter'),
     createObservableGauge: make('gauge'),
     createObservableUpDownCounter: make('updown'),
+    createHistogram: createHistogram as unknown as Meter['createHistogram'],
     addBatchObservableCallback: (cb, observables) => void callbacks.push({ cb, observables }),
     removeBatchObservableCallback: (cb) => {
       const i = callbacks.findIndex((c) => c.cb === cb);
@@ -53,7 +66,7 @@ function recordingMeter() {
     }
     return out;
   };
-  return { meter, instruments, callbacks, collect };
+  return { meter, instruments, callbacks, collect, recorded, bounds };
 }
 
 describe('registerOtelMetrics', () => {
@@ -71,36 +84,70 @@ describe('registerOtelMetrics', () => {
     const unregister = registerOtelMetrics(p, meter, { monitor });
     const kinds = Object.fromEntries(instruments.map((i) => [i.name, `${i.kind} ${i.unit}`]));
     expect(kinds).toMatchObject({
-      'dtesn.items.processed': 'counter {item}',
-      'dtesn.items.failed': 'counter {item}',
+      'dtesn.item.processed': 'counter {item}',
+      'dtesn.item.failed': 'counter {item}',
+      'dtesn.item.accepted': 'counter {item}',
+      'dtesn.item.shed': 'counter {item}',
+      'dtesn.batch.count': 'counter {batch}',
+      'dtesn.batch.close': 'counter {batch}',
+      'dtesn.worker.count': 'gauge {worker}',
       'dtesn.input.size': 'counter By',
       'dtesn.queue.depth': 'updown {row}',
       'dtesn.worker.utilization': 'gauge 1',
-      'dtesn.batch.duration': 'gauge s',
-      'dtesn.queue.wait': 'gauge s',
-      'dtesn.batch.size': 'gauge {row}',
       'dtesn.health.score': 'gauge 1',
-      'dtesn.alerts.active': 'gauge {alert}',
+      'dtesn.alert.active': 'gauge {alert}',
     });
+    // Singular namespaces, no plural or _total (OpenTelemetry's naming rules).
+    for (const i of instruments) expect(i.name, i.name).toMatch(/^dtesn(\.[a-z_]+)+$/);
+    for (const i of instruments) expect(i.name).not.toMatch(/\.(items|batches|workers|alerts)\b|total/);
+    // A fake pipeline has no collector to feed histograms.
+    expect(instruments.some((i) => i.kind === 'histogram')).toBe(false);
     expect(callbacks).toHaveLength(1);
     expect(callbacks[0]!.observables).toHaveLength(instruments.length);
 
     const calls = p.calls;
     const v = await collect();
     expect(p.calls - calls).toBe(1);
-    expect(v.get('dtesn.items.processed')).toBe(100);
+    expect(v.get('dtesn.item.processed')).toBe(100);
     expect(v.get('dtesn.queue.depth')).toBe(7);
     expect(v.get('dtesn.batch.efficiency')).toBe(0.5);
-    expect(v.get('dtesn.batches{route=inline}')).toBe(4);
-    expect(v.get('dtesn.batch.closes{reason=full}')).toBe(4);
-    expect(v.get('dtesn.submit.duration{quantile=0.99}')).toBeCloseTo(0.04, 12);
-    expect(v.get('dtesn.submit.duration{quantile=1}')).toBeCloseTo(0.04, 12);
+    expect(v.get('dtesn.batch.count{dtesn.route=inline}')).toBe(4);
+    expect(v.get('dtesn.batch.close{dtesn.reason=full}')).toBe(4);
     expect(v.get('dtesn.health.score')).toBe(91.5);
-    expect(v.get('dtesn.alerts.active{severity=warning}')).toBe(2);
-    expect(v.get('dtesn.alerts.active{severity=critical}')).toBe(1);
+    expect(v.get('dtesn.alert.active{dtesn.severity=warning}')).toBe(2);
+    expect(v.get('dtesn.alert.active{dtesn.severity=critical}')).toBe(1);
 
     unregister();
     expect(callbacks).toHaveLength(0);
+  });
+
+  it('a real pipeline feeds its Histogram instruments every value it records, in seconds and rows; unregistering stops them', async () => {
+    const p = createPipeline({ maxWorkers: 1 });
+    try {
+      const { meter, instruments, collect, recorded, bounds } = recordingMeter();
+      const unregister = registerOtelMetrics(p, meter);
+      expect(instruments.filter((i) => i.kind === 'histogram').map((i) => `${i.name} ${i.unit}`)).toEqual([
+        'dtesn.batch.duration s', 'dtesn.batch.size {row}', 'dtesn.queue.wait s', 'dtesn.submit.duration s',
+      ]);
+      expect(bounds.get('dtesn.batch.duration')![0]).toBe(0.0001);
+      await p.vectorize(['a', 'bb', 'ccc']);
+      await Promise.all(['x', 'y', 'z', 'w'].map((t) => p.submit(t))); // one micro-batch of 4
+      await collect(); // a collection applies what is logged
+      const m = p.metrics();
+      expect(recorded.get('dtesn.batch.size')).toEqual([3, 4]);
+      expect(recorded.get('dtesn.batch.duration')).toHaveLength(2);
+      expect(recorded.get('dtesn.submit.duration')).toHaveLength(4);
+      expect(recorded.get('dtesn.queue.wait')).toHaveLength(1);
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      expect(sum(recorded.get('dtesn.submit.duration')!)).toBeCloseTo(m.latency!.submit.sum / 1000, 9);
+      expect(sum(recorded.get('dtesn.batch.duration')!)).toBeCloseTo(m.latency!.batch.sum / 1000, 9);
+      unregister();
+      await p.submit('after');
+      p.metrics();
+      expect(recorded.get('dtesn.submit.duration')).toHaveLength(4);
+    } finally {
+      await p.close();
+    }
   });
 
   it('without profiling the distributions observe nothing', async () => {
@@ -112,7 +159,7 @@ describe('registerOtelMetrics', () => {
     expect([...v.keys()].some((k) => k.startsWith('dtesn.batch.duration'))).toBe(false);
     expect(v.has('dtesn.batch.efficiency')).toBe(false);
     expect(v.has('dtesn.health.score')).toBe(false);
-    expect(v.get('dtesn.items.processed')).toBe(0);
+    expect(v.get('dtesn.item.processed')).toBe(0);
   });
 
   it('refuses what is not a pipeline or a meter', () => {

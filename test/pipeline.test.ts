@@ -458,7 +458,9 @@ describe('enableVectorization: false — the JavaScript fallback inline and on t
 });
 
 /** Resolves once every worker of `p` has loaded the addon (the pool is then used by the cost model). */
+/** Starts the workers (they start on first need: a task) and waits until every one has loaded the addon. */
 async function warm(p: Pipeline): Promise<void> {
+  expect(await p.processBatch([1], { task: fixture('double.mjs') })).toEqual([{ ok: true, value: 2 }]);
   const t0 = Date.now();
   while (p.metrics().pool!.ready < p.metrics().parallelization.workers) {
     if (Date.now() - t0 > 20_000) throw new Error('the workers did not start within 20 s');
@@ -466,14 +468,19 @@ async function warm(p: Pipeline): Promise<void> {
   }
 }
 
-it('until its workers have loaded the addon the pipeline keeps pool-sized batches inline, without asking the cost model', async () => {
+it('workers start on first need, and until they have loaded the addon pool-sized batches run inline, without asking the cost model', async () => {
   const { bytes, offsets } = pack(makeByteRows(5, 400_000));
   const want = vectorizeBytes(bytes, offsets, { maxLength: 64 });
   const p = make({ maxWorkers: 2 });
-  // Right after creation (a worker thread takes tens of milliseconds to load): no worker is ready.
-  expect(p.metrics().pool!.ready).toBe(0);
+  // Small calls and submits never need the pool: no thread is started for them.
+  expectSameBatch(await p.vectorize(['a', 'bc']), vectorize(['a', 'bc']));
+  expectSameBatch((await p.submit('a')) as VectorBatch<Dtype>, vectorize(['a']));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(p.metrics().pool).toMatchObject({ threads: 0, ready: 0 });
+  // The first batch that could use them starts them, and runs inline meanwhile.
   expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 64 }), want);
-  expect(p.metrics().batches).toEqual({ inline: 1, pool: 0 });
+  expect(p.metrics().pool!.threads).toBe(2);
+  expect(p.metrics().batches).toEqual({ inline: 3, pool: 0 });
   expect(p.metrics().cost.decisions).toEqual({ inline: 0, pool: 0 });
   await warm(p);
   expect(p.metrics().pool!.ready).toBe(2);
@@ -515,19 +522,6 @@ it('the cost model tries the pool once it has an inline estimate (no hook), and 
 
 const SLO = { targetLatencyMs: 1e6, maxBatchSize: 64 };
 
-/**
- * Grows the adaptive target to at least `min` (deterministic under an SLO no run can miss). The
- * waves are spaced so that the event loop is not saturated: at ELU >= 0.9 the controller holds
- * on purpose (adaptive.ts rule 6), and back-to-back waves on a loaded machine reached it.
- */
-async function growTarget(p: Pipeline, min: number): Promise<void> {
-  for (let wave = 0; wave < 30 && p.metrics().batcher.target < min; wave++) {
-    await Promise.all(Array.from({ length: 200 }, (_, i) => p.submit(`warm ${i}`)));
-    await new Promise((r) => setTimeout(r, 60));
-  }
-  expect(p.metrics().batcher.target).toBeGreaterThanOrEqual(min);
-}
-
 const SUBMIT_SETS: Opts[] = [
   {},
   { encoding: 'byt5', maxLength: 12, paddingSide: 'left', dtype: 'uint16' },
@@ -547,7 +541,6 @@ describe('submit', () => {
 
   it('hundreds of concurrent submits with mixed options: each gets exactly vectorize(its rows, its options)', async () => {
     const p = make({ maxWorkers: 2, ...SLO });
-    await growTarget(p, 16);
     const before = p.metrics().batcher;
     const reqs = Array.from({ length: 600 }, (_, i) => request(i, pool));
     const results = await Promise.all(reqs.map((r) => p.submit(r.array ? r.texts : r.texts[0]!, SUBMIT_SETS[r.set])));
@@ -572,7 +565,6 @@ describe('submit', () => {
         return Array.from({ length: batch.rows }, (_, r) => ({ batch: k, row: r, tokens: kept(batch, r), idsClass: batch.ids.constructor.name }));
       },
     });
-    await growTarget(p, 16);
     const first = seen.length;
     const reqs = Array.from({ length: 450 }, (_, i) => request(i, pool));
     const results = (await Promise.all(reqs.map((r) => p.submit(r.array ? r.texts : r.texts[0]!, SUBMIT_SETS[r.set])))) as Array<
@@ -631,7 +623,6 @@ describe('submit', () => {
         return Array.from({ length: batch.rows }, (_, r) => kept(batch, r).length);
       },
     });
-    await growTarget(p, 8);
     const before = p.metrics().batcher.batches;
     // Submitted in one tick, fewer rows than the target: one batch when the timeout fires.
     const bad = ['Bad', 'x', 'yy', 'zzz'].map((t) => p.submit(t));
@@ -645,7 +636,6 @@ describe('submit', () => {
 
   it("one bad request (invalid: 'error', lone surrogate) fails only itself; its batch-mates succeed", async () => {
     const p = make({ maxWorkers: 1, ...SLO });
-    await growTarget(p, 16);
     const o: Opts = { invalid: 'error', encoding: 'canine', maxLength: 10 };
     const before = p.metrics().batcher;
     const inputs: Array<string | string[]> = ['one', 'two', ['three', 'four'], 'bad \uD800 row', 'five', ['ok', 'x\uDC00y'], 'six'];
@@ -671,7 +661,6 @@ describe('submit', () => {
 
   it('a coalesced batch large enough for the pool: each request still gets exactly its own result', async () => {
     const p = make({ maxWorkers: 2, ...SLO });
-    await growTarget(p, 64);
     route(p, 'pool');
     // 60 rows of ~10k code units: each batch below is well over 256 KiB.
     const long = Array.from({ length: 60 }, (_, i) => makeTexts(100 + i, 10_000, { loneSurrogates: 0.2 }).join(''));
@@ -1069,7 +1058,8 @@ describe('abort', () => {
       },
     });
     const ca = new AbortController();
-    const a = p.submit('a', {}, { signal: ca.signal }); // dispatched at once, blocked in the handler
+    const a = p.submit('a', {}, { signal: ca.signal }); // dispatched at the end of the turn, blocked in the handler
+    await new Promise((r) => setImmediate(r));
     const cb = new AbortController();
     const b = p.submit('b', {}, { signal: cb.signal }); // waiting
     const c = p.submit('c'); // waiting: the queue (2) is full
@@ -1120,7 +1110,8 @@ describe('admission (maxQueue)', () => {
       },
     });
     route(p, 'pool');
-    const first = p.submit('a'); // running (not waiting)
+    const first = p.submit('a'); // running (not waiting) after this turn
+    await new Promise((r) => setImmediate(r));
     const waiting = [p.submit('b'), p.submit(['c', 'd'])]; // 3 rows waiting
     const e = await rejection(p.submit('e')); // settles while the handler still blocks
     expect(e).toBeInstanceOf(QueueFullError);
@@ -1134,7 +1125,7 @@ describe('admission (maxQueue)', () => {
     expect(p.metrics().shed).toBe(1 + 2 + (offsets.length - 1));
     g.open();
     expect(await first).toEqual([0]);
-    expect(await Promise.all(waiting)).toEqual([[0], [0, 1]]);
+    expect(await Promise.all(waiting)).toEqual([[0], [1, 2]]); // one batch: the free slot took both
     expectSettledCounts(p);
     expect(p.metrics()).toMatchObject({ accepted: 5, processed: 5, failed: 0 });
     // A refusal carries no stack frames (it is the overload path, and they would only point inside).
@@ -1145,6 +1136,7 @@ describe('admission (maxQueue)', () => {
     const g = gate();
     const p = make({ maxWorkers: 1, maxQueue: 2, handler: async (batch) => (await g.wait, batch.rows > 0 ? new Array(batch.rows).fill('ok') : []) });
     const running = p.submit('a');
+    await new Promise((r) => setImmediate(r)); // 'a' runs
     const waiting = p.submit(['b', 'c']);
     const refused = await Promise.allSettled(Array.from({ length: 10_000 }, (_, i) => p.submit(`x${i}`)));
     expect(refused.every((r) => r.status === 'rejected' && r.reason instanceof QueueFullError)).toBe(true);
@@ -1154,6 +1146,28 @@ describe('admission (maxQueue)', () => {
     expect(await waiting).toEqual(['ok', 'ok']);
     expectSettledCounts(p);
     expect(p.metrics()).toMatchObject({ accepted: 3, processed: 3, failed: 0, shed: 10_000 });
+  });
+});
+
+describe('work-conserving batches', () => {
+  it('a fresh pipeline’s first batch holds every request of the turn; the requests that came due while a blocking handler ran go in one batch', async () => {
+    const sizes: number[] = [];
+    const p = make({
+      maxWorkers: 2,
+      handler: async (batch) => {
+        sizes.push(batch.rows);
+        const end = performance.now() + 20; // a CPU-bound model stage: blocks the event loop
+        while (performance.now() < end);
+        return Array.from({ length: batch.rows }, (_, i) => i);
+      },
+    });
+    const first = Array.from({ length: 300 }, (_, i) => p.submit(`a${i}`));
+    // While the first batch blocks the loop, more requests are due: a timer fires late, all at once.
+    const late = new Promise<unknown[]>((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
+    expect((await Promise.all(first)).map((r) => (r as number[]).length)).toEqual(Array(300).fill(1));
+    expect((await late).length).toBe(50);
+    expect(sizes).toEqual([300, 50]);
+    expect(p.metrics().batching).toMatchObject({ batches: 2, readyBatches: 2, fullBatches: 0, target: 1000 });
   });
 });
 

@@ -5,7 +5,7 @@
  * snapshot per scrape, what is registered with and without profiling or a monitor, unregistering.
  */
 import { spawnSync } from 'node:child_process';
-import { Registry, register as defaultRegistry } from 'prom-client';
+import { AggregatorRegistry, Registry, register as defaultRegistry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Monitor, createMonitor } from '../src/monitor.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline.js';
@@ -79,6 +79,8 @@ describe('registerMetrics', () => {
     expect(values.get('dtesn_input_bytes_total')).toBe(m.bytesIn);
     expect(values.get('dtesn_batches_total{route="inline"}')).toBe(m.batches.inline);
     expect(values.get('dtesn_batch_closes_total{reason="full"}')).toBe(m.batching.fullBatches);
+    expect(values.get('dtesn_batch_closes_total{reason="ready"}')).toBe(m.batching.readyBatches);
+    expect(m.batching.readyBatches).toBeGreaterThan(0);
     expect(values.get('dtesn_queue_depth')).toBe(0);
     expect(values.get('dtesn_workers')).toBe(2);
     expect(values.get('dtesn_health_score')).toBe(monitor.health().score);
@@ -129,6 +131,35 @@ describe('registerMetrics', () => {
     const freshText = await fresh.metrics();
     expect(freshText).toContain('dtesn_batch_duration_seconds_count 0');
     check(freshText);
+  });
+
+  it('node:cluster: an AggregatorRegistry sums amounts, averages ratios, takes the worst health score and the first setting', async () => {
+    const a = await loaded();
+    const b = make({ maxWorkers: 1 });
+    const ma = createMonitor(a, { intervalMs: 60_000 });
+    const mb = createMonitor(b, { intervalMs: 60_000, fireAfter: 1, thresholds: { memoryUsageMaxMb: 1 } });
+    monitors.push(ma, mb);
+    mb.sample(); // a critical alert: a lower health score
+    const ra = new Registry();
+    const rb = new Registry();
+    registerMetrics(a, ra, { monitor: ma });
+    registerMetrics(b, rb, { monitor: mb });
+    const [ja, jb] = [await ra.getMetricsAsJSON(), await rb.getMetricsAsJSON()];
+    const text = await AggregatorRegistry.aggregate([ja, jb]).metrics();
+    const { values } = parse(text);
+    // What each process exported (the same scrape the aggregation used).
+    const valueOf = (j: typeof ja, name: string) => j.find((m) => m.name === name)!.values[0]!.value;
+    const both = (name: string) => [valueOf(ja, name), valueOf(jb, name)] as const;
+    const [pa, pb] = both('dtesn_items_processed_total');
+    expect(values.get('dtesn_items_processed_total')).toBe(pa + pb);
+    const [wa, wb] = both('dtesn_workers');
+    expect(values.get('dtesn_workers')).toBe(wa + wb);
+    expect(values.get('dtesn_batch_target_size')).toBe(both('dtesn_batch_target_size')[0]);
+    const [ha, hb] = both('dtesn_health_score');
+    expect(hb).toBeLessThan(ha);
+    expect(values.get('dtesn_health_score')).toBe(hb);
+    const [ua, ub] = both('dtesn_worker_utilization_ratio');
+    expect(values.get('dtesn_worker_utilization_ratio')).toBeCloseTo((ua + ub) / 2, 12);
   });
 
   it('takes one snapshot per scrape', async () => {

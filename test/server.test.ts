@@ -34,8 +34,9 @@ afterEach(async () => {
   await Promise.all(external.splice(0).map((p) => p.close()));
 });
 
+/** A server on a free port; without its warm-up unless asked (it costs ~0.3 s a server). */
 async function serve(options: ServerOptions = {}): Promise<DtesnServer> {
-  const s = await startServer({ port: 0, ...options });
+  const s = await startServer({ port: 0, warmup: 0, ...options });
   servers.push(s);
   return s;
 }
@@ -598,6 +599,25 @@ describe('draining and closing', () => {
     const e = (await rejection(startServer({ port: srv.address.port, pipeline: p }))) as NodeJS.ErrnoException;
     expect(e.code).toBe('EADDRINUSE');
     expect(((await p.submit(['ok'])) as VectorBatch<Dtype>).rows).toBe(1); // not closed: the caller owns it
+  });
+
+  it('the warm-up runs before it listens, through a pipeline of its own: the caller’s handler and pipeline are never called', async () => {
+    expect((await rejection(startServer({ port: 0, warmup: -1 }))).message).toBe('options.warmup must be an integer in [0, 1000000], got -1');
+    let calls = 0;
+    const p = createPipeline({ maxWorkers: 1, handler: async (b) => (calls++, new Array(b.rows).fill('model')) });
+    external.push(p);
+    const srv = await serve({ pipeline: p, warmup: 300 });
+    expect(calls).toBe(0);
+    expect(p.metrics()).toMatchObject({ accepted: 0, processed: 0 });
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    expect(text).not.toMatch(/dtesn_http_requests_total\{route="\/v1\/vectorize"/); // its own counters start at zero
+    const r = await request(`${srv.url}/v1/vectorize`, { method: 'POST', body: JSON.stringify({ texts: ['ab', 'c'] }) });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body.toString())).toEqual({ rows: 2, results: ['model', 'model'] });
+    expect(calls).toBe(1);
+    // The private service is gone: nothing else listens or runs (a second server starts the same way).
+    const srv2 = await serve({ pipeline: { maxWorkers: 1 }, warmup: 300 });
+    expect(srv2.pipeline.metrics().accepted).toBe(0);
   });
 
   it('closeOnSignals adds and removes its listeners', async () => {

@@ -15,6 +15,125 @@ pub trait Sink {
 
 pub(crate) const REPLACEMENT: u32 = 0xFFFD;
 
+/// How a measured row becomes tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One unit, one token (ASCII; BMP without surrogates; valid UTF-8 for the byte encodings).
+    Simple,
+    /// Well formed, decoded with the vector decoders ([`valid_tokens8`], [`valid_tokens16`]).
+    Valid,
+    /// Ill-formed (`invalid: 'replace'`): the per-character decoders of this module.
+    Slow,
+}
+
+/// Code points decoded per chunk by [`valid_tokens8`] and [`valid_tokens16`] (on the stack).
+const CHUNK: usize = 256;
+
+/// The content tokens of a well-formed UTF-8 row, in chunks (see `Unit::valid_tokens`).
+pub(crate) fn valid_tokens8(
+    row: &[u8],
+    enc: Encoding,
+    k: &Kernels,
+    f: &mut dyn FnMut(&[u32]) -> bool,
+) {
+    let mut cps = [0u32; CHUNK];
+    let mut units = [0u32; 2 * CHUNK];
+    let mut i = 0;
+    while i < row.len() {
+        let (used, n) = (k.utf8_decode)(&row[i..], &mut cps);
+        i += used;
+        let go = match enc {
+            Encoding::Utf16 => {
+                let mut m = 0;
+                for &cp in &cps[..n] {
+                    if cp >= 0x10000 {
+                        let c = cp - 0x10000;
+                        units[m] = 0xD800 + (c >> 10);
+                        units[m + 1] = 0xDC00 + (c & 0x3FF);
+                        m += 2;
+                    } else {
+                        units[m] = cp;
+                        m += 1;
+                    }
+                }
+                f(&units[..m])
+            }
+            _ => f(&cps[..n]),
+        };
+        if !go || used == 0 {
+            return;
+        }
+    }
+}
+
+/// The content tokens of a UTF-16 row without lone surrogates, in chunks.
+pub(crate) fn valid_tokens16(
+    row: &[u16],
+    enc: Encoding,
+    k: &Kernels,
+    f: &mut dyn FnMut(&[u32]) -> bool,
+) {
+    if let Encoding::Utf8 | Encoding::Byt5 = enc {
+        return utf8_tokens16(row, byte_add(enc), f);
+    }
+    let mut cps = [0u32; CHUNK];
+    let mut i = 0;
+    while i < row.len() {
+        let (used, n) = (k.utf16_decode)(&row[i..], &mut cps);
+        i += used;
+        if !f(&cps[..n]) || used == 0 {
+            return;
+        }
+    }
+}
+
+/// The UTF-8 bytes (+ `add`) of a UTF-16 row without lone surrogates, in chunks, encoded unit by
+/// unit (a call to the ASCII scan per run cost more than the runs of mixed text).
+fn utf8_tokens16(row: &[u16], add: u32, f: &mut dyn FnMut(&[u32]) -> bool) {
+    let mut buf = [0u32; 4 * CHUNK];
+    let (mut i, mut m) = (0, 0);
+    while i < row.len() {
+        // Room for one more character.
+        if m + 4 > buf.len() {
+            if !f(&buf[..m]) {
+                return;
+            }
+            m = 0;
+        }
+        let u = row[i] as u32;
+        if u < 0x80 {
+            buf[m] = u + add;
+            m += 1;
+            i += 1;
+            continue;
+        }
+        if u < 0x800 {
+            buf[m] = (0xC0 | (u >> 6)) + add;
+            buf[m + 1] = (0x80 | (u & 0x3F)) + add;
+            m += 2;
+            i += 1;
+        } else if (u & 0xFC00) == 0xD800 && i + 1 < row.len() {
+            let cp = 0x10000 + ((u - 0xD800) << 10) + (row[i + 1] as u32).wrapping_sub(0xDC00);
+            buf[m] = (0xF0 | (cp >> 18)) + add;
+            buf[m + 1] = (0x80 | ((cp >> 12) & 0x3F)) + add;
+            buf[m + 2] = (0x80 | ((cp >> 6) & 0x3F)) + add;
+            buf[m + 3] = (0x80 | (cp & 0x3F)) + add;
+            m += 4;
+            i += 2;
+        } else {
+            // BMP outside the surrogates (the row has no lone one: see `Kind::Valid`).
+            buf[m] = (0xE0 | (u >> 12)) + add;
+            buf[m + 1] = (0x80 | ((u >> 6) & 0x3F)) + add;
+            buf[m + 2] = (0x80 | (u & 0x3F)) + add;
+            m += 3;
+            i += 1;
+        }
+    }
+    if m > 0 {
+        f(&buf[..m]);
+    }
+}
+
 /// Offset added to UTF-8 bytes by the encoding (ByT5 shifts by its 3 special ids).
 #[inline]
 pub(crate) fn byte_add(enc: Encoding) -> u32 {

@@ -390,9 +390,23 @@ pub trait Unit: Copy + Send + Sync + 'static + private::Sealed {
         k: &simd::Kernels,
         sink: &mut S,
     ) -> Result<(), usize>;
-    /// When `row` maps one unit to one token: `Some(content length)`.
+    /// How `row` becomes tokens: `Some((content length, kind))` when it is well formed (no lone
+    /// surrogate, valid UTF-8), `None` when it needs the replacing decoder (or is an error).
     #[doc(hidden)]
-    fn simple_len(row: &[Self], enc: Encoding, k: &simd::Kernels) -> Option<usize>;
+    fn measure(row: &[Self], enc: Encoding, k: &simd::Kernels) -> Option<(usize, decode::Kind)>;
+    /// Hands the content tokens of a well-formed row to `f` in chunks, in order, while `f`
+    /// returns true (vocabulary lookup is the caller's).
+    #[doc(hidden)]
+    fn valid_tokens(
+        row: &[Self],
+        enc: Encoding,
+        k: &simd::Kernels,
+        f: &mut dyn FnMut(&[u32]) -> bool,
+    );
+    /// Decodes the code points of a well-formed row (`codepoint`, `canine`) from its start into
+    /// `dst` until it is full or the row ends; returns how many were written.
+    #[doc(hidden)]
+    fn decode_code_points(row: &[Self], k: &simd::Kernels, dst: &mut [u32]) -> usize;
     /// Writes the tokens `src` (a window of a simple row) into `dst`.
     #[doc(hidden)]
     fn write_simple<T: Id>(src: &[Self], opts: &Options, k: &simd::Kernels, dst: &mut [T]);
@@ -425,13 +439,38 @@ impl Unit for u16 {
         decode::decode16(row, opts.encoding, opts.invalid == Invalid::Error, k, sink)
     }
     #[inline]
-    fn simple_len(r: &[u16], enc: Encoding, k: &simd::Kernels) -> Option<usize> {
-        let n = match enc {
-            Encoding::Utf16 => return Some(r.len()),
-            Encoding::Codepoint | Encoding::Canine => (k.bmp_prefix)(r),
-            Encoding::Utf8 | Encoding::Byt5 => (k.ascii_prefix_u16)(r),
-        };
-        (n == r.len()).then_some(n)
+    fn measure(r: &[u16], enc: Encoding, k: &simd::Kernels) -> Option<(usize, decode::Kind)> {
+        use decode::Kind::{Simple, Valid};
+        match enc {
+            Encoding::Utf16 => Some((r.len(), Simple)),
+            Encoding::Codepoint | Encoding::Canine => {
+                // No surrogate before `p`: the scan can start there with a clean state.
+                let p = (k.bmp_prefix)(r);
+                if p == r.len() {
+                    return Some((p, Simple));
+                }
+                (k.utf16_scan)(&r[p..]).map(|c| (p + c.chars, Valid))
+            }
+            Encoding::Utf8 | Encoding::Byt5 => {
+                let p = (k.ascii_prefix_u16)(r);
+                if p == r.len() {
+                    return Some((p, Simple));
+                }
+                (k.utf16_scan)(&r[p..]).map(|c| (p + c.utf8_len, Valid))
+            }
+        }
+    }
+    fn valid_tokens(
+        r: &[u16],
+        enc: Encoding,
+        k: &simd::Kernels,
+        f: &mut dyn FnMut(&[u32]) -> bool,
+    ) {
+        decode::valid_tokens16(r, enc, k, f)
+    }
+    #[inline]
+    fn decode_code_points(r: &[u16], k: &simd::Kernels, dst: &mut [u32]) -> usize {
+        (k.utf16_decode)(r, dst).1
     }
     #[inline]
     fn write_simple<T: Id>(src: &[u16], opts: &Options, k: &simd::Kernels, dst: &mut [T]) {
@@ -485,15 +524,27 @@ impl Unit for u8 {
         decode::decode8(row, opts.encoding, opts.invalid == Invalid::Error, k, sink)
     }
     #[inline]
-    fn simple_len(r: &[u8], enc: Encoding, k: &simd::Kernels) -> Option<usize> {
-        if (k.ascii_prefix)(r) == r.len() {
-            return Some(r.len());
+    fn measure(r: &[u8], enc: Encoding, k: &simd::Kernels) -> Option<(usize, decode::Kind)> {
+        use decode::Kind::{Simple, Valid};
+        // ASCII before `p`: the scan can start there with a clean state.
+        let p = (k.ascii_prefix)(r);
+        if p == r.len() {
+            return Some((p, Simple));
         }
+        let c = (k.utf8_scan)(&r[p..])?;
         // Well-formed UTF-8 maps byte for byte onto the byte encodings.
-        match enc {
-            Encoding::Utf8 | Encoding::Byt5 if std::str::from_utf8(r).is_ok() => Some(r.len()),
-            _ => None,
-        }
+        Some(match enc {
+            Encoding::Utf8 | Encoding::Byt5 => (r.len(), Simple),
+            Encoding::Codepoint | Encoding::Canine => (p + c.chars, Valid),
+            Encoding::Utf16 => (p + c.chars + c.astral, Valid),
+        })
+    }
+    fn valid_tokens(r: &[u8], enc: Encoding, k: &simd::Kernels, f: &mut dyn FnMut(&[u32]) -> bool) {
+        decode::valid_tokens8(r, enc, k, f)
+    }
+    #[inline]
+    fn decode_code_points(r: &[u8], k: &simd::Kernels, dst: &mut [u32]) -> usize {
+        (k.utf8_decode)(r, dst).1
     }
     #[inline]
     fn write_simple<T: Id>(src: &[u8], opts: &Options, k: &simd::Kernels, dst: &mut [T]) {

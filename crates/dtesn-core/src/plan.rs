@@ -1,8 +1,8 @@
 //! The two passes: [`plan`] checks and measures every row, [`Plan::write`] fills the buffers.
 
-use crate::decode::Sink;
+use crate::decode::{Kind, Sink};
 use crate::simd::{self, Kernels};
-use crate::{Error, Id, Options, Padding, Rows, Side, Unit};
+use crate::{Encoding, Error, Id, Options, Padding, Rows, Side, Unit};
 
 /// Largest number of elements a batch may have (JavaScript typed arrays and the int32 lengths).
 pub const MAX_ELEMENTS: u64 = i32::MAX as u64;
@@ -16,20 +16,20 @@ pub struct Plan<'a, U: Unit> {
     width: usize,
 }
 
-/// Per-row content lengths (specials excluded, before truncation) and whether the row maps one
-/// unit to one token. Bindings fill it while they copy rows in (the row is then in cache) and
+/// Per-row content lengths (specials excluded, before truncation) and how each row becomes tokens
+/// ([`Kind`]). Bindings fill it while they copy rows in (the row is then in cache) and
 /// hand it to [`plan_measured`].
 #[derive(Default)]
 pub struct Measured {
     content: Vec<u32>,
-    simple: Vec<bool>,
+    kind: Vec<Kind>,
 }
 
 impl Measured {
     pub fn with_capacity(rows: usize) -> Measured {
         Measured {
             content: Vec::with_capacity(rows),
-            simple: Vec::with_capacity(rows),
+            kind: Vec::with_capacity(rows),
         }
     }
 
@@ -44,7 +44,7 @@ impl Measured {
     /// Forgets every row, keeping the allocations.
     pub fn clear(&mut self) {
         self.content.clear();
-        self.simple.clear();
+        self.kind.clear();
     }
 
     /// Measures the next row. `Err(at)` is the unit offset of the first invalid unit when
@@ -52,19 +52,20 @@ impl Measured {
     #[inline]
     pub fn push<U: Unit>(&mut self, row: &[U], opts: &Options) -> Result<(), usize> {
         let k = simd::kernels();
-        let (len, simple, res) = match U::simple_len(row, opts.encoding, k) {
-            Some(n) => (n, true, Ok(())),
+        // Well-formed rows are measured by the vector scans alone; only ill-formed ones decode.
+        let (len, kind, res) = match U::measure(row, opts.encoding, k) {
+            Some((n, kind)) => (n, kind, Ok(())),
             None => {
                 let mut c = Count(0);
                 match U::decode(row, opts, k, &mut c) {
-                    Ok(()) => (c.0, false, Ok(())),
-                    Err(at) => (0, false, Err(at)),
+                    Ok(()) => (c.0, Kind::Slow, Ok(())),
+                    Err(at) => (0, Kind::Slow, Err(at)),
                 }
             }
         };
         // A row longer than 2^31 tokens cannot be kept whole; its source length saturates.
         self.content.push(len.min(i32::MAX as usize) as u32);
-        self.simple.push(simple);
+        self.kind.push(kind);
         res
     }
 }
@@ -114,18 +115,38 @@ pub fn plan_measured<'a, U: Unit>(
                 Side::Left => len - kept,
             };
             let row = src.row(r);
-            let bad = if m.simple[r] {
-                U::simple_first_above(&row[skip as usize..(skip + kept) as usize], opts, k, limit)
-            } else {
-                let mut rs = RangeCheck {
-                    win: Window::new(skip, kept),
-                    limit,
+            let bad = match m.kind[r] {
+                Kind::Simple => U::simple_first_above(
+                    &row[skip as usize..(skip + kept) as usize],
                     opts,
-                    bad: None,
-                };
-                // Validity was checked when measuring.
-                let _ = U::decode(row, opts, k, &mut rs);
-                rs.bad
+                    k,
+                    limit,
+                ),
+                Kind::Valid => {
+                    let mut win = Window::new(skip, kept);
+                    let mut bad = None;
+                    U::valid_tokens(row, opts.encoding, k, &mut |toks| {
+                        if let Some((o, c)) = win.clip(toks.len()) {
+                            bad = toks[o..o + c]
+                                .iter()
+                                .map(|&t| opts.vocab.map_or(t, |v| v.id(t) as u32))
+                                .find(|&id| id > limit);
+                        }
+                        bad.is_none() && win.left > 0
+                    });
+                    bad
+                }
+                Kind::Slow => {
+                    let mut rs = RangeCheck {
+                        win: Window::new(skip, kept),
+                        limit,
+                        opts,
+                        bad: None,
+                    };
+                    // Validity was checked when measuring.
+                    let _ = U::decode(row, opts, k, &mut rs);
+                    rs.bad
+                }
             };
             if let Some(id) = bad {
                 return Err(Error::IdRange {
@@ -260,8 +281,14 @@ impl<U: Unit> Plan<'_, U> {
             Side::Right => 0,
             Side::Left => w - n,
         };
-        row[..start].fill(pad);
-        row[start + n..].fill(pad);
+        // A zero pad (the default) is a constant fill, which LLVM turns into memset.
+        if opts.pad_id == 0 {
+            row[..start].fill(T::default());
+            row[start + n..].fill(T::default());
+        } else {
+            row[..start].fill(pad);
+            row[start + n..].fill(pad);
+        }
         mrow[..start].fill(0);
         mrow[start..start + n].fill(1);
         mrow[start + n..].fill(0);
@@ -278,20 +305,71 @@ impl<U: Unit> Plan<'_, U> {
             return;
         }
         let src = self.src.row(r);
-        if self.m.simple[r] {
-            U::write_simple(&src[skip..skip + kept as usize], opts, self.k, body);
-        } else {
-            let mut ws = Write {
-                win: Window::new(skip as u32, kept),
-                dst: body,
-                pos: 0,
-                k: self.k,
-                vocab: opts.vocab,
-            };
-            // Validity was checked by `plan`.
-            let _ = U::decode(src, opts, self.k, &mut ws);
+        match self.m.kind[r] {
+            Kind::Simple => U::write_simple(&src[skip..skip + kept as usize], opts, self.k, body),
+            Kind::Valid => write_valid(src, opts, self.k, skip, body),
+            Kind::Slow => self.write_slow(src, skip, body),
         }
     }
+
+    /// Writes the kept tokens of an ill-formed row with the replacing decoder.
+    fn write_slow<T: Id>(&self, src: &[U], skip: usize, body: &mut [T]) {
+        let opts = self.opts;
+        let mut ws = Write {
+            win: Window::new(skip as u32, body.len() as u32),
+            dst: body,
+            pos: 0,
+            k: self.k,
+            vocab: opts.vocab,
+        };
+        // Validity was checked by `plan`.
+        let _ = U::decode(src, opts, self.k, &mut ws);
+    }
+}
+
+/// Writes the kept tokens of a well-formed row that needs decoding (`body` holds exactly the
+/// kept ones, the first after `skip` content tokens). Code points into an int32 output are
+/// decoded straight into it (and looked up there with a vocabulary); everything else goes
+/// through the decoders' chunks.
+fn write_valid<T: Id, U: Unit>(
+    src: &[U],
+    opts: &Options,
+    k: &Kernels,
+    skip: usize,
+    body: &mut [T],
+) {
+    if skip == 0 && matches!(opts.encoding, Encoding::Codepoint | Encoding::Canine) {
+        if let Some(dst) = T::as_u32(body) {
+            let n = U::decode_code_points(src, k, dst);
+            debug_assert_eq!(n, dst.len());
+            if let Some(v) = opts.vocab {
+                for x in dst.iter_mut() {
+                    *x = v.id(*x) as u32;
+                }
+            }
+            return;
+        }
+    }
+    let mut win = Window::new(skip as u32, body.len() as u32);
+    let mut pos = 0;
+    U::valid_tokens(src, opts.encoding, k, &mut |toks| {
+        if let Some((o, c)) = win.clip(toks.len()) {
+            let dst = &mut body[pos..pos + c];
+            let toks = &toks[o..o + c];
+            match opts.vocab {
+                Some(v) => dst
+                    .iter_mut()
+                    .zip(toks)
+                    .for_each(|(d, &t)| *d = T::from_i32(v.id(t))),
+                None => dst
+                    .iter_mut()
+                    .zip(toks)
+                    .for_each(|(d, &t)| *d = T::from_i32(t as i32)),
+            }
+            pos += c;
+        }
+        win.left > 0
+    });
 }
 
 /// The part of a row's token stream that is kept: skip `skip` tokens, then take `left`.

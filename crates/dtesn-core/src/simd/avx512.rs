@@ -18,6 +18,7 @@
 //! no scalar code at all.
 
 use super::sse2::wrap;
+use super::utf::{Decoded, Utf16Counts, Utf8Counts};
 use super::Kernels;
 
 pub static KERNELS: Kernels = Kernels {
@@ -36,6 +37,10 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
+    utf8_scan,
+    utf16_scan,
+    utf8_decode,
+    utf16_decode,
 };
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
@@ -60,6 +65,10 @@ wrap! {
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
+    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
+    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
+    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
 }
 
 mod imp {
@@ -464,5 +473,273 @@ mod imp {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+}
+
+/// UTF-8 and UTF-16: the classifiers of `super::utf` on 64-byte vectors (one compare per class
+/// straight into a mask register), and the decoders: 16 lanes per step, each lane's code point
+/// computed as if a character started there (from the byte or unit and the 1-3 after it), then
+/// the lanes that do start one compacted with `vpcompressd` and stored with a lane mask. Tails
+/// use masked loads, so no access goes past either slice.
+mod utf {
+    use super::super::utf::{
+        scan16_with_tail, scan8_with_tail, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts,
+    };
+    use core::arch::x86_64::*;
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn classes8(p: *const u8) -> Classes8 {
+        // SAFETY: the caller guarantees 64 readable bytes.
+        classes8_of(unsafe { _mm512_loadu_si512(p.cast()) })
+    }
+
+    /// The classes of `rest` (< 64 bytes) zero-padded: a masked load, no copy.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes8_tail(rest: &[u8]) -> Classes8 {
+        let k = (1u64 << rest.len().min(63)) - 1;
+        // SAFETY: only the lanes below rest.len() are accessed (masked-off lanes are not), and
+        // those are `rest`.
+        classes8_of(unsafe { _mm512_maskz_loadu_epi8(k, rest.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes8_of(v: __m512i) -> Classes8 {
+        let ge = |t: u8| _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(t as i8));
+        let eq = |t: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(t as i8));
+        Classes8::collect(_mm512_movepi8_mask(v), ge, eq)
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn is_ascii(p: *const u8) -> bool {
+        // SAFETY: the caller guarantees 64 readable bytes.
+        _mm512_movepi8_mask(unsafe { _mm512_loadu_si512(p.cast()) }) == 0
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 32 units.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn classes16(p: *const u16) -> Classes16 {
+        // SAFETY: the caller guarantees 32 readable units (64 bytes).
+        classes16_of(unsafe { _mm512_loadu_si512(p.cast()) })
+    }
+
+    /// The classes of `rest` (< 32 units) zero-padded: a masked load, no copy.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes16_tail(rest: &[u16]) -> Classes16 {
+        let k = (1u32 << rest.len().min(31)) - 1;
+        // SAFETY: only the lanes below rest.len() are accessed, and those are `rest`.
+        classes16_of(unsafe { _mm512_maskz_loadu_epi16(k, rest.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn classes16_of(v: __m512i) -> Classes16 {
+        let top = _mm512_and_si512(v, _mm512_set1_epi16(0xFC00u16 as i16));
+        Classes16 {
+            hi: _mm512_cmpeq_epi16_mask(top, _mm512_set1_epi16(0xD800u16 as i16)),
+            lo: _mm512_cmpeq_epi16_mask(top, _mm512_set1_epi16(0xDC00u16 as i16)),
+            ge80: _mm512_test_epi16_mask(v, _mm512_set1_epi16(0xFF80u16 as i16)),
+            ge800: _mm512_test_epi16_mask(v, _mm512_set1_epi16(0xF800u16 as i16)),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
+        // SAFETY: `scan8_with_tail` only passes pointers to 64 readable bytes.
+        unsafe { scan8_with_tail(src, |p| classes8(p), |p| is_ascii(p), |r| classes8_tail(r)) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
+        // SAFETY: `scan16_with_tail` only passes pointers to 32 readable units.
+        unsafe { scan16_with_tail(src, |p| classes16(p), |r| classes16_tail(r)) }
+    }
+
+    /// The low `r` bits, `r <= 16`.
+    #[inline(always)]
+    fn low16(r: usize) -> u16 {
+        if r >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << r) - 1
+        }
+    }
+
+    /// Stores the lanes of `cp` selected by `keep` (a mask of lanes with a character start), in
+    /// order, at `d[w..]`, at most `cap - w` of them. `Ok(new w)`, or `Err((lane of the first
+    /// start not stored, new w))` when `dst` filled up.
+    ///
+    /// # Safety
+    /// `d` must be valid for writing `cap` u32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn put(
+        d: *mut u32,
+        cap: usize,
+        w: usize,
+        keep: u16,
+        cp: __m512i,
+    ) -> Result<usize, (usize, usize)> {
+        let cnt = keep.count_ones() as usize;
+        let packed = _mm512_maskz_compress_epi32(keep, cp);
+        if w + cnt <= cap {
+            // SAFETY: lanes w..w+cnt of `d` are in bounds (w + cnt <= cap); masked-off lanes are
+            // never accessed.
+            unsafe { _mm512_mask_storeu_epi32(d.add(w).cast(), low16(cnt), packed) };
+            return Ok(w + cnt);
+        }
+        let room = cap - w;
+        let mut rest = keep;
+        for _ in 0..room {
+            rest &= rest - 1;
+        }
+        // SAFETY: lanes w..cap of `d` are in bounds.
+        unsafe { _mm512_mask_storeu_epi32(d.add(w).cast(), low16(room), packed) };
+        Err((rest.trailing_zeros() as usize, cap))
+    }
+
+    /// Bytes `p[k..k + 16]` zero-extended to 16 u32 lanes, only the first `avail - k` of them read.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `avail` bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn bytes_at(p: *const u8, k: usize, avail: usize) -> __m512i {
+        let v = if avail >= k + 16 {
+            // SAFETY: k + 16 <= avail.
+            unsafe { _mm_loadu_si128(p.add(k).cast()) }
+        } else {
+            // SAFETY: only lanes below avail - k are accessed (masked-off lanes are not), and
+            // those lie inside the `avail` readable bytes; the address itself is never
+            // dereferenced beyond them.
+            unsafe {
+                _mm_maskz_loadu_epi8(low16(avail.saturating_sub(k)), p.wrapping_add(k).cast())
+            }
+        };
+        _mm512_cvtepu8_epi32(v)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded {
+        let (n, cap) = (src.len(), dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let set = _mm512_set1_epi32;
+        let (mut i, mut w) = (0usize, 0usize);
+        while i < n {
+            let avail = n - i;
+            // SAFETY: bytes i..n are readable; `bytes_at` reads no more than `avail` from s+i.
+            let b0 = unsafe { bytes_at(s.add(i), 0, avail) };
+            if avail >= 16 && w + 16 <= cap && _mm512_cmpge_epu32_mask(b0, set(0x80)) == 0 {
+                // ASCII: every byte is a character.
+                // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                unsafe { _mm512_storeu_si512(d.add(w).cast(), b0) };
+                w += 16;
+                i += 16;
+                continue;
+            }
+            // SAFETY: as above.
+            let (b1, b2, b3) = unsafe {
+                let p = s.add(i);
+                (
+                    bytes_at(p, 1, avail),
+                    bytes_at(p, 2, avail),
+                    bytes_at(p, 3, avail),
+                )
+            };
+            let starts =
+                _mm512_cmpneq_epi32_mask(_mm512_and_si512(b0, set(0xC0)), set(0x80)) & low16(avail);
+            let m3f = set(0x3F);
+            let c2 = _mm512_or_si512(
+                _mm512_slli_epi32::<6>(_mm512_and_si512(b0, set(0x1F))),
+                _mm512_and_si512(b1, m3f),
+            );
+            let x3 = _mm512_or_si512(_mm512_slli_epi32::<6>(c2), _mm512_and_si512(b2, m3f));
+            let x4 = _mm512_or_si512(_mm512_slli_epi32::<6>(x3), _mm512_and_si512(b3, m3f));
+            let cp = _mm512_mask_mov_epi32(b0, _mm512_cmpge_epu32_mask(b0, set(0xC0)), c2);
+            let cp =
+                _mm512_mask_and_epi32(cp, _mm512_cmpge_epu32_mask(b0, set(0xE0)), x3, set(0xFFFF));
+            let cp = _mm512_mask_and_epi32(
+                cp,
+                _mm512_cmpge_epu32_mask(b0, set(0xF0)),
+                x4,
+                set(0x1F_FFFF),
+            );
+            // SAFETY: `d` holds `cap` u32.
+            match unsafe { put(d, cap, w, starts, cp) } {
+                Ok(nw) => w = nw,
+                Err((lane, nw)) => return (i + lane, nw),
+            }
+            i += 16;
+        }
+        (n, w)
+    }
+
+    /// Units `p[k..k + 16]` zero-extended to 16 u32 lanes, only the first `avail - k` read.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `avail` units.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn units_at(p: *const u16, k: usize, avail: usize) -> __m512i {
+        let v = if avail >= k + 16 {
+            // SAFETY: k + 16 <= avail.
+            unsafe { _mm256_loadu_si256(p.add(k).cast()) }
+        } else {
+            // SAFETY: as in `bytes_at`: only lanes below avail - k are accessed.
+            unsafe {
+                _mm256_maskz_loadu_epi16(low16(avail.saturating_sub(k)), p.wrapping_add(k).cast())
+            }
+        };
+        _mm512_cvtepu16_epi32(v)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded {
+        let (n, cap) = (src.len(), dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let set = _mm512_set1_epi32;
+        let (mut i, mut w) = (0usize, 0usize);
+        while i < n {
+            let avail = n - i;
+            // SAFETY: units i..n are readable; `units_at` reads no more than `avail` from s+i.
+            let u = unsafe { units_at(s.add(i), 0, avail) };
+            let top = _mm512_and_si512(u, set(0xFC00));
+            let hi = _mm512_cmpeq_epi32_mask(top, set(0xD800));
+            let lo = _mm512_cmpeq_epi32_mask(top, set(0xDC00));
+            if (hi | lo) == 0 && avail >= 16 && w + 16 <= cap {
+                // No surrogate: the units are the code points.
+                // SAFETY: d[w..w + 16] is in bounds (w + 16 <= cap).
+                unsafe { _mm512_storeu_si512(d.add(w).cast(), u) };
+                w += 16;
+                i += 16;
+                continue;
+            }
+            // SAFETY: as above.
+            let next = unsafe { units_at(s.add(i), 1, avail) };
+            let pair = _mm512_sub_epi32(
+                _mm512_add_epi32(_mm512_slli_epi32::<10>(u), next),
+                set((0xD800 << 10) + 0xDC00 - 0x10000),
+            );
+            let cp = _mm512_mask_mov_epi32(u, hi, pair);
+            // A low surrogate in lane 0 belongs to a pair that ended the previous step.
+            let keep = !lo & low16(avail);
+            // SAFETY: `d` holds `cap` u32.
+            match unsafe { put(d, cap, w, keep, cp) } {
+                Ok(nw) => w = nw,
+                Err((lane, nw)) => return (i + lane, nw),
+            }
+            i += 16;
+        }
+        (n, w)
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 pub mod scalar;
+pub mod utf;
 // Per-ISA paths. Private: their `KERNELS` may only be handed out by `available()`, after the
 // module's `is_available()` has detected the CPU features its `#[target_feature]` code needs.
 #[cfg(target_arch = "x86_64")]
@@ -22,6 +23,8 @@ mod neon;
 mod sse2;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod utf_tests;
 
 /// Element types the id output can have. Conversions assume the caller has range-checked values.
 pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
@@ -29,6 +32,12 @@ pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'st
     fn from_i32(v: i32) -> Self;
     fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]);
     fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]);
+    /// The elements as u32, when they have u32's layout and every u32 below 2^31 is the same
+    /// value (int32: code points can be decoded straight into it).
+    #[inline(always)]
+    fn as_u32(_dst: &mut [Self]) -> Option<&mut [u32]> {
+        None
+    }
 }
 
 /// One instruction set's implementations of every primitive.
@@ -55,10 +64,20 @@ pub struct Kernels {
     pub widen_u16_u16: fn(&[u16], &mut [u16]),
     pub widen_u16_u8: fn(&[u16], &mut [u8]),
     pub widen_u16_f32: fn(&[u16], &mut [f32]),
+    /// `Some(counts)` iff `src` is well-formed UTF-8.
+    pub utf8_scan: fn(&[u8]) -> Option<utf::Utf8Counts>,
+    /// `Some(counts)` iff `src` has no lone surrogate.
+    pub utf16_scan: fn(&[u16]) -> Option<utf::Utf16Counts>,
+    /// Decodes well-formed UTF-8 into code points from the start of `src` until `src` ends or
+    /// `dst` is full; only whole characters are consumed. Returns (bytes consumed, code points
+    /// written). Ill-formed input gives unspecified code points but stays in bounds.
+    pub utf8_decode: fn(&[u8], &mut [u32]) -> utf::Decoded,
+    /// The same for UTF-16 without lone surrogates (units consumed, code points written).
+    pub utf16_decode: fn(&[u16], &mut [u32]) -> utf::Decoded,
 }
 
 macro_rules! elem {
-    ($t:ty, $w8:ident, $w16:ident) => {
+    ($t:ty, $w8:ident, $w16:ident $(, { $($extra:tt)* })?) => {
         impl Elem for $t {
             #[inline(always)]
             fn from_i32(v: i32) -> Self {
@@ -72,10 +91,18 @@ macro_rules! elem {
             fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]) {
                 k.$w16
             }
+            $($($extra)*)?
         }
     };
 }
-elem!(i32, widen_u8_i32, widen_u16_i32);
+elem!(i32, widen_u8_i32, widen_u16_i32, {
+    #[inline(always)]
+    fn as_u32(dst: &mut [i32]) -> Option<&mut [u32]> {
+        // SAFETY: i32 and u32 have the same size and alignment and every bit pattern is valid
+        // for both; the new slice borrows `dst` exclusively for its lifetime.
+        Some(unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u32>(), dst.len()) })
+    }
+});
 elem!(i16, widen_u8_i16, widen_u16_i16);
 elem!(u16, widen_u8_u16, widen_u16_u16);
 elem!(u8, widen_u8_u8, widen_u16_u8);

@@ -21,6 +21,7 @@
 //! `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"`
 //! `cargo test --target aarch64-unknown-linux-gnu --lib simd::`.
 
+use super::utf::{Decoded, Utf16Counts, Utf8Counts};
 use super::{scalar, Kernels};
 
 pub static KERNELS: Kernels = Kernels {
@@ -40,6 +41,10 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8: scalar::widen_u16::<u8>,
     widen_u16_f32: scalar::widen_u16::<f32>,
+    utf8_scan,
+    utf16_scan,
+    utf8_decode,
+    utf16_decode,
 };
 
 /// Always true: the module only exists when NEON is enabled at compile time.
@@ -67,6 +72,10 @@ wrap! {
     fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
     fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
+    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
+    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
+    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
+    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
 }
 
 mod imp {
@@ -401,5 +410,174 @@ mod imp {
                 vst1q_u16(d.add(i + 24), e);
             }
         });
+    }
+}
+
+/// UTF-8 and UTF-16: the classifiers of `super::utf` on four 16-byte vectors (compare results
+/// turned into bit masks by weighting each lane with its bit and three pairwise adds), and the
+/// decoders of `super::utf` that take the character starts from them.
+mod utf {
+    use super::super::utf::{
+        decode16_masked, decode8_masked, scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts,
+        Utf8Counts,
+    };
+    use core::arch::aarch64::*;
+
+    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load4(p: *const u8) -> [uint8x16_t; 4] {
+        // SAFETY: the caller guarantees 64 readable bytes; `ld1` needs no alignment.
+        unsafe { [0, 16, 32, 48].map(|k| vld1q_u8(p.add(k))) }
+    }
+
+    /// Bit i set iff byte lane i (of the four vectors in order) is 0xFF.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn bits64(m: [uint8x16_t; 4]) -> u64 {
+        // SAFETY: WEIGHTS is 16 readable bytes.
+        let w = unsafe { vld1q_u8(WEIGHTS.as_ptr()) };
+        let a = m.map(|x| vandq_u8(x, w));
+        let s = vpaddq_u8(vpaddq_u8(a[0], a[1]), vpaddq_u8(a[2], a[3]));
+        let s = vpaddq_u8(s, s);
+        vgetq_lane_u64::<0>(vreinterpretq_u64_u8(s))
+    }
+
+    /// Bit i set iff u16 lane i (of the four vectors in order) is 0xFFFF.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn bits32(m: [uint16x8_t; 4]) -> u32 {
+        // SAFETY: WEIGHTS is 16 readable bytes.
+        let w = unsafe { vld1q_u8(WEIGHTS.as_ptr()) };
+        let a = vandq_u8(vcombine_u8(vmovn_u16(m[0]), vmovn_u16(m[1])), w);
+        let b = vandq_u8(vcombine_u8(vmovn_u16(m[2]), vmovn_u16(m[3])), w);
+        let s = vpaddq_u8(a, b);
+        let s = vpaddq_u8(s, s);
+        let s = vpaddq_u8(s, s);
+        vgetq_lane_u32::<0>(vreinterpretq_u32_u8(s))
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn classes8(p: *const u8) -> Classes8 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        let ge = |t: u8| bits64(v.map(|x| vcgeq_u8(x, vdupq_n_u8(t))));
+        let eq = |t: u8| bits64(v.map(|x| vceqq_u8(x, vdupq_n_u8(t))));
+        Classes8::collect(ge(0x80), ge, eq)
+    }
+
+    /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn starts8(p: *const u8) -> u64 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        // Continuation bytes are exactly those below 0xC0 as signed bytes (< -64).
+        !bits64(v.map(|x| vcltq_s8(vreinterpretq_s8_u8(x), vdupq_n_s8(-64))))
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn is_ascii(p: *const u8) -> bool {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        vmaxvq_u8(vorrq_u8(vorrq_u8(v[0], v[1]), vorrq_u8(v[2], v[3]))) < 0x80
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 32 units.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn classes16(p: *const u16) -> Classes16 {
+        // SAFETY: the caller guarantees 32 readable units (64 bytes).
+        let v = unsafe { load4(p.cast()) }.map(|x| vreinterpretq_u16_u8(x));
+        let top = v.map(|x| vandq_u16(x, vdupq_n_u16(0xFC00)));
+        Classes16 {
+            hi: bits32(top.map(|x| vceqq_u16(x, vdupq_n_u16(0xD800)))),
+            lo: bits32(top.map(|x| vceqq_u16(x, vdupq_n_u16(0xDC00)))),
+            ge80: bits32(v.map(|x| vcgeq_u16(x, vdupq_n_u16(0x80)))),
+            ge800: bits32(v.map(|x| vcgeq_u16(x, vdupq_n_u16(0x800)))),
+        }
+    }
+
+    /// 64 bytes at `s` -> 64 u32 at `d`.
+    ///
+    /// # Safety
+    /// `s` readable for 64 bytes, `d` writable for 64 u32.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn widen8(s: *const u8, d: *mut u32) {
+        // SAFETY: forwarded; 64 bytes read, 64 u32 written.
+        unsafe {
+            for (k, v) in load4(s).into_iter().enumerate() {
+                let (lo, hi) = (vmovl_u8(vget_low_u8(v)), vmovl_high_u8(v));
+                let q = d.add(16 * k);
+                vst1q_u32(q, vmovl_u16(vget_low_u16(lo)));
+                vst1q_u32(q.add(4), vmovl_high_u16(lo));
+                vst1q_u32(q.add(8), vmovl_u16(vget_low_u16(hi)));
+                vst1q_u32(q.add(12), vmovl_high_u16(hi));
+            }
+        }
+    }
+
+    /// 32 units at `s` -> 32 u32 at `d`.
+    ///
+    /// # Safety
+    /// `s` readable for 32 units, `d` writable for 32 u32.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn widen16(s: *const u16, d: *mut u32) {
+        // SAFETY: forwarded; 32 units read, 32 u32 written.
+        unsafe {
+            for (k, v) in load4(s.cast()).into_iter().enumerate() {
+                let v = vreinterpretq_u16_u8(v);
+                let q = d.add(8 * k);
+                vst1q_u32(q, vmovl_u16(vget_low_u16(v)));
+                vst1q_u32(q.add(4), vmovl_high_u16(v));
+            }
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
+        // SAFETY: `scan8` only passes pointers to 64 readable bytes.
+        unsafe { scan8(src, |p| classes8(p), |p| is_ascii(p)) }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
+        // SAFETY: `scan16` only passes pointers to 32 readable units.
+        unsafe { scan16(src, |p| classes16(p)) }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded {
+        // SAFETY: `decode8_masked` passes pointers to 64 readable bytes / 64 writable u32.
+        unsafe {
+            decode8_masked(
+                src,
+                dst,
+                |p| starts8(p),
+                |p| is_ascii(p),
+                |s, d| widen8(s, d),
+            )
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded {
+        // SAFETY: `decode16_masked` passes pointers to 32 readable units / 32 writable u32.
+        unsafe { decode16_masked(src, dst, |p| classes16(p), |s, d| widen16(s, d)) }
     }
 }

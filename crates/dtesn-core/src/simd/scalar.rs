@@ -1,6 +1,6 @@
 //! The portable reference path. Every other path must match it exactly.
 
-use super::Kernels;
+use super::{utf, Kernels};
 
 pub static KERNELS: Kernels = Kernels {
     name: "scalar",
@@ -18,6 +18,10 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16: widen_u16::<u16>,
     widen_u16_u8: widen_u16::<u8>,
     widen_u16_f32: widen_u16::<f32>,
+    utf8_scan: utf::utf8_scan_scalar,
+    utf16_scan: utf::utf16_scan_scalar,
+    utf8_decode: utf::utf8_decode_scalar,
+    utf16_decode: utf::utf16_decode_scalar,
 };
 
 pub fn ascii_prefix(src: &[u8]) -> usize {

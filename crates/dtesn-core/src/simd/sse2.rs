@@ -12,6 +12,7 @@
 //! code for inputs shorter than one vector. Every load and store is unaligned, so any start
 //! offset works; the widenings start their loop at the first 16-byte-aligned output element.
 
+use super::utf::{Decoded, Utf16Counts, Utf8Counts};
 use super::Kernels;
 
 /// Generates the safe `fn` items stored in a `Kernels` table, each calling a `#[target_feature]`
@@ -46,6 +47,10 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
+    utf8_scan,
+    utf16_scan,
+    utf8_decode,
+    utf16_decode,
 };
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
@@ -70,6 +75,10 @@ wrap! {
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
+    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
+    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
+    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
 }
 
 /// Short-input helpers shared by the x86 paths (plain Rust, no unsafe).
@@ -535,5 +544,173 @@ mod imp {
     #[target_feature(enable = "sse2")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+}
+
+/// UTF-8 and UTF-16: the classifiers of `super::utf` on four 16-byte vectors (SSE2 has unsigned
+/// byte max but no unsigned compare: `max(v, t) == v` is `v >= t`), and the decoders of
+/// `super::utf` that take the character starts from them (SSE2 has no variable shuffle to
+/// compact lanes with).
+mod utf {
+    use super::super::utf::{
+        decode16_masked, decode8_masked, scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts,
+        Utf8Counts,
+    };
+    use core::arch::x86_64::*;
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn load4(p: *const u8) -> [__m128i; 4] {
+        // SAFETY: the caller guarantees 64 readable bytes.
+        unsafe { [0, 16, 32, 48].map(|k| _mm_loadu_si128(p.add(k).cast())) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn mask4(v: [__m128i; 4]) -> u64 {
+        let m = |x: __m128i| _mm_movemask_epi8(x) as u32 as u64;
+        m(v[0]) | (m(v[1]) << 16) | (m(v[2]) << 32) | (m(v[3]) << 48)
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn classes8(p: *const u8) -> Classes8 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        let ge = |t: u8| {
+            let t = _mm_set1_epi8(t as i8);
+            mask4(v.map(|x| _mm_cmpeq_epi8(_mm_max_epu8(x, t), x)))
+        };
+        let eq = |t: u8| {
+            let t = _mm_set1_epi8(t as i8);
+            mask4(v.map(|x| _mm_cmpeq_epi8(x, t)))
+        };
+        Classes8::collect(mask4(v), ge, eq)
+    }
+
+    /// Bit i set iff byte i of the 64 at `p` starts a character (is not 80..BF).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn starts8(p: *const u8) -> u64 {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        let c0 = _mm_set1_epi8(0xC0u8 as i8);
+        // Continuation bytes are exactly those with the sign bit set below 0xC0 (signed: < -64).
+        let cont = mask4(v.map(|x| _mm_cmplt_epi8(x, c0)));
+        !cont
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn is_ascii(p: *const u8) -> bool {
+        // SAFETY: forwarded.
+        let v = unsafe { load4(p) };
+        _mm_movemask_epi8(_mm_or_si128(
+            _mm_or_si128(v[0], v[1]),
+            _mm_or_si128(v[2], v[3]),
+        )) == 0
+    }
+
+    /// # Safety
+    /// `p` must be valid for reading 32 units.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn classes16(p: *const u16) -> Classes16 {
+        // SAFETY: the caller guarantees 32 readable units (64 bytes).
+        let v = unsafe { load4(p.cast()) };
+        let set = |x: u16| _mm_set1_epi16(x as i16);
+        // 16-bit lane masks -> one bit per unit (packs keeps each word's sign).
+        let bits = |f: &dyn Fn(__m128i) -> __m128i| {
+            let lo = _mm_movemask_epi8(_mm_packs_epi16(f(v[0]), f(v[1]))) as u32;
+            let hi = _mm_movemask_epi8(_mm_packs_epi16(f(v[2]), f(v[3]))) as u32;
+            lo | (hi << 16)
+        };
+        let zero = _mm_setzero_si128();
+        Classes16 {
+            hi: bits(&|x| _mm_cmpeq_epi16(_mm_and_si128(x, set(0xFC00)), set(0xD800))),
+            lo: bits(&|x| _mm_cmpeq_epi16(_mm_and_si128(x, set(0xFC00)), set(0xDC00))),
+            ge80: !bits(&|x| _mm_cmpeq_epi16(_mm_and_si128(x, set(0xFF80)), zero)),
+            ge800: !bits(&|x| _mm_cmpeq_epi16(_mm_and_si128(x, set(0xF800)), zero)),
+        }
+    }
+
+    /// 64 bytes at `s` -> 64 u32 at `d`.
+    ///
+    /// # Safety
+    /// `s` readable for 64 bytes, `d` writable for 64 u32.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn widen8(s: *const u8, d: *mut u32) {
+        let z = _mm_setzero_si128();
+        // SAFETY: forwarded; 4 x 16 bytes read, 16 x 16 bytes written.
+        unsafe {
+            for (k, v) in load4(s).into_iter().enumerate() {
+                let (lo, hi) = (_mm_unpacklo_epi8(v, z), _mm_unpackhi_epi8(v, z));
+                let q = d.add(16 * k).cast::<__m128i>();
+                _mm_storeu_si128(q, _mm_unpacklo_epi16(lo, z));
+                _mm_storeu_si128(q.add(1), _mm_unpackhi_epi16(lo, z));
+                _mm_storeu_si128(q.add(2), _mm_unpacklo_epi16(hi, z));
+                _mm_storeu_si128(q.add(3), _mm_unpackhi_epi16(hi, z));
+            }
+        }
+    }
+
+    /// 32 units at `s` -> 32 u32 at `d`.
+    ///
+    /// # Safety
+    /// `s` readable for 32 units, `d` writable for 32 u32.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn widen16(s: *const u16, d: *mut u32) {
+        let z = _mm_setzero_si128();
+        // SAFETY: forwarded; 4 x 16 bytes read, 8 x 16 bytes written.
+        unsafe {
+            for (k, v) in load4(s.cast()).into_iter().enumerate() {
+                let q = d.add(8 * k).cast::<__m128i>();
+                _mm_storeu_si128(q, _mm_unpacklo_epi16(v, z));
+                _mm_storeu_si128(q.add(1), _mm_unpackhi_epi16(v, z));
+            }
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
+        // SAFETY: `scan8` only passes pointers to 64 readable bytes.
+        unsafe { scan8(src, |p| classes8(p), |p| is_ascii(p)) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
+        // SAFETY: `scan16` only passes pointers to 32 readable units.
+        unsafe { scan16(src, |p| classes16(p)) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded {
+        // SAFETY: `decode8_masked` passes pointers to 64 readable bytes / 64 writable u32.
+        unsafe {
+            decode8_masked(
+                src,
+                dst,
+                |p| starts8(p),
+                |p| is_ascii(p),
+                |s, d| widen8(s, d),
+            )
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded {
+        // SAFETY: `decode16_masked` passes pointers to 32 readable units / 32 writable u32.
+        unsafe { decode16_masked(src, dst, |p| classes16(p), |s, d| widen16(s, d)) }
     }
 }

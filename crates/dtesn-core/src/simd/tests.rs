@@ -9,19 +9,23 @@
 use super::{available, by_name, kernels, scalar, select, Elem, Kernels};
 
 /// xorshift64* — small, deterministic, no dependency.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
     /// Uniform in `lo..=hi`.
     fn range(&mut self, lo: u32, hi: u32) -> u32 {
