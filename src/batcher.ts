@@ -111,16 +111,19 @@ export interface BatcherStats {
   flushBatches: number;
   /** Batches whose `run` rejected. */
   failedBatches: number;
-  /** Requests accepted by submit(); always resolved + rejected + pending. */
+  /** Requests accepted by submit(); always resolved + rejected + aborted + pending. */
   accepted: number;
   resolved: number;
   rejected: number;
+  /** Accepted requests rejected because their signal aborted (not counted as rejected). */
+  aborted: number;
   /** Requests refused with QueueFullError (not accepted). */
   shed: number;
-  /** The same counts in rows: acceptedRows = resolvedRows + rejectedRows + rows pending. */
+  /** The same counts in rows: acceptedRows = resolvedRows + rejectedRows + abortedRows + rows pending. */
   acceptedRows: number;
   resolvedRows: number;
   rejectedRows: number;
+  abortedRows: number;
   shedRows: number;
   /** The most rows a free slot takes now: fixedBatchSize, or maxBatchSize. */
   target: number;
@@ -250,10 +253,12 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
     accepted: 0,
     resolved: 0,
     rejected: 0,
+    aborted: 0,
     shed: 0,
     acceptedRows: 0,
     resolvedRows: 0,
     rejectedRows: 0,
+    abortedRows: 0,
     shedRows: 0,
   };
 
@@ -616,15 +621,15 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
       } else if (wasHead && this.#fixed) {
         this.#armTimer(q);
       }
-      this.#stats.rejected++;
-      this.#stats.rejectedRows += e.rows;
+      this.#stats.aborted++;
+      this.#stats.abortedRows += e.rows;
       e.reject(abortReason(signal));
       this.#checkDrained();
     } else if (e.state === RUNNING) {
       const batch = e.batch as Batch<Req, Res>;
       this.#settle(e);
-      this.#stats.rejected++;
-      this.#stats.rejectedRows += e.rows;
+      this.#stats.aborted++;
+      this.#stats.abortedRows += e.rows;
       e.reject(abortReason(signal));
       if (--batch.live === 0) batch.controller?.abort(new AbortError('every request of the batch was aborted'));
     }

@@ -27,10 +27,16 @@ export type { EventLoopDelay, ResourceMetrics } from './resources.js';
 export const EFFICIENCY_WINDOW = 64;
 
 export interface ThroughputMetrics {
-  /** Rows (or processBatch items) accepted, processed, failed; refused with QueueFullError. */
+  /**
+   * Rows (or processBatch items) accepted, processed, failed, aborted (their call's signal
+   * aborted after it was accepted), pending (accepted, not settled yet); refused with
+   * QueueFullError. accepted = processed + failed + aborted + pending, always.
+   */
   accepted: number;
   processed: number;
   failed: number;
+  aborted: number;
+  pending: number;
   shed: number;
   /** UTF-8 bytes (byte input) or UTF-16 code units x 2 (strings) vectorized. */
   bytesIn: number;
@@ -136,10 +142,14 @@ export interface PipelineSettings {
  * figures of the first pipeline release, kept as they were; the sections hold everything.
  */
 export interface PipelineMetrics {
-  /** Rows (or items) accepted, processed, failed. accepted = processed + failed + in progress. */
+  /** Rows (or items) accepted, processed, failed. accepted = processed + failed + aborted + pending. */
   accepted: number;
   processed: number;
   failed: number;
+  /** Rows (or items) accepted, then rejected because their call's signal aborted (not in failed). */
+  aborted: number;
+  /** Rows (or items) accepted and not settled yet: waiting or running. */
+  pending: number;
   /** Rows refused with QueueFullError. */
   shed: number;
   /** UTF-8 (bytes input) or UTF-16 code units (strings) vectorized. */

@@ -61,6 +61,7 @@ export function registerOtelMetrics(pipeline: MetricsSource, meter: Meter, optio
   counter('dtesn.item.processed', 'Rows (or processBatch items) processed successfully.', '{item}', (m) => m.processed);
   counter('dtesn.item.failed', 'Rows (or processBatch items) that failed.', '{item}', (m) => m.failed);
   counter('dtesn.item.accepted', 'Rows (or processBatch items) accepted.', '{item}', (m) => m.accepted);
+  counter('dtesn.item.aborted', 'Rows (or processBatch items) accepted, then rejected because their call was aborted.', '{item}', (m) => m.aborted);
   counter('dtesn.item.shed', 'Rows refused with QueueFullError.', '{item}', (m) => m.shed);
   counter('dtesn.input.size', 'Input vectorized: UTF-8 bytes, or UTF-16 code units x 2 for strings.', 'By', (m) => m.bytesIn);
   labelled(meter.createObservableCounter('dtesn.batch.count', { description: 'Batches vectorized, by route.', unit: '{batch}' }), 'dtesn.route', (m) => ({

@@ -18,7 +18,7 @@ import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends
 import { MicroBatcher, RequestFailure } from './batcher.js';
 import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
-import { PipelineClosedError, QueueFullError, WorkerCrashError, abortReason, isDataCloneError, queueFull } from './errors.js';
+import { PipelineClosedError, abortReason, queueFull } from './errors.js';
 import { MetricsCollector, type MetricsObserver, type PipelineMetrics, type PipelineSettings } from './metrics.js';
 import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { type TaskOutcome, WorkerPool } from './pool.js';
@@ -353,7 +353,7 @@ class DtesnPipeline implements Pipeline {
   private closing: Promise<void> | null = null;
   private readonly running = new Set<Promise<unknown>>();
   private pending = 0;
-  private readonly counts = { accepted: 0, processed: 0, failed: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
+  private readonly counts = { accepted: 0, processed: 0, failed: 0, aborted: 0, shed: 0, bytesIn: 0, inline: 0, pool: 0 };
   [ROUTE]: 'auto' | 'pool' | 'inline' = 'auto';
 
   [OBSERVE](observer: MetricsObserver): (() => void) | null {
@@ -700,7 +700,8 @@ class DtesnPipeline implements Pipeline {
         attentionMask: mask.length === total ? mask : mask.subarray(0, total),
       } as VectorBatch<Dtype>;
     } catch (e) {
-      this.counts.failed += counted;
+      if (signal?.aborted) this.counts.aborted += counted;
+      else this.counts.failed += counted;
       throw e;
     } finally {
       this.pending -= counted;
@@ -914,9 +915,9 @@ class DtesnPipeline implements Pipeline {
         try {
           segments = await runRange<ItemResult[]>(ranges, 0, pos.length);
         } catch (e) {
-          if (!isDataCloneError(e)) throw e;
-          // An item that cannot be sent to a worker (a function, a symbol...) fails alone,
-          // named; the piece's other items run without it.
+          if (signal?.aborted) throw e;
+          // An item that cannot be sent to a worker (a function, a symbol, a getter that
+          // throws...) fails alone, named; the piece's other items run without it.
           const rest: number[] = [];
           for (const i of pos) {
             try {
@@ -956,7 +957,8 @@ class DtesnPipeline implements Pipeline {
       }
       return out;
     } catch (e) {
-      this.counts.failed += items.length;
+      if (signal?.aborted) this.counts.aborted += items.length;
+      else this.counts.failed += items.length;
       throw e;
     } finally {
       this.pending -= items.length;
@@ -976,8 +978,12 @@ class DtesnPipeline implements Pipeline {
       accepted: d.accepted + b.acceptedRows,
       processed: d.processed + b.resolvedRows,
       failed: d.failed + b.rejectedRows,
+      aborted: d.aborted + b.abortedRows,
       shed: d.shed + b.shedRows,
     };
+    // Accepted and not settled: the pool calls and processBatch items in progress, and the
+    // batcher's requests waiting or running.
+    const pending = this.pending + (b.acceptedRows - b.resolvedRows - b.rejectedRows - b.abortedRows);
     const pool = this.pool?.stats() ?? null;
     const prof = this.prof;
     const queueDepth = this.pending + this.batcher.queuedRows;
@@ -988,6 +994,8 @@ class DtesnPipeline implements Pipeline {
       accepted: c.accepted,
       processed: c.processed,
       failed: c.failed,
+      aborted: c.aborted,
+      pending,
       shed: c.shed,
       bytesIn: c.bytesIn,
       batches: { inline: c.inline, pool: c.pool },
@@ -1004,6 +1012,8 @@ class DtesnPipeline implements Pipeline {
         accepted: c.accepted,
         processed: c.processed,
         failed: c.failed,
+        aborted: c.aborted,
+        pending,
         shed: c.shed,
         bytesIn: c.bytesIn,
         meanRate: uptimeSeconds > 0 ? c.processed / uptimeSeconds : 0,

@@ -113,8 +113,9 @@ export class WorkerPool {
       return (await piscina.run(task, signal ? { signal } : {})) as TaskOutcome<T>;
     } catch (cause) {
       if (signal?.aborted) throw abortReason(signal);
-      // The task could not be posted (an argument structured clone refuses): no worker died.
-      if (isDataCloneError(cause)) throw cause;
+      // The task could not be posted (an argument structured clone refuses, or a getter of one
+      // throws while it is cloned): no worker died. Cloning it again costs only on this path.
+      if (isDataCloneError(cause) || !clones(task)) throw cause;
       throw this.death(cause);
     } finally {
       this.busy--;
@@ -195,5 +196,15 @@ export class WorkerPool {
   /** Waits for running tasks, then stops the workers. */
   async close(): Promise<void> {
     await this.piscina?.close();
+  }
+}
+
+/** Whether structured clone (what posting a task does) accepts `v`. */
+function clones(v: unknown): boolean {
+  try {
+    structuredClone(v);
+    return true;
+  } catch {
+    return false;
   }
 }

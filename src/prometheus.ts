@@ -165,6 +165,7 @@ export function registerMetrics(pipeline: MetricsSource, registry: Registry = de
   counter('dtesn_items_processed_total', 'Rows (or processBatch items) processed successfully.', (m) => m.processed);
   counter('dtesn_items_failed_total', 'Rows (or processBatch items) that failed.', (m) => m.failed);
   counter('dtesn_items_accepted_total', 'Rows (or processBatch items) accepted.', (m) => m.accepted);
+  counter('dtesn_items_aborted_total', 'Rows (or processBatch items) accepted, then rejected because their call was aborted.', (m) => m.aborted);
   counter('dtesn_items_shed_total', 'Rows refused with QueueFullError (more than maxQueue waiting).', (m) => m.shed);
   counter('dtesn_input_bytes_total', 'Input vectorized: UTF-8 bytes, or UTF-16 code units x 2 for strings.', (m) => m.bytesIn);
   labelledCounter('dtesn_batches_total', 'Batches vectorized, by where they ran (inline on the calling thread, or on the pool).', 'route', (m) => ({ inline: m.batches.inline, pool: m.batches.pool }));

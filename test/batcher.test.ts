@@ -544,7 +544,7 @@ describe('abort', () => {
     h.answer(h.calls[1]);
     await flush();
     expect(b.out.value).toBe('k:2');
-    expect(h.batcher.stats()).toMatchObject({ accepted: 5, resolved: 4, rejected: 1, acceptedRows: 7, resolvedRows: 5, rejectedRows: 2 });
+    expect(h.batcher.stats()).toMatchObject({ accepted: 5, resolved: 4, rejected: 0, aborted: 1, acceptedRows: 7, resolvedRows: 5, rejectedRows: 0, abortedRows: 2 });
   });
 
   it('uses Node’s AbortError reason when aborted without one, and AbortError for reason-less signals', async () => {
@@ -579,7 +579,7 @@ describe('abort', () => {
     await flush();
     expect(b.out.value).toBe('k:1');
     expect(a.out.reason).toBe(reason);
-    expect(h.batcher.stats()).toMatchObject({ accepted: 2, resolved: 1, rejected: 1 });
+    expect(h.batcher.stats()).toMatchObject({ accepted: 2, resolved: 1, rejected: 0, aborted: 1 });
   });
 
   it('aborts the batch signal only when every request has aborted; the slot stays taken until run settles', async () => {
@@ -603,7 +603,7 @@ describe('abort', () => {
     await flush();
     expect(h.batcher.inFlight).toBe(1); // the third request's batch now runs
     expect(h.calls).toHaveLength(2);
-    expect(h.batcher.stats()).toMatchObject({ accepted: 3, rejected: 2, resolved: 0 });
+    expect(h.batcher.stats()).toMatchObject({ accepted: 3, rejected: 0, aborted: 2, resolved: 0 });
   });
 
   it('aborting many waiting requests in a long queue is cheap and keeps FIFO order', async () => {
@@ -777,10 +777,12 @@ describe('stats()', () => {
       accepted: 3,
       resolved: 3,
       rejected: 0,
+      aborted: 0,
       shed: 0,
       acceptedRows: 3,
       resolvedRows: 3,
       rejectedRows: 0,
+      abortedRows: 0,
       shedRows: 0,
       target: 2,
       queuedRows: 0,
@@ -866,8 +868,12 @@ describe('randomized stress', () => {
     const resolved = outcomes.filter((o) => o.out.state === 'resolved');
     const rejected = outcomes.filter((o) => o.out.state === 'rejected');
     expect(outcomes.filter((o) => o.out.state === 'pending')).toEqual([]);
-    expect(s.accepted).toBe(s.resolved + s.rejected);
-    expect(s.acceptedRows).toBe(s.resolvedRows + s.rejectedRows);
+    expect(s.accepted).toBe(s.resolved + s.rejected + s.aborted);
+    expect(s.acceptedRows).toBe(s.resolvedRows + s.rejectedRows + s.abortedRows);
+    // Aborts counted apart: each accepted request rejected with its own signal's reason (not 'pre', never accepted).
+    const abortedOnes = outcomes.filter((o) => o.out.state === 'rejected' && o.reasons.includes(o.out.reason) && (o.out.reason as Error).message !== 'pre');
+    expect(s.aborted).toBe(abortedOnes.length);
+    expect(s.abortedRows).toBe(abortedOnes.reduce((n, o) => n + o.req.rows, 0));
     expect(s.resolved).toBe(resolved.length);
     expect(s.resolvedRows).toBe(resolved.reduce((n, o) => n + o.req.rows, 0));
     const refused = rejected.filter((o) => o.out.reason instanceof QueueFullError || (o.out.reason as Error).message === 'pre');

@@ -47,7 +47,8 @@ type Opts = VectorizeOptions<Dtype>;
 /** Accepted work all settled: every accepted row/item is processed or failed, nothing waits. */
 function expectSettledCounts(p: Pipeline): void {
   const m = p.metrics();
-  expect(m.accepted).toBe(m.processed + m.failed);
+  expect(m.accepted).toBe(m.processed + m.failed + m.aborted);
+  expect(m.pending).toBe(0);
   expect(m.queueDepth).toBe(0);
 }
 
@@ -1078,7 +1079,7 @@ describe('abort', () => {
     g.open();
     expect(await Promise.all([c, d])).toEqual([['done'], ['done']]);
     expectSettledCounts(p);
-    expect(p.metrics()).toMatchObject({ accepted: 4, processed: 2, failed: 2, shed: 1 });
+    expect(p.metrics()).toMatchObject({ accepted: 4, processed: 2, failed: 0, aborted: 2, pending: 0, shed: 1 });
   });
 
   it('aborting a vectorize running on the pool rejects with the reason; the pool recovers', async () => {
@@ -1092,7 +1093,7 @@ describe('abort', () => {
     expect((await rejection(run)).message).toBe('enough');
     expectSameBatch(await p.vectorizeBytes(bytes, offsets, { maxLength: 8 }), vectorizeBytes(bytes, offsets, { maxLength: 8 }));
     expectSettledCounts(p);
-    expect(p.metrics()).toMatchObject({ failed: offsets.length - 1, processed: offsets.length - 1 });
+    expect(p.metrics()).toMatchObject({ aborted: offsets.length - 1, failed: 0, processed: offsets.length - 1, pending: 0 });
   });
 });
 
@@ -1279,7 +1280,7 @@ it('metrics add up over a mix of successes, failures, refusals and aborts', asyn
   const m = p.metrics();
   expect(m).toMatchObject({ accepted: 50 + 2 + 2 + 6, failed: 5 + 2 + 3, queueDepth: 0, shed: 0, backend: 'native' });
   expect(m.accepted).toBe(m.processed + m.failed);
-  expect(m.batcher.accepted).toBe(m.batcher.resolved + m.batcher.rejected);
+  expect(m.batcher.accepted).toBe(m.batcher.resolved + m.batcher.rejected + m.batcher.aborted);
   await Promise.allSettled([p.submit('gone', {}, { signal: AbortSignal.abort() }), p.vectorize(['gone'], {}, { signal: AbortSignal.abort() })]);
   expectSettledCounts(p);
 });
