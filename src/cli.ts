@@ -13,7 +13,7 @@
  * so a failed or interrupted run leaves no half-written file.
  */
 import { constants as fsConstants, realpathSync } from 'node:fs';
-import { access, mkdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -256,6 +256,8 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     try {
       const s = await stat(inputName);
       if (!s.isFile()) throw new RunError(`cannot read input '${inputName}': not a regular file`);
+      // Readable too (permissions), before any output is opened.
+      await (await open(inputName, 'r')).close();
       totalBytes = s.size;
     } catch (e) {
       if (e instanceof RunError) throw e;
@@ -307,7 +309,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
         metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options) },
       });
     } catch (e) {
-      throw new RunError((e as Error).message);
+      throw new RunError(writeFailure(v.out, e));
     }
   } catch (e) {
     offSignals();
@@ -344,7 +346,11 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     });
     try {
       for await (const b of batches) {
-        await writer.write(b);
+        try {
+          await writer.write(b);
+        } catch (e) {
+          throw new RunError(`${writeFailure(v.out, e)}; no output written`);
+        }
         rows += b.rows;
         width = Math.max(width, b.width);
         bytesRead = b.bytesRead;
@@ -353,7 +359,13 @@ async function vectorizeCommand(args: string[]): Promise<number> {
         progress?.update(rows, bytesRead);
       }
     } catch (e) {
-      if (!interrupted.signal.aborted) throw e;
+      if (!interrupted.signal.aborted) {
+        // The input failed while it was read (removed, unreadable, an I/O error).
+        if (typeof (e as NodeJS.ErrnoException).code === 'string' && typeof (e as NodeJS.ErrnoException).syscall === 'string') {
+          throw new RunError(`cannot read input '${inputName}': ${describeFsError(e)}; no output written`);
+        }
+        throw e;
+      }
     }
     if (interrupted.signal.aborted) return await interruptedExit();
     let done;
@@ -362,7 +374,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       done = await writer.finish({ signal: interrupted.signal });
     } catch (e) {
       if (interrupted.signal.aborted) return await interruptedExit();
-      throw e;
+      throw new RunError(`${writeFailure(v.out, e)}; no output written`);
     }
     finished = true;
     const seconds = (performance.now() - t0) / 1000;
@@ -470,6 +482,16 @@ async function writeJsonAtomically(file: string, value: unknown): Promise<void> 
   }
 }
 
+/**
+ * What a failed write of the outputs says: `cannot write 'OUT': no space left on device (ENOSPC)`
+ * for a system error (the writer's own error carries it as its cause), else the writer's message.
+ */
+function writeFailure(out: string, e: unknown): string {
+  const cause = (e as { cause?: unknown }).cause;
+  const sys = [e, cause].find((x) => typeof (x as NodeJS.ErrnoException | null)?.code === 'string');
+  return sys !== undefined ? `cannot write '${out}': ${describeFsError(sys)}` : (e as Error).message;
+}
+
 function describeFsError(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   const words: Record<string, string> = {
@@ -480,6 +502,9 @@ function describeFsError(e: unknown): string {
     EISDIR: 'is a directory',
     EROFS: 'read-only file system',
     ENOSPC: 'no space left on device',
+    EFBIG: 'file too large',
+    EDQUOT: 'disk quota exceeded',
+    EIO: 'input/output error',
   };
   return err.code && words[err.code] ? `${words[err.code]} (${err.code})` : err.message;
 }

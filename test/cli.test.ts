@@ -4,8 +4,8 @@
  * compared with the core `vectorize` of the same texts; errors are checked by exit code and message;
  * a failed or interrupted run must leave no output file behind.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,9 +26,11 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], opts: { input?: string | Buffer; cwd?: string; onSpawn?: (c: ChildProcess) => void } = {}): Promise<Run> {
+/** `wrap`: a command the CLI runs under (argv before `node dist/cli.js ...`), e.g. setpriv. */
+function run(args: string[], opts: { input?: string | Buffer; cwd?: string; onSpawn?: (c: ChildProcess) => void; wrap?: string[] } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    const argv = [...(opts.wrap ?? []), process.execPath, CLI, ...args];
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd ?? dir, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -79,6 +81,11 @@ const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffs
 
 function jsonl(texts: readonly string[]): string {
   return texts.map((t, i) => JSON.stringify({ id: i, text: t })).join('\n') + '\n';
+}
+
+/** Whether the files hold exactly `before` (Buffer.equals: a deep toEqual of MBs takes seconds). */
+function unchanged(files: readonly string[], before: readonly Buffer[]): boolean {
+  return files.every((f, i) => readFileSync(join(dir, f)).equals(before[i]!));
 }
 
 /** Output files of a run named `base` in the test directory, and any temporary leftovers. */
@@ -222,7 +229,7 @@ describe('dtesn vectorize', () => {
     const r = await run(['vectorize', 'b.txt', '--out', 'k.npy', '--report', 'report-dir', '-q']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("dtesn vectorize: cannot write report 'report-dir': is a directory (EISDIR)\n");
-    expect(['k.npy', 'k.mask.npy', 'k.lengths.npy'].map((f) => readFileSync(join(dir, f)))).toEqual(before);
+    expect(unchanged(['k.npy', 'k.mask.npy', 'k.lengths.npy'], before)).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 
@@ -256,6 +263,149 @@ describe('dtesn vectorize', () => {
     const v = await run(['--version']);
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/^dtesn \d+\.\d+\.\d+\n$/);
+  });
+});
+
+/** Mounts a tmpfs of 2 MB at `at` (`ro`: read-only); false where mounting is not allowed (not root). */
+function mountTmpfs(at: string, ro = false): boolean {
+  mkdirSync(at, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=2m${ro ? ',ro' : ''}`, 'tmpfs', at], { stdio: 'ignore' }).status === 0;
+}
+
+const isRoot = process.getuid?.() === 0;
+/** As root, permissions do not stop reads or writes: such runs go through setpriv as nobody. */
+const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
+describe('dtesn vectorize faults (issue 16, probe 5)', () => {
+  it('a directory or an unreadable file as INPUT: exit 1, the reason named, nothing written', async () => {
+    mkdirSync(join(dir, 'a-dir'), { recursive: true });
+    const d = await run(['vectorize', 'a-dir', '--out', 'u.npy']);
+    expect({ code: d.code, stderr: d.stderr }).toEqual({ code: 1, stderr: "dtesn vectorize: cannot read input 'a-dir': not a regular file\n" });
+    // Unreadable: mode 000; as root (which reads it anyway) the run is made as nobody.
+    writeFileSync(join(dir, 'secret.txt'), 'hidden\n');
+    chmodSync(join(dir, 'secret.txt'), 0o000);
+    chmodSync(dir, 0o777);
+    try {
+      const r = await run(['vectorize', 'secret.txt', '--out', 'u.npy'], isRoot ? { wrap: AS_NOBODY } : {});
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: "dtesn vectorize: cannot read input 'secret.txt': permission denied (EACCES)\n" });
+    } finally {
+      chmodSync(dir, 0o700);
+      chmodSync(join(dir, 'secret.txt'), 0o600);
+    }
+    expect(leftovers('u.')).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a read-only output directory: exit 1, named, nothing left, an earlier output kept', async () => {
+    const ro = join(dir, 'ro');
+    // A read-only tmpfs where mounting works (root), else a directory of mode 555.
+    const mounted = mountTmpfs(ro, true);
+    if (!mounted) {
+      mkdirSync(ro, { recursive: true });
+      chmodSync(ro, 0o555);
+    }
+    try {
+      const r = await run(['vectorize', 'a.jsonl', '--out', 'ro/o.npy']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(mounted ? /^dtesn vectorize: cannot write 'ro\/o\.npy': read-only file system \(EROFS\)\n$/ : /^dtesn vectorize: cannot write 'ro\/o\.npy': permission denied \(EACCES\)\n$/);
+      expect(readdirSync(ro)).toEqual([]);
+    } finally {
+      if (mounted) spawnSync('umount', [ro]);
+      else chmodSync(ro, 0o755);
+    }
+  });
+
+  it('a full disk (2 MB tmpfs, or a 2 MB file size limit): exit 1, named, no temporaries, the earlier output kept', async () => {
+    const full = join(dir, 'full');
+    // A 2 MB tmpfs where mounting works (root); else the same path to a failing write through a
+    // 2 MB file size limit (ulimit -f: Node ignores SIGXFSZ, so the write fails with EFBIG).
+    const mounted = mountTmpfs(full);
+    const wrap = mounted ? [] : ['bash', '-c', 'ulimit -f 2048; exec "$0" "$@"'];
+    try {
+      writeFileSync(join(dir, 'tiny.txt'), 'one\ntwo\n');
+      const small = await run(['vectorize', 'tiny.txt', '--out', 'full/o.safetensors', '-q'], { wrap });
+      expect(small.code).toBe(0);
+      const before = readFileSync(join(full, 'o.safetensors'));
+      // ~6 MB of output (20,000 rows x 64 x 5 bytes) on 2 MB.
+      writeFileSync(join(dir, 'many.txt'), Array.from({ length: 20_000 }, (_, i) => `row ${i} `.repeat(10)).join('\n'));
+      const r = await run(['vectorize', 'many.txt', '--out', 'full/o.safetensors', '-q', '--padding', 'max-length', '--max-length', '64'], { wrap });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        mounted
+          ? "dtesn vectorize: cannot write 'full/o.safetensors': no space left on device (ENOSPC); no output written\n"
+          : "dtesn vectorize: cannot write 'full/o.safetensors': file too large (EFBIG); no output written\n",
+      );
+      expect(readdirSync(full)).toEqual(['o.safetensors']);
+      expect(readFileSync(join(full, 'o.safetensors')).equals(before)).toBe(true);
+    } finally {
+      if (mounted) spawnSync('umount', [full]);
+    }
+  });
+
+  it('binary input: every line vectorized as TextDecoder decodes it; --invalid error names the line', async () => {
+    const bytes = Buffer.alloc(300_000);
+    let x = 7;
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+    writeFileSync(join(dir, 'bin.dat'), bytes);
+    const r = await run(['vectorize', 'bin.dat', '--out', 'bin.npy', '-q', '--max-length', '300']);
+    expect(r.code).toBe(0);
+    const lines = bytes.toString('latin1').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    const dec = new TextDecoder('utf-8', { ignoreBOM: true });
+    const texts = lines.map((l) => dec.decode(Buffer.from(l.endsWith('\r') ? l.slice(0, -1) : l, 'latin1')));
+    const want = vectorize(texts, { maxLength: 300 });
+    const ids = readNpy(join(dir, 'bin.npy'));
+    expect(ids.shape).toEqual([want.rows, want.width]);
+    expect(ids.data.equals(bytesOf(want.ids))).toBe(true);
+    const e = await run(['vectorize', 'bin.dat', '--out', 'bin2.npy', '--invalid', 'error']);
+    expect(e.code).toBe(1);
+    expect(e.stderr).toMatch(/^dtesn vectorize: TypeError: bin\.dat:\d+: the line is not valid UTF-8 at byte \d+ \(options\.invalid is 'error'\)\n$/);
+    expect(leftovers('bin2.')).toEqual([]);
+  });
+
+  it('CRLF line ends and no trailing newline; a 200 MB line between short ones', async () => {
+    writeFileSync(join(dir, 'crlf.txt'), 'héllo\r\nwörld\r\n\r\nlast');
+    const r = await run(['vectorize', 'crlf.txt', '--out', 'crlf.npy', '-q']);
+    expect(r.code).toBe(0);
+    const want = vectorize(['héllo', 'wörld', '', 'last']);
+    expect(readNpy(join(dir, 'crlf.npy')).data.equals(bytesOf(want.ids))).toBe(true);
+    expect(readNpy(join(dir, 'crlf.lengths.npy')).data.equals(bytesOf(want.lengths))).toBe(true);
+
+    writeFileSync(join(dir, 'long.txt'), Buffer.concat([Buffer.from('first\n'), Buffer.alloc(200_000_000, 'é'), Buffer.from('\nlast\n')]));
+    const l = await run(['vectorize', 'long.txt', '--out', 'long.npy', '-q', '--max-length', '16']);
+    rmSync(join(dir, 'long.txt'));
+    expect({ code: l.code, stderr: l.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(Array.from(new Int32Array(new Uint8Array(readNpy(join(dir, 'long.lengths.npy')).data).buffer))).toEqual([5, 16, 4]);
+    const ids = new Int32Array(new Uint8Array(readNpy(join(dir, 'long.npy')).data).buffer);
+    expect(Array.from(ids.subarray(16, 32))).toEqual(Array(16).fill(233));
+  });
+
+  it('--on-error throw: exit 1 naming the line, nothing left, the earlier output at that path kept', async () => {
+    expect((await run(['vectorize', 'a.jsonl', '--out', 'keep.npy', '-q'])).code).toBe(0);
+    const before = ['keep.npy', 'keep.mask.npy', 'keep.lengths.npy'].map((f) => readFileSync(join(dir, f)));
+    writeFileSync(join(dir, 'bad-late.jsonl'), `${'{"text":"fine"}\n'.repeat(5000)}{"text": oops}\n`);
+    const r = await run(['vectorize', 'bad-late.jsonl', '--out', 'keep.npy', '--on-error', 'throw', '-q']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^dtesn vectorize: bad-late\.jsonl:5001: .* \(--on-error throw\); no output written\n$/);
+    expect(unchanged(['keep.npy', 'keep.mask.npy', 'keep.lengths.npy'], before)).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('SIGINT (once, or twice) while a file is being written: exit 130, no temporaries, the earlier output kept', async () => {
+    writeFileSync(join(dir, 'big.txt'), Array.from({ length: 300_000 }, (_, i) => `line ${i} of a file`).join('\n'));
+    expect((await run(['vectorize', 'b.txt', '--out', 'int.npy', '-q'])).code).toBe(0);
+    const before = ['int.npy', 'int.mask.npy', 'int.lengths.npy'].map((f) => readFileSync(join(dir, f)));
+    for (const signals of [1, 2]) {
+      let child: ChildProcess | undefined;
+      const done = run(['vectorize', 'big.txt', '--out', 'int.npy', '--padding', 'max-length', '--max-length', '256'], { onSpawn: (c) => (child = c) });
+      // Interrupt once the output's temporaries exist: the run is between opening and renaming.
+      while (!readdirSync(dir).some((f) => f.startsWith('.int.') && f.endsWith('.tmp'))) await new Promise((res) => setTimeout(res, 2));
+      for (let k = 0; k < signals; k++) child!.kill('SIGINT');
+      const r = await done;
+      expect({ signals, code: r.code, stderr: r.stderr }).toEqual({ signals, code: 130, stderr: 'dtesn: interrupted; no output written\n' });
+      expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+      expect(unchanged(['int.npy', 'int.mask.npy', 'int.lengths.npy'], before)).toBe(true);
+    }
   });
 });
 
