@@ -8,11 +8,13 @@
  *   dtesn bench [--rounds N] [--lines N] [--full]  the benchmark suite (src/cli-bench.ts)
  *
  * Exit codes: 0 done; 1 the work failed (unreadable input, unwritable output, a malformed line
- * with --on-error throw); 2 the command line is wrong (unknown flag, bad value); 130 interrupted.
+ * with --on-error throw); 2 the command line is wrong (unknown flag, bad value), on stderr; 130
+ * interrupted by SIGINT, 143 by SIGTERM.
  * Output is written under temporary names and renamed into place only when everything succeeded,
  * so a failed or interrupted run leaves no half-written file.
  */
 import { constants as fsConstants, realpathSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { access, mkdir, open, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,11 +39,15 @@ class RunError extends Error {}
 
 const BUNDLED_CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
 
-const HELP = `Usage:
+const USAGE = `Usage:
   dtesn vectorize [INPUT] --out FILE [options]
   dtesn serve [--port 8080] [--host 127.0.0.1] [--workers N] [--body-limit BYTES] [--max-queue ROWS] [--warmup REQUESTS]
   dtesn bench [--rounds N] [--lines N] [--full]
   dtesn --version | --help
+`;
+
+/** \`dtesn vectorize --help\`. */
+const VECTORIZE_HELP = `Usage: dtesn vectorize [INPUT] --out FILE [options]
 
 dtesn vectorize: streams INPUT (a file; '-' for stdin; none: the bundled multilingual UDHR corpus)
 through the pipeline and writes the padded arrays:
@@ -66,6 +72,34 @@ Options:
   --report FILE            also write the final report as JSON
   --quiet                  no progress bar and no summary
 `;
+
+
+/** \`dtesn serve --help\`. */
+const SERVE_HELP = `Usage: dtesn serve [options]
+
+dtesn serve: the pipeline over HTTP: POST /v1/vectorize, GET /metrics (Prometheus), GET /healthz.
+Options:
+  --port N                 [8080] 0 picks a free port
+  --host H                 [127.0.0.1]
+  --workers N              [available cores] worker threads of the pipeline
+  --body-limit BYTES       [8388608] largest request body; beyond it 413
+  --max-queue ROWS         [100000] rows waiting; beyond it 429
+  --warmup REQUESTS        [1000] requests sent to a private copy of the service before it listens; 0: none
+SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit 0 (a second signal: at once).
+`;
+
+/** \`dtesn bench --help\`. */
+const BENCH_HELP = `Usage: dtesn bench [--rounds N] [--lines N] [--full]
+
+dtesn bench: the benchmark on the bundled corpus (the full suites with contenders: npm run bench in a checkout).
+Options:
+  --rounds N               [7] rounds per case (medians)
+  --lines N                [200000] lines of the bundled corpus, repeated as needed
+  --full                   in a git checkout: npm run bench (every suite, with its contenders)
+`;
+
+/** \`dtesn --help\`: the commands, then each command's own help. */
+const HELP = `${USAGE}\n${VECTORIZE_HELP.split('\n').slice(2).join('\n')}\n${SERVE_HELP.split('\n').slice(2).join('\n')}`;
 
 const VECTORIZE_FLAGS = {
   out: { type: 'string', short: 'o' },
@@ -206,7 +240,7 @@ async function progressBar(totalBytes: number | null): Promise<Progress> {
 async function vectorizeCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, VECTORIZE_FLAGS, 1);
   if (v.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(VECTORIZE_HELP);
     return 0;
   }
   if (v.out === undefined) throw new UsageError('--out FILE is required (FILE.npy or FILE.safetensors)');
@@ -269,7 +303,11 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   // stay for the whole run (`on`, not `once`: a second signal must not kill the process while it
   // removes its temporaries).
   const interrupted = new AbortController();
-  const onSignal = (): void => interrupted.abort();
+  let signalled: NodeJS.Signals = 'SIGINT';
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!interrupted.signal.aborted) signalled = signal;
+    interrupted.abort();
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const offSignals = (): void => {
@@ -332,8 +370,9 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     progress?.stop();
     await writer.abort();
     await unmake();
-    process.stderr.write('dtesn: interrupted; no output written\n');
-    return 130;
+    process.stderr.write(`dtesn: ${signalled}: interrupted; no output written\n`);
+    // The shell's convention for a death by signal: 128 + its number (SIGINT 130, SIGTERM 143).
+    return 128 + (osConstants.signals[signalled] ?? 2);
   };
   try {
     const source = input === '-' ? process.stdin : inputName;
@@ -522,7 +561,7 @@ const SERVE_FLAGS = {
 async function serveCommand(args: string[]): Promise<number> {
   const { values: v } = parse(args, SERVE_FLAGS, 0);
   if (v.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(SERVE_HELP);
     return 0;
   }
   const port = intFlag('--port', v.port, 0, 65535) ?? 8080;
@@ -565,7 +604,7 @@ const BENCH_FLAGS = {
 async function benchCommand(args: string[]): Promise<number> {
   const { values: v } = parse(args, BENCH_FLAGS, 0);
   if (v.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(BENCH_HELP);
     return 0;
   }
   const { runBench } = await import('./cli-bench.js');
@@ -590,12 +629,15 @@ export async function main(argv: string[]): Promise<number> {
       case '-v':
         process.stdout.write(`dtesn ${getBackend().version}\n`);
         return 0;
-      case undefined:
       case '--help':
       case '-h':
       case 'help':
         process.stdout.write(HELP);
-        return command === undefined ? 2 : 0;
+        return 0;
+      case undefined:
+        // A usage error: the short usage, on stderr.
+        process.stderr.write(USAGE);
+        return 2;
       default:
         throw new UsageError(`unknown command '${command}' (vectorize, serve, bench)`);
     }
@@ -628,7 +670,7 @@ if (isMain()) {
     (code) => {
       process.exitCode = code;
       // Interrupted: do not wait for an input that may never end (a pipe still open).
-      if (code === 130) process.exit(code);
+      if (code === 130 || code === 143) process.exit(code);
     },
     (e: unknown) => {
       process.stderr.write(`dtesn: ${(e as Error).stack ?? String(e)}\n`);

@@ -242,24 +242,49 @@ describe('dtesn vectorize', () => {
     expect(existsSync(join(dir, 'made2'))).toBe(false);
   });
 
-  it('SIGINT while reading: exit 130, no output file', async () => {
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s while reading: exit %i, no output file', async (signal, code) => {
     let child: ChildProcess | undefined;
     const done = run(['vectorize', '-', '--out', 'h.npy'], { onSpawn: (c) => (child = c) });
     const line = 'a line of text that keeps coming\n'.repeat(2000);
     child!.stdin!.write(line);
     await new Promise((r) => setTimeout(r, 1500));
     child!.stdin!.write(line);
-    child!.kill('SIGINT');
+    child!.kill(signal);
     const r = await done;
-    expect(r.code).toBe(130);
-    expect(r.stderr).toContain('interrupted; no output written');
+    expect(r.code).toBe(code);
+    expect(r.stderr).toContain(`dtesn: ${signal}: interrupted; no output written`);
     expect(leftovers('h.')).toEqual([]);
   });
 
-  it('--help and --version', async () => {
+  it('--help and --version; each command’s --help lists its own flags; no command is a usage error on stderr', async () => {
     const h = await run(['--help']);
     expect(h.code).toBe(0);
     expect(h.stdout).toContain('dtesn vectorize [INPUT] --out FILE');
+    expect(h.stdout).toContain('--max-length N');
+    expect(h.stdout).toContain('--warmup REQUESTS');
+    const vh = await run(['vectorize', '--help']);
+    expect(vh.code).toBe(0);
+    expect(vh.stdout).toMatch(/^Usage: dtesn vectorize \[INPUT\] --out FILE/);
+    expect(vh.stdout).toContain('--max-length N');
+    expect(vh.stdout).not.toContain('--body-limit');
+    const sh = await run(['serve', '--help']);
+    expect(sh.code).toBe(0);
+    expect(sh.stdout).toMatch(/^Usage: dtesn serve/);
+    expect(sh.stdout).toContain('--body-limit BYTES');
+    expect(sh.stdout).not.toContain('--max-length');
+    const bh = await run(['bench', '--help']);
+    expect(bh.stdout).toMatch(/^Usage: dtesn bench/);
+    const none = await run([]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toBe('');
+    expect(none.stderr).toMatch(/^Usage:\n {2}dtesn vectorize/);
+    const bad = await run(['serve', '--port', 'x']);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/--port/);
     const v = await run(['--version']);
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/^dtesn \d+\.\d+\.\d+\n$/);
@@ -402,7 +427,7 @@ describe('dtesn vectorize faults (issue 16, probe 5)', () => {
       while (!readdirSync(dir).some((f) => f.startsWith('.int.') && f.endsWith('.tmp'))) await new Promise((res) => setTimeout(res, 2));
       for (let k = 0; k < signals; k++) child!.kill('SIGINT');
       const r = await done;
-      expect({ signals, code: r.code, stderr: r.stderr }).toEqual({ signals, code: 130, stderr: 'dtesn: interrupted; no output written\n' });
+      expect({ signals, code: r.code, stderr: r.stderr }).toEqual({ signals, code: 130, stderr: 'dtesn: SIGINT: interrupted; no output written\n' });
       expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
       expect(unchanged(['int.npy', 'int.mask.npy', 'int.lengths.npy'], before)).toBe(true);
     }
