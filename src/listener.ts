@@ -299,6 +299,16 @@ class Connection {
 
 const CONNECTION = Symbol('dtesn.connection');
 
+/**
+ * What a connection is doing, for a drain (server.ts): 'busy' with requests read and not yet
+ * answered, 'idle' between requests after answering some, 'new' before its first request (its
+ * request may be in the socket's buffer, unread: closing it would reset a request in flight).
+ */
+export function connectionState(socket: Socket): 'busy' | 'idle' | 'new' {
+  const c = (socket as Socket & { [CONNECTION]?: Connection })[CONNECTION];
+  return c === undefined ? 'new' : c.pending > 0 ? 'busy' : 'idle';
+}
+
 function connectionOf(socket: Socket): Connection {
   const s = socket as Socket & { [CONNECTION]?: Connection };
   let c = s[CONNECTION];
@@ -422,7 +432,13 @@ export class Service {
       if (--this.inFlight === 0 && this.closing) this.drainedNow();
     });
     if (path === undefined) {
-      const url = req.url ?? '/';
+      let url = req.url ?? '/';
+      // The absolute form of a request target (`POST http://host/v1/vectorize`, what proxies
+      // send): a server must accept it (RFC 9112, 3.2.2); the route is its path.
+      if (url.charCodeAt(0) !== 0x2f) {
+        const m = /^https?:\/\/[^/?#]*/i.exec(url);
+        if (m !== null) url = url.length > m[0].length ? url.slice(m[0].length) : '/';
+      }
       const q = url.indexOf('?');
       path = q < 0 ? url : url.slice(0, q);
       query = q < 0 ? '' : url.slice(q + 1);

@@ -7,7 +7,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { Registry } from 'prom-client';
-import { type ListenerOptions, Service, VECTORIZE_PATH, intOption, servedPipeline } from './listener.js';
+import type { Socket } from 'node:net';
+import { type ListenerOptions, Service, VECTORIZE_PATH, connectionState, intOption, servedPipeline } from './listener.js';
 import type { Monitor } from './monitor.js';
 import { describe } from './options.js';
 import { type Pipeline, createPipeline } from './pipeline.js';
@@ -33,6 +34,21 @@ export interface ServerOptions extends Omit<ListenerOptions, 'prefix'> {
    * (the pipeline still finishes the work it accepted). Infinity waits for ever.
    */
   drainTimeoutMs?: number;
+  /**
+   * [10000] time a client has to send a request's headers, from the moment the connection (or
+   * the previous request) began; past it the connection gets 408 and closes. Covers slowloris
+   * (headers a byte at a time) and connections that never send anything.
+   */
+  headersTimeoutMs?: number;
+  /** [60000] time a client has to send a whole request, body included; past it 408. */
+  requestTimeoutMs?: number;
+  /** [5000] how long an idle keep-alive connection stays open after its last answer. */
+  keepAliveTimeoutMs?: number;
+  /**
+   * [120000] a connection with no traffic either way for this long is closed: a client that
+   * stopped reading its answer (or vanished without closing) does not hold it for ever.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface DtesnServer {
@@ -68,7 +84,10 @@ export interface SignalOptions {
   onError?: (error: unknown) => void;
 }
 
-const SERVER_KEYS = new Set(['port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs', 'warmup']);
+const SERVER_KEYS = new Set([
+  'port', 'host', 'bodyLimit', 'maxResultElements', 'pipeline', 'monitor', 'registry', 'retryAfterSeconds', 'drainTimeoutMs', 'warmup',
+  'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'idleTimeoutMs',
+]);
 
 /**
  * Starts the HTTP service and resolves once it listens. Throws (rejects) for bad options, a
@@ -85,14 +104,31 @@ export async function startServer(options: ServerOptions = {}): Promise<DtesnSer
   if (typeof host !== 'string' || host === '') throw new TypeError(`options.host must be a non-empty string, got ${describe(host)}`);
   const drain = o.drainTimeoutMs ?? 30_000;
   if (typeof drain !== 'number' || !(drain >= 0)) throw new RangeError(`options.drainTimeoutMs must be a number >= 0, got ${String(drain)}`);
+  const headersTimeout = intOption(o, 'headersTimeoutMs', 10_000, 1, 2 ** 31 - 1);
+  const requestTimeout = intOption(o, 'requestTimeoutMs', 60_000, 0, 2 ** 31 - 1);
+  if (requestTimeout !== 0 && requestTimeout < headersTimeout) {
+    throw new RangeError(`options.requestTimeoutMs must be 0 (none) or >= options.headersTimeoutMs (${headersTimeout}), got ${requestTimeout}`);
+  }
+  const keepAliveTimeout = intOption(o, 'keepAliveTimeoutMs', 5_000, 0, 2 ** 31 - 1);
+  const idleTimeout = intOption(o, 'idleTimeoutMs', 120_000, 0, 2 ** 31 - 1);
   const { pipeline, own, defaults } = servedPipeline(options.pipeline);
   let service: Service | undefined;
   let server: Server | undefined;
   try {
     if (warmup > 0) await warmUp(warmup, defaults);
-    const { port: _port, host: _host, drainTimeoutMs: _drain, warmup: _warmup, ...listenerOptions } = options;
+    const {
+      port: _port, host: _host, drainTimeoutMs: _drain, warmup: _warmup,
+      headersTimeoutMs: _h, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, idleTimeoutMs: _i, ...listenerOptions
+    } = options;
     const svc = (service = new Service(pipeline, listenerOptions, { pipeline: own, defaults }));
-    const srv = (server = createServer((req, res) => svc.handle(req, res)));
+    // The timeouts are set here, not after: node:http reads them (and how often it checks them,
+    // 30 s by default: too coarse for a 10 s headers timeout) when the server is made.
+    const srv = (server = createServer(
+      { headersTimeout, requestTimeout, keepAliveTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) },
+      (req, res) => svc.handle(req, res),
+    ));
+    srv.setTimeout(idleTimeout); // no 'timeout' listener: node:http destroys the idle socket
+    trackSockets(srv);
     await listen(srv, port, host);
   } catch (e) {
     if (service !== undefined) await closeService(service, server, 0).catch(() => {});
@@ -131,25 +167,76 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
+/** A server's open connections, and how many it has accepted in all (for the drain). */
+interface Connections {
+  open: Set<Socket>;
+  accepted: number;
+}
+
+const CONNECTIONS = new WeakMap<Server, Connections>();
+
+/** Makes `server` keep its open connections (for the drain). */
+function trackSockets(server: Server): void {
+  const c: Connections = { open: new Set(), accepted: 0 };
+  CONNECTIONS.set(server, c);
+  server.on('connection', (s: Socket) => {
+    c.accepted++;
+    c.open.add(s);
+    s.once('close', () => c.open.delete(s));
+  });
+}
+
+/** The longest a drain keeps accepting the connections queued before it began. */
+const ACCEPT_MS = 1000;
+
+/** How long a drain leaves a connection that has sent no request yet (its request may be on the way). */
+const NEW_CONNECTION_GRACE_MS = 1000;
+
 /**
- * The graceful drain: no new connections, 503 for requests on open ones, in-flight requests
- * finish (past `drainTimeoutMs` every connection is cut), idle keep-alive connections close,
- * then the service releases what it made.
+ * The graceful drain: 503 for requests from now on, in-flight requests finish (past
+ * `drainTimeoutMs` every connection is cut), idle keep-alive connections close, no new
+ * connections, then the service releases what it made.
+ *
+ * Nothing sent before the drain began is reset: the listener stays open until an event-loop turn
+ * accepts no new connection (ACCEPT_MS at most), so that those the kernel has queued are accepted
+ * (closing it resets them: with 500 requests arriving at once, up to 150 were), and
+ * a connection that has not sent its first request yet is left for NEW_CONNECTION_GRACE_MS (its
+ * request may be in the socket's buffer, unread; node:http's closeIdleConnections() would close
+ * it): one that sends it gets its 503 (or the answer, if it came first), one that sends nothing is
+ * closed after the grace.
  */
 async function closeService(svc: Service, server: Server | undefined, drainTimeoutMs: number): Promise<void> {
   if (server !== undefined) {
+    const drained = svc.drain();
+    const conns = CONNECTIONS.get(server) ?? { open: new Set<Socket>(), accepted: 0 };
+    const sockets = conns.open;
+    // Accept what the kernel has queued: event-loop turns (each with a poll phase, where libuv
+    // accepts; a busy loop accepts a few a turn) until one accepts nothing new, for at most
+    // ACCEPT_MS. Requests on them get 503.
+    const until = performance.now() + ACCEPT_MS;
+    for (let before = -1; server.listening && conns.accepted !== before && performance.now() < until; ) {
+      before = conns.accepted;
+      await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+    }
     const serverClosed = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-    server.closeIdleConnections();
+    const closeIdle = () => {
+      for (const s of sockets) if (connectionState(s) === 'idle') s.destroySoon();
+    };
+    closeIdle();
+    const grace = setTimeout(() => {
+      for (const s of sockets) if (connectionState(s) === 'new') s.destroy();
+    }, NEW_CONNECTION_GRACE_MS);
     // Connections whose last response began before close() stay open as idle keep-alive ones
     // until that response is done.
-    svc.onDrained = () => setImmediate(() => server.closeIdleConnections());
+    svc.onDrained = () => setImmediate(closeIdle);
     // Past the deadline every connection is cut: requests in flight then end (their 'close'
     // counts them out), and so do connections still sending their headers.
     const deadline = Number.isFinite(drainTimeoutMs) ? setTimeout(() => server.closeAllConnections(), drainTimeoutMs) : undefined;
-    await svc.drain();
-    server.closeIdleConnections();
+    await drained;
+    closeIdle();
     await serverClosed;
     clearTimeout(deadline);
+    clearTimeout(grace);
   }
   await svc.release();
 }
@@ -165,6 +252,7 @@ const WARM_BODIES = [
 export async function warmUp(count: number, defaults: VectorizeOptions<Dtype> | undefined): Promise<void> {
   const svc = new Service(createPipeline({ maxWorkers: 1, vectorize: defaults }), { registry: new Registry(), monitor: { intervalMs: 60_000 } }, { pipeline: true, defaults });
   const server = createServer((req, res) => svc.handle(req, res));
+  trackSockets(server);
   try {
     await listen(server, 0, '127.0.0.1');
     const { port } = server.address() as AddressInfo;
