@@ -141,7 +141,9 @@ describe('connection abuse (probe 2)', () => {
   beforeAll(async () => {
     s = await startServer({
       port: 0, warmup: 0, pipeline: { maxWorkers: 1 }, bodyLimit: 64 << 20,
-      headersTimeoutMs: 400, requestTimeoutMs: 800, keepAliveTimeoutMs: 300, idleTimeoutMs: 800,
+      // The idle timeout past the others (their check runs every 400 ms here), or it could cut a
+      // silent connection before its 408.
+      headersTimeoutMs: 400, requestTimeoutMs: 800, keepAliveTimeoutMs: 300, idleTimeoutMs: 3000,
     });
   });
   afterAll(() => s.close());
@@ -214,7 +216,8 @@ describe('connection abuse (probe 2)', () => {
     const piped = await exchange(port, [[0, keep('{"texts":["a"]}') + keep('{"texts":["bb"]}') + post('{"texts":["ccc"]}')]], 2000);
     expect(piped.closed).toBe(true);
     expect(piped.text.match(/"ids":\[\[[\d,]+\]\]/g)).toEqual(['"ids":[[97]]', '"ids":[[98,98]]', '"ids":[[99,99,99]]']);
-    for (let i = 0; i < 500 && (await connections(s)) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // The stalled one goes after idleTimeoutMs (3 s) without traffic.
+    for (let i = 0; i < 1000 && (await connections(s)) > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(await connections(s)).toBe(0);
     stalled.destroy();
     const m = s.pipeline.metrics();
@@ -286,11 +289,18 @@ describe('shutdown (probe 3)', () => {
 
   it('SIGINT twice: the second exits at once with 130', { timeout: 60_000 }, async () => {
     const srv = await serve();
+    // A request that stays in flight (half its body): the drain waits for it, so the second
+    // signal always comes during the drain.
+    const held = connect(Number(new URL(srv.url).port), '127.0.0.1');
+    held.on('error', () => {});
+    held.write('POST /v1/vectorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"texts":');
     const { sent, outcomes } = flood(srv.url, 300);
     await sent;
     srv.child.kill('SIGINT');
-    setTimeout(() => srv.child.kill('SIGINT'), 5);
+    for (let i = 0; i < 1000 && !srv.stderr().includes('SIGINT: draining'); i++) await new Promise((r) => setTimeout(r, 5));
+    srv.child.kill('SIGINT');
     expect(await srv.exited).toEqual([130, null]);
+    held.destroy();
     expect(srv.stderr()).toMatch(/SIGINT: draining\n.*SIGINT: draining\n$/s);
     const got = await outcomes;
     // Those the drain had not finished are cut (no answer): that is what a second signal asks for.
