@@ -5,8 +5,9 @@
  * 1. `dtesn serve` (the CLI, defaults) under a steady open-loop load (bench/http-load.ts in its
  *    own process: requests on their schedule whatever the answers) of workload (a) requests, 1 or
  *    64 texts each, for --seconds [600]; RSS and heap every 10 s; then SIGTERM (exit 0 expected).
- * 2. `dtesn vectorize` of a generated 1 GiB JSONL file (workload (a) texts), RSS and heap every
- *    250 ms (the run takes seconds, not minutes).
+ * 2. `dtesn vectorize` of generated JSONL files (workload (a) texts) of 1/8 GiB and 1 GiB, RSS and
+ *    heap every 250 ms: the run takes seconds, not minutes, so a slope per minute says little
+ *    there; the peaks of the two sizes side by side say whether memory grows with the file.
  *
  * Each series: first and last sample, peak, and the least-squares slope in MB per minute over all
  * samples and over the second half (after start-up and JIT). Zero errors expected.
@@ -155,9 +156,9 @@ async function writeCorpus(file: string, bytes: number): Promise<{ lines: number
   return { lines, bytes: statSync(file).size };
 }
 
-async function fileSoak(dir: string): Promise<{ corpus: { lines: number; bytes: number }; seconds: number; rss: Series; heap: Series; exit: [number | null, string | null]; stdout: string }> {
+async function fileSoak(dir: string, bytes: number): Promise<{ corpus: { lines: number; bytes: number }; seconds: number; rss: Series; heap: Series; exit: [number | null, string | null]; stdout: string }> {
   const input = path.join(dir, 'soak.jsonl');
-  const corpus = await writeCorpus(input, FILE_BYTES);
+  const corpus = await writeCorpus(input, bytes);
   const samples = path.join(dir, 'file.jsonl');
   const t0 = performance.now();
   const child = spawn(
@@ -170,6 +171,9 @@ async function fileSoak(dir: string): Promise<{ corpus: { lines: number; bytes: 
   const exit = await exitOf(child);
   const seconds = (performance.now() - t0) / 1000;
   const s = readSamples(samples);
+  rmSync(input);
+  rmSync(samples);
+  rmSync(path.join(dir, 'out.safetensors'), { force: true });
   return { corpus, seconds, rss: series(s, 'rss'), heap: series(s, 'heapUsed'), exit, stdout };
 }
 
@@ -185,9 +189,13 @@ async function main(): Promise<void> {
     console.log(`soak: dtesn serve at ${RATE} requests/s for ${SECONDS} s ...`);
     const serve = await serveSoak(dir);
     console.log(`  answered ${JSON.stringify(serve.load.status)}, errors ${serve.load.errors}, unfinished ${serve.load.unfinished}, p99 ${serve.load.p99Ms.toFixed(1)} ms; RSS ${f1(serve.rss.start)} -> ${f1(serve.rss.end)} MB, slope ${f2(serve.rss.slope)} MB/min; exit ${serve.exit.join(' ')}`);
-    console.log(`soak: dtesn vectorize of ${(FILE_BYTES / MB).toFixed(0)} MB of JSONL ...`);
-    const file = await fileSoak(dir);
-    console.log(`  ${file.corpus.lines} lines in ${file.seconds.toFixed(1)} s; RSS ${f1(file.rss.start)} -> ${f1(file.rss.end)} MB (peak ${f1(file.rss.peak)}), exit ${file.exit.join(' ')}`);
+    const files = [];
+    for (const bytes of [FILE_BYTES / 8, FILE_BYTES]) {
+      console.log(`soak: dtesn vectorize of ${(bytes / MB).toFixed(0)} MB of JSONL ...`);
+      const file = await fileSoak(dir, bytes);
+      console.log(`  ${file.corpus.lines} lines in ${file.seconds.toFixed(1)} s; RSS ${f1(file.rss.start)} -> ${f1(file.rss.end)} MB (peak ${f1(file.rss.peak)}), exit ${file.exit.join(' ')}`);
+      files.push(file);
+    }
     const ok200 = serve.load.status['200'] ?? 0;
     const out: string[] = [];
     out.push(...machineTable('Soak', machine, { start: loadStart, end: os.loadavg() }));
@@ -199,8 +207,10 @@ async function main(): Promise<void> {
     out.push('');
     out.push('| run | duration | requests / rows | answered | errors | RSS MB first → last (peak) | RSS slope MB/min (all / 2nd half) | heap used MB first → last | heap slope MB/min (all / 2nd half) | exit |');
     out.push('|---|---:|---:|---|---:|---|---|---|---|---:|');
+    // A slope per minute of a run of seconds is its start-up ramp: shown only for runs of a minute or more.
+    const slopes = (x: Series) => (x.seconds >= 60 ? `${f2(x.slope)} / ${f2(x.slopeLate)}` : `— (a ${x.seconds.toFixed(0)} s run)`);
     const row = (name: string, secs: number, count: string, answered: string, errors: number, rss: Series, heap: Series, exit: [number | null, string | null]) =>
-      `| ${name} | ${secs.toFixed(0)} s | ${count} | ${answered} | ${errors} | ${f1(rss.start)} → ${f1(rss.end)} (${f1(rss.peak)}) | ${f2(rss.slope)} / ${f2(rss.slopeLate)} | ${f1(heap.start)} → ${f1(heap.end)} | ${f2(heap.slope)} / ${f2(heap.slopeLate)} | ${exit[0] ?? exit[1]} |`;
+      `| ${name} | ${secs.toFixed(0)} s | ${count} | ${answered} | ${errors} | ${f1(rss.start)} → ${f1(rss.end)} (${f1(rss.peak)}) | ${slopes(rss)} | ${f1(heap.start)} → ${f1(heap.end)} | ${slopes(heap)} | ${exit[0] ?? exit[1]} |`;
     out.push(
       row(
         `\`dtesn serve\`, open loop ${RATE}/s (1 or 64 texts, workload (a)), samples every 10 s`,
@@ -213,25 +223,28 @@ async function main(): Promise<void> {
         serve.exit,
       ),
     );
-    out.push(
-      row(
-        `\`dtesn vectorize\` of ${(file.corpus.bytes / MB).toFixed(0)} MB JSONL (utf8, uint8, max-length 32), samples every 250 ms`,
-        file.seconds,
-        file.corpus.lines.toLocaleString('en-US'),
-        /(\d[\d,]*) rows/.exec(file.stdout)?.[1] ? `${/(\d[\d,]*) rows/.exec(file.stdout)![1]} rows written` : 'see log',
-        file.exit[0] === 0 ? 0 : 1,
-        file.rss,
-        file.heap,
-        file.exit,
-      ),
-    );
+    for (const file of files) {
+      const written = /(\d[\d,]*) rows/.exec(file.stdout)?.[1];
+      out.push(
+        row(
+          `\`dtesn vectorize\` of ${(file.corpus.bytes / MB).toFixed(0)} MB JSONL (utf8, uint8, max-length 32), samples every 250 ms`,
+          file.seconds,
+          file.corpus.lines.toLocaleString('en-US'),
+          written ? `${written} rows written` : 'see log',
+          file.exit[0] === 0 ? 0 : 1,
+          file.rss,
+          file.heap,
+          file.exit,
+        ),
+      );
+    }
     const section = out.join('\n');
     console.log(`\n${section}`);
     if (WRITE) {
       const { readFileSync: read, writeFileSync } = await import('node:fs');
       writeFileSync(WRITE, spliceInto(read(WRITE, 'utf8'), section, BEGIN, END));
     }
-    if (serve.load.errors + serve.load.unfinished > 0 || ok200 !== serve.load.sent || serve.exit[0] !== 0 || file.exit[0] !== 0) process.exitCode = 1;
+    if (serve.load.errors + serve.load.unfinished > 0 || ok200 !== serve.load.sent || serve.exit[0] !== 0 || files.some((f) => f.exit[0] !== 0)) process.exitCode = 1;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
