@@ -115,6 +115,8 @@ export type FileBatch = VectorBatch<Dtype> & {
    * progress bar: `bytesRead / fileSize`.
    */
   bytesRead: number;
+  /** Lines consumed through the end of this batch (cumulative, counted as `bytesRead` is: rows, skipped and blank lines). */
+  linesRead: number;
 };
 
 /** What `vectorizeFile` reads: a file path, or a byte stream such as `process.stdin`. */
@@ -377,6 +379,20 @@ async function countNewlinesBefore(h: FileHandle, length: number, stop: () => bo
     n += countNewlines(cur);
   }
   return n;
+}
+
+/**
+ * The lines of a file before the first line that starts at or after `start`: the count a
+ * `range: [start, end]` makes for its line numbers (its first line is number `linesBefore + 1`).
+ */
+export async function linesBefore(path: string, start: number): Promise<number> {
+  if (start === 0) return 0;
+  const h = await open(path, 'r');
+  try {
+    return (await countNewlinesBefore(h, start - 1, () => false)) + 1;
+  } finally {
+    await h.close();
+  }
 }
 
 /**
@@ -729,6 +745,7 @@ export function fileBatches(
       let atStart = range === null || range[0] === 0; // a BOM starts only the file
       let first = true;
       let reported = 0; // bytesRead of the last batch
+      let lineStart = lineBase; // lineBase before the first line read
       const flush = async (): Promise<FileBatch> => {
         const n = arena.rows;
         let b: VectorBatch<Dtype>;
@@ -738,7 +755,7 @@ export function fileBatches(
           throw atLine(e, name, arena.lines);
         }
         const lines = arena.lines.slice(0, n);
-        const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed };
+        const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed, linesRead: lineBase - lineStart };
         reported = consumed;
         skipped = [];
         arena.rows = 0;
@@ -780,7 +797,7 @@ export function fileBatches(
         if (first) {
           first = false;
           base = src.first ?? 0;
-          if (startLine === undefined) lineBase = src.linesBefore ?? 0;
+          if (startLine === undefined) lineBase = lineStart = src.linesBefore ?? 0;
         }
         if (atStart) {
           // A UTF-8 byte-order mark starts the input, not its first row.

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RecordError, type FileBatch, type FileOptions } from '../src/stream.js';
+import { RecordError, linesBefore, type FileBatch, type FileOptions } from '../src/stream.js';
 import { countNewlines, countNewlinesJs } from '../src/records.js';
 import { pipelines, rejection, thrown } from './fixtures/util.js';
 
@@ -31,10 +31,11 @@ interface Pass {
   rows: Array<{ line: number; ids: number[] }>;
   skipped: Array<{ line: number; message: string }>;
   bytes: number;
+  lines: number;
 }
 
 async function pass(it: AsyncIterable<FileBatch>): Promise<Pass> {
-  const out: Pass = { rows: [], skipped: [], bytes: 0 };
+  const out: Pass = { rows: [], skipped: [], bytes: 0, lines: 0 };
   let last = 0;
   for await (const b of it) {
     for (let i = 0; i < b.rows; i++) {
@@ -42,13 +43,19 @@ async function pass(it: AsyncIterable<FileBatch>): Promise<Pass> {
     }
     out.skipped.push(...b.skipped);
     last = b.bytesRead;
+    out.lines = b.linesRead;
   }
   out.bytes = last;
   return out;
 }
 
 function concat(parts: Pass[]): Pass {
-  return { rows: parts.flatMap((p) => p.rows), skipped: parts.flatMap((p) => p.skipped), bytes: parts.reduce((a, p) => a + p.bytes, 0) };
+  return {
+    rows: parts.flatMap((p) => p.rows),
+    skipped: parts.flatMap((p) => p.skipped),
+    bytes: parts.reduce((a, p) => a + p.bytes, 0),
+    lines: parts.reduce((a, p) => a + p.lines, 0),
+  };
 }
 
 const FILES: Array<{ name: string; format: 'lines' | 'jsonl'; text: string }> = [
@@ -73,6 +80,7 @@ describe.each(BACKENDS)('vectorizeFile with a range ($name)', ({ config }) => {
       const o: FileOptions = { format, maxLength: 64, batchSize: 2, chunkBytes };
       const whole = await pass(p.vectorizeFile(path, o));
       expect(whole.bytes).toBe(bytes.length);
+      expect(whole.lines).toBe(text.split('\n').length - (text.endsWith('\n') ? 1 : 0));
       // The range [0, size) is the file.
       expect(await pass(p.vectorizeFile(path, { ...o, range: [0, bytes.length] }))).toEqual(whole);
       for (let c = 0; c <= bytes.length; c++) {
@@ -100,7 +108,7 @@ describe.each(BACKENDS)('vectorizeFile with a range ($name)', ({ config }) => {
       return seen.get(key)!;
     };
     for (let a = 0; a <= bytes.length; a++) {
-      expect(await read([a, a])).toEqual({ rows: [], skipped: [], bytes: 0 });
+      expect(await read([a, a])).toEqual({ rows: [], skipped: [], bytes: 0, lines: 0 });
       for (let b = a; b <= bytes.length; b++) {
         const parts = [await read([0, a]), await read([a, b]), await read([b, bytes.length])];
         expect(concat(parts), `cuts at ${a}, ${b}`).toEqual(whole);
@@ -154,6 +162,9 @@ describe.each(BACKENDS)('vectorizeFile with a range ($name)', ({ config }) => {
     const tail = await pass(p.vectorizeFile(path, { format: 'lines', range: [cut, size] }));
     const firstLine = Buffer.from(text).subarray(0, cut - 1).filter((b) => b === 10).length + 2;
     expect(tail.rows[0]!.line).toBe(firstLine);
+    expect(await linesBefore(path, cut)).toBe(firstLine - 1);
+    expect(await linesBefore(path, 0)).toBe(0);
+    expect(tail.lines).toBe(300_000 - firstLine + 1);
     expect(tail.rows.at(-1)!.line).toBe(300_000);
     expect(String.fromCodePoint(...tail.rows.at(-1)!.ids)).toBe(lines.at(-1));
   });
