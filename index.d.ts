@@ -13,8 +13,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare function availableSimd(): Array<string>
 
 /**
- * The number of `'
-'` bytes in a Uint8Array: the lines before a byte offset of a file, for the
+ * The number of newline bytes (0x0A) in a Uint8Array: the lines before a byte offset of a file, for the
  * absolute line numbers of `vectorizeFile`'s `range` (memchr's vectorized count).
  */
 export declare function countNewlines(bytes: Uint8Array): number

@@ -473,7 +473,7 @@ pub fn fill_rows_js(
     guard(&env, |e| fill_rows_impl(e, a))
 }
 
-/// The number of `'\n'` bytes in a Uint8Array: the lines before a byte offset of a file, for the
+/// The number of newline bytes (0x0A) in a Uint8Array: the lines before a byte offset of a file, for the
 /// absolute line numbers of `vectorizeFile`'s `range` (memchr's vectorized count).
 #[napi(
     js_name = "countNewlines",
