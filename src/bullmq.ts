@@ -24,8 +24,7 @@
  * `queue.remove`).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { type ConnectionOptions, FlowProducer, Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
@@ -76,6 +75,11 @@ export interface EnqueueOptions extends QueueConnection {
   attempts?: number;
   /** [1000] first retry delay, ms; doubled at each attempt (BullMQ's exponential backoff). */
   backoffMs?: number;
+  /**
+   * [true] the sha256 of every output file, in the manifest. It reads each file back once and
+   * costs about as much CPU as vectorizing (BENCHMARKS.md, the queue suite); false: `sha256: null`.
+   */
+  checksums?: boolean;
 }
 
 /** What a shard job carries. */
@@ -91,6 +95,7 @@ export interface ShardJobData {
   onError: 'skip' | 'throw';
   batchSize: number;
   options: VectorizeOptions<Dtype>;
+  checksums: boolean;
 }
 
 /** What a run's parent job carries. */
@@ -107,7 +112,8 @@ export interface ShardFile {
   /** Absolute path (in the manifest: relative to the manifest's directory). */
   path: string;
   bytes: number;
-  sha256: string;
+  /** null when the run was made with `checksums: false`. */
+  sha256: string | null;
 }
 
 /** A shard job's return value. */
@@ -147,6 +153,8 @@ export interface Manifest {
   padding: 'longest' | 'max-length';
   /** How wide the shards are: padding 'longest' pads each shard to its own longest row. */
   widths: 'per-shard' | 'uniform';
+  /** What each file's `sha256` is: its SHA-256, or null ('none'). */
+  checksums: 'sha256' | 'none';
   shardBytes: number;
   shards: ManifestShard[];
   rows: number;
@@ -253,6 +261,8 @@ async function planRun(o: EnqueueOptions): Promise<RunJobData> {
   const batchSize = int(r, 'batchSize', 1000, 1, 1 << 24);
   const options = o.options ?? {};
   normalizeOptions(options); // a bad option is refused now, not by every shard
+  const checksums = o.checksums ?? true;
+  if (typeof checksums !== 'boolean') throw new TypeError(`options.checksums must be a boolean, got ${describe(checksums)}`);
   if (o.run !== undefined && (typeof o.run !== 'string' || !RUN_ID.test(o.run) || /^\d+$/.test(o.run))) {
     throw new TypeError(`options.run must be 1-128 letters, digits, '_', '-' or '.', not only digits, got ${describe(o.run)}`);
   }
@@ -274,6 +284,7 @@ async function planRun(o: EnqueueOptions): Promise<RunJobData> {
     onError,
     batchSize,
     options,
+    checksums,
   };
   // The same file (path, size, mtime) and the same settings make the same run: adding it again is a no-op.
   data.run = o.run ?? `run-${createHash('sha256').update(JSON.stringify(data)).digest('hex').slice(0, 16)}`;
@@ -540,18 +551,18 @@ class JobMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.jobs = new Counter({ name: 'dtesn_queue_jobs_total', help: 'BullMQ jobs this worker finished, by kind (shard, run, vectorize) and outcome (completed, failed)', labelNames: ['kind', 'outcome'], registers });
-    this.active = new Gauge({ name: 'dtesn_queue_jobs_active', help: 'BullMQ jobs this worker is running', labelNames: ['kind'], registers });
+    this.jobs = new Counter({ name: 'dtesn_bullmq_jobs_total', help: 'BullMQ jobs this worker finished, by kind (shard, run, vectorize) and outcome (completed, failed)', labelNames: ['kind', 'outcome'], registers });
+    this.active = new Gauge({ name: 'dtesn_bullmq_jobs_active', help: 'BullMQ jobs this worker is running', labelNames: ['kind'], registers });
     this.seconds = new Histogram({
-      name: 'dtesn_queue_job_duration_seconds',
+      name: 'dtesn_bullmq_job_duration_seconds',
       help: 'Run time of the jobs this worker finished',
       labelNames: ['kind'],
       buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
       registers,
     });
-    this.rows = new Counter({ name: 'dtesn_queue_shard_rows_total', help: 'Rows written by completed shard jobs', registers });
-    this.inputBytes = new Counter({ name: 'dtesn_queue_shard_input_bytes_total', help: 'Input bytes of completed shard jobs', registers });
-    this.outputBytes = new Counter({ name: 'dtesn_queue_shard_output_bytes_total', help: 'Bytes of the files completed shard jobs wrote', registers });
+    this.rows = new Counter({ name: 'dtesn_bullmq_shard_rows_total', help: 'Rows written by completed shard jobs', registers });
+    this.inputBytes = new Counter({ name: 'dtesn_bullmq_shard_input_bytes_total', help: 'Input bytes of completed shard jobs', registers });
+    this.outputBytes = new Counter({ name: 'dtesn_bullmq_shard_output_bytes_total', help: 'Bytes of the files completed shard jobs wrote', registers });
   }
 
   async time<T>(kind: string, f: () => Promise<T>): Promise<T> {
@@ -571,9 +582,35 @@ class JobMetrics {
   }
 }
 
+/** Read buffers of sha256File, reused from file to file (a fresh 1 MiB Buffer per read cost a collection every few files). */
+const hashBuffers: Uint8Array[][] = [];
+const HASH_READ = 4 << 20;
+
+/** The sha256 of a file, hex: reads into two reused buffers, the next read running while one is hashed. */
 async function sha256File(file: string): Promise<string> {
+  const bufs = hashBuffers.pop() ?? [new Uint8Array(HASH_READ), new Uint8Array(HASH_READ)];
   const h = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  const fh = await open(file, 'r');
+  let reading: Promise<number> | null = null;
+  try {
+    let k = 0;
+    let at = 0;
+    reading = fh.read(bufs[0]!, 0, HASH_READ, 0).then((r) => r.bytesRead);
+    for (;;) {
+      const n = await reading;
+      reading = null;
+      if (n === 0) break;
+      at += n;
+      const cur = bufs[k]!;
+      k ^= 1;
+      reading = fh.read(bufs[k]!, 0, HASH_READ, at).then((r) => r.bytesRead);
+      h.update(cur.subarray(0, n));
+    }
+  } finally {
+    await reading?.catch(() => 0);
+    await fh.close();
+  }
+  hashBuffers.push(bufs);
   return h.digest('hex');
 }
 
@@ -655,7 +692,8 @@ async function runShard(job: Job<ShardJobData>, pipeline: Pipeline, metrics: Job
       }
     }
     const done = await writer.finish();
-    const files = await Promise.all(done.files.map(async (f) => ({ path: f, bytes: (await stat(f)).size, sha256: await sha256File(f) })));
+    const files: ShardFile[] = [];
+    for (const f of done.files) files.push({ path: f, bytes: (await stat(f)).size, sha256: d.checksums === false ? null : await sha256File(f) });
     const outBytes = files.reduce((a, f) => a + f.bytes, 0);
     metrics.rows.inc(rows);
     metrics.inputBytes.inc(bytes);
@@ -733,6 +771,7 @@ async function finishRun(job: Job<RunJobData>, queue: () => Queue): Promise<RunS
     dtype: n.dtype,
     padding: n.padding,
     widths: n.padding === 'longest' ? 'per-shard' : 'uniform',
+    checksums: d.checksums === false ? 'none' : 'sha256',
     shardBytes: d.shardBytes,
     shards,
     rows: shards.reduce((a, s) => a + s.rows, 0),

@@ -111,6 +111,7 @@ export interface QueueVectorizeArgs {
     attempts?: string;
     backoff?: string;
     'connect-timeout'?: string;
+    'no-checksums'?: boolean;
     out?: string;
     report?: string;
     workers?: string;
@@ -124,9 +125,6 @@ export interface QueueVectorizeArgs {
   batchSize: number;
   options: VectorizeOptions<Dtype>;
 }
-
-/** The flags only `--queue` gives a meaning to, for cli.ts to refuse without it. */
-export const COORDINATOR_FLAGS = ['shard-bytes', 'manifest', 'wait', 'run', 'prefix', 'attempts', 'backoff', 'connect-timeout'] as const;
 
 /** `dtesn vectorize INPUT --queue URL ...`: enqueue a run, and with --wait follow it to its end. */
 export async function queueVectorize(a: QueueVectorizeArgs): Promise<number> {
@@ -170,6 +168,7 @@ export async function queueVectorize(a: QueueVectorizeArgs): Promise<number> {
         ...(v.run !== undefined ? { run: v.run } : {}),
         ...(attempts !== undefined ? { attempts } : {}),
         ...(backoffMs !== undefined ? { backoffMs } : {}),
+        checksums: v['no-checksums'] !== true,
       });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;

@@ -79,6 +79,7 @@ the same paths, a shared file system):
   --run ID                 [from the input's path, size, mtime and the options] the run's id
   --attempts N             [3] attempts per shard; --backoff MS [1000] the first retry's delay
   --prefix P               [bull] BullMQ's key prefix; --connect-timeout MS [5000]
+  --no-checksums           no sha256 of the outputs in the manifest (hashing costs about as much as vectorizing)
 `;
 
 const VECTORIZE_FLAGS = {
@@ -110,6 +111,7 @@ const VECTORIZE_FLAGS = {
   attempts: { type: 'string' },
   backoff: { type: 'string' },
   'connect-timeout': { type: 'string' },
+  'no-checksums': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Library option name -> the flag that sets it, to translate the library's messages. */
@@ -279,7 +281,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     const { queueVectorize } = await import('./cli-queue.js');
     return queueVectorize({ flags: v, input: input === '-' ? null : inputName, format, field: v.field, onError, batchSize, options });
   }
-  for (const f of ['shard-bytes', 'manifest', 'wait', 'run', 'prefix', 'attempts', 'backoff', 'connect-timeout'] as const) {
+  for (const f of ['shard-bytes', 'manifest', 'wait', 'run', 'prefix', 'attempts', 'backoff', 'connect-timeout', 'no-checksums'] as const) {
     if (v[f] !== undefined) throw new UsageError(`--${f} is only valid with --queue`);
   }
 

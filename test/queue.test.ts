@@ -202,7 +202,7 @@ describe('sharded runs with dtesn worker processes', () => {
     expect(state).toBe('completed');
 
     // Adding the finished run again: nothing is added, nothing runs, nothing is rewritten.
-    const jobsBefore = await metric(b.metrics!, /dtesn_queue_jobs_total\{kind="shard",outcome="completed"\}/);
+    const jobsBefore = await metric(b.metrics!, /dtesn_bullmq_jobs_total\{kind="shard",outcome="completed"\}/);
     const mtimes = [manifest, ...m.shards.map((s) => join(out, s.files[0]!.path))].map((f) => statSync(f).mtimeMs);
     const started = async () => Promise.all(m.shards.map(async (s) => (await shardJob(prefix, `${run}.${s.index}`)).job.attemptsStarted));
     const startedBefore = await started();
@@ -210,11 +210,16 @@ describe('sharded runs with dtesn worker processes', () => {
     expect(await again.exited).toEqual({ code: 0, signal: null });
     expect(again.stderr).toContain(`run ${run}: 13 shards of ${input} already enqueued (nothing added)`);
     await new Promise((r) => setTimeout(r, 300));
-    expect(await metric(b.metrics!, /dtesn_queue_jobs_total\{kind="shard",outcome="completed"\}/)).toBe(jobsBefore);
+    expect(await metric(b.metrics!, /dtesn_bullmq_jobs_total\{kind="shard",outcome="completed"\}/)).toBe(jobsBefore);
     expect([manifest, ...m.shards.map((s) => join(out, s.files[0]!.path))].map((f) => statSync(f).mtimeMs)).toEqual(mtimes);
     expect(await started()).toEqual(startedBefore);
-    // The metrics name the work done: rows and input bytes of the shards this worker finished.
-    expect(await metric(b.metrics!, /dtesn_queue_shard_rows_total/)).toBeGreaterThan(0);
+    // The metrics name the work done (rows of the shards this worker finished) and pass promtool.
+    expect(await metric(b.metrics!, /dtesn_bullmq_shard_rows_total/)).toBeGreaterThan(0);
+    const exposition = await (await fetch(`http://127.0.0.1:${b.metrics}/metrics`)).text();
+    expect(exposition).toMatch(/^dtesn_items_processed_total \d+$/m); // the pipeline's own metrics too
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
+    if (promtool.error) throw new Error('promtool not found: `npm run test:tools` installs it (Debian package prometheus)');
+    expect(`${promtool.stdout}${promtool.stderr}`.trim()).toBe('');
     await Promise.all([b.proc.stop(), c.proc.stop()]);
     expect(b.proc.stderr).toMatch(/SIGTERM: finishing the jobs in progress/);
     expect((await b.proc.exited).code).toBe(0);
@@ -258,6 +263,28 @@ describe('sharded runs with dtesn worker processes', () => {
     expect(coord2.stderr).toMatch(/3 shards failed: shard 0 \(bytes 0-300000\): .*ENOENT.*; shard 1 \(bytes 300000-600000\): .*ENOENT.*; shard 2 \(bytes 600000-900000\): .*ENOENT/);
   });
 
+  it("onError 'throw': a shard with a malformed line fails at once, without retries, naming the absolute line and the shard", { timeout: 60_000 }, async () => {
+    const prefix = newPrefix();
+    await worker(prefix);
+    const out = join(dir, 'run-throw');
+    const coord = coordinator(prefix, input, join(out, 'p-{shard}.npy'), join(out, 'm.json'), ['--shard-bytes', '1000000', '--on-error', 'throw', '--attempts', '3', '--backoff', '20']);
+    expect((await coord.exited).code).toBe(1);
+    const run = /run (run-[0-9a-f]{16})/.exec(coord.stderr)![1]!;
+    // Each shard's first malformed line, by its number in the whole file.
+    const { skipped } = await wholePass(input);
+    const sizes = [0, 1e6, 2e6, 3e6, statSync(input).size];
+    const starts = readFileSync(input).reduce<number[]>((a, b, i) => (b === 10 ? (a.push(i + 1), a) : a), [0]);
+    const shardOf = (line: number) => sizes.findIndex((_, k) => starts[line - 1]! < sizes[k + 1]!);
+    const first = new Map<number, number>();
+    for (const s of skipped) if (!first.has(shardOf(s.line))) first.set(shardOf(s.line), s.line);
+    expect(first.size).toBeGreaterThan(1);
+    for (const [k, line] of first) {
+      expect(coord.stderr).toContain(`shard ${k} (bytes ${sizes[k]}-${sizes[k + 1]}): ${input}:${line}: invalid JSON`);
+      const { job, state } = await shardJob(prefix, `${run}.${k}`);
+      expect([state, job.attemptsMade]).toEqual(['failed', 1]); // UnrecoverableError: no retry
+    }
+  });
+
   it('Redis stopped and restarted mid-run (same port, same data): workers and coordinator reconnect, the run completes, nothing lost or doubled', { timeout: 90_000 }, async () => {
     const prefix = newPrefix();
     const flags = ['--lock-duration', '3000', '--stalled-interval', '1000'];
@@ -281,16 +308,17 @@ describe('sharded runs with dtesn worker processes', () => {
 
   it('a shard running several lock durations is taken once: its lock is renewed while it runs', { timeout: 60_000 }, async () => {
     const prefix = newPrefix();
-    const lockMs = 200;
-    const flags = ['--lock-duration', String(lockMs), '--stalled-interval', '100'];
+    const lockMs = 500;
+    const flags = ['--lock-duration', String(lockMs), '--stalled-interval', '200'];
     const slow = await worker(prefix, flags, { DTESN_BACKEND: 'js' });
     const out = join(dir, 'run5');
-    // One shard of 72 MB in batches of 20 rows on the JavaScript fallback: about a second here.
+    // One shard of 72 MB in batches of 5 rows on the JavaScript fallback: about 2 s here.
     const huge = join(dir, 'udhr-x24.jsonl');
     writeFileSync(huge, Buffer.concat(Array.from({ length: 4 }, () => readFileSync(big))));
     const coord = spawnCli(['vectorize', huge, '--queue', redis.url, '--prefix', prefix, '--out', join(out, 'one-{shard}.npy'), '--manifest', join(out, 'manifest.json'),
-      '--max-length', '8', '--batch-size', '20', '--shard-bytes', String(statSync(huge).size), '--wait']);
+      '--max-length', '8', '--batch-size', '5', '--shard-bytes', String(statSync(huge).size), '--wait', '--no-checksums']);
     await slow.proc.waitFor(/shard 0\/1 .* started/);
+    // (--no-checksums: the manifest says so, and no file is read back.)
     const other = await worker(prefix, flags); // would take the shard if its lock expired
     expect(await coord.exited).toEqual({ code: 0, signal: null });
     const run = /run (run-[0-9a-f]{16})/.exec(coord.stderr)![1]!;
@@ -302,6 +330,7 @@ describe('sharded runs with dtesn worker processes', () => {
     expect(other.proc.stderr).not.toMatch(/started/);
     const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
     expect(m.rows).toBe(4 * (await wholePass(big)).rows.length);
+    expect([m.checksums, ...m.shards[0]!.files.map((f) => f.sha256)]).toEqual(['none', null, null, null]);
     unlinkSync(huge);
   });
 });
