@@ -32,6 +32,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { checkTexts, describe, isPlainObject, normalizeOptions } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
+import { giveBack, takeBuffer } from './spare.js';
 import { RecordError, linesBefore } from './stream.js';
 import { openTensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
@@ -582,13 +583,12 @@ class JobMetrics {
   }
 }
 
-/** Read buffers of sha256File, reused from file to file (a fresh 1 MiB Buffer per read cost a collection every few files). */
-const hashBuffers: Uint8Array[][] = [];
 const HASH_READ = 4 << 20;
 
 /** The sha256 of a file, hex: reads into two reused buffers, the next read running while one is hashed. */
 async function sha256File(file: string): Promise<string> {
-  const bufs = hashBuffers.pop() ?? [new Uint8Array(HASH_READ), new Uint8Array(HASH_READ)];
+  // Spare buffers (src/spare.ts): a fresh Buffer per read made a collection every few files.
+  const bufs = [new Uint8Array(takeBuffer(HASH_READ)), new Uint8Array(takeBuffer(HASH_READ))];
   const h = createHash('sha256');
   const fh = await open(file, 'r');
   let reading: Promise<number> | null = null;
@@ -610,7 +610,7 @@ async function sha256File(file: string): Promise<string> {
     await reading?.catch(() => 0);
     await fh.close();
   }
-  hashBuffers.push(bufs);
+  for (const b of bufs) giveBack(b.buffer as ArrayBuffer);
   return h.digest('hex');
 }
 

@@ -15,6 +15,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
+import { giveBack, takeBuffer } from './spare.js';
 import { describe, ID_BYTES, IDS_ARRAY, maxWidthOf, type NormalizedOptions } from './options.js';
 import { countNewlines, type RecordFormat, type RowFiller } from './records.js';
 import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
@@ -410,6 +411,8 @@ function fileSource(path: string, chunkBytes: number, range: FileRange | null = 
   /** Buffers no read is using (the chunk last returned is in none of these lists until the next call). */
   const free: Uint8Array[] = [];
   let held: Uint8Array | null = null;
+  /** Every buffer this source made: spares again once it is closed (src/spare.ts). */
+  const made: Uint8Array[] = [];
   let next = 0; // where the next read issued starts (regular files)
   let ended = false;
   let counted = 0;
@@ -417,7 +420,8 @@ function fileSource(path: string, chunkBytes: number, range: FileRange | null = 
     const depth = regular ? READ_AHEAD : 1;
     while (!ended && reads.length < depth) {
       if (range !== null && next >= range.end && reads.length > 0) break;
-      const buf = free.pop() ?? new Uint8Array(chunkBytes);
+      let buf = free.pop();
+      if (buf === undefined) made.push((buf = new Uint8Array(takeBuffer(chunkBytes))));
       const at = next;
       const done = h.read(buf, 0, chunkBytes, regular ? at : null).then((r) => r.bytesRead);
       done.catch(() => {}); // awaited by next() (or by close)
@@ -496,6 +500,10 @@ function fileSource(path: string, chunkBytes: number, range: FileRange | null = 
       await settled();
       reads = [];
       await fh?.close();
+      // No read is in flight and the caller is done with its last chunk.
+      for (const b of made.splice(0)) giveBack(b.buffer as ArrayBuffer);
+      free.length = 0;
+      held = null;
     },
     abandon,
   };

@@ -36,6 +36,7 @@ import { getSystemErrorMap } from 'node:util';
 import { LITTLE_ENDIAN, npyDescrOf, npyHeader, npyHeaderRoom } from './npy.js';
 import { DTYPES, ID_BYTES, IDS_ARRAY, IDS_ARRAY_NAME, describe, maxWidthOf, normalizeOptions } from './options.js';
 import { SAFETENSORS_DTYPE, type SafetensorsEntry, safetensorsHeader, safetensorsHeaderRoom } from './safetensors.js';
+import { giveBack, takeBuffer } from './spare.js';
 import type { Dtype, Side, VectorBatch, VectorizeOptions } from './types.js';
 
 export type TensorFormat = 'npy' | 'safetensors';
@@ -109,31 +110,6 @@ export function tensorWriterOptionsOf(
 const STAGE_BYTES = 4 << 20;
 const CHUNK_BYTES = 8 << 20;
 
-/**
- * Spare staging and copy buffers (STAGE_BYTES, CHUNK_BYTES), reused by the writers of a process one
- * after another: a worker writing one file per shard otherwise made tens of MiB of fresh buffers
- * per file (three stages, and two copy buffers per re-padded segment), and V8's collections of them
- * took about a third of a 2 MB shard's time (measured in a scratch loop over the file bench's
- * JSONL, 47 shards). Held through WeakRefs, a few per size: the collector may still take them.
- */
-const spare = new Map<number, Array<WeakRef<ArrayBuffer>>>();
-
-function takeBuffer(bytes: number): ArrayBuffer {
-  const list = spare.get(bytes);
-  while (list !== undefined && list.length > 0) {
-    const b = list.pop()!.deref();
-    if (b !== undefined) return b;
-  }
-  return new ArrayBuffer(bytes);
-}
-
-/** Hands a buffer no read or write uses any more back for the next writer. */
-function giveBack(b: ArrayBuffer): void {
-  if (b.byteLength !== STAGE_BYTES && b.byteLength !== CHUNK_BYTES) return;
-  let list = spare.get(b.byteLength);
-  if (list === undefined) spare.set(b.byteLength, (list = []));
-  if (list.length < 6) list.push(new WeakRef(b));
-}
 
 
 type ElementArray = Int32Array | Int16Array | Uint16Array | Uint8Array | Float32Array;
@@ -237,8 +213,9 @@ class Appender {
 
 /** Copies `length` bytes from `src` at `pos` to `dst`, in chunks (reading the next while writing one). */
 async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appender): Promise<void> {
-  // Small copies get buffers of their own size; large ones spare CHUNK_BYTES buffers.
-  const take = () => (length >= CHUNK_BYTES / 8 ? new Uint8Array(takeBuffer(CHUNK_BYTES)) : new Uint8Array(length));
+  // Small copies get buffers of their own size; large ones spare CHUNK_BYTES buffers (src/spare.ts).
+  const spared = length >= CHUNK_BYTES / 8;
+  const take = () => (spared ? new Uint8Array(takeBuffer(CHUNK_BYTES)) : new Uint8Array(length));
   const bufs = [take(), take()];
   let n = Math.min(CHUNK_BYTES, length);
   // A read ahead that fails while a write fails too must not become an unhandled rejection.
@@ -257,7 +234,7 @@ async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appe
     await dst.append(cur);
   }
   await reading;
-  for (const b of bufs) giveBack(b.buffer as ArrayBuffer); // every read and write on them has finished
+  if (spared) for (const b of bufs) giveBack(b.buffer as ArrayBuffer); // every read and write on them has finished
 }
 
 /**
