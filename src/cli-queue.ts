@@ -242,6 +242,7 @@ async function progressBar(): Promise<{ update(p: import('./bullmq.js').RunProgr
     update(p) {
       const payload = { done: p.shardsDone, shards: p.shards, rows: fmtInt(p.rows), mb: (p.bytes / MB).toFixed(1), totalMb: (p.inputBytes / MB).toFixed(1) };
       if (!started) {
+        if (p.bytes === 0 && p.shardsDone === 0) return; // no rate yet: cli-progress would show an ETA of 'NFs'
         bar.start(Math.max(p.inputBytes, 1), 0, payload);
         started = true;
       }
