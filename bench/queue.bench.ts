@@ -57,14 +57,33 @@ function bigFile(): { file: string; bytes: number } {
   return { file, bytes };
 }
 
-function run(args: string[]): Promise<{ code: number | null; stderr: string; seconds: number }> {
+/** GNU time, for the CPU seconds of a command that exits by itself (null: not installed). */
+const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+const CPU_MARK = 'dtesn-bench-cpu';
+
+/** CPU seconds (user + system) a live process has used so far, from /proc (0 where there is none). */
+function cpuOf(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0;
+  }
+}
+
+function run(args: string[]): Promise<{ code: number | null; stderr: string; seconds: number; cpu: number | null }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const argv = [process.execPath, CLI, ...args];
+    const c = GNU_TIME ? spawn(GNU_TIME, ['-f', `${CPU_MARK} %U %S`, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     c.on('error', reject);
-    c.on('exit', (code) => resolve({ code, stderr, seconds: (performance.now() - t0) / 1000 }));
+    c.on('exit', (code) => {
+      const m = new RegExp(`${CPU_MARK} ([\\d.]+) ([\\d.]+)`).exec(stderr);
+      resolve({ code, stderr, seconds: (performance.now() - t0) / 1000, cpu: m ? Number(m[1]) + Number(m[2]) : null });
+    });
   });
 }
 
@@ -108,6 +127,8 @@ interface Contender {
   workers: number;
   shardBytes: number | null;
   seconds: number[];
+  /** CPU seconds of every process of a run (command, workers, Redis), per round. */
+  cpu: Array<number | null>;
   shards: number;
   extra?: string[];
 }
@@ -145,10 +166,10 @@ async function main(): Promise<void> {
   const shard = Math.round(SHARD_MB * 1e6);
   const small = Math.round(SMALL_MB * 1e6);
   const contenders: Contender[] = [
-    { key: 'single', label: '`dtesn vectorize FILE` (one process)', workers: 0, shardBytes: null, seconds: [], shards: 0 },
-    ...[1, 2, 3].map((w) => ({ key: `queue-${w}`, label: `--queue, ${w} worker${w > 1 ? 's' : ''}, ${SHARD_MB} MB shards`, workers: w, shardBytes: shard, seconds: [], shards: Math.ceil(bytes / shard) })),
-    { key: 'queue-2-nosum', label: `--queue, 2 workers, ${SHARD_MB} MB shards, --no-checksums`, workers: 2, shardBytes: shard, seconds: [], shards: Math.ceil(bytes / shard), extra: ['--no-checksums'] },
-    { key: 'queue-1-small', label: `--queue, 1 worker, ${SMALL_MB} MB shards`, workers: 1, shardBytes: small, seconds: [], shards: Math.ceil(bytes / small) },
+    { key: 'single', label: '`dtesn vectorize FILE` (one process)', workers: 0, shardBytes: null, seconds: [], cpu: [], shards: 0 },
+    ...[1, 2, 3].map((w) => ({ key: `queue-${w}`, label: `--queue, ${w} worker${w > 1 ? 's' : ''}, ${SHARD_MB} MB shards`, workers: w, shardBytes: shard, seconds: [], cpu: [], shards: Math.ceil(bytes / shard) })),
+    { key: 'queue-2-nosum', label: `--queue, 2 workers, ${SHARD_MB} MB shards, --no-checksums`, workers: 2, shardBytes: shard, seconds: [], cpu: [], shards: Math.ceil(bytes / shard), extra: ['--no-checksums'] },
+    { key: 'queue-1-small', label: `--queue, 1 worker, ${SMALL_MB} MB shards`, workers: 1, shardBytes: small, seconds: [], cpu: [], shards: Math.ceil(bytes / small) },
   ];
   const capacity = [await cores()];
   let serial = 0;
@@ -160,16 +181,19 @@ async function main(): Promise<void> {
         rmSync(outDir, { recursive: true, force: true });
         mkdirSync(outDir, { recursive: true });
         let r;
+        let others = 0; // CPU seconds of the workers and Redis during the run
         if (c.shardBytes === null) {
           r = await run(['vectorize', file, '--out', path.join(outDir, 'all.npy'), ...vec]);
         } else {
           const prefix = `b${process.pid}x${++serial}`;
           const ws = await workers(c.workers, redis.url, prefix);
+          const before = [...ws.map((w) => cpuOf(w.pid)), cpuOf(redis.pid)];
           try {
             r = await run([
               'vectorize', file, '--queue', redis.url, '--prefix', prefix, '--shard-bytes', String(c.shardBytes),
               '--out', path.join(outDir, 'part-{shard}.npy'), '--manifest', path.join(outDir, 'manifest.json'), '--wait', ...vec, ...(c.extra ?? []),
             ]);
+            others = [...ws.map((w) => cpuOf(w.pid)), cpuOf(redis.pid)].reduce((a, x, i) => a + x - before[i]!, 0);
           } finally {
             await stopAll(ws);
           }
@@ -177,8 +201,12 @@ async function main(): Promise<void> {
           if (manifest.shards.length !== c.shards || manifest.inputBytes !== bytes) throw new Error(`${c.key}: manifest of ${manifest.shards.length} shards`);
         }
         if (r.code !== 0) throw new Error(`${c.key} exited ${r.code}: ${r.stderr}`);
-        if (round >= 0) c.seconds.push(r.seconds);
-        log(`  ${round < 0 ? 'warm-up' : `round ${round + 1}`}: ${c.key} ${r.seconds.toFixed(2)} s (${readdirSync(outDir).length} files)`);
+        const cpu = r.cpu === null ? null : r.cpu + others;
+        if (round >= 0) {
+          c.seconds.push(r.seconds);
+          c.cpu.push(cpu);
+        }
+        log(`  ${round < 0 ? 'warm-up' : `round ${round + 1}`}: ${c.key} ${r.seconds.toFixed(2)} s, CPU ${cpu?.toFixed(2) ?? '?'} s (${readdirSync(outDir).length} files)`);
       }
     }
   } finally {
@@ -190,7 +218,8 @@ async function main(): Promise<void> {
   const single = median(contenders[0]!.seconds);
   const rows = contenders.map((c) => {
     const s = median(c.seconds);
-    return { key: c.key, label: c.label, workers: c.workers, shards: c.shards, medianSec: s, mbPerSec: bytes / MB / s, shardsPerSec: c.shards ? c.shards / s : null, vsSingle: single / s, seconds: c.seconds };
+    const cpu = c.cpu.every((x) => x !== null) ? median(c.cpu as number[]) : null;
+    return { key: c.key, label: c.label, workers: c.workers, shards: c.shards, medianSec: s, cpuSec: cpu, mbPerSec: bytes / MB / s, shardsPerSec: c.shards ? c.shards / s : null, vsSingle: single / s, seconds: c.seconds };
   });
   const q1 = rows.find((r) => r.key === 'queue-1')!;
   const q1s = rows.find((r) => r.key === 'queue-1-small')!;
@@ -218,7 +247,7 @@ async function main(): Promise<void> {
 function render(r: {
   date: string; machine: ReturnType<typeof machineInfo>; loadavg: { start: number[]; end: number[] }; coresAvailable: number[]; file: { bytes: number; copies: number };
   options: { maxLength: number }; rounds: number; perJobMs: number; perMbMs: number;
-  rows: Array<{ label: string; shards: number; medianSec: number; mbPerSec: number; shardsPerSec: number | null; vsSingle: number; seconds: number[]; key: string }>;
+  rows: Array<{ label: string; shards: number; medianSec: number; cpuSec: number | null; mbPerSec: number; shardsPerSec: number | null; vsSingle: number; seconds: number[]; key: string }>;
 }): string {
   const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
   const m = r.machine;
@@ -231,13 +260,15 @@ function render(r: {
     '',
     `${(r.file.bytes / 1e6).toFixed(0)} MB of JSONL (the file bench's 1M-line workload (a) file ${r.file.copies} times over, in the OS temp dir, page cache warm), ` +
       `\`--max-length ${r.options.maxLength}\`, int32, .npy outputs. Time from starting the command to its exit (queued: every shard written, hashed (sha256) and renamed, the manifest written; ` +
-      `workers started before, as services are). Contenders alternate round by round; ${r.rounds} rounds after a warm-up round, medians.`,
+      `workers started before, as services are). Contenders alternate round by round; ${r.rounds} rounds after a warm-up round, medians. ` +
+      'CPU s: user + system time of the command (GNU time), the workers and Redis during the run (/proc), median.',
     '',
-    '| contender | shards | median s | MB/s | shards/s | vs one process | all rounds (s) |',
-    '|---|---:|---:|---:|---:|---:|---|',
+    '| contender | shards | median s | MB/s | shards/s | vs one process | CPU s (all processes) | all rounds (s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
     ...r.rows.map(
       (x) =>
-        `| ${x.label} | ${x.shards || '-'} | ${x.medianSec.toFixed(2)} | ${x.mbPerSec.toFixed(0)} | ${x.shardsPerSec === null ? '-' : x.shardsPerSec.toFixed(1)} | ${x.vsSingle.toFixed(2)}x | ${x.seconds.map((s) => s.toFixed(2)).join(' ')} |`,
+        `| ${x.label} | ${x.shards || '-'} | ${x.medianSec.toFixed(2)} | ${x.mbPerSec.toFixed(0)} | ${x.shardsPerSec === null ? '-' : x.shardsPerSec.toFixed(1)} | ${x.vsSingle.toFixed(2)}x | ` +
+        `${x.cpuSec === null ? '-' : x.cpuSec.toFixed(2)} | ${x.seconds.map((s) => s.toFixed(2)).join(' ')} |`,
     ),
     '',
     `- 2 workers / one process = **${r.rows.find((x) => x.key === 'queue-2')!.vsSingle.toFixed(2)}x** (issue 18 target >= 0.9x)`,

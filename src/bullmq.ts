@@ -242,6 +242,7 @@ const RUN_ID = /^[A-Za-z0-9_.-]{1,128}$/;
 /** Checks the options and makes the run's data (no Redis yet). */
 async function planRun(o: EnqueueOptions): Promise<RunJobData> {
   if (!isPlainObject(o)) throw new TypeError(`options must be an object, got ${describe(o)}`);
+  if (o.connection === undefined || o.connection === null) throw new TypeError('options.connection is required: a Redis connection (an ioredis instance or its options)');
   const r = o as unknown as Record<string, unknown>;
   const input = path.resolve(str(r, 'input'));
   const shardBytes = int(r, 'shardBytes', NaN, 1, Number.MAX_SAFE_INTEGER);
@@ -385,6 +386,8 @@ export interface WaitOptions extends QueueConnection {
  * state, read every `pollMs`, so that a missed event (a Redis restart) cannot hang it.
  */
 export async function waitForRun(o: WaitOptions): Promise<RunSummary> {
+  if (!isPlainObject(o) || o.connection === undefined || o.connection === null) throw new TypeError('options.connection is required: a Redis connection (an ioredis instance or its options)');
+  if (typeof o.run !== 'string' || o.run.length === 0) throw new TypeError(`options.run must be a run id, got ${describe(o.run)}`);
   const opts = bullOpts(o);
   const pollMs = int(o as unknown as Record<string, unknown>, 'pollMs', 500, 10, 60_000);
   const queue = new Queue(SHARD_QUEUE, opts);
@@ -821,6 +824,7 @@ function batchJson(b: VectorBatch<Dtype>): VectorizeResponse {
  */
 export function startWorker(options: StartWorkerOptions): DtesnWorker {
   if (!isPlainObject(options)) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  if (options.connection === undefined || options.connection === null) throw new TypeError('options.connection is required: a Redis connection (an ioredis instance or its options)');
   const o = options as unknown as Record<string, unknown>;
   const concurrency = int(o, 'concurrency', 1, 1, 1024);
   const requestConcurrency = int(o, 'requestConcurrency', 64, 1, 100_000);

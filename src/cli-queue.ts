@@ -173,6 +173,7 @@ export async function queueVectorize(a: QueueVectorizeArgs): Promise<number> {
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code === 'ENOENT' || err.code === 'EACCES') throw new RunError(`cannot read input '${a.input}': ${err.message}`);
+      if (e instanceof TypeError && e.message.startsWith('options.input')) throw new RunError(`cannot read input '${a.input}': not a regular file`);
       if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message.replace(/options\.([A-Za-z]+)/g, (_, k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`));
       throw e;
     }

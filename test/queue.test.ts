@@ -455,6 +455,10 @@ describe('bad input', () => {
     await expect(enqueueShards({ ...base, options: { maxLength: -1 } })).rejects.toThrow('options.maxLength must be an integer >= 1, got -1');
     await expect(enqueueShards({ ...base, run: 'a:b' })).rejects.toThrow(/options\.run must be/);
     await expect(enqueueShards({ ...base, input: join(dir, 'nope.jsonl') })).rejects.toThrow(/ENOENT/);
+    await expect(enqueueShards({ ...base, input: dir })).rejects.toThrow(new TypeError(`options.input must be a regular file: ${dir} is not one`));
+    await expect(enqueueShards({ ...base, connection: undefined as unknown as Redis })).rejects.toThrow(/options\.connection is required/);
+    expect(() => startWorker({} as Parameters<typeof startWorker>[0])).toThrow(new TypeError('options.connection is required: a Redis connection (an ioredis instance or its options)'));
+    expect(() => startWorker({ connection, concurrency: 0 })).toThrow(new RangeError('options.concurrency must be an integer in [1, 1024], got 0'));
   });
 });
 
