@@ -29,7 +29,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { type ConnectionOptions, FlowProducer, Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { checkTexts, describe, isPlainObject, normalizeOptions } from './options.js';
+import { checkTexts, describe, intSetting, isPlainObject, normalizeOptions } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
 import { giveBack, takeBuffer } from './spare.js';
@@ -216,14 +216,7 @@ function str(o: Record<string, unknown>, key: string): string {
   return v;
 }
 
-function int(o: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number): number {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) {
-    throw new RangeError(`options.${key} must be an integer in [${lo}, ${hi}], got ${typeof v === 'number' ? v : describe(v)}`);
-  }
-  return v;
-}
+const int = (o: Record<string, unknown>, key: string, dflt: number, lo: number, hi: number) => intSetting(o, 'options', key, dflt, lo, hi);
 
 /** The output path of shard `index` of `shards`: `{shard}` replaced by the index, zero-padded to the widest. */
 export function shardPath(pattern: string, index: number, shards: number): string {
