@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { REQUEST_QUEUE, SHARD_QUEUE, type Manifest, enqueueShards, startWorker, vectorizeViaQueue } from '../src/bullmq.js';
+import { REQUEST_QUEUE, SHARD_QUEUE, type Manifest, enqueueShards, startWorker, vectorizeViaQueue, waitForRun } from '../src/bullmq.js';
 import { vectorize } from '../src/index.js';
 import { createPipeline } from '../src/pipeline.js';
 import type { FileOptions } from '../src/stream.js';
@@ -379,6 +379,50 @@ describe('vectorize request jobs', () => {
     } finally {
       await queue.close();
       await w.close();
+      connection.disconnect();
+    }
+  });
+});
+
+describe('in code', () => {
+  it("enqueueShards + startWorker + waitForRun: progress reported, padding 'max-length' gives every shard one width", { timeout: 30_000 }, async () => {
+    const prefix = newPrefix();
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const w = startWorker({ connection, prefix, pipeline: { maxWorkers: 1 }, requests: false });
+    try {
+      const out = join(dir, 'lib-run');
+      const run = await enqueueShards({
+        connection, prefix, input, shardBytes: 1_000_000, out: join(out, 'p-{shard}.safetensors'), manifest: join(out, 'm.json'),
+        options: { maxLength: 16, padding: 'max-length', dtype: 'uint16', encoding: 'utf8' },
+      });
+      expect(run.status).toBe('added');
+      const seen: number[] = [];
+      const summary = await waitForRun({ connection, prefix, run: run.run, onProgress: (p) => seen.push(p.shardsDone) });
+      expect(summary.shards).toBe(4);
+      expect(seen.at(-1)).toBe(4);
+      expect(seen).toEqual([...seen].sort((a, b) => a - b)); // shards done never go back
+      const m = JSON.parse(readFileSync(join(out, 'm.json'), 'utf8')) as Manifest;
+      expect([m.widths, m.dtype, m.padding]).toEqual(['uniform', 'uint16', 'max-length']);
+      expect(m.shards.map((x) => [x.width, x.dtype, x.files.length])).toEqual(Array(4).fill([16, 'uint16', 1]));
+      expect(m.shards.map((x) => x.files[0]!.path)).toEqual(['p-0.safetensors', 'p-1.safetensors', 'p-2.safetensors', 'p-3.safetensors']);
+      expect(summary.rows).toBe((await wholePass(input)).rows.length);
+    } finally {
+      await w.close();
+      connection.disconnect();
+    }
+  });
+
+  it('dtesn worker --handler MODULE: request jobs answer { rows, results } from the handler', { timeout: 30_000 }, async () => {
+    const prefix = newPrefix();
+    const handler = join(dir, 'handler.mjs');
+    writeFileSync(handler, 'export default async (batch) => Array.from(batch.lengths, (n) => ({ tokens: n }));\n');
+    await worker(prefix, ['--handler', handler]);
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const queue = new Queue(REQUEST_QUEUE, { connection, prefix });
+    try {
+      expect(await vectorizeViaQueue(queue, ['abc', '😀'], { encoding: 'utf8' })).toEqual({ rows: 2, results: [{ tokens: 3 }, { tokens: 4 }] });
+    } finally {
+      await queue.close();
       connection.disconnect();
     }
   });
