@@ -422,7 +422,11 @@ export async function waitForRun(o: WaitOptions): Promise<RunSummary> {
       if (jobId === o.run) wake();
     });
     await events.waitUntilReady();
-    for (const [key, v] of Object.entries(await parent.getChildrenValues<ShardResult>())) finished(key.slice(key.lastIndexOf(':') + 1), v);
+    // What finished before the events were followed (and, at the end, what their events have not brought yet).
+    const sync = async (job: Job) => {
+      for (const [key, v] of Object.entries(await job.getChildrenValues<ShardResult>())) finished(key.slice(key.lastIndexOf(':') + 1), v);
+    };
+    await sync(parent);
     report();
     for (;;) {
       if (o.signal?.aborted) throw o.signal.reason;
@@ -430,6 +434,7 @@ export async function waitForRun(o: WaitOptions): Promise<RunSummary> {
       if (!p) throw new Error(`run ${o.run} was removed from the queue while it ran`);
       const state = await p.getState();
       if (state === 'completed') {
+        await sync(p);
         report();
         return p.returnvalue;
       }
