@@ -29,7 +29,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { type ConnectionOptions, FlowProducer, Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { checkTexts, describe, intSetting, isPlainObject, normalizeOptions } from './options.js';
+import { checkTexts, describe, intSetting, isPlainObject, normalizeOptions, showValue } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
 import { giveBack, takeBuffer } from './spare.js';
@@ -230,7 +230,8 @@ export function shardRanges(size: number, shardBytes: number): Array<[number, nu
   return out;
 }
 
-const RUN_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+/** A run id: no '.', which separates it from the shard index in job ids, and no ':' (BullMQ's). */
+const RUN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** Checks the options and makes the run's data (no Redis yet). */
 async function planRun(o: EnqueueOptions): Promise<RunJobData> {
@@ -259,7 +260,7 @@ async function planRun(o: EnqueueOptions): Promise<RunJobData> {
   const checksums = o.checksums ?? true;
   if (typeof checksums !== 'boolean') throw new TypeError(`options.checksums must be a boolean, got ${describe(checksums)}`);
   if (o.run !== undefined && (typeof o.run !== 'string' || !RUN_ID.test(o.run) || /^\d+$/.test(o.run))) {
-    throw new TypeError(`options.run must be 1-128 letters, digits, '_', '-' or '.', not only digits, got ${describe(o.run)}`);
+    throw new TypeError(`options.run must be 1-128 letters, digits, '_' or '-', not only digits, got ${showValue(o.run)}`);
   }
   const st = await stat(input);
   if (!st.isFile()) throw new TypeError(`options.input must be a regular file: ${input} is not one`);

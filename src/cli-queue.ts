@@ -142,9 +142,6 @@ export async function queueVectorize(a: QueueVectorizeArgs): Promise<number> {
   const attempts = intFlag('--attempts', v.attempts, 1, 1000);
   const backoffMs = intFlag('--backoff', v.backoff, 0, 86_400_000);
   const timeoutMs = intFlag('--connect-timeout', v['connect-timeout'], 1, 600_000) ?? 5000;
-  if (v.run !== undefined && !/^[A-Za-z0-9_.-]{1,128}$/.test(v.run)) {
-    throw new UsageError(`--run must be 1-128 letters, digits, '_', '-' or '.', got '${v.run}'`);
-  }
   const { bull, Redis } = await loadQueueModules();
   const connection = await connect(Redis, url, timeoutMs);
   const conn = { connection, ...(v.prefix !== undefined ? { prefix: v.prefix } : {}) };

@@ -452,6 +452,7 @@ describe('bad input', () => {
       [['vectorize', input, '--queue', redis.url, '--shard-bytes', '1000', '--out', out()], /--manifest FILE is required with --queue/],
       [['vectorize', '-', '--queue', redis.url, '--shard-bytes', '1000', '--out', out(), '--manifest', 'm.json'], /--queue needs an input file every worker can read, not stdin/],
       [['vectorize', input, '--shard-bytes', '1000', '--out', join(dir, 'bad', 'x.npy')], /--shard-bytes is only valid with --queue/],
+      [[...base, '--queue', redis.url, '--shard-bytes', '1000', '--out', out(), '--run', 'a.b'], /--run must be 1-128 letters, digits, '_' or '-', not only digits, got 'a\.b'/],
       [['worker'], /--queue redis:\/\/HOST:PORT is required/],
       [['worker', '--queue', 'redis://'], /--queue must be a redis:\/\/ URL/],
       [['worker', '--queue', redis.url, '--concurrency', '0'], /--concurrency must be an integer in \[1, 1024\], got '0'/],
@@ -502,7 +503,8 @@ describe('bad input', () => {
     await expect(enqueueShards({ ...base, out: join(dir, 'p.npy') })).rejects.toThrow(/options\.out must contain \{shard\}/);
     await expect(enqueueShards({ ...base, out: join(dir, 'p-{shard}.txt') })).rejects.toThrow(/options\.out must name \.npy or \.safetensors files/);
     await expect(enqueueShards({ ...base, options: { maxLength: -1 } })).rejects.toThrow('options.maxLength must be an integer >= 1, got -1');
-    await expect(enqueueShards({ ...base, run: 'a:b' })).rejects.toThrow(/options\.run must be/);
+    await expect(enqueueShards({ ...base, run: 'a:b' })).rejects.toThrow(new TypeError("options.run must be 1-128 letters, digits, '_' or '-', not only digits, got 'a:b'"));
+    await expect(enqueueShards({ ...base, run: '123' })).rejects.toThrow(/options\.run must be/);
     await expect(enqueueShards({ ...base, input: join(dir, 'nope.jsonl') })).rejects.toThrow(/ENOENT/);
     await expect(enqueueShards({ ...base, input: dir })).rejects.toThrow(new TypeError(`options.input must be a regular file: ${dir} is not one`));
     await expect(enqueueShards({ ...base, connection: undefined as unknown as Redis })).rejects.toThrow(/options\.connection is required/);
