@@ -6,6 +6,8 @@
  *                                                  -> .npy files or one .safetensors file
  *   dtesn serve [--port 8080] [--host 127.0.0.1]   the HTTP service (src/server.ts)
  *   dtesn bench [--rounds N] [--lines N] [--full]  the benchmark suite (src/cli-bench.ts)
+ *   dtesn vectorize INPUT --queue URL ...          sharded over BullMQ, and `dtesn worker`
+ *                                                  (src/cli-queue.ts, src/bullmq.ts)
  *
  * Exit codes: 0 done; 1 the work failed (unreadable input, unwritable output, a malformed line
  * with --on-error throw); 2 the command line is wrong (unknown flag, bad value), on stderr; 130
@@ -35,7 +37,7 @@ export class UsageError extends Error {
 }
 
 /** The work failed for a reason the user can act on (no stack trace), exit code 1. */
-class RunError extends Error {}
+export class RunError extends Error {}
 
 const BUNDLED_CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
 
@@ -43,6 +45,8 @@ const USAGE = `Usage:
   dtesn vectorize [INPUT] --out FILE [options]
   dtesn serve [--port 8080] [--host 127.0.0.1] [--workers N] [--body-limit BYTES] [--max-queue ROWS] [--warmup REQUESTS]
   dtesn bench [--rounds N] [--lines N] [--full]
+  dtesn vectorize INPUT --queue redis://HOST:PORT --shard-bytes N --out 'DIR/NAME-{shard}.npy' --manifest FILE [--wait]
+  dtesn worker --queue redis://HOST:PORT [--concurrency N] [--workers N] [--metrics-port P]  (dtesn worker --help)
   dtesn --version | --help
 `;
 
@@ -71,6 +75,17 @@ Options:
   --workers N              [available cores] worker threads
   --report FILE            also write the final report as JSON
   --quiet                  no progress bar and no summary
+Sharded over BullMQ on Redis (workers: dtesn worker; every worker reads INPUT and writes --out at
+the same paths, a shared file system):
+  --queue redis://HOST:PORT  enqueue one job per shard instead of vectorizing here
+  --shard-bytes N          about N input bytes per shard (lines are never split)
+  --out 'DIR/NAME-{shard}.npy|.safetensors'  one output per shard ({shard}: its zero-padded index)
+  --manifest FILE          written when every shard is done: shards, ranges, rows, widths, sha256s
+  --wait                   follow the run (progress bar) to its end: exit 1 naming failed shards
+  --run ID                 [from the input's path, size, mtime and the options] the run's id
+  --attempts N             [3] attempts per shard; --backoff MS [1000] the first retry's delay
+  --prefix P               [bull] BullMQ's key prefix; --connect-timeout MS [5000]
+  --no-checksums           no sha256 of the outputs in the manifest (hashing costs about as much as vectorizing)
 `;
 
 
@@ -121,6 +136,16 @@ const VECTORIZE_FLAGS = {
   report: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
+  queue: { type: 'string' },
+  'shard-bytes': { type: 'string' },
+  manifest: { type: 'string' },
+  wait: { type: 'boolean' },
+  run: { type: 'string' },
+  prefix: { type: 'string' },
+  attempts: { type: 'string' },
+  backoff: { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'no-checksums': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Library option name -> the flag that sets it, to translate the library's messages. */
@@ -140,7 +165,10 @@ const FLAG_OF: Record<string, string> = {
   onError: '--on-error',
 };
 
-function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number) {
+/** Parsed flags and positionals of a command (strict: an unknown flag is a UsageError). */
+export type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>>;
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number): Parsed<T> {
   let parsed;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -283,6 +311,13 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   }
   const batchSize = intFlag('--batch-size', v['batch-size'], 1, 1 << 24) ?? 1000;
   const workers = intFlag('--workers', v.workers, 1, 64);
+  if (v.queue !== undefined) {
+    const { queueVectorize } = await import('./cli-queue.js');
+    return queueVectorize({ flags: v, input: input === '-' ? null : inputName, format, field: v.field, onError, batchSize, options });
+  }
+  for (const f of ['shard-bytes', 'manifest', 'wait', 'run', 'prefix', 'attempts', 'backoff', 'connect-timeout', 'no-checksums'] as const) {
+    if (v[f] !== undefined) throw new UsageError(`--${f} is only valid with --queue`);
+  }
 
   // Input: check it now, so a missing file is one clear line rather than a stack trace.
   let totalBytes: number | null = null;
@@ -600,6 +635,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case 'bench':
         return await benchCommand(rest);
+      case 'worker':
+        return await (await import('./cli-queue.js')).workerCommand(rest);
       case '--version':
       case '-v':
         process.stdout.write(`dtesn ${getBackend().version}\n`);
@@ -614,7 +651,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(USAGE);
         return 2;
       default:
-        throw new UsageError(`unknown command '${command}' (vectorize, serve, bench)`);
+        throw new UsageError(`unknown command '${command}' (vectorize, serve, bench, worker)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -36,6 +36,7 @@ import { getSystemErrorMap } from 'node:util';
 import { LITTLE_ENDIAN, npyDescrOf, npyHeader, npyHeaderRoom } from './npy.js';
 import { DTYPES, ID_BYTES, IDS_ARRAY, IDS_ARRAY_NAME, describe, maxWidthOf, normalizeOptions } from './options.js';
 import { SAFETENSORS_DTYPE, type SafetensorsEntry, safetensorsHeader, safetensorsHeaderRoom } from './safetensors.js';
+import { giveBack, takeBuffer } from './spare.js';
 import type { Dtype, Side, VectorBatch, VectorizeOptions } from './types.js';
 
 export type TensorFormat = 'npy' | 'safetensors';
@@ -110,6 +111,7 @@ const STAGE_BYTES = 4 << 20;
 const CHUNK_BYTES = 8 << 20;
 
 
+
 type ElementArray = Int32Array | Int16Array | Uint16Array | Uint8Array | Float32Array;
 type ElementView = (buffer: ArrayBuffer, byteOffset: number, length: number) => ElementArray;
 const VIEW: { readonly [D in Dtype]: ElementView } = {
@@ -170,7 +172,7 @@ function bytesOf(a: ElementArray): Uint8Array {
 
 /** Appends to a file at increasing positions, staging small pieces so that writes stay large. */
 class Appender {
-  private stage = new Uint8Array(STAGE_BYTES);
+  private stage = new Uint8Array(takeBuffer(STAGE_BYTES));
   private used = 0;
 
   constructor(
@@ -196,6 +198,7 @@ class Appender {
 
   /** Drops the staging buffer (a closed writer that is still referenced holds no 4 MiB). */
   release(): void {
+    if (this.stage.byteLength > 0) giveBack(this.stage.buffer as ArrayBuffer);
     this.stage = new Uint8Array(0);
     this.used = 0;
   }
@@ -210,7 +213,10 @@ class Appender {
 
 /** Copies `length` bytes from `src` at `pos` to `dst`, in chunks (reading the next while writing one). */
 async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appender): Promise<void> {
-  const bufs = [new Uint8Array(Math.min(CHUNK_BYTES, length)), new Uint8Array(Math.min(CHUNK_BYTES, length))];
+  // Small copies get buffers of their own size; large ones spare CHUNK_BYTES buffers (src/spare.ts).
+  const spared = length >= CHUNK_BYTES / 8;
+  const take = () => (spared ? new Uint8Array(takeBuffer(CHUNK_BYTES)) : new Uint8Array(length));
+  const bufs = [take(), take()];
   let n = Math.min(CHUNK_BYTES, length);
   // A read ahead that fails while a write fails too must not become an unhandled rejection.
   const readAhead = (buf: Uint8Array, at: number): Promise<void> => {
@@ -228,6 +234,7 @@ async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appe
     await dst.append(cur);
   }
   await reading;
+  if (spared) for (const b of bufs) giveBack(b.buffer as ArrayBuffer); // every read and write on them has finished
 }
 
 /**
@@ -257,8 +264,8 @@ async function copyRepadded(
       pos += seg.rows * rowIn;
       continue;
     }
-    inBuf ??= new ArrayBuffer(perChunk * rowOut);
-    outBuf ??= new ArrayBuffer(perChunk * rowOut);
+    inBuf ??= takeBuffer(Math.max(CHUNK_BYTES, perChunk * rowOut));
+    outBuf ??= takeBuffer(Math.max(CHUNK_BYTES, perChunk * rowOut));
     const shift = left ? width - seg.width : 0;
     for (let r = 0; r < seg.rows; ) {
       const n = Math.min(perChunk, seg.rows - r);
@@ -276,6 +283,8 @@ async function copyRepadded(
       await dst.append(new Uint8Array(outBuf, 0, n * rowOut));
     }
   }
+  if (inBuf) giveBack(inBuf);
+  if (outBuf) giveBack(outBuf);
 }
 
 /**

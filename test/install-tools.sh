@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The two external tools the test suite checks our output with, installed when missing:
+# The external tools the test suite needs, installed when missing:
 #   promtool (Debian package `prometheus`)  -> test/prometheus.test.ts: `promtool check metrics`
 #   numpy + safetensors for the python3 on the PATH (PyPI) -> test/tensor-file.test.ts
+#   redis-server (Debian package `redis-server`) -> test/queue.test.ts starts its own, on a free
+#     loopback port (the package's own service is not needed: without systemd it is not started)
 # Without its tool, each of those tests fails and names `npm run test:tools` (this script). apt-get runs as root, or through
 # sudo for another user; pip installs for the current user unless run as root.
 set -euo pipefail
@@ -22,6 +24,11 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt_install prometheus
 fi
 promtool --version | head -1
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server
+fi
+redis-server --version
 
 if ! python3 -c 'import numpy, safetensors.numpy' >/dev/null 2>&1; then
   if ! python3 -m pip --version >/dev/null 2>&1; then
