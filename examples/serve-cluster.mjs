@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { AggregatorRegistry, register } from 'prom-client';
-import { closeOnSignals, startServer } from 'dtesn-pipeline';
+import { closeOnSignals, startServer } from 'dtesn-pipeline/server';
 
 const { values: v } = parseArgs({
   options: {

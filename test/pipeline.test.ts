@@ -1023,18 +1023,21 @@ describe('admission (maxQueue)', () => {
 describe('work-conserving batches', () => {
   it('a fresh pipeline’s first batch holds every request of the turn; the requests that came due while a blocking handler ran go in one batch', async () => {
     const sizes: number[] = [];
+    let late!: Promise<unknown[]>;
     const p = make({
       maxWorkers: 2,
       handler: async (batch) => {
         sizes.push(batch.rows);
+        if (sizes.length === 1) {
+          // While this batch blocks the loop, more requests come due: a timer that fires late, all at once.
+          late = new Promise((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
+        }
         const end = performance.now() + 20; // a CPU-bound model stage: blocks the event loop
         while (performance.now() < end);
         return Array.from({ length: batch.rows }, (_, i) => i);
       },
     });
     const first = Array.from({ length: 300 }, (_, i) => p.submit(`a${i}`));
-    // While the first batch blocks the loop, more requests are due: a timer fires late, all at once.
-    const late = new Promise<unknown[]>((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
     expect((await Promise.all(first)).map((r) => (r as number[]).length)).toEqual(Array(300).fill(1));
     expect((await late).length).toBe(50);
     expect(sizes).toEqual([300, 50]);
