@@ -30,6 +30,8 @@ mod utf_tests;
 pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
     /// `v as Self` (values are pre-checked to fit).
     fn from_i32(v: i32) -> Self;
+    /// `v as Self` (values are pre-checked to fit: padId).
+    fn from_i64(v: i64) -> Self;
     fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]);
     fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]);
     /// The elements as u32, when they have u32's layout and every u32 below 2^31 is the same
@@ -58,12 +60,14 @@ pub struct Kernels {
     pub widen_u8_u16: fn(&[u8], i32, &mut [u16]),
     pub widen_u8_u8: fn(&[u8], i32, &mut [u8]),
     pub widen_u8_f32: fn(&[u8], i32, &mut [f32]),
+    pub widen_u8_i64: fn(&[u8], i32, &mut [i64]),
     /// `dst[i] = src[i] as T` (values pre-checked to fit); `dst.len() == src.len()`.
     pub widen_u16_i32: fn(&[u16], &mut [i32]),
     pub widen_u16_i16: fn(&[u16], &mut [i16]),
     pub widen_u16_u16: fn(&[u16], &mut [u16]),
     pub widen_u16_u8: fn(&[u16], &mut [u8]),
     pub widen_u16_f32: fn(&[u16], &mut [f32]),
+    pub widen_u16_i64: fn(&[u16], &mut [i64]),
     /// `Some(counts)` iff `src` is well-formed UTF-8.
     pub utf8_scan: fn(&[u8]) -> Option<utf::Utf8Counts>,
     /// `Some(counts)` iff `src` has no lone surrogate.
@@ -81,6 +85,10 @@ macro_rules! elem {
         impl Elem for $t {
             #[inline(always)]
             fn from_i32(v: i32) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_i64(v: i64) -> Self {
                 v as $t
             }
             #[inline(always)]
@@ -107,6 +115,7 @@ elem!(i16, widen_u8_i16, widen_u16_i16);
 elem!(u16, widen_u8_u16, widen_u16_u16);
 elem!(u8, widen_u8_u8, widen_u16_u8);
 elem!(f32, widen_u8_f32, widen_u16_f32);
+elem!(i64, widen_u8_i64, widen_u16_i64);
 
 /// Every path this CPU can run, best first (`scalar` always last).
 pub fn available() -> Vec<&'static Kernels> {

@@ -402,6 +402,7 @@ fn check_widen_u8(
             go!(widen_u8_i32, i32);
             // f32 conversion is defined for every i32 (rounded to nearest even), so test all.
             go!(widen_u8_f32, f32);
+            go!(widen_u8_i64, i64);
         }
         if fits(i16::MIN as i64, i16::MAX as i64) {
             go!(widen_u8_i16, i16);
@@ -435,6 +436,7 @@ fn check_widen_u16(paths: &[&Kernels], src: &[u16], doff: usize, what: &dyn Fn()
         }
         go!(widen_u16_i32, i32);
         go!(widen_u16_f32, f32);
+        go!(widen_u16_i64, i64);
         go!(widen_u16_u16, u16);
         if max <= i16::MAX as u16 {
             go!(widen_u16_i16, i16);

@@ -64,7 +64,7 @@ pub fn reference(rows: &[Vec<i64>], o: &Options) -> Expected {
     let mut mask = vec![];
     for k in &kept {
         let padn = width - k.len();
-        let pad = std::iter::repeat_n(o.pad_id as i64, padn);
+        let pad = std::iter::repeat_n(o.pad_id, padn);
         match o.padding_side {
             Side::Right => {
                 ids.extend(k.iter().copied().chain(pad));
