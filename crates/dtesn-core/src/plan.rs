@@ -8,7 +8,7 @@ use crate::{Encoding, Error, Id, Options, Padding, Rows, Side, Unit};
 pub const MAX_ELEMENTS: u64 = i32::MAX as u64;
 
 /// An attention-mask element type (`u8`, `i32`, `i64`), tied to its [`MaskDtype`].
-pub trait Mask: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+pub trait Mask: simd::Elem {
     const DTYPE: crate::MaskDtype;
     const ONE: Self;
 }
@@ -300,16 +300,17 @@ impl<U: Unit> Plan<'_, U> {
             Side::Right => 0,
             Side::Left => w - n,
         };
-        // A zero pad (the default) is a constant fill, which LLVM turns into memset.
+        // A zero pad (the default) is a constant fill, which LLVM turns into memset; other fills
+        // of wide elements (int64 and int32 masks' ones, pads) go through the path's wide stores.
         if opts.pad_id == 0 {
             row[..start].fill(T::default());
             row[start + n..].fill(T::default());
         } else {
-            row[..start].fill(pad);
-            row[start + n..].fill(pad);
+            T::fill(self.k, &mut row[..start], pad);
+            T::fill(self.k, &mut row[start + n..], pad);
         }
         mrow[..start].fill(M::default());
-        mrow[start..start + n].fill(M::ONE);
+        M::fill(self.k, &mut mrow[start..start + n], M::ONE);
         mrow[start + n..].fill(M::default());
         let toks = &mut row[start..start + n];
         let (head, rest) = toks.split_at_mut(pre.len());

@@ -40,6 +40,8 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u8,
     widen_u16_f32,
     widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -70,6 +72,8 @@ wrap! {
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
     fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -523,6 +527,38 @@ mod imp {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        let x = _mm512_set1_epi32(v);
+        drive(
+            n,
+            16,
+            to_boundary(d, 64),
+            // SAFETY: `drive` passes i + 16 <= n = dst.len().
+            |i| unsafe { store(d.add(i), x) },
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n), are written.
+            |i, r| unsafe { _mm512_mask_storeu_epi32(d.add(i), low16(r), x) },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        let x = _mm512_set1_epi64(v);
+        drive(
+            n,
+            8,
+            to_boundary(d, 64),
+            // SAFETY: `drive` passes i + 8 <= n = dst.len().
+            |i| unsafe { store(d.add(i), x) },
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n, r < 8), are written.
+            |i, r| unsafe { _mm512_mask_storeu_epi64(d.add(i), low16(r) as u8, x) },
+        );
     }
 }
 

@@ -44,6 +44,8 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u8: scalar::widen_u16::<u8>,
     widen_u16_f32: scalar::widen_u16::<f32>,
     widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -77,6 +79,8 @@ wrap! {
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
     fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -438,6 +442,40 @@ mod imp {
                 vst1q_s64(d.add(i + 2), w(vmovl_high_u32(lo)));
                 vst1q_s64(d.add(i + 4), w(vmovl_u32(vget_low_u32(hi))));
                 vst1q_s64(d.add(i + 6), w(vmovl_high_u32(hi)));
+            }
+        });
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "neon")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 8 {
+            return dst.fill(v);
+        }
+        let x = vdupq_n_s32(v);
+        blocks(n, 8, |i| {
+            // SAFETY: `blocks` passes i + 8 <= n = dst.len(): two 4-lane stores.
+            unsafe {
+                vst1q_s32(d.add(i), x);
+                vst1q_s32(d.add(i + 4), x);
+            }
+        });
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 4 {
+            return dst.fill(v);
+        }
+        let x = vdupq_n_s64(v);
+        blocks(n, 4, |i| {
+            // SAFETY: `blocks` passes i + 4 <= n = dst.len(): two 2-lane stores.
+            unsafe {
+                vst1q_s64(d.add(i), x);
+                vst1q_s64(d.add(i + 2), x);
             }
         });
     }

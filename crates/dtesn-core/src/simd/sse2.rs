@@ -49,6 +49,8 @@ pub static KERNELS: Kernels = Kernels {
     widen_u16_u8,
     widen_u16_f32,
     widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -79,6 +81,8 @@ wrap! {
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
     fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -592,6 +596,30 @@ mod imp {
     #[target_feature(enable = "sse2")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "sse2")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 4 {
+            return dst.fill(v);
+        }
+        let x = _mm_set1_epi32(v);
+        // SAFETY: `drive` passes i + 4 <= n = dst.len().
+        drive(n, 4, to_boundary(d, 16), |i| unsafe { store(d.add(i), x) });
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 2 {
+            return dst.fill(v);
+        }
+        let x = _mm_set1_epi64x(v);
+        // SAFETY: `drive` passes i + 2 <= n = dst.len().
+        drive(n, 2, to_boundary(d, 16), |i| unsafe { store(d.add(i), x) });
     }
 }
 

@@ -490,6 +490,30 @@ fn widen_u8_every_length_and_offset() {
 }
 
 #[test]
+fn fill_every_length_and_offset() {
+    // Every element of dst[PAD + off..][..n] set, nothing around it touched.
+    for k in paths() {
+        for len in 0..=MAX_LEN {
+            for off in 0..9 {
+                for v in [1i64, 0, -1, i64::MIN, i64::MAX, 0x1234_5678_9ABC_DEF0] {
+                    let mut d = vec![0x5A5Ai64; len + 2 * PAD + off];
+                    (k.fill_i64)(&mut d[PAD + off..PAD + off + len], v);
+                    let mut want = vec![0x5A5Ai64; d.len()];
+                    want[PAD + off..PAD + off + len].fill(v);
+                    assert_eq!(d, want, "{}: fill_i64 len {len}, offset {off}, value {v}", k.name);
+                    let v32 = v as i32;
+                    let mut d = vec![0x5A5Ai32; len + 2 * PAD + off];
+                    (k.fill_i32)(&mut d[PAD + off..PAD + off + len], v32);
+                    let mut want = vec![0x5A5Ai32; d.len()];
+                    want[PAD + off..PAD + off + len].fill(v32);
+                    assert_eq!(d, want, "{}: fill_i32 len {len}, offset {off}, value {v32}", k.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn widen_u8_edge_values_and_adds() {
     let paths = paths();
     let mut rng = Rng::new(7);
