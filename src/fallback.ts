@@ -559,9 +559,22 @@ function fillMask(mask: MaskArray, v: 0 | 1, from: number, to: number): void {
   else mask.fill(v, from, to);
 }
 
-/** Clears the int64 ids of a row's token span (only when padId's high word is not zero). */
-function clearSpan(L: Layout, from: number, to: number): void {
-  if (L.clearTokens) (L.ids as BigInt64Array).fill(0n, from, to);
+/**
+ * Starts the row whose `len` tokens begin at element `start`: its mask ones, its int64 ids' high
+ * words cleared when padId's are not zero, CLS for canine. Returns where its content goes in
+ * `L.words`.
+ */
+function startRow(L: Layout, start: number, len: number, canine: boolean): number {
+  if (len > 0) {
+    fillMask(L.mask, 1, start, start + len);
+    if (L.clearTokens) (L.ids as BigInt64Array).fill(0n, start, start + len);
+  }
+  let k = start * L.stride + L.low;
+  if (canine) {
+    L.words[k] = CANINE_CLS;
+    k += L.stride;
+  }
+  return k;
 }
 
 function finishSourceLengths(sourceLengths: Int32Array, s: number): void {
@@ -642,15 +655,7 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
     const skip = leftTrunc ? sourceLengths[i]! - kept : 0;
     const base = i * width;
     const start = padLeft ? base + width - len : base;
-    if (len > 0) {
-      fillMask(mask, 1, start, start + len);
-      clearSpan(L, start, start + len);
-    }
-    let k = start * st + L.low;
-    if (canine) {
-      ids[k] = CANINE_CLS;
-      k += st;
-    }
+    let k = startRow(L, start, len, canine);
     if (clean[i]! >= 0) {
       // One token per code unit from `skip`.
       if (vt !== null) {
@@ -739,15 +744,7 @@ export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: Nor
     const skip = leftTrunc ? sourceLengths[i]! - kept : 0;
     const base = i * width;
     const start = padLeft ? base + width - len : base;
-    if (len > 0) {
-      fillMask(mask, 1, start, start + len);
-      clearSpan(L, start, start + len);
-    }
-    let k = start * st + L.low;
-    if (canine) {
-      ids[k] = CANINE_CLS;
-      k += st;
-    }
+    let k = startRow(L, start, len, canine);
     if (clean[i]! >= 0) {
       // One token per byte from `skip` (well-formed UTF-8 for Utf8, ASCII otherwise).
       const from = a + skip;

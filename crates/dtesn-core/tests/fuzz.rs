@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{content, reference};
+use common::{content, reference, AsI64};
 use dtesn_core::simd::{self, available};
 use dtesn_core::{
     plan, Dtype, Encoding, Invalid, MaskDtype, Options, Padding, Side, Unit, Utf16Rows, Utf8Rows,
@@ -187,19 +187,6 @@ fn options<'v>(o: &Opts, vocab: &'v Vocab) -> Options<'v> {
 /// Everything a batch gives: ids and mask (as i64: float32 ids are exact integers), lengths,
 /// source lengths; or the error message.
 type Outcome = Result<(Vec<i64>, Vec<i64>, Vec<i32>, Vec<i32>), String>;
-
-/// Ids and mask elements as i64.
-trait AsI64: Copy {
-    fn as_i64(self) -> i64;
-}
-macro_rules! as_i64 {
-    ($($t:ty),*) => {$(impl AsI64 for $t {
-        fn as_i64(self) -> i64 {
-            self as i64
-        }
-    })*};
-}
-as_i64!(i32, i16, u16, u8, f32, i64);
 
 fn outcome<U: Unit>(rows: &dtesn_core::Rows<U>, o: &Options, mask: MaskDtype) -> Outcome {
     fn run<T: dtesn_core::Id + AsI64, M: dtesn_core::Mask + AsI64, U: Unit>(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{content, offsets_of, reference, Expected};
+use common::{content, offsets_of, reference, AsI64, Expected};
 use dtesn_core::{
     plan, simd, Dtype, Encoding, Error, Id, Invalid, Mask, Options, Padding, Side, Utf16Rows,
     Utf8Rows, Vocab,
@@ -20,19 +20,6 @@ impl Rng {
         self.next() % n
     }
 }
-
-/// An id or mask element as the reference's i64 (float32 ids are exact integers).
-trait AsI64: Copy {
-    fn as_i64(self) -> i64;
-}
-macro_rules! as_i64 {
-    ($($t:ty),*) => {$(impl AsI64 for $t {
-        fn as_i64(self) -> i64 {
-            self as i64
-        }
-    })*};
-}
-as_i64!(i32, i16, u16, u8, f32, i64);
 
 fn run<T: Id + AsI64, M: Mask + AsI64>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>) {
     let expect = reference(
