@@ -316,7 +316,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       // With 'max-length' the width is known up front (also for an input without rows).
       writer = await openTensorWriter(outPath, {
         ...tensorWriterOptionsOf(options),
-        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options, (_, x: unknown) => (typeof x === 'bigint' ? String(x) : x)) },
+        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options, bigintAsString) },
       });
     } catch (e) {
       throw new RunError((e as Error).message);
@@ -471,10 +471,15 @@ function healthParts(h: Health): string {
   return [part('throughput', c.throughput), part('pool utilization', c.utilization), part('memory', c.memory), part('CPU headroom', c.cpu)].join(', ');
 }
 
+/** JSON.stringify's replacer for the options: an int64 padId past 2^53 is a bigint, written as its digits. */
+function bigintAsString(_key: string, x: unknown): unknown {
+  return typeof x === 'bigint' ? String(x) : x;
+}
+
 async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+    await writeFile(tmp, JSON.stringify(value, bigintAsString, 2) + '\n');
     await rename(tmp, file);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);

@@ -150,8 +150,11 @@ describe('dtesn vectorize', () => {
     const o = { encoding: 'byt5', maxLength: 48, dtype: 'int64', maskDtype: 'int64', padId: -(2n ** 63n) } as const;
     const want = vectorize(lines, o);
     expect(want.ids).toBeInstanceOf(BigInt64Array);
-    const r = await run(['vectorize', 'i64.txt', '--out', 'i64.npy', ...flags]);
+    const r = await run(['vectorize', 'i64.txt', '--out', 'i64.npy', '--report', 'i64.report.json', ...flags]);
     expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    const report = JSON.parse(readFileSync(join(dir, 'i64.report.json'), 'utf8')) as { rows: number; options: Record<string, unknown> };
+    expect(report.rows).toBe(lines.length);
+    expect(report.options).toMatchObject({ dtype: 'int64', maskDtype: 'int64', padId: '-9223372036854775808' });
     const ids = readNpy(join(dir, 'i64.npy'));
     expect(ids.descr).toBe('<i8');
     expect(ids.shape).toEqual([want.rows, want.width]);
