@@ -35,7 +35,7 @@ import { registerMetrics } from './prometheus.js';
 import { giveBack, takeBuffer } from './spare.js';
 import { RecordError, linesBefore } from './stream.js';
 import { openTensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, VectorBatch, VectorizeOptions, MaskDtype } from './types.js';
 
 /** The queue of shard jobs and of their runs' parent jobs. */
 export const SHARD_QUEUE = 'dtesn-shards';
@@ -69,7 +69,7 @@ export interface EnqueueOptions extends QueueConnection {
   /** [1000] rows per batch. */
   batchSize?: number;
   /** The vectorize options (checked now). */
-  options?: VectorizeOptions<Dtype>;
+  options?: VectorizeOptions<Dtype, MaskDtype>;
   /** [derived from the input's path, size and mtime and every other option] the run's id, also the parent job's id. */
   run?: string;
   /** [3] attempts per shard before it fails for good. */
@@ -95,7 +95,7 @@ export interface ShardJobData {
   field?: string;
   onError: 'skip' | 'throw';
   batchSize: number;
-  options: VectorizeOptions<Dtype>;
+  options: VectorizeOptions<Dtype, MaskDtype>;
   checksums: boolean;
 }
 
@@ -149,7 +149,7 @@ export interface Manifest {
   field?: string;
   onError: 'skip' | 'throw';
   batchSize: number;
-  options: VectorizeOptions<Dtype>;
+  options: VectorizeOptions<Dtype, MaskDtype>;
   dtype: Dtype;
   padding: 'longest' | 'max-length';
   /** How wide the shards are: padding 'longest' pads each shard to its own longest row. */
@@ -531,7 +531,7 @@ export interface DtesnWorker {
 /** What `vectorize` request jobs carry. */
 export interface VectorizeJobData {
   texts: readonly string[];
-  options?: VectorizeOptions<Dtype>;
+  options?: VectorizeOptions<Dtype, MaskDtype>;
 }
 
 /** A request job's return value: the JSON of `POST /v1/vectorize`. */
@@ -796,7 +796,7 @@ async function runRequest(job: Job<VectorizeJobData>, pipeline: Pipeline): Promi
     if (!isPlainObject(d)) throw new TypeError(`the job's data must be an object { texts, options }, got ${describe(d)}`);
     for (const k of Object.keys(d)) if (k !== 'texts' && k !== 'options') throw new TypeError(`unknown field '${k}' in the job's data (expected texts and options)`);
     checkTexts(d.texts);
-    const r = await pipeline.submit(d.texts as readonly string[], d.options as VectorizeOptions<Dtype> | undefined);
+    const r = await pipeline.submit(d.texts as readonly string[], d.options as VectorizeOptions<Dtype, MaskDtype> | undefined);
     return Array.isArray(r) ? { rows: r.length, results: r } : batchJson(r);
   } catch (e) {
     // Bad texts or options fail every attempt the same way.
@@ -805,12 +805,13 @@ async function runRequest(job: Job<VectorizeJobData>, pipeline: Pipeline): Promi
   }
 }
 
-function batchJson(b: VectorBatch<Dtype>): VectorizeResponse {
+function batchJson(b: VectorBatch<Dtype, MaskDtype>): VectorizeResponse {
   const ids: number[][] = [];
   const attentionMask: number[][] = [];
   for (let r = 0; r < b.rows; r++) {
-    ids.push(Array.from(b.ids.subarray(r * b.width, (r + 1) * b.width)));
-    attentionMask.push(Array.from(b.attentionMask.subarray(r * b.width, (r + 1) * b.width)));
+    // int64 ids and masks as JSON numbers (exact below 2^53, which ids are).
+    ids.push(Array.from(b.ids.subarray(r * b.width, (r + 1) * b.width) as ArrayLike<number | bigint>, Number));
+    attentionMask.push(Array.from(b.attentionMask.subarray(r * b.width, (r + 1) * b.width) as ArrayLike<number | bigint>, Number));
   }
   return { rows: b.rows, width: b.width, ids, attentionMask, lengths: Array.from(b.lengths) };
 }
@@ -945,7 +946,7 @@ function eventsFor(queue: Queue): { events: QueueEvents; release: () => void } {
 export async function vectorizeViaQueue(
   queue: Queue,
   texts: readonly string[],
-  options?: VectorizeOptions<Dtype>,
+  options?: VectorizeOptions<Dtype, MaskDtype>,
   opts: ViaQueueOptions = {},
 ): Promise<VectorizeResponse> {
   if (!(queue instanceof Queue)) throw new TypeError(`queue must be a BullMQ Queue, got ${describe(queue)}`);

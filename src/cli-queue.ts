@@ -19,7 +19,7 @@ import type { ParseArgsConfig } from 'node:util';
 import type { Redis as RedisClient } from 'ioredis';
 import { RunError, UsageError, intFlag, parse } from './cli.js';
 import type { PipelineConfig } from './pipeline.js';
-import type { Dtype, VectorizeOptions } from './types.js';
+import type { Dtype, VectorizeOptions, MaskDtype } from './types.js';
 
 type Bull = typeof import('./bullmq.js');
 
@@ -123,7 +123,7 @@ export interface QueueVectorizeArgs {
   field: string | undefined;
   onError: 'skip' | 'throw';
   batchSize: number;
-  options: VectorizeOptions<Dtype>;
+  options: VectorizeOptions<Dtype, MaskDtype>;
 }
 
 /** `dtesn vectorize INPUT --queue URL ...`: enqueue a run, and with --wait follow it to its end. */

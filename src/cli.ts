@@ -26,7 +26,7 @@ import { normalizeOptions } from './options.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { RecordError, type FileBatch } from './stream.js';
 import { openTensorWriter, type TensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
-import type { Dtype, VectorizeOptions } from './types.js';
+import type { Dtype, MaskDtype, VectorizeOptions } from './types.js';
 import { getBackend } from './index.js';
 
 /** A wrong command line: printed with a pointer to --help, exit code 2. */
@@ -66,9 +66,10 @@ Options:
   --pad-to-multiple-of N   round the width up to a multiple of N
   --padding-side S         [right] left | right
   --truncation-side S      [right] left | right
-  --pad-id N               [0]
+  --pad-id N               [0] (any int64 with --dtype int64)
   --no-special-tokens      no EOS (byt5) / CLS, SEP (canine)
-  --dtype D                [int32] int32 | int16 | uint16 | uint8 | float32 (ids; mask is uint8, lengths int32)
+  --dtype D                [int32] int32 | int16 | uint16 | uint8 | float32 | int64 (ids; lengths are int32)
+  --mask-dtype D           [uint8] uint8 | int32 | int64 (attention mask; int64 is what ONNX models take)
   --invalid M              [replace] replace | error (malformed UTF-8 in the input)
   --on-error M             [skip] skip | throw: a malformed JSONL line is skipped and counted, or stops the run
   --batch-size N           [1000] rows per batch
@@ -129,6 +130,7 @@ const VECTORIZE_FLAGS = {
   'pad-id': { type: 'string' },
   'no-special-tokens': { type: 'boolean' },
   dtype: { type: 'string' },
+  'mask-dtype': { type: 'string' },
   invalid: { type: 'string' },
   'on-error': { type: 'string' },
   'batch-size': { type: 'string' },
@@ -158,6 +160,7 @@ const FLAG_OF: Record<string, string> = {
   truncationSide: '--truncation-side',
   padId: '--pad-id',
   dtype: '--dtype',
+  maskDtype: '--mask-dtype',
   invalid: '--invalid',
   field: '--field',
   format: '--format',
@@ -179,6 +182,14 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: s
     throw new UsageError(`unexpected argument '${parsed.positionals[positionals]}'`);
   }
   return parsed;
+}
+
+/** An int64 flag value: a decimal integer, as a number when it is a safe one, else a bigint (whose range normalizeOptions checks). */
+export function int64Flag(flag: string, value: string | undefined): number | bigint | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`${flag} must be an integer, got '${value}'`);
+  const n = BigInt(value.trim());
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 }
 
 /** An integer flag value: the whole string must be a decimal integer in [lo, hi]. */
@@ -224,7 +235,7 @@ export interface VectorizeReport {
   /** Run time of each batch, ms (the pipeline's batch latency distribution). */
   batchLatencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null };
   health: Health;
-  options: VectorizeOptions<Dtype>;
+  options: VectorizeOptions<Dtype, MaskDtype>;
   backend: ReturnType<typeof getBackend>;
   workers: number;
 }
@@ -290,8 +301,8 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   const onError = v['on-error'] ?? 'skip';
   if (onError !== 'skip' && onError !== 'throw') throw new UsageError(`--on-error must be one of skip, throw, got '${onError}'`);
 
-  const options: VectorizeOptions<Dtype> = {};
-  const set = <K extends keyof VectorizeOptions<Dtype>>(k: K, x: VectorizeOptions<Dtype>[K] | undefined): void => {
+  const options: VectorizeOptions<Dtype, MaskDtype> = {};
+  const set = <K extends keyof VectorizeOptions<Dtype, MaskDtype>>(k: K, x: VectorizeOptions<Dtype, MaskDtype>[K] | undefined): void => {
     if (x !== undefined) options[k] = x;
   };
   set('encoding', v.encoding as VectorizeOptions<Dtype>['encoding']);
@@ -300,9 +311,10 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   set('padToMultipleOf', intFlag('--pad-to-multiple-of', v['pad-to-multiple-of'], 1, 2 ** 31 - 1));
   set('paddingSide', v['padding-side'] as VectorizeOptions<Dtype>['paddingSide']);
   set('truncationSide', v['truncation-side'] as VectorizeOptions<Dtype>['truncationSide']);
-  set('padId', intFlag('--pad-id', v['pad-id'], -(2 ** 31), 2 ** 31 - 1));
+  set('padId', v.dtype === 'int64' ? int64Flag('--pad-id', v['pad-id']) : intFlag('--pad-id', v['pad-id'], -(2 ** 31), 2 ** 31 - 1));
   if (v['no-special-tokens']) options.addSpecialTokens = false;
   set('dtype', v.dtype as Dtype | undefined);
+  set('maskDtype', v['mask-dtype'] as MaskDtype | undefined);
   set('invalid', v.invalid as VectorizeOptions<Dtype>['invalid']);
   try {
     normalizeOptions(options); // a bad value is a command-line error, named by its flag
@@ -377,7 +389,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       // With 'max-length' the width is known up front (also for an input without rows).
       writer = await openTensorWriter(outPath, {
         ...tensorWriterOptionsOf(options),
-        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options) },
+        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options, bigintAsString) },
       });
     } catch (e) {
       throw new RunError((e as Error).message);
@@ -412,7 +424,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
     // vectorizeFile then destroys, as leaving the loop would). Each batch is written out before
     // the next is asked for, so every batch can use the same output memory (reuseBuffers).
-    const batches: AsyncIterable<FileBatch> = pipeline.vectorizeFile(source, {
+    const batches: AsyncIterable<FileBatch<Dtype, MaskDtype>> = pipeline.vectorizeFile(source, {
       ...options, format, ...(v.field !== undefined ? { field: v.field } : {}), batchSize, onError, signal: interrupted.signal,
       reuseBuffers: true,
     });
@@ -533,10 +545,15 @@ function healthParts(h: Health): string {
   return [part('throughput', c.throughput), part('pool utilization', c.utilization), part('memory', c.memory), part('CPU headroom', c.cpu)].join(', ');
 }
 
+/** JSON.stringify's replacer for the options: an int64 padId past 2^53 is a bigint, written as its digits. */
+function bigintAsString(_key: string, x: unknown): unknown {
+  return typeof x === 'bigint' ? String(x) : x;
+}
+
 async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+    await writeFile(tmp, JSON.stringify(value, bigintAsString, 2) + '\n');
     await rename(tmp, file);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);

@@ -12,7 +12,7 @@
 import { createRequire } from 'node:module';
 import { type Backend, jsBackend, loadNative, nativeBackendOf } from './backends.js';
 import { checkBytesInput, checkTexts, normalizeOptions } from './options.js';
-import type { BackendInfo, Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { BackendInfo, Dtype, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 
 export type {
   BackendInfo,
@@ -21,6 +21,9 @@ export type {
   IdsArray,
   IdsArrayOf,
   InvalidMode,
+  MaskArray,
+  MaskArrayOf,
+  MaskDtype,
   OutBuffers,
   Padding,
   Side,
@@ -72,12 +75,12 @@ const backend: Backend = chooseBackend();
  * Vectorizes `texts` in one call. Throws TypeError/RangeError naming the option or row for bad
  * input, before anything is written into `options.out`.
  */
-export function vectorize<D extends Dtype = 'int32'>(
+export function vectorize<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
   texts: readonly string[],
-  options?: VectorizeOptions<D>,
-): VectorBatch<D> {
+  options?: VectorizeOptions<D, M>,
+): VectorBatch<D, M> {
   checkTexts(texts);
-  return backend.vectorizeStrings(texts, normalizeOptions(options)) as VectorBatch<D>;
+  return backend.vectorizeStrings(texts, normalizeOptions(options)) as VectorBatch<D, M>;
 }
 
 /**
@@ -85,13 +88,13 @@ export function vectorize<D extends Dtype = 'int32'>(
  * rows + 1. Equals `vectorize` of the decoded rows (malformed bytes become U+FFFD as TextDecoder
  * does, or throw with `invalid: 'error'`).
  */
-export function vectorizeBytes<D extends Dtype = 'int32'>(
+export function vectorizeBytes<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
   bytes: Uint8Array,
   offsets: Uint32Array,
-  options?: VectorizeOptions<D>,
-): VectorBatch<D> {
+  options?: VectorizeOptions<D, M>,
+): VectorBatch<D, M> {
   checkBytesInput(bytes, offsets);
-  return backend.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options)) as VectorBatch<D>;
+  return backend.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options)) as VectorBatch<D, M>;
 }
 
 /** Which implementation runs: `{ kind: 'native', simd: 'avx512', ... }` or `{ kind: 'js', simd: 'none', ... }`. */

@@ -16,9 +16,9 @@ import { Readable } from 'node:stream';
 import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
 import { giveBack, takeBuffer } from './spare.js';
-import { describe, ID_BYTES, IDS_ARRAY, maxWidthOf, type NormalizedOptions } from './options.js';
+import { describe, ID_BYTES, IDS_ARRAY, MASK_ARRAY, MASK_BYTES, maxWidthOf, type NormalizedOptions } from './options.js';
 import { countNewlines, type RecordFormat, type RowFiller } from './records.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 
 /** What `stream()` and `vectorizeFile()` share beyond the vectorize options. */
 export interface ReuseOption {
@@ -37,7 +37,7 @@ export interface ReuseOption {
   reuseBuffers?: boolean;
 }
 
-export interface StreamOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
+export interface StreamOptions<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> extends VectorizeOptions<D, M>, ReuseOption {
   /** [1000] rows per batch. */
   batchSize?: number;
   /**
@@ -48,7 +48,7 @@ export interface StreamOptions<D extends Dtype = Dtype> extends VectorizeOptions
   signal?: AbortSignal;
 }
 
-export interface FileOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
+export interface FileOptions<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> extends VectorizeOptions<D, M>, ReuseOption {
   /** 'lines': every line is a row; 'jsonl': each non-blank line is a JSON object holding the text. A UTF-8 BOM at the start of the file is skipped. */
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
@@ -99,7 +99,7 @@ export interface SkippedLine {
   message: string;
 }
 
-export type FileBatch<D extends Dtype = Dtype> = VectorBatch<D> & {
+export type FileBatch<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> = VectorBatch<D, M> & {
   /** 1-based line number of the batch's first row. */
   firstLine: number;
   /** 1-based line number of every row. */
@@ -163,7 +163,7 @@ function rangeOf(v: unknown): readonly [number, number] | null {
 }
 
 /** How a stream's vectorize options read once the pipeline's defaults are applied. */
-export type ResolveOptions = (options: VectorizeOptions<Dtype>) => NormalizedOptions;
+export type ResolveOptions = (options: VectorizeOptions<Dtype, MaskDtype>) => NormalizedOptions;
 
 /**
  * Splits stream/file options from vectorize options (which are checked now, with the pipeline's
@@ -175,7 +175,7 @@ function split(options: unknown, own: readonly string[], resolve: ResolveOptions
   const o: Record<string, unknown> = {};
   const vec: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) (own.includes(k) ? o : vec)[k] = v;
-  const n = resolve(vec as VectorizeOptions<Dtype>);
+  const n = resolve(vec as VectorizeOptions<Dtype, MaskDtype>);
   if (n.outIds || n.outMask) {
     throw new TypeError('options.out is not supported for streams: pass reuseBuffers: true to write every batch into one reused output');
   }
@@ -190,7 +190,7 @@ function optionsPerBatch(own: Record<string, unknown>, n: NormalizedOptions, bat
   const reuse = own.reuseBuffers ?? false;
   if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
   const elements = batchSize * maxWidthOf(n);
-  if (!reuse || elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES) return () => n;
+  if (!reuse || elements * (ID_BYTES[n.dtype] + MASK_BYTES[n.maskDtype]) > REUSE_MAX_BYTES) return () => n;
   // The memory of the stream, made at the first batch that has rows: one ids array and one mask
   // that every batch is written into, in shared memory so that a batch large enough for the pool
   // can still go there. batchSize x the widest width the options allow: no batch can be too wide
@@ -201,7 +201,7 @@ function optionsPerBatch(own: Record<string, unknown>, n: NormalizedOptions, bat
     withOut ??= {
       ...n,
       outIds: new IDS_ARRAY[n.dtype](new SharedArrayBuffer(elements * ID_BYTES[n.dtype])),
-      outMask: new Uint8Array(new SharedArrayBuffer(elements)),
+      outMask: new MASK_ARRAY[n.maskDtype](new SharedArrayBuffer(elements * MASK_BYTES[n.maskDtype])),
     };
     return withOut;
   };
@@ -212,10 +212,10 @@ export const REUSE_MAX_BYTES = 256 << 20;
 
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
-  options: StreamOptions | undefined,
-  run: (texts: string[], options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  options: StreamOptions<Dtype, MaskDtype> | undefined,
+  run: (texts: string[], options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype, MaskDtype>>,
   resolve: ResolveOptions,
-): AsyncIterable<VectorBatch<Dtype>> {
+): AsyncIterable<VectorBatch<Dtype, MaskDtype>> {
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
@@ -683,11 +683,11 @@ function atLine(e: unknown, path: string, lines: Uint32Array): unknown {
 
 export function fileBatches(
   source: FileSource,
-  options: FileOptions,
+  options: FileOptions<Dtype, MaskDtype>,
   fillRows: RowFiller,
-  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype, MaskDtype>>,
   resolve: ResolveOptions,
-): AsyncIterable<FileBatch> {
+): AsyncIterable<FileBatch<Dtype, MaskDtype>> {
   let name: string;
   let openSource: () => ByteSource & { first?: number; linesBefore?: number };
   if (typeof source === 'string') {
@@ -754,23 +754,23 @@ export function fileBatches(
       let first = true;
       let reported = 0; // bytesRead of the last batch
       let lineStart = lineBase; // lineBase before the first line read
-      const flush = async (): Promise<FileBatch> => {
+      const flush = async (): Promise<FileBatch<Dtype, MaskDtype>> => {
         const n = arena.rows;
-        let b: VectorBatch<Dtype>;
+        let b: VectorBatch<Dtype, MaskDtype>;
         try {
           b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), optionsFor(n), signal);
         } catch (e) {
           throw atLine(e, name, arena.lines);
         }
         const lines = arena.lines.slice(0, n);
-        const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed, linesRead: lineBase - lineStart };
+        const out: FileBatch<Dtype, MaskDtype> = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed, linesRead: lineBase - lineStart };
         reported = consumed;
         skipped = [];
         arena.rows = 0;
         return out;
       };
       /** Rows of the complete lines of `input` (all when `isLast`) into batches; returns the bytes consumed. */
-      async function* rowsOf(input: Uint8Array, isLast: boolean): AsyncGenerator<FileBatch, number> {
+      async function* rowsOf(input: Uint8Array, isLast: boolean): AsyncGenerator<FileBatch<Dtype, MaskDtype>, number> {
         let pos = 0;
         for (;;) {
           const r = fillRows(

@@ -33,7 +33,7 @@ import { vectorize } from '../src/index.js';
 import { createPipeline } from '../src/pipeline.js';
 import type { FileOptions } from '../src/stream.js';
 import { openTensorWriter, tensorWriterOptionsOf } from '../src/tensor-file.js';
-import type { VectorizeOptions } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorizeOptions } from '../src/types.js';
 import { readNpy } from './fixtures/npy.js';
 import { type Proc, RedisServer, dtesn } from './fixtures/redis.js';
 
@@ -84,7 +84,7 @@ async function metric(port: number, line: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-const VEC: VectorizeOptions<'int32'> = { maxLength: 96 };
+const VEC: VectorizeOptions<Dtype, MaskDtype> = { maxLength: 96 };
 const VEC_FLAGS = ['--max-length', '96'];
 
 /** What one process gives for `range` of `file`: the bytes of each .npy file vectorizeFile + the tensor writer make. */
@@ -93,7 +93,7 @@ async function expectedShard(file: string, range: [number, number], tag: string)
   try {
     const out = join(dir, `expected-${tag}.npy`);
     const w = await openTensorWriter(out, tensorWriterOptionsOf(VEC));
-    const o: FileOptions = { ...VEC, format: 'jsonl', range, reuseBuffers: true };
+    const o: FileOptions<Dtype, MaskDtype> = { ...VEC, format: 'jsonl', range, reuseBuffers: true };
     for await (const b of p.vectorizeFile(file, o)) await w.write(b);
     const done = await w.finish();
     const bytes = done.files.map((f) => readFileSync(f));
@@ -112,7 +112,7 @@ async function wholePass(file: string) {
   const skipped: Array<{ line: number; message: string }> = [];
   try {
     for await (const b of p.vectorizeFile(file, { ...VEC, format: 'jsonl' })) {
-      for (let i = 0; i < b.rows; i++) rows.push(Array.from(b.ids.subarray(i * b.width, i * b.width + b.lengths[i]!)));
+      for (let i = 0; i < b.rows; i++) rows.push(Array.from(b.ids.subarray(i * b.width, i * b.width + b.lengths[i]!) as ArrayLike<number | bigint>, Number));
       lines.push(...b.lines);
       skipped.push(...b.skipped);
     }

@@ -39,7 +39,7 @@ async function pass(it: AsyncIterable<FileBatch>): Promise<Pass> {
   let last = 0;
   for await (const b of it) {
     for (let i = 0; i < b.rows; i++) {
-      out.rows.push({ line: b.lines[i]!, ids: Array.from(b.ids.subarray(i * b.width, i * b.width + b.lengths[i]!)) });
+      out.rows.push({ line: b.lines[i]!, ids: Array.from(b.ids.subarray(i * b.width, i * b.width + b.lengths[i]!) as ArrayLike<number | bigint>, Number) });
     }
     out.skipped.push(...b.skipped);
     last = b.bytesRead;
