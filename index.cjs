@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.availableSimd = nativeBinding.availableSimd
+module.exports.countNewlines = nativeBinding.countNewlines
 module.exports.fillRows = nativeBinding.fillRows
 module.exports.measureBytes = nativeBinding.measureBytes
 module.exports.parseRecords = nativeBinding.parseRecords

@@ -13,6 +13,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare function availableSimd(): Array<string>
 
 /**
+ * The number of newline bytes (0x0A) in a Uint8Array: the lines before a byte offset of a file, for the
+ * absolute line numbers of `vectorizeFile`'s `range` (memchr's vectorized count).
+ */
+export declare function countNewlines(bytes: Uint8Array): number
+
+/**
  * Appends the rows of `input`'s complete lines (all of them when `isLast`) to a caller's arena
  * in place: row bytes into `bytes` from `offsets[rows]` on, their ends into `offsets`, their line
  * numbers (`firstLine` + the line's index, wrapping at 2^32) into `lines`. Stops after `maxRows`

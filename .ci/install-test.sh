@@ -310,6 +310,21 @@ for await (const sb of plain.stream(['a'])) {
   const u16: Uint16Array = sb.ids;
   void u16;
 }
+// int64 ids and masks, as ONNX Runtime takes them: typed from the call and from the defaults.
+const wide = vectorize(['a'], { dtype: 'int64', maskDtype: 'int64' });
+const wideIds: BigInt64Array = wide.ids;
+const wideMask: BigInt64Array = wide.attentionMask;
+// @ts-expect-error -- without maskDtype the mask is a Uint8Array
+const notWide: BigInt64Array = vectorize(['a'], { dtype: 'int64' }).attentionMask;
+// @ts-expect-error -- a bigint padId is for dtype 'int64' only
+vectorize(['a'], { padId: 1n });
+vectorize(['a'], { dtype: 'int64', padId: -(2n ** 63n) });
+const onnx = createPipeline({ vectorize: { dtype: 'int64', maskDtype: 'int64' } });
+const onnxMask: BigInt64Array = (await onnx.submit('a')).attentionMask;
+const onnxIds32: Int32Array = (await onnx.vectorize(['a'], { dtype: 'int32' })).ids;
+const scored = createPipeline({ vectorize: { maskDtype: 'int64' }, handler: async (batch) => Array.from(batch.attentionMask, (m) => m === 1n) });
+const flags: boolean[] = await scored.submit('a');
+void [wideIds, wideMask, notWide, onnxMask, onnxIds32, flags];
 // Any pipeline goes where a pipeline is served.
 const any: Pipeline = model;
 createRequestListener({ pipeline: any });

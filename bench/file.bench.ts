@@ -69,7 +69,7 @@ function digest(h: number, b: VectorBatch<Dtype>): number {
   mix(b.rows);
   mix(b.width);
   const n = b.rows * b.width;
-  for (let i = 0; i < n; i++) mix(b.ids[i]! * 2 + b.attentionMask[i]!);
+  for (let i = 0; i < n; i++) mix(Number(b.ids[i]!) * 2 + Number(b.attentionMask[i]!));
   for (let i = 0; i < b.rows; i++) mix(b.lengths[i]!);
   return h;
 }

@@ -23,8 +23,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use dtesn_core::{
-    plan, plan_measured, simd, Dtype, Encoding, Error as CoreError, ErrorKind, Id, Invalid,
-    Measured, Options, Padding, Plan, Side, Unit, Utf16Rows, Utf8Rows, Vocab,
+    plan, plan_measured, simd, Dtype, Encoding, Error as CoreError, ErrorKind, Id, Invalid, Mask,
+    MaskDtype, Measured, Options, Padding, Plan, Side, Unit, Utf16Rows, Utf8Rows, Vocab,
 };
 use napi::bindgen_prelude::{Env, Status, Unknown};
 use napi::{sys, JsValue};
@@ -167,7 +167,8 @@ fn class_name(kind: i32) -> &'static str {
         T::uint32_array => "Uint32Array",
         T::float32_array => "Float32Array",
         T::float64_array => "Float64Array",
-        _ => "BigInt64Array",
+        T::bigint64_array => "BigInt64Array",
+        _ => "BigUint64Array",
     }
 }
 
@@ -179,6 +180,25 @@ fn dtype_suffix(d: Dtype) -> &'static str {
         Dtype::Uint16 => " for dtype 'uint16'",
         Dtype::Uint8 => " for dtype 'uint8'",
         Dtype::Float32 => " for dtype 'float32'",
+        Dtype::Int64 => " for dtype 'int64'",
+    }
+}
+
+/// " for maskDtype 'M'", the suffix of the `out.attentionMask` type error.
+fn mask_suffix(m: MaskDtype) -> &'static str {
+    match m {
+        MaskDtype::Uint8 => " for maskDtype 'uint8'",
+        MaskDtype::Int32 => " for maskDtype 'int32'",
+        MaskDtype::Int64 => " for maskDtype 'int64'",
+    }
+}
+
+fn mask_kind(m: MaskDtype) -> i32 {
+    use sys::TypedarrayType as T;
+    match m {
+        MaskDtype::Uint8 => T::uint8_array,
+        MaskDtype::Int32 => T::int32_array,
+        MaskDtype::Int64 => T::bigint64_array,
     }
 }
 
@@ -190,6 +210,7 @@ fn dtype_kind(d: Dtype) -> i32 {
         Dtype::Uint16 => T::uint16_array,
         Dtype::Uint8 => T::uint8_array,
         Dtype::Float32 => T::float32_array,
+        Dtype::Int64 => T::bigint64_array,
     }
 }
 
@@ -234,6 +255,15 @@ fn typed_array(
         if t.data.is_null() && t.len > 0 {
             return Err(throw(env, ErrorKind::Type, &format!("{what} is detached")));
         }
+        // Slices of the elements need their alignment (V8 aligns backing stores and typed
+        // arrays' offsets; a host that did not would otherwise be undefined behaviour here).
+        if !(t.data as usize).is_multiple_of(t.elem_size()) {
+            return Err(throw(
+                env,
+                ErrorKind::Range,
+                &format!("{what} is not aligned to its element size"),
+            ));
+        }
         return Ok(t);
     }
     let got = describe(env, v)?;
@@ -276,9 +306,10 @@ struct ReadOptions {
     pad_to_multiple_of: u32,
     padding_side: Side,
     truncation_side: Side,
-    pad_id: i32,
+    pad_id: i64,
     add_special_tokens: bool,
     dtype: Dtype,
+    mask: MaskDtype,
     invalid: Invalid,
     width: Option<u32>,
     vocab: Option<sys::napi_value>,
@@ -351,7 +382,7 @@ fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab>
 const SMALL_BATCH_BYTES: usize = 16 << 10;
 
 /// Number of option fields in the packed options (see `packOptions` in src/backends.ts).
-const OPTIONS_LEN: usize = 11;
+const OPTIONS_LEN: usize = 13;
 
 /// The packed array's length: the options, then two fields for `emit`: the batch's width (written
 /// back), and the slab offset (read, then written back: where the outputs went, or -1).
@@ -365,8 +396,9 @@ const SLAB_MAX_BYTES: usize = 8 << 10;
 
 /// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
 /// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
-/// padToMultipleOf, paddingSide, truncationSide, padId, addSpecialTokens, dtype, invalid, width
-/// (-1 for none). Codes follow the order of the option's values in docs/SEMANTICS.md.
+/// padToMultipleOf, paddingSide, truncationSide, padId (its low 32 bits), addSpecialTokens,
+/// dtype, invalid, width (-1 for none), padId's high 32 bits, maskDtype. Codes follow the order
+/// of the option's values in docs/SEMANTICS.md.
 fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
     let [packed, vocab, out_ids, out_mask, slab] = args;
     let t = typed_array_of(
@@ -418,7 +450,9 @@ fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
         Dtype::Uint16,
         Dtype::Uint8,
         Dtype::Float32,
-    ][pick(8, 5)? as usize];
+        Dtype::Int64,
+    ][pick(8, 6)? as usize];
+    let mask = [MaskDtype::Uint8, MaskDtype::Int32, MaskDtype::Int64][pick(12, 3)? as usize];
     if f[1] < 1 {
         return Err(throw_core(
             env,
@@ -456,9 +490,10 @@ fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
         pad_to_multiple_of: f[3] as u32,
         padding_side: side(4)?,
         truncation_side: side(5)?,
-        pad_id: f[6],
+        pad_id: (i64::from(f[11]) << 32) | i64::from(f[6] as u32),
         add_special_tokens: pick(7, 2)? == 1,
         dtype,
+        mask,
         invalid: if pick(9, 2)? == 0 {
             Invalid::Replace
         } else {
@@ -651,11 +686,8 @@ fn emit<U: Unit>(
 ) -> NResult<sys::napi_value> {
     let n = p.elements();
     let rows = p.rows();
-    let elem = match ro.dtype {
-        Dtype::Int32 | Dtype::Float32 => 4,
-        Dtype::Int16 | Dtype::Uint16 => 2,
-        Dtype::Uint8 => 1,
-    };
+    let elem = ro.dtype.size();
+    let melem = ro.mask.size();
     // No rows, and maxLength rounded up past i32 (the width goes back in an Int32Array field).
     if p.width() > i32::MAX as usize {
         return Err(throw(
@@ -670,7 +702,7 @@ fn emit<U: Unit>(
     // The new arrays must fit what every supported Node.js can allocate (MAX_OUTPUT_BYTES in
     // src/options.ts; the fallback refuses the same calls with the same message).
     let need = if out_ids.is_none() { n as u64 * elem as u64 } else { 0 }
-        + if out_mask.is_none() { n as u64 } else { 0 }
+        + if out_mask.is_none() { n as u64 * melem as u64 } else { 0 }
         + rows as u64 * 8;
     if need > MAX_OUTPUT_BYTES {
         return Err(throw(
@@ -734,7 +766,7 @@ fn emit<U: Unit>(
         at
     };
     let ids_at = out_ids.is_none().then(|| place(n * elem));
-    let mask_at = out_mask.is_none().then(|| place(n));
+    let mask_at = out_mask.is_none().then(|| place(n * melem));
     let lens_at = place(rows * 4);
     let src_at = place(rows * 4);
     // Small outputs go into the facade's slab when its free part has room and no out array or
@@ -789,7 +821,7 @@ fn emit<U: Unit>(
             parts.push((at, n * elem));
         }
         if let Some(at) = mask_at {
-            parts.push((at, n));
+            parts.push((at, n * melem));
         }
         parts.push((lens_at, rows * 4));
         parts.push((src_at, rows * 4));
@@ -809,7 +841,7 @@ fn emit<U: Unit>(
     };
     let mask_mem = match (out_mask, mask_at) {
         (Some(t), _) => t,
-        (None, Some(at)) => part(at, sys::TypedarrayType::uint8_array, n),
+        (None, Some(at)) => part(at, mask_kind(ro.mask), n),
         (None, None) => return Err(throw(env, ErrorKind::Range, "internal: no mask buffer")),
     };
     let lengths_mem = part(lens_at, sys::TypedarrayType::int32_array, rows);
@@ -822,13 +854,10 @@ fn emit<U: Unit>(
     // Int32Array of PACKED_LEN elements (checked by read_options), not an output or an input.
     unsafe {
         p.fill_lengths(lengths_mem.slice_mut(), source_mem.slice_mut());
-        let mask: &mut [u8] = &mut mask_mem.slice_mut::<u8>()[..n];
-        let written = match ro.dtype {
-            Dtype::Int32 => write::<i32, U>(p, &ids_mem, mask, n),
-            Dtype::Int16 => write::<i16, U>(p, &ids_mem, mask, n),
-            Dtype::Uint16 => write::<u16, U>(p, &ids_mem, mask, n),
-            Dtype::Uint8 => write::<u8, U>(p, &ids_mem, mask, n),
-            Dtype::Float32 => write::<f32, U>(p, &ids_mem, mask, n),
+        let written = match ro.mask {
+            MaskDtype::Uint8 => write_ids::<u8, U>(p, ro.dtype, &ids_mem, &mask_mem, n),
+            MaskDtype::Int32 => write_ids::<i32, U>(p, ro.dtype, &ids_mem, &mask_mem, n),
+            MaskDtype::Int64 => write_ids::<i64, U>(p, ro.dtype, &ids_mem, &mask_mem, n),
         };
         written.map_err(|e| throw_core(env, &e))?;
         let packed = ro.packed.slice_mut::<i32>();
@@ -841,11 +870,35 @@ fn emit<U: Unit>(
 }
 
 /// # Safety
+/// `ids` must be a typed array of `dtype`'s kind and `mask` one of `M`'s kind, each with at least
+/// `n` elements, not aliasing each other.
+unsafe fn write_ids<M: Mask, U: Unit>(
+    p: &Plan<'_, U>,
+    dtype: Dtype,
+    ids: &TypedArray,
+    mask: &TypedArray,
+    n: usize,
+) -> Result<(), CoreError> {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        let mask: &mut [M] = &mut mask.slice_mut::<M>()[..n];
+        match dtype {
+            Dtype::Int32 => write::<i32, M, U>(p, ids, mask, n),
+            Dtype::Int16 => write::<i16, M, U>(p, ids, mask, n),
+            Dtype::Uint16 => write::<u16, M, U>(p, ids, mask, n),
+            Dtype::Uint8 => write::<u8, M, U>(p, ids, mask, n),
+            Dtype::Float32 => write::<f32, M, U>(p, ids, mask, n),
+            Dtype::Int64 => write::<i64, M, U>(p, ids, mask, n),
+        }
+    }
+}
+
+/// # Safety
 /// `ids` must be a typed array of `T`'s kind with at least `n` elements, not aliasing `mask`.
-unsafe fn write<T: Id, U: Unit>(
+unsafe fn write<T: Id, M: Mask, U: Unit>(
     p: &Plan<'_, U>,
     ids: &TypedArray,
-    mask: &mut [u8],
+    mask: &mut [M],
     n: usize,
 ) -> Result<(), CoreError> {
     // SAFETY: forwarded from this function's contract.
@@ -1166,8 +1219,8 @@ fn out_buffers(
             env,
             v,
             "options.out.attentionMask",
-            sys::TypedarrayType::uint8_array,
-            "",
+            mask_kind(ro.mask),
+            mask_suffix(ro.mask),
         )?),
         None => None,
     };

@@ -5,14 +5,14 @@
  */
 import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, checkBytesInput, elementsOf, checkTexts, normalizeOptions, typeOf } from './options.js';
-import type { Dtype, Encoding, IdsArray, VectorBatch } from './types.js';
+import { ID_BYTES, IDS_ARRAY, MASK_ARRAY, MASK_BYTES, type NormalizedOptions, checkBytesInput, checkTexts, elementsOf, normalizeOptions, typeOf } from './options.js';
+import type { Dtype, Encoding, IdsArray, MaskArray, MaskDtype, VectorBatch } from './types.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
 export interface Backend {
   readonly kind: 'native' | 'js';
-  vectorizeStrings(texts: readonly unknown[], n: NormalizedOptions): VectorBatch<Dtype>;
-  vectorizeBytes(bytes: Uint8Array, offsets: Uint32Array, n: NormalizedOptions): VectorBatch<Dtype>;
+  vectorizeStrings(texts: readonly unknown[], n: NormalizedOptions): VectorBatch<Dtype, MaskDtype>;
+  vectorizeBytes(bytes: Uint8Array, offsets: Uint32Array, n: NormalizedOptions): VectorBatch<Dtype, MaskDtype>;
   /** SIMD path in use ('none' for js). */
   simd(): string;
 }
@@ -49,13 +49,13 @@ export interface NativeBinding {
  * The public `vectorize` on a given backend: the argument checks in the documented order, then
  * the backend (src/index.ts calls it with the backend it chose; tests and the fuzz with each).
  */
-export function vectorizeOn(b: Backend, texts: unknown, options: unknown): VectorBatch<Dtype> {
+export function vectorizeOn(b: Backend, texts: unknown, options: unknown): VectorBatch<Dtype, MaskDtype> {
   checkTexts(texts);
   return b.vectorizeStrings(texts, normalizeOptions(options));
 }
 
 /** The public `vectorizeBytes` on a given backend (see vectorizeOn). */
-export function vectorizeBytesOn(b: Backend, bytes: unknown, offsets: unknown, options: unknown): VectorBatch<Dtype> {
+export function vectorizeBytesOn(b: Backend, bytes: unknown, offsets: unknown, options: unknown): VectorBatch<Dtype, MaskDtype> {
   checkBytesInput(bytes, offsets);
   return b.vectorizeBytes(bytes, offsets as Uint32Array, normalizeOptions(options));
 }
@@ -68,7 +68,8 @@ export const jsBackend: Backend = {
 };
 
 const ENCODING_CODE: Record<Encoding, number> = { codepoint: 0, utf8: 1, utf16: 2, byt5: 3, canine: 4 };
-const DTYPE_CODE: Record<Dtype, number> = { int32: 0, int16: 1, uint16: 2, uint8: 3, float32: 4 };
+const DTYPE_CODE: Record<Dtype, number> = { int32: 0, int16: 1, uint16: 2, uint8: 3, float32: 4, int64: 5 };
+const MASK_CODE: Record<MaskDtype, number> = { uint8: 0, int32: 1, int64: 2 };
 
 /**
  * The slab: one ArrayBuffer that the outputs of small batches (up to SLAB_MAX_BYTES in
@@ -91,8 +92,9 @@ const slab = { buffer: new ArrayBuffer(SLAB_BYTES), offset: 0 };
  * Reuse is safe: the binding reads and writes it synchronously, and JavaScript runs one call at a
  * time per thread (a nested call made by a getter finishes before the outer call reads it back).
  */
-const OPTIONS_LEN = 11;
+const OPTIONS_LEN = 13;
 const PACKED = new Int32Array(OPTIONS_LEN + 2);
+const TWO_32 = 2 ** 32;
 
 export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[0] = ENCODING_CODE[n.encoding];
@@ -101,11 +103,21 @@ export function packOptions(n: NormalizedOptions): Int32Array {
   PACKED[3] = n.padToMultipleOf;
   PACKED[4] = n.paddingSide === 'right' ? 0 : 1;
   PACKED[5] = n.truncationSide === 'right' ? 0 : 1;
-  PACKED[6] = n.padId;
+  // padId as two 32-bit words: low in field 6, high in field 11 (a bigint only for int64).
+  const pad = n.padId;
+  if (typeof pad === 'number') {
+    const hi = Math.floor(pad / TWO_32);
+    PACKED[6] = pad - hi * TWO_32; // 0 .. 2^32 - 1, stored as its int32 bits
+    PACKED[11] = hi;
+  } else {
+    PACKED[6] = Number(BigInt.asIntN(32, pad));
+    PACKED[11] = Number(BigInt.asIntN(32, pad >> 32n));
+  }
   PACKED[7] = n.addSpecialTokens ? 1 : 0;
   PACKED[8] = DTYPE_CODE[n.dtype];
   PACKED[9] = n.invalid === 'replace' ? 0 : 1;
   PACKED[10] = n.width ?? -1;
+  PACKED[12] = MASK_CODE[n.maskDtype];
   // Less room left than the largest output the binding puts there, or the caller has transferred
   // it (posting a small batch's `ids.buffer` to a worker detaches the slab): start a new slab.
   if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES || slab.buffer.byteLength === 0) {
@@ -127,7 +139,7 @@ const align8 = (x: number) => Math.ceil(x / 8) * 8;
  * typed array on a SharedArrayBuffer). The lengths of a large batch are copied out, so that
  * holding on to them does not keep its ids alive.
  */
-function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): VectorBatch<Dtype> {
+function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): VectorBatch<Dtype, MaskDtype> {
   const width = PACKED[OPTIONS_LEN]!;
   const base = PACKED[OPTIONS_LEN + 1]!;
   const cells = rows * width;
@@ -138,12 +150,12 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
     ids = new IDS_ARRAY[n.dtype](buffer, at, cells);
     at += cells * ID_BYTES[n.dtype];
   }
-  let attentionMask: Uint8Array;
+  let attentionMask: MaskArray;
   if (n.outMask) attentionMask = elementsOf(n.outMask) === cells ? n.outMask : n.outMask.subarray(0, cells);
   else {
     at = align8(at);
-    attentionMask = new Uint8Array(buffer, at, cells);
-    at += cells;
+    attentionMask = new MASK_ARRAY[n.maskDtype](buffer, at, cells);
+    at += cells * MASK_BYTES[n.maskDtype];
   }
   at = align8(at);
   let lengths = new Int32Array(buffer, at, rows);
@@ -155,7 +167,7 @@ function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): Vect
     lengths = lengths.slice();
     sourceLengths = sourceLengths.slice();
   }
-  return { ids, rows, width, lengths, sourceLengths, attentionMask } as VectorBatch<Dtype>;
+  return { ids, rows, width, lengths, sourceLengths, attentionMask } as VectorBatch<Dtype, MaskDtype>;
 }
 
 /**

@@ -6,6 +6,8 @@
  *                                                  -> .npy files or one .safetensors file
  *   dtesn serve [--port 8080] [--host 127.0.0.1]   the HTTP service (src/server.ts)
  *   dtesn bench [--rounds N] [--lines N] [--full]  the benchmark suite (src/cli-bench.ts)
+ *   dtesn vectorize INPUT --queue URL ...          sharded over BullMQ, and `dtesn worker`
+ *                                                  (src/cli-queue.ts, src/bullmq.ts)
  *
  * Exit codes: 0 done; 1 the work failed (unreadable input, unwritable output, a malformed line
  * with --on-error throw); 2 the command line is wrong (unknown flag, bad value), on stderr; 130
@@ -24,7 +26,7 @@ import { normalizeOptions } from './options.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { RecordError, type FileBatch } from './stream.js';
 import { openTensorWriter, type TensorWriter, tensorWriterOptionsOf } from './tensor-file.js';
-import type { Dtype, VectorizeOptions } from './types.js';
+import type { Dtype, MaskDtype, VectorizeOptions } from './types.js';
 import { getBackend } from './index.js';
 
 /** A wrong command line: printed with a pointer to --help, exit code 2. */
@@ -35,7 +37,7 @@ export class UsageError extends Error {
 }
 
 /** The work failed for a reason the user can act on (no stack trace), exit code 1. */
-class RunError extends Error {}
+export class RunError extends Error {}
 
 const BUNDLED_CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
 
@@ -43,6 +45,8 @@ const USAGE = `Usage:
   dtesn vectorize [INPUT] --out FILE [options]
   dtesn serve [--port 8080] [--host 127.0.0.1] [--workers N] [--body-limit BYTES] [--max-queue ROWS] [--warmup REQUESTS]
   dtesn bench [--rounds N] [--lines N] [--full]
+  dtesn vectorize INPUT --queue redis://HOST:PORT --shard-bytes N --out 'DIR/NAME-{shard}.npy' --manifest FILE [--wait]
+  dtesn worker --queue redis://HOST:PORT [--concurrency N] [--workers N] [--metrics-port P]  (dtesn worker --help)
   dtesn --version | --help
 `;
 
@@ -62,15 +66,27 @@ Options:
   --pad-to-multiple-of N   round the width up to a multiple of N
   --padding-side S         [right] left | right
   --truncation-side S      [right] left | right
-  --pad-id N               [0]
+  --pad-id N               [0] (any int64 with --dtype int64)
   --no-special-tokens      no EOS (byt5) / CLS, SEP (canine)
-  --dtype D                [int32] int32 | int16 | uint16 | uint8 | float32 (ids; mask is uint8, lengths int32)
+  --dtype D                [int32] int32 | int16 | uint16 | uint8 | float32 | int64 (ids; lengths are int32)
+  --mask-dtype D           [uint8] uint8 | int32 | int64 (attention mask; int64 is what ONNX models take)
   --invalid M              [replace] replace | error (malformed UTF-8 in the input)
   --on-error M             [skip] skip | throw: a malformed JSONL line is skipped and counted, or stops the run
   --batch-size N           [1000] rows per batch
   --workers N              [available cores] worker threads
   --report FILE            also write the final report as JSON
   --quiet                  no progress bar and no summary
+Sharded over BullMQ on Redis (workers: dtesn worker; every worker reads INPUT and writes --out at
+the same paths, a shared file system):
+  --queue redis://HOST:PORT  enqueue one job per shard instead of vectorizing here
+  --shard-bytes N          about N input bytes per shard (lines are never split)
+  --out 'DIR/NAME-{shard}.npy|.safetensors'  one output per shard ({shard}: its zero-padded index)
+  --manifest FILE          written when every shard is done: shards, ranges, rows, widths, sha256s
+  --wait                   follow the run (progress bar) to its end: exit 1 naming failed shards
+  --run ID                 [from the input's path, size, mtime and the options] the run's id
+  --attempts N             [3] attempts per shard; --backoff MS [1000] the first retry's delay
+  --prefix P               [bull] BullMQ's key prefix; --connect-timeout MS [5000]
+  --no-checksums           no sha256 of the outputs in the manifest (hashing costs about as much as vectorizing)
 `;
 
 
@@ -114,6 +130,7 @@ const VECTORIZE_FLAGS = {
   'pad-id': { type: 'string' },
   'no-special-tokens': { type: 'boolean' },
   dtype: { type: 'string' },
+  'mask-dtype': { type: 'string' },
   invalid: { type: 'string' },
   'on-error': { type: 'string' },
   'batch-size': { type: 'string' },
@@ -121,6 +138,16 @@ const VECTORIZE_FLAGS = {
   report: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
+  queue: { type: 'string' },
+  'shard-bytes': { type: 'string' },
+  manifest: { type: 'string' },
+  wait: { type: 'boolean' },
+  run: { type: 'string' },
+  prefix: { type: 'string' },
+  attempts: { type: 'string' },
+  backoff: { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'no-checksums': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Library option name -> the flag that sets it, to translate the library's messages. */
@@ -133,6 +160,7 @@ const FLAG_OF: Record<string, string> = {
   truncationSide: '--truncation-side',
   padId: '--pad-id',
   dtype: '--dtype',
+  maskDtype: '--mask-dtype',
   invalid: '--invalid',
   field: '--field',
   format: '--format',
@@ -140,7 +168,10 @@ const FLAG_OF: Record<string, string> = {
   onError: '--on-error',
 };
 
-function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number) {
+/** Parsed flags and positionals of a command (strict: an unknown flag is a UsageError). */
+export type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>>;
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number): Parsed<T> {
   let parsed;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -151,6 +182,14 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
     throw new UsageError(`unexpected argument '${parsed.positionals[positionals]}'`);
   }
   return parsed;
+}
+
+/** An int64 flag value: a decimal integer, as a number when it is a safe one, else a bigint (whose range normalizeOptions checks). */
+export function int64Flag(flag: string, value: string | undefined): number | bigint | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`${flag} must be an integer, got '${value}'`);
+  const n = BigInt(value.trim());
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 }
 
 /** An integer flag value: the whole string must be a decimal integer in [lo, hi]. */
@@ -196,7 +235,7 @@ export interface VectorizeReport {
   /** Run time of each batch, ms (the pipeline's batch latency distribution). */
   batchLatencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null };
   health: Health;
-  options: VectorizeOptions<Dtype>;
+  options: VectorizeOptions<Dtype, MaskDtype>;
   backend: ReturnType<typeof getBackend>;
   workers: number;
 }
@@ -262,8 +301,8 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   const onError = v['on-error'] ?? 'skip';
   if (onError !== 'skip' && onError !== 'throw') throw new UsageError(`--on-error must be one of skip, throw, got '${onError}'`);
 
-  const options: VectorizeOptions<Dtype> = {};
-  const set = <K extends keyof VectorizeOptions<Dtype>>(k: K, x: VectorizeOptions<Dtype>[K] | undefined): void => {
+  const options: VectorizeOptions<Dtype, MaskDtype> = {};
+  const set = <K extends keyof VectorizeOptions<Dtype, MaskDtype>>(k: K, x: VectorizeOptions<Dtype, MaskDtype>[K] | undefined): void => {
     if (x !== undefined) options[k] = x;
   };
   set('encoding', v.encoding as VectorizeOptions<Dtype>['encoding']);
@@ -272,9 +311,10 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   set('padToMultipleOf', intFlag('--pad-to-multiple-of', v['pad-to-multiple-of'], 1, 2 ** 31 - 1));
   set('paddingSide', v['padding-side'] as VectorizeOptions<Dtype>['paddingSide']);
   set('truncationSide', v['truncation-side'] as VectorizeOptions<Dtype>['truncationSide']);
-  set('padId', intFlag('--pad-id', v['pad-id'], -(2 ** 31), 2 ** 31 - 1));
+  set('padId', v.dtype === 'int64' ? int64Flag('--pad-id', v['pad-id']) : intFlag('--pad-id', v['pad-id'], -(2 ** 31), 2 ** 31 - 1));
   if (v['no-special-tokens']) options.addSpecialTokens = false;
   set('dtype', v.dtype as Dtype | undefined);
+  set('maskDtype', v['mask-dtype'] as MaskDtype | undefined);
   set('invalid', v.invalid as VectorizeOptions<Dtype>['invalid']);
   try {
     normalizeOptions(options); // a bad value is a command-line error, named by its flag
@@ -283,6 +323,13 @@ async function vectorizeCommand(args: string[]): Promise<number> {
   }
   const batchSize = intFlag('--batch-size', v['batch-size'], 1, 1 << 24) ?? 1000;
   const workers = intFlag('--workers', v.workers, 1, 64);
+  if (v.queue !== undefined) {
+    const { queueVectorize } = await import('./cli-queue.js');
+    return queueVectorize({ flags: v, input: input === '-' ? null : inputName, format, field: v.field, onError, batchSize, options });
+  }
+  for (const f of ['shard-bytes', 'manifest', 'wait', 'run', 'prefix', 'attempts', 'backoff', 'connect-timeout', 'no-checksums'] as const) {
+    if (v[f] !== undefined) throw new UsageError(`--${f} is only valid with --queue`);
+  }
 
   // Input: check it now, so a missing file is one clear line rather than a stack trace.
   let totalBytes: number | null = null;
@@ -344,7 +391,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
       // With 'max-length' the width is known up front (also for an input without rows).
       writer = await openTensorWriter(outPath, {
         ...tensorWriterOptionsOf(options),
-        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options) },
+        metadata: { producer: 'dtesn-pipeline', options: JSON.stringify(options, bigintAsString) },
       });
     } catch (e) {
       throw new RunError(writeFailure(v.out, e));
@@ -379,7 +426,7 @@ async function vectorizeCommand(args: string[]): Promise<number> {
     // The interrupt ends the batches at once, also while a read waits on a quiet stdin (which
     // vectorizeFile then destroys, as leaving the loop would). Each batch is written out before
     // the next is asked for, so every batch can use the same output memory (reuseBuffers).
-    const batches: AsyncIterable<FileBatch> = pipeline.vectorizeFile(source, {
+    const batches: AsyncIterable<FileBatch<Dtype, MaskDtype>> = pipeline.vectorizeFile(source, {
       ...options, format, ...(v.field !== undefined ? { field: v.field } : {}), batchSize, onError, signal: interrupted.signal,
       reuseBuffers: true,
     });
@@ -510,10 +557,15 @@ function healthParts(h: Health): string {
   return [part('throughput', c.throughput), part('pool utilization', c.utilization), part('memory', c.memory), part('CPU headroom', c.cpu)].join(', ');
 }
 
+/** JSON.stringify's replacer for the options: an int64 padId past 2^53 is a bigint, written as its digits. */
+function bigintAsString(_key: string, x: unknown): unknown {
+  return typeof x === 'bigint' ? String(x) : x;
+}
+
 async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+    await writeFile(tmp, JSON.stringify(value, bigintAsString, 2) + '\n');
     await rename(tmp, file);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);
@@ -625,6 +677,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case 'bench':
         return await benchCommand(rest);
+      case 'worker':
+        return await (await import('./cli-queue.js')).workerCommand(rest);
       case '--version':
       case '-v':
         process.stdout.write(`dtesn ${getBackend().version}\n`);
@@ -639,7 +693,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(USAGE);
         return 2;
       default:
-        throw new UsageError(`unknown command '${command}' (vectorize, serve, bench)`);
+        throw new UsageError(`unknown command '${command}' (vectorize, serve, bench, worker)`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

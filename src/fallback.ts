@@ -4,6 +4,10 @@
  * per-row lengths, range checks of kept ids) that may throw, then a writing pass that cannot, so a
  * throw never leaves anything in the caller's `out` buffers. Besides the result it allocates one
  * Int32Array of per-row flags; no per-row objects, encoders or token arrays.
+ *
+ * int64 ids are written as the low 32-bit words of the BigInt64Array, through an Int32Array view
+ * with a stride of 2 (`Words`): a BigInt per token would cost an allocation each, and ids are
+ * never negative, so their high words are the zeros of a fresh buffer (or cleared per row).
  */
 import {
   BYT5_EOS,
@@ -11,15 +15,21 @@ import {
   CANINE_SEP,
   DTYPE_RANGE,
   IDS_ARRAY,
+  LOW_WORD,
+  MASK_ARRAY,
   MAX_ELEMENTS,
   MAX_OUTPUT_BYTES,
   elementsOf,
   outputBytes,
   specialCount,
   typeOf,
+  wordsOf,
   type NormalizedOptions,
 } from './options.js';
-import type { Dtype, IdsArray, VectorBatch } from './types.js';
+import type { Dtype, IdsArray, MaskArray, MaskDtype, VectorBatch } from './types.js';
+
+/** Where the writers put ids: the ids themselves, or the Int32Array words of int64 ids. */
+type Words = Exclude<IdsArray, BigInt64Array>;
 
 /** How a row's content becomes tokens (plain constants, not an enum: erasable syntax only). */
 type Kind = 0 | 1 | 2;
@@ -295,7 +305,9 @@ function firstTooLargeInBytes(b: Uint8Array, a: number, stop: number, kind: Kind
 // Writing content tokens t in [skip, skip + kept) of a row at ids[k..]; the slow paths, for rows
 // that are not clean.
 
-function writeCodePointsSlow(s: string, ids: IdsArray, k: number, skip: number, kept: number, vt: VocabTable | null): void {
+// `ids` are written at k, k + st, k + 2 st, ... (st = 2 for the words of int64 ids).
+
+function writeCodePointsSlow(s: string, ids: Words, k: number, st: number, skip: number, kept: number, vt: VocabTable | null): void {
   const n = s.length;
   const end = skip + kept;
   let t = 0;
@@ -308,12 +320,15 @@ function writeCodePointsSlow(s: string, ids: IdsArray, k: number, skip: number, 
         cp = REPLACEMENT;
       }
     }
-    if (t >= skip) ids[k++] = vt === null ? cp : lookup(vt, cp);
+    if (t >= skip) {
+      ids[k] = vt === null ? cp : lookup(vt, cp);
+      k += st;
+    }
   }
 }
 
 /** Writes the UTF-8 bytes of code point `cp` (> 0x7F) whose byte indices fall in [skip, end). */
-function emitUtf8(cp: number, ids: IdsArray, k: number, t: number, skip: number, end: number, add: number): number {
+function emitUtf8(cp: number, ids: Words, k: number, st: number, t: number, skip: number, end: number, add: number): number {
   let packed: number; // bytes, first in the low 8 bits
   let m: number;
   if (cp < 0x800) {
@@ -331,19 +346,25 @@ function emitUtf8(cp: number, ids: IdsArray, k: number, t: number, skip: number,
     m = 4;
   }
   for (let q = 0; q < m; q++, t++) {
-    if (t >= skip && t < end) ids[k++] = ((packed >>> (8 * q)) & 0xff) + add;
+    if (t >= skip && t < end) {
+      ids[k] = ((packed >>> (8 * q)) & 0xff) + add;
+      k += st;
+    }
   }
   return k;
 }
 
-function writeUtf8Slow(s: string, ids: IdsArray, k: number, skip: number, kept: number, add: number): void {
+function writeUtf8Slow(s: string, ids: Words, k: number, st: number, skip: number, kept: number, add: number): void {
   const n = s.length;
   const end = skip + kept;
   let t = 0;
   for (let j = 0; j < n && t < end; j++) {
     let cp = s.charCodeAt(j);
     if (cp < 0x80) {
-      if (t >= skip) ids[k++] = cp + add;
+      if (t >= skip) {
+        ids[k] = cp + add;
+        k += st;
+      }
       t++;
       continue;
     }
@@ -354,12 +375,12 @@ function writeUtf8Slow(s: string, ids: IdsArray, k: number, skip: number, kept: 
         cp = REPLACEMENT;
       }
     }
-    k = emitUtf8(cp, ids, k, t, skip, end, add);
+    k = emitUtf8(cp, ids, k, st, t, skip, end, add);
     t += cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
   }
 }
 
-function writeBytesSlow(b: Uint8Array, a: number, stop: number, kind: Kind, ids: IdsArray, k: number, skip: number, kept: number, add: number, vt: VocabTable | null): void {
+function writeBytesSlow(b: Uint8Array, a: number, stop: number, kind: Kind, ids: Words, k: number, st: number, skip: number, kept: number, add: number, vt: VocabTable | null): void {
   const end = skip + kept;
   let t = 0;
   let i = a;
@@ -367,22 +388,34 @@ function writeBytesSlow(b: Uint8Array, a: number, stop: number, kind: Kind, ids:
     let cp = b[i]!;
     if (cp < 0x80) {
       i++;
-      if (t >= skip) ids[k++] = kind === Kind.CodePoint && vt !== null ? lookup(vt, cp) : cp + add;
+      if (t >= skip) {
+        ids[k] = kind === Kind.CodePoint && vt !== null ? lookup(vt, cp) : cp + add;
+        k += st;
+      }
       t++;
       continue;
     }
     i = decodeMultiByte(b, i, stop);
     cp = gCp;
     if (kind === Kind.Utf8) {
-      k = emitUtf8(cp, ids, k, t, skip, end, add);
+      k = emitUtf8(cp, ids, k, st, t, skip, end, add);
       t += cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
     } else if (kind === Kind.Utf16 && cp >= 0x10000) {
-      if (t >= skip && t < end) ids[k++] = 0xd800 + ((cp - 0x10000) >> 10);
+      if (t >= skip && t < end) {
+        ids[k] = 0xd800 + ((cp - 0x10000) >> 10);
+        k += st;
+      }
       t++;
-      if (t >= skip && t < end) ids[k++] = 0xdc00 + (cp & 0x3ff);
+      if (t >= skip && t < end) {
+        ids[k] = 0xdc00 + (cp & 0x3ff);
+        k += st;
+      }
       t++;
     } else {
-      if (t >= skip) ids[k++] = vt === null ? cp : lookup(vt, cp);
+      if (t >= skip) {
+        ids[k] = vt === null ? cp : lookup(vt, cp);
+        k += st;
+      }
       t++;
     }
   }
@@ -393,7 +426,13 @@ function writeBytesSlow(b: Uint8Array, a: number, stop: number, kind: Kind, ids:
 
 interface Layout {
   ids: IdsArray;
-  mask: Uint8Array;
+  mask: MaskArray;
+  /** Where the writers put the ids (`ids`, or the words of int64 ids: the low ones, from `low`, with stride 2). */
+  words: Words;
+  stride: number;
+  low: number;
+  /** int64 ids whose padId has a non-zero high word: each row's token span is cleared first. */
+  clearTokens: boolean;
   /** ids need padId written (reused buffer, or padId != 0). */
   fillPad: boolean;
   /** mask needs its zeros written (reused buffer). */
@@ -441,13 +480,14 @@ function layout(
     );
   }
   const idsBytes = outIds === null ? 0 : total * outIds.BYTES_PER_ELEMENT;
-  if (outIds !== null && outMask !== null && rangesOverlap(outIds, idsBytes, outMask, total)) {
+  const maskBytes = outMask === null ? 0 : total * outMask.BYTES_PER_ELEMENT;
+  if (outIds !== null && outMask !== null && rangesOverlap(outIds, idsBytes, outMask, maskBytes)) {
     throw new RangeError('options.out.ids and options.out.attentionMask overlap');
   }
   if (bytes !== null && offsets !== null) {
     const outs: Array<[string, ArrayBufferView | null, number]> = [
       ['ids', outIds, idsBytes],
-      ['attentionMask', outMask, total],
+      ['attentionMask', outMask, maskBytes],
     ];
     for (const [which, out, outBytes] of outs) {
       if (out === null) continue;
@@ -462,10 +502,21 @@ function layout(
   let ids: IdsArray;
   if (outIds === null) ids = new IDS_ARRAY[n.dtype](total);
   else ids = idsLength === total ? outIds : (outIds.subarray(0, total) as IdsArray);
-  let mask: Uint8Array;
-  if (outMask === null) mask = new Uint8Array(total);
-  else mask = maskLength === total ? outMask : outMask.subarray(0, total);
-  return { ids, mask, fillPad: outIds !== null || n.padId !== 0, fillMaskZeros: outMask !== null };
+  let mask: MaskArray;
+  if (outMask === null) mask = new MASK_ARRAY[n.maskDtype](total);
+  else mask = maskLength === total ? outMask : (outMask.subarray(0, total) as MaskArray);
+  const wide = n.dtype === 'int64';
+  const pad = n.padId;
+  return {
+    ids,
+    mask,
+    words: wide ? wordsOf(ids as BigInt64Array) : (ids as Words),
+    stride: wide ? 2 : 1,
+    low: wide ? LOW_WORD : 0,
+    clearTokens: wide && (pad < 0 || pad >= 2 ** 32),
+    fillPad: outIds !== null || pad !== 0,
+    fillMaskZeros: outMask !== null,
+  };
 }
 
 /**
@@ -503,10 +554,37 @@ function needsRangeCheck(kind: Kind, max: number, vt: VocabTable | null): boolea
  * and mask ones are written over it: one memset-like fill beats a fill of each row's padding
  * (about 3x for 100k rows of width 128).
  */
-function prefill(L: Layout, padId: number, total: number): void {
+function prefill(L: Layout, padId: number | bigint, total: number): void {
   if (total === 0) return; // an out buffer may be detached when nothing is written to it
-  if (L.fillPad) L.ids.fill(padId, 0, total);
-  if (L.fillMaskZeros) L.mask.fill(0, 0, total);
+  if (L.fillPad) {
+    if (L.ids instanceof BigInt64Array) L.ids.fill(BigInt(padId), 0, total);
+    else L.ids.fill(padId as number, 0, total);
+  }
+  if (L.fillMaskZeros) fillMask(L.mask, 0, 0, total);
+}
+
+/** `mask.fill(v, from, to)` for every mask type (a BigInt64Array takes a bigint). */
+function fillMask(mask: MaskArray, v: 0 | 1, from: number, to: number): void {
+  if (mask instanceof BigInt64Array) mask.fill(v === 1 ? 1n : 0n, from, to);
+  else mask.fill(v, from, to);
+}
+
+/**
+ * Starts the row whose `len` tokens begin at element `start`: its mask ones, its int64 ids' high
+ * words cleared when padId's are not zero, CLS for canine. Returns where its content goes in
+ * `L.words`.
+ */
+function startRow(L: Layout, start: number, len: number, canine: boolean): number {
+  if (len > 0) {
+    fillMask(L.mask, 1, start, start + len);
+    if (L.clearTokens) (L.ids as BigInt64Array).fill(0n, start, start + len);
+  }
+  let k = start * L.stride + L.low;
+  if (canine) {
+    L.words[k] = CANINE_CLS;
+    k += L.stride;
+  }
+  return k;
 }
 
 function finishSourceLengths(sourceLengths: Int32Array, s: number): void {
@@ -518,7 +596,7 @@ function finishSourceLengths(sourceLengths: Int32Array, s: number): void {
 // Entry points.
 
 /** Steps 3-6 and the batch for string rows; `n` from normalizeOptions, `texts` an array. */
-export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptions): VectorBatch<Dtype> {
+export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptions): VectorBatch<Dtype, MaskDtype> {
   const rows = texts.length;
   // Each row read once, as the native binding does: a getter or proxy is not asked again.
   const strs = new Array<string>(rows);
@@ -570,7 +648,8 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
   const lengths = new Int32Array(rows);
   const width = widthOf(n, sourceLengths, lengths, S);
   const L = layout(n, rows, width, null, null);
-  const ids = L.ids;
+  const ids = L.words;
+  const st = L.stride;
   const mask = L.mask;
   prefill(L, n.padId, rows * width);
 
@@ -586,34 +665,32 @@ export function vectorizeStringsJs(texts: readonly unknown[], n: NormalizedOptio
     const skip = leftTrunc ? sourceLengths[i]! - kept : 0;
     const base = i * width;
     const start = padLeft ? base + width - len : base;
-    if (len > 0) mask.fill(1, start, start + len);
-    let k = start;
-    if (canine) ids[k++] = CANINE_CLS;
+    let k = startRow(L, start, len, canine);
     if (clean[i]! >= 0) {
       // One token per code unit from `skip`.
       if (vt !== null) {
         const bmp = vt.bmp;
-        for (let j = 0; j < kept; j++) ids[k + j] = bmp[s.charCodeAt(skip + j)]!;
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = bmp[s.charCodeAt(skip + j)]!;
       } else if (add === 0) {
-        for (let j = 0; j < kept; j++) ids[k + j] = s.charCodeAt(skip + j);
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = s.charCodeAt(skip + j);
       } else {
-        for (let j = 0; j < kept; j++) ids[k + j] = s.charCodeAt(skip + j) + add;
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = s.charCodeAt(skip + j) + add;
       }
     } else if (kind === Kind.CodePoint) {
-      writeCodePointsSlow(s, ids, k, skip, kept, vt);
+      writeCodePointsSlow(s, ids, k, st, skip, kept, vt);
     } else {
-      writeUtf8Slow(s, ids, k, skip, kept, add);
+      writeUtf8Slow(s, ids, k, st, skip, kept, add);
     }
-    k += kept;
+    k += kept * st;
     if (canine) ids[k] = CANINE_SEP;
     else if (eos) ids[k] = BYT5_EOS;
   }
   finishSourceLengths(sourceLengths, S);
-  return { ids, rows, width, lengths, sourceLengths, attentionMask: L.mask };
+  return { ids: L.ids, rows, width, lengths, sourceLengths, attentionMask: mask };
 }
 
 /** Steps 3-6 and the batch for UTF-8 rows `bytes[offsets[i] .. offsets[i+1])`; `n` from normalizeOptions. */
-export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: NormalizedOptions): VectorBatch<Dtype> {
+export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: NormalizedOptions): VectorBatch<Dtype, MaskDtype> {
   // Step 3: offsets. Counted from byteLength (see elementsOf): a detached input has none.
   const count = offsets.byteLength / 4;
   if (count < 1) throw new RangeError('offsets must have at least 1 element');
@@ -660,7 +737,8 @@ export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: Nor
   const lengths = new Int32Array(rows);
   const width = widthOf(n, sourceLengths, lengths, S);
   const L = layout(n, rows, width, bytes, offsets);
-  const ids = L.ids;
+  const ids = L.words;
+  const st = L.stride;
   const total = rows * width;
   const mask = L.mask;
   prefill(L, n.padId, total);
@@ -677,28 +755,26 @@ export function vectorizeBytesJs(bytes: Uint8Array, offsets: Uint32Array, n: Nor
     const skip = leftTrunc ? sourceLengths[i]! - kept : 0;
     const base = i * width;
     const start = padLeft ? base + width - len : base;
-    if (len > 0) mask.fill(1, start, start + len);
-    let k = start;
-    if (canine) ids[k++] = CANINE_CLS;
+    let k = startRow(L, start, len, canine);
     if (clean[i]! >= 0) {
       // One token per byte from `skip` (well-formed UTF-8 for Utf8, ASCII otherwise).
       const from = a + skip;
       if (vt !== null) {
         const bmp = vt.bmp;
-        for (let j = 0; j < kept; j++) ids[k + j] = bmp[bytes[from + j]!]!;
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = bmp[bytes[from + j]!]!;
       } else if (add === 0) {
         // A loop beats ids.set(bytes.subarray(..)) here, and allocates no view per row.
-        for (let j = 0; j < kept; j++) ids[k + j] = bytes[from + j]!;
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = bytes[from + j]!;
       } else {
-        for (let j = 0; j < kept; j++) ids[k + j] = bytes[from + j]! + add;
+        for (let j = 0, q = k; j < kept; j++, q += st) ids[q] = bytes[from + j]! + add;
       }
     } else {
-      writeBytesSlow(bytes, a, offsets[i + 1]!, kind, ids, k, skip, kept, add, vt);
+      writeBytesSlow(bytes, a, offsets[i + 1]!, kind, ids, k, st, skip, kept, add, vt);
     }
-    k += kept;
+    k += kept * st;
     if (canine) ids[k] = CANINE_SEP;
     else if (eos) ids[k] = BYT5_EOS;
   }
   finishSourceLengths(sourceLengths, S);
-  return { ids, rows, width, lengths, sourceLengths, attentionMask: L.mask };
+  return { ids: L.ids, rows, width, lengths, sourceLengths, attentionMask: mask };
 }

@@ -11,7 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import { type Backend, jsBackend, loadNative, nativeBackendOf, vectorizeBytesOn, vectorizeOn } from './backends.js';
-import type { BackendInfo, Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { BackendInfo, Dtype, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 
 export type {
   BackendInfo,
@@ -20,6 +20,9 @@ export type {
   IdsArray,
   IdsArrayOf,
   InvalidMode,
+  MaskArray,
+  MaskArrayOf,
+  MaskDtype,
   OutBuffers,
   Padding,
   Side,
@@ -71,11 +74,11 @@ const backend: Backend = chooseBackend();
  * Vectorizes `texts` in one call. Throws TypeError/RangeError naming the option or row for bad
  * input, before anything is written into `options.out`.
  */
-export function vectorize<D extends Dtype = 'int32'>(
+export function vectorize<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
   texts: readonly string[],
-  options?: VectorizeOptions<D>,
-): VectorBatch<D> {
-  return vectorizeOn(backend, texts, options) as VectorBatch<D>;
+  options?: VectorizeOptions<D, M>,
+): VectorBatch<D, M> {
+  return vectorizeOn(backend, texts, options) as VectorBatch<D, M>;
 }
 
 /**
@@ -83,12 +86,12 @@ export function vectorize<D extends Dtype = 'int32'>(
  * rows + 1. Equals `vectorize` of the decoded rows (malformed bytes become U+FFFD as TextDecoder
  * does, or throw with `invalid: 'error'`).
  */
-export function vectorizeBytes<D extends Dtype = 'int32'>(
+export function vectorizeBytes<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
   bytes: Uint8Array,
   offsets: Uint32Array,
-  options?: VectorizeOptions<D>,
-): VectorBatch<D> {
-  return vectorizeBytesOn(backend, bytes, offsets, options) as VectorBatch<D>;
+  options?: VectorizeOptions<D, M>,
+): VectorBatch<D, M> {
+  return vectorizeBytesOn(backend, bytes, offsets, options) as VectorBatch<D, M>;
 }
 
 /** Which implementation runs: `{ kind: 'native', simd: 'avx512', ... }` or `{ kind: 'js', simd: 'none', ... }`. */

@@ -32,10 +32,10 @@ import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { PipelineClosedError, QueueFullError } from './errors.js';
 import { type Monitor, type MonitorOptions, createMonitor } from './monitor.js';
 import { encodeNpy } from './npy.js';
-import { MAX_ELEMENTS, type NormalizedOptions, OptionsMemo, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount } from './options.js';
+import { LOW_WORD, MAX_ELEMENTS, type NormalizedOptions, OptionsMemo, checkTexts, describe, intSetting, isPlainObject, normalizeOptions, specialCount, wordsOf } from './options.js';
 import { type Pipeline, type PipelineConfig, createPipeline, mergeOptions } from './pipeline.js';
 import { registerMetrics } from './prometheus.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 
 /** What a request listener takes: the service's part of ServerOptions (no port, host or drain deadline). */
 export interface ListenerOptions {
@@ -129,14 +129,25 @@ for (let v = 0; v < 10000; v++) {
 }
 
 /** Longest decimal form of an id of each dtype ('-2147483648', '-16777216' for float32 ids). */
-const ID_CHARS: Record<Dtype, number> = { int32: 11, int16: 6, uint16: 5, uint8: 3, float32: 9 };
+const ID_CHARS: Record<Dtype, number> = { int32: 11, int16: 6, uint16: 5, uint8: 3, float32: 9, int64: 20 };
 
 function dtypeOf(ids: VectorBatch<Dtype>['ids']): Dtype {
   if (ids instanceof Int32Array) return 'int32';
   if (ids instanceof Int16Array) return 'int16';
   if (ids instanceof Uint16Array) return 'uint16';
   if (ids instanceof Float32Array) return 'float32';
+  if (ids instanceof BigInt64Array) return 'int64';
   return 'uint8';
+}
+
+/**
+ * Element `i` of int64 `words` (see wordsOf) as a number when a number holds it exactly, else NaN
+ * (ids are small; only a padId beyond 2^53 is not): no BigInt per element.
+ */
+function int64At(words: Int32Array, i: number): number {
+  const lo = words[2 * i + LOW_WORD]! >>> 0;
+  const hi = words[2 * i + 1 - LOW_WORD]!;
+  return hi >= -0x200000 && hi < 0x200000 ? hi * 4294967296 + lo : NaN;
 }
 
 /** Writes the integer `v` at `p`; returns the end. Ids are integers (float32 ones too). */
@@ -175,7 +186,7 @@ const CHUNK_BYTES = 1 << 20;
  * The JSON of a batch as byte chunks (one for results under ~1 MiB). Equals
  * JSON.stringify({ rows, width, ids: rows of ids, attentionMask: rows of the mask, lengths }).
  */
-function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
+function* batchJson(b: VectorBatch<Dtype, MaskDtype>): Generator<Buffer> {
   const { rows, width, ids, attentionMask: mask, lengths } = b;
   const idBytes = width * (ID_CHARS[dtypeOf(ids)] + 1) + 3;
   const maskBytes = width * 2 + 3;
@@ -189,6 +200,7 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
     p = 0;
   }
   const idv = ids as ArrayLike<number>;
+  const idWords = ids instanceof BigInt64Array ? wordsOf(ids) : null;
   let i = 0;
   for (let r = 0; r < rows; r++) {
     const f = room(idBytes);
@@ -197,13 +209,21 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
     buf[p++] = 0x5b;
     for (let c = 0; c < width; c++, i++) {
       if (c > 0) buf[p++] = 0x2c;
-      p = writeInt(buf, p, idv[i]!);
+      if (idWords === null) p = writeInt(buf, p, idv[i]!);
+      else {
+        const v = int64At(idWords, i);
+        p = Number.isNaN(v) ? p + buf.write(String((ids as BigInt64Array)[i]), p, 'latin1') : writeInt(buf, p, v);
+      }
     }
     buf[p++] = 0x5d;
   }
   let sep = room(19); // the separators need room as much as the rows do
   if (sep) yield* sep;
   p += buf.write('],"attentionMask":[', p, 'latin1');
+  // Mask elements are 0 or 1: an int64 mask is read through its low words.
+  const mv = (mask instanceof BigInt64Array ? wordsOf(mask) : mask) as ArrayLike<number>;
+  const mStride = mask instanceof BigInt64Array ? 2 : 1;
+  const mLow = mask instanceof BigInt64Array ? LOW_WORD : 0;
   i = 0;
   for (let r = 0; r < rows; r++) {
     const f = room(maskBytes);
@@ -212,7 +232,7 @@ function* batchJson(b: VectorBatch<Dtype>): Generator<Buffer> {
     buf[p++] = 0x5b;
     for (let c = 0; c < width; c++, i++) {
       if (c > 0) buf[p++] = 0x2c;
-      buf[p++] = 0x30 + mask[i]!;
+      buf[p++] = 0x30 + mv[i * mStride + mLow]!;
     }
     buf[p++] = 0x5d;
   }
@@ -340,7 +360,7 @@ export class Service {
   private readonly ownPipeline: boolean;
   private readonly ownMonitor: boolean;
   /** The pipeline's default options when the server made it (for the result-size bound). */
-  private readonly defaults: VectorizeOptions<Dtype> | undefined;
+  private readonly defaults: VectorizeOptions<Dtype, MaskDtype> | undefined;
   private readonly unregister: () => void;
   /** HTTP answers by `${route} ${code}`, counted per request and handed to prom-client at scrape time. */
   private readonly answered = new Map<string, number>();
@@ -356,7 +376,7 @@ export class Service {
   constructor(
     readonly pipeline: Pipeline,
     opts: ListenerOptions,
-    own: { pipeline: boolean; defaults: VectorizeOptions<Dtype> | undefined },
+    own: { pipeline: boolean; defaults: VectorizeOptions<Dtype, MaskDtype> | undefined },
   ) {
     const o = opts as Record<string, unknown>;
     this.bodyLimit = intOption(o, 'bodyLimit', DEFAULT_BODY_LIMIT, 0, Number.MAX_SAFE_INTEGER);
@@ -594,7 +614,7 @@ export class Service {
     const onEnd = () => {
       cleanup();
       const raw = chunks !== null ? Buffer.concat(chunks, size) : (first ?? EMPTY);
-      let pending: Promise<VectorBatch<Dtype> | unknown[]>;
+      let pending: Promise<VectorBatch<Dtype, MaskDtype> | unknown[]>;
       try {
         pending = this.submitBody(raw, conn);
       } catch (e) {
@@ -623,7 +643,7 @@ export class Service {
   }
 
   /** Parses and checks a body, and submits its texts (throws what is wrong with it). */
-  private submitBody(raw: Buffer, conn: Connection): Promise<VectorBatch<Dtype> | unknown[]> {
+  private submitBody(raw: Buffer, conn: Connection): Promise<VectorBatch<Dtype, MaskDtype> | unknown[]> {
     let text: string;
     try {
       text = UTF8.decode(raw);
@@ -643,13 +663,13 @@ export class Service {
     }
     const texts = body.texts;
     checkTexts(texts); // a single string would be one row to submit(): here texts must be an array
-    const options = body.options as VectorizeOptions<Dtype> | undefined;
+    const options = body.options as VectorizeOptions<Dtype, MaskDtype> | undefined;
     this.checkResultSize(texts, options);
     return this.pipeline.submit(texts as readonly string[], options, { signal: conn.signal });
   }
 
   /** The answer to a vectorize request. */
-  private answer(result: VectorBatch<Dtype> | unknown[], npy: boolean, array: ArrayName): Reply {
+  private answer(result: VectorBatch<Dtype, MaskDtype> | unknown[], npy: boolean, array: ArrayName): Reply {
     if (Array.isArray(result)) {
       // A pipeline with a handler: its per-row results.
       if (npy) throw new HttpError(406, 'this pipeline has a handler: its results are JSON only');
@@ -783,7 +803,7 @@ function isPipelineConfig(p: unknown): p is PipelineConfig | undefined {
 }
 
 /** The pipeline to serve, and whether the service made it (and so closes it). */
-export function servedPipeline(given: unknown): { pipeline: Pipeline; own: boolean; defaults: VectorizeOptions<Dtype> | undefined } {
+export function servedPipeline(given: unknown): { pipeline: Pipeline; own: boolean; defaults: VectorizeOptions<Dtype, MaskDtype> | undefined } {
   if (isPipeline(given)) return { pipeline: given, own: false, defaults: undefined };
   if (!isPipelineConfig(given)) throw new TypeError(`options.pipeline must be a pipeline or a pipeline config, got ${describe(given)}`);
   const config = given ?? {};

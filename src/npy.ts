@@ -3,9 +3,9 @@
  * header length, then an ASCII Python dict literal padded with spaces and ended by '\n' so that the
  * data starts on a 64-byte boundary, then the raw little-endian array data in C order.
  */
-import type { Dtype, IdsArray } from './types.js';
+import type { Dtype, IdsArray, MaskArray } from './types.js';
 
-export type NpyArray = IdsArray | Uint8Array | Int32Array;
+export type NpyArray = IdsArray | MaskArray | Int32Array;
 
 const DESCR: Record<Dtype, string> = {
   int32: '<i4',
@@ -13,6 +13,7 @@ const DESCR: Record<Dtype, string> = {
   uint16: '<u2',
   uint8: '|u1',
   float32: '<f4',
+  int64: '<i8',
 };
 
 /** The NumPy type string of a typed array (`'<i4'` for Int32Array ...). */
@@ -22,6 +23,7 @@ export function npyDescr(array: NpyArray): string {
   if (array instanceof Uint16Array) return DESCR.uint16;
   if (array instanceof Uint8Array) return DESCR.uint8;
   if (array instanceof Float32Array) return DESCR.float32;
+  if (array instanceof BigInt64Array) return DESCR.int64;
   throw new TypeError('npy: unsupported array type');
 }
 

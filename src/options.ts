@@ -3,7 +3,7 @@
  * steps 1 and 2). The native binding receives the `NormalizedOptions` object built here, so its
  * field names and meanings are part of the contract with `native/`.
  */
-import type { Dtype, Encoding, IdsArray, IdsArrayOf, InvalidMode, Padding, Side } from './types.js';
+import type { Dtype, Encoding, IdsArray, IdsArrayOf, InvalidMode, MaskArray, MaskArrayOf, MaskDtype, Padding, Side } from './types.js';
 
 export interface NormalizedOptions {
   encoding: Encoding;
@@ -15,12 +15,14 @@ export interface NormalizedOptions {
   padToMultipleOf: number;
   paddingSide: Side;
   truncationSide: Side;
-  padId: number;
+  /** A number when it is a safe integer (also when given as a bigint), else a bigint (int64 only). */
+  padId: number | bigint;
   addSpecialTokens: boolean;
   dtype: Dtype;
+  maskDtype: MaskDtype;
   invalid: InvalidMode;
   outIds: IdsArray | null;
-  outMask: Uint8Array | null;
+  outMask: MaskArray | null;
   /**
    * Internal, never set by normalizeOptions: a fixed width for the shards of one pipeline batch
    * (each worker writes its rows with the width of the whole batch). Must hold every kept row.
@@ -39,19 +41,26 @@ export const MAX_ELEMENTS = 2147483647;
 export const MAX_OUTPUT_BYTES = 2 ** 32;
 
 /** The bytes of new arrays a batch of rows x width allocates (see MAX_OUTPUT_BYTES). */
-export function outputBytes(n: Pick<NormalizedOptions, 'dtype' | 'outIds' | 'outMask'>, rows: number, width: number): number {
+export function outputBytes(n: Pick<NormalizedOptions, 'dtype' | 'maskDtype' | 'outIds' | 'outMask'>, rows: number, width: number): number {
   const cells = rows * width;
-  return (n.outIds === null ? cells * ID_BYTES[n.dtype] : 0) + (n.outMask === null ? cells : 0) + rows * 8;
+  return (n.outIds === null ? cells * ID_BYTES[n.dtype] : 0) + (n.outMask === null ? cells * MASK_BYTES[n.maskDtype] : 0) + rows * 8;
 }
 
-/** Inclusive [lo, hi] of the ids (and padId) each dtype can hold. */
+/**
+ * Inclusive [lo, hi] of the ids (and padId) each dtype can hold; for int64, of a padId given as a
+ * number (a bigint padId may be any int64: INT64_RANGE).
+ */
 export const DTYPE_RANGE: { readonly [D in Dtype]: readonly [number, number] } = {
   int32: [-2147483648, 2147483647],
   int16: [-32768, 32767],
   uint16: [0, 65535],
   uint8: [0, 255],
   float32: [-16777216, 16777216],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 };
+
+/** Inclusive range of a bigint padId (dtype 'int64'). */
+export const INT64_RANGE: readonly [bigint, bigint] = [-(2n ** 63n), 2n ** 63n - 1n];
 
 /** The typed-array constructor holding ids of each dtype (a length, or a view of a buffer). */
 export const IDS_ARRAY: {
@@ -65,6 +74,7 @@ export const IDS_ARRAY: {
   uint16: Uint16Array,
   uint8: Uint8Array,
   float32: Float32Array,
+  int64: BigInt64Array,
 };
 
 /**
@@ -72,12 +82,37 @@ export const IDS_ARRAY: {
  * was detached (transferred) V8 on Node 20 has been seen to report the old `length` in optimized
  * code while `byteLength` is 0 (the fuzz found it: a call then threw from `subarray`).
  */
-export function elementsOf(v: IdsArray | Uint8Array): number {
+export function elementsOf(v: IdsArray | MaskArray): number {
   return v.byteLength / v.BYTES_PER_ELEMENT;
 }
 
+/** Index of an int64 element's low 32-bit word within its pair of words (0 on little-endian hosts). */
+export const LOW_WORD: 0 | 1 = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+
+/** The 32-bit words of `a`, two per element (the low one of element k at 2k + LOW_WORD). */
+export function wordsOf(a: BigInt64Array): Int32Array {
+  // An empty view may sit on a detached buffer (a view of that cannot even be made); its length
+  // from byteLength (see elementsOf).
+  const n = a.byteLength;
+  return n === 0 ? new Int32Array(0) : new Int32Array(a.buffer, a.byteOffset, n / 4);
+}
+
 /** Bytes per id of each dtype. */
-export const ID_BYTES: { readonly [D in Dtype]: number } = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4 };
+export const ID_BYTES: { readonly [D in Dtype]: number } = { int32: 4, int16: 2, uint16: 2, uint8: 1, float32: 4, int64: 8 };
+
+/** The typed-array constructor holding the attention mask of each maskDtype. */
+export const MASK_ARRAY: {
+  readonly [M in MaskDtype]: {
+    new (length: number): MaskArrayOf[M];
+    new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): MaskArrayOf[M];
+  };
+} = { uint8: Uint8Array, int32: Int32Array, int64: BigInt64Array };
+
+/** Bytes per mask element of each maskDtype. */
+export const MASK_BYTES: { readonly [M in MaskDtype]: number } = { uint8: 1, int32: 4, int64: 8 };
+
+/** Constructor names of MASK_ARRAY. */
+export const MASK_ARRAY_NAME: { readonly [M in MaskDtype]: string } = { uint8: 'Uint8Array', int32: 'Int32Array', int64: 'BigInt64Array' };
 
 /** The widest a batch can be with these options: maxLength rounded up to padToMultipleOf. */
 export function maxWidthOf(n: Pick<NormalizedOptions, 'maxLength' | 'padToMultipleOf'>): number {
@@ -91,12 +126,14 @@ export const IDS_ARRAY_NAME: { readonly [D in Dtype]: string } = {
   uint16: 'Uint16Array',
   uint8: 'Uint8Array',
   float32: 'Float32Array',
+  int64: 'BigInt64Array',
 };
 
 export const ENCODINGS: readonly Encoding[] = ['codepoint', 'utf8', 'utf16', 'byt5', 'canine'];
 export const PADDINGS: readonly Padding[] = ['longest', 'max-length'];
 export const SIDES: readonly Side[] = ['left', 'right'];
-export const DTYPES: readonly Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32'];
+export const DTYPES: readonly Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32', 'int64'];
+export const MASK_DTYPES: readonly MaskDtype[] = ['uint8', 'int32', 'int64'];
 export const INVALID_MODES: readonly InvalidMode[] = ['replace', 'error'];
 
 /** Special-token ids. */
@@ -123,6 +160,7 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'padId',
   'addSpecialTokens',
   'dtype',
+  'maskDtype',
   'invalid',
   'out',
 ]);
@@ -305,6 +343,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
   const paddingSide = enumOption(o, 'paddingSide', SIDES, 'right');
   const truncationSide = enumOption(o, 'truncationSide', SIDES, 'right');
   const dtype = enumOption(o, 'dtype', DTYPES, 'int32');
+  const maskDtype = enumOption(o, 'maskDtype', MASK_DTYPES, 'uint8');
   const invalid = enumOption(o, 'invalid', INVALID_MODES, 'replace');
 
   const maxLength = intOption(o, 'maxLength', 512);
@@ -332,22 +371,14 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw new RangeError(`options.maxLength must be >= ${s} to hold the special tokens of encoding '${encoding}'`);
   }
 
-  const [lo, hi] = DTYPE_RANGE[dtype];
-  let padId = 0;
-  const p = o.padId;
-  if (p !== undefined) {
-    if (typeof p !== 'number') throw new TypeError(`options.padId must be a number, got ${describe(p)}`);
-    if (!Number.isInteger(p) || p < lo || p > hi) {
-      throw new RangeError(`options.padId must be an integer in [${lo}, ${hi}] for dtype '${dtype}', got ${String(p)}`);
-    }
-    padId = p === 0 ? 0 : p; // -0 would write different float32 bytes
-  }
+  const [, hi] = DTYPE_RANGE[dtype];
+  const padId = o.padId === undefined ? 0 : padIdOf(o.padId, dtype);
   if (s === 2 && CANINE_CLS > hi) {
     throw new RangeError(`encoding 'canine' special token ${CANINE_CLS} does not fit dtype '${dtype}' (max ${hi})`);
   }
 
   let outIds: IdsArray | null = null;
-  let outMask: Uint8Array | null = null;
+  let outMask: MaskArray | null = null;
   const out = o.out;
   if (out !== undefined) {
     if (!isPlainObject(out)) throw new TypeError(`options.out must be an object, got ${describe(out)}`);
@@ -364,10 +395,11 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     }
     const mask = out.attentionMask;
     if (mask !== undefined) {
-      if (typedArrayKind(mask) !== 'Uint8Array') {
-        throw new TypeError(`options.out.attentionMask must be a Uint8Array, got ${describe(mask)}`);
+      const want = MASK_ARRAY_NAME[maskDtype];
+      if (typedArrayKind(mask) !== want) {
+        throw new TypeError(`options.out.attentionMask must be a ${want} for maskDtype '${maskDtype}', got ${describe(mask)}`);
       }
-      outMask = mask as Uint8Array;
+      outMask = mask as MaskArray;
     }
   }
 
@@ -382,10 +414,35 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     padId,
     addSpecialTokens,
     dtype,
+    maskDtype,
     invalid,
     outIds,
     outMask,
   };
+}
+
+/**
+ * A checked padId: a number must be an integer in the dtype's range (int64: a safe integer); a
+ * bigint is only for int64 and may be any int64. A bigint that a number holds exactly becomes
+ * that number, so that equal pads give equal options however they were written.
+ */
+function padIdOf(p: unknown, dtype: Dtype): number | bigint {
+  const [lo, hi] = DTYPE_RANGE[dtype];
+  if (typeof p === 'number') {
+    if (Number.isInteger(p) && p >= lo && p <= hi) return p === 0 ? 0 : p; // -0 would write different float32 bytes
+    if (dtype === 'int64') {
+      throw new RangeError(`options.padId must be a safe integer, or a bigint, for dtype 'int64', got ${String(p)}`);
+    }
+    throw new RangeError(`options.padId must be an integer in [${lo}, ${hi}] for dtype '${dtype}', got ${String(p)}`);
+  }
+  if (dtype !== 'int64') {
+    if (typeof p === 'bigint') throw new TypeError(`options.padId must be a number for dtype '${dtype}' (a bigint only for 'int64'), got bigint`);
+    throw new TypeError(`options.padId must be a number, got ${describe(p)}`);
+  }
+  if (typeof p !== 'bigint') throw new TypeError(`options.padId must be a number or a bigint for dtype 'int64', got ${describe(p)}`);
+  const [blo, bhi] = INT64_RANGE;
+  if (p < blo || p > bhi) throw new RangeError(`options.padId must be an integer in [${blo}, ${bhi}] for dtype 'int64', got ${p}`);
+  return p >= BigInt(lo) && p <= BigInt(hi) ? Number(p) : p;
 }
 
 /**

@@ -20,20 +20,20 @@ import { CostModel, type InputKind } from './cost.js';
 import { checkSignal } from './abort.js';
 import { PipelineClosedError, abortReason, queueFull } from './errors.js';
 import { MetricsCollector, type MetricsObserver, type PipelineMetrics, type PipelineSettings } from './metrics.js';
-import { ID_BYTES, IDS_ARRAY, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
+import { ID_BYTES, IDS_ARRAY, MASK_ARRAY, MASK_BYTES, type NormalizedOptions, OptionsMemo, checkBytesInput, checkTexts, describe, intSetting, isPlainObject, maxWidthOf, normalizeOptions } from './options.js';
 import { type TaskOutcome, WorkerPool } from './pool.js';
 import { MAX_RETRIES, type RangeTasks, RetryBudget, type Segment, runRange } from './isolate.js';
 import { ProcessResources } from './resources.js';
 import { fillRows, fillRowsJs } from './records.js';
 import { type FileBatch, type FileOptions, type FileSource, type StreamOptions, streamBatches, fileBatches } from './stream.js';
-import type { Dtype, IdsArray, VectorBatch, VectorizeOptions } from './types.js';
+import type { Dtype, IdsArray, MaskArray, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 
 /**
- * `R`: what the handler gives per row (`never`: no handler); `DD`: the dtype of the default
- * options (`vectorize.dtype`), which calls without a dtype of their own get.
+ * `R`: what the handler gives per row (`never`: no handler); `DD`, `DM`: the dtype and maskDtype
+ * of the default options (`vectorize.dtype`, `.maskDtype`), which calls without their own get.
  */
-export interface PipelineConfig<R = unknown, DD extends Dtype = Dtype> {
+export interface PipelineConfig<R = unknown, DD extends Dtype = Dtype, DM extends MaskDtype = MaskDtype> {
   /** [os.availableParallelism()] 1..64 workers in the pool. */
   maxWorkers?: number;
   /** [1000] the most rows a micro-batch takes (a free slot takes every waiting row up to it). */
@@ -51,9 +51,13 @@ export interface PipelineConfig<R = unknown, DD extends Dtype = Dtype> {
   /** [100000] rows waiting; beyond it new work is refused at once with QueueFullError. */
   maxQueue?: number;
   /** Defaults for every call. */
-  vectorize?: VectorizeOptions<DD>;
-  /** Optional downstream stage for `submit`, one result per row; `submit` then resolves to its request's rows' results. */
-  handler?: (batch: VectorBatch<Dtype>, signal: AbortSignal) => Promise<R[]>;
+  vectorize?: VectorizeOptions<DD, DM>;
+  /**
+   * Optional downstream stage for `submit`, one result per row; `submit` then resolves to its
+   * request's rows' results. Its batches have the maskDtype of the defaults (`DM`): a handling
+   * pipeline's calls cannot name another.
+   */
+  handler?(batch: VectorBatch<Dtype, DM>, signal: AbortSignal): Promise<R[]>;
   /** [true]; false = the JS fallback everywhere. */
   enableVectorization?: boolean;
   /**
@@ -91,47 +95,50 @@ export type { PipelineMetrics } from './metrics.js';
  * as a batch) or a `HandlingPipeline` (its rows' handler results).
  */
 export interface Pipeline {
-  vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  vectorizeBytes<D extends Dtype = 'int32'>(
+  vectorize<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(texts: readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  vectorizeBytes<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
     bytes: Uint8Array,
     offsets: Uint32Array,
-    options?: VectorizeOptions<D>,
+    options?: VectorizeOptions<D, M>,
     opts?: CallOptions,
-  ): Promise<VectorBatch<D>>;
-  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]>;
-  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
+  ): Promise<VectorBatch<D, M>>;
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype, MaskDtype>, opts?: CallOptions): Promise<VectorBatch<Dtype, MaskDtype> | unknown[]>;
+  stream<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D, M>): AsyncIterable<VectorBatch<D, M>>;
   /** A file path, or a byte stream such as `process.stdin` (an async iterable of Uint8Array). */
-  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+  vectorizeFile<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>>;
   processBatch<T, R>(items: readonly T[], opts: ProcessOptions): Promise<Array<ProcessResult<R>>>;
   metrics(): PipelineMetrics;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** The calls' dtypes default to the pipeline's (`DD`, from `config.vectorize.dtype`). */
-interface TypedCalls<DD extends Dtype> {
-  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
-  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+/**
+ * The calls' dtypes default to the pipeline's (`DD`, `DM`: from `config.vectorize.dtype` and
+ * `.maskDtype`).
+ */
+interface TypedCalls<DD extends Dtype, DM extends MaskDtype> {
+  vectorize<D extends Dtype = DD, M extends MaskDtype = DM>(texts: readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  vectorizeBytes<D extends Dtype = DD, M extends MaskDtype = DM>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  stream<D extends Dtype = DD, M extends MaskDtype = DM>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D, M>): AsyncIterable<VectorBatch<D, M>>;
+  vectorizeFile<D extends Dtype = DD, M extends MaskDtype = DM>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>>;
 }
 
 /** A pipeline without a handler: `submit` resolves to exactly `vectorize([its rows], options)`. */
-export interface VectorizingPipeline<DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
-  submit<D extends Dtype = DD>(text: string | readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
-  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+export interface VectorizingPipeline<DD extends Dtype = 'int32', DM extends MaskDtype = 'uint8'> extends Pipeline, TypedCalls<DD, DM> {
+  submit<D extends Dtype = DD, M extends MaskDtype = DM>(text: string | readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  vectorize<D extends Dtype = DD, M extends MaskDtype = DM>(texts: readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  vectorizeBytes<D extends Dtype = DD, M extends MaskDtype = DM>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  stream<D extends Dtype = DD, M extends MaskDtype = DM>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D, M>): AsyncIterable<VectorBatch<D, M>>;
+  vectorizeFile<D extends Dtype = DD, M extends MaskDtype = DM>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>>;
 }
 
 /** A pipeline with a handler giving `R` per row: `submit` resolves to its request's rows' results. */
-export interface HandlingPipeline<R, DD extends Dtype = 'int32'> extends Pipeline, TypedCalls<DD> {
-  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<R[]>;
-  vectorize<D extends Dtype = DD>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  vectorizeBytes<D extends Dtype = DD>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>>;
-  stream<D extends Dtype = DD>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>>;
-  vectorizeFile<D extends Dtype = DD>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>>;
+export interface HandlingPipeline<R, DD extends Dtype = 'int32', DM extends MaskDtype = 'uint8'> extends Pipeline, TypedCalls<DD, DM> {
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype, DM>, opts?: CallOptions): Promise<R[]>;
+  vectorize<D extends Dtype = DD, M extends MaskDtype = DM>(texts: readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  vectorizeBytes<D extends Dtype = DD, M extends MaskDtype = DM>(bytes: Uint8Array, offsets: Uint32Array, options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>>;
+  stream<D extends Dtype = DD, M extends MaskDtype = DM>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D, M>): AsyncIterable<VectorBatch<D, M>>;
+  vectorizeFile<D extends Dtype = DD, M extends MaskDtype = DM>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>>;
 }
 
 /**
@@ -218,7 +225,7 @@ function fingerprint(n: NormalizedOptions): string {
       vocabIds.set(n.vocab, vocab);
     }
   }
-  return [n.encoding, vocab, n.maxLength, n.padding, n.padToMultipleOf, n.paddingSide, n.truncationSide, n.padId, n.addSpecialTokens, n.dtype, n.invalid].join('|');
+  return [n.encoding, vocab, n.maxLength, n.padding, n.padToMultipleOf, n.paddingSide, n.truncationSide, n.padId, n.addSpecialTokens, n.dtype, n.maskDtype, n.invalid].join('|');
 }
 
 function isShared(a: ArrayBufferView): boolean {
@@ -260,8 +267,9 @@ function widthFor(n: NormalizedOptions, lengths: Int32Array, from: number, count
  * off-heap allocation each (~1 us, and GC pressure) — measured as most of a small request's cost.
  * A caller keeping one result keeps that buffer (the batch's rows, at most maxBatchSize) alive.
  */
-function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonly number[]): VectorBatch<Dtype>[] {
+function splitBatch(b: VectorBatch<Dtype, MaskDtype>, n: NormalizedOptions, counts: readonly number[]): VectorBatch<Dtype, MaskDtype>[] {
   const e = ID_BYTES[n.dtype];
+  const me = MASK_BYTES[n.maskDtype];
   const widths = new Array<number>(counts.length);
   let from = 0;
   let cells = 0;
@@ -273,12 +281,15 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
   }
   const rows = from;
   // Layout: lengths and sourceLengths (int32) of every request, then ids, then masks: each region
-  // starts aligned for its element type.
-  const buf = new ArrayBuffer(rows * 8 + cells * e + cells);
+  // starts aligned for its element type (int64 ids and masks at multiples of 8).
+  const idsStart = rows * 8;
+  const maskStart = Math.ceil((idsStart + cells * e) / me) * me;
+  const buf = new ArrayBuffer(maskStart + cells * me);
   let lenAt = 0;
-  let idsAt = rows * 8;
-  let maskAt = rows * 8 + cells * e;
+  let idsAt = idsStart;
+  let maskAt = maskStart;
   const Ctor = IDS_ARRAY[n.dtype];
+  const MaskCtor = MASK_ARRAY[n.maskDtype];
   // Copied region by region with plain loops: a temporary subarray per row (to call set) would
   // double the typed arrays a small request allocates.
   const bl = b.lengths;
@@ -293,10 +304,11 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
     at += 2 * count;
     from += count;
   }
-  const allIds = new Ctor(buf, rows * 8, cells) as Int32Array;
-  const allMask = new Uint8Array(buf, rows * 8 + cells * e, cells);
+  // Elements are copied as they are, bigints included (these are plain moves, not arithmetic).
+  const allIds = new Ctor(buf, idsStart, cells) as Int32Array;
+  const allMask = new MaskCtor(buf, maskStart, cells) as Uint8Array;
   const bids = b.ids as Int32Array;
-  const bmask = b.attentionMask;
+  const bmask = b.attentionMask as Uint8Array;
   const W = b.width;
   if (cells === rows * W) {
     allIds.set(bids.subarray(0, cells));
@@ -319,7 +331,7 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
       from = end;
     }
   }
-  const out: VectorBatch<Dtype>[] = new Array(counts.length);
+  const out: VectorBatch<Dtype, MaskDtype>[] = new Array(counts.length);
   for (let i = 0; i < counts.length; i++) {
     const count = counts[i]!;
     const w = widths[i]!;
@@ -327,10 +339,10 @@ function splitBatch(b: VectorBatch<Dtype>, n: NormalizedOptions, counts: readonl
     const sourceLengths = new Int32Array(buf, lenAt + count * 4, count);
     lenAt += count * 8;
     const ids = new Ctor(buf, idsAt, count * w) as IdsArray;
-    const mask = new Uint8Array(buf, maskAt, count * w);
+    const mask = new MaskCtor(buf, maskAt, count * w) as MaskArray;
     idsAt += count * w * e;
-    maskAt += count * w;
-    out[i] = { ids, rows: count, width: w, lengths, sourceLengths, attentionMask: mask } as VectorBatch<Dtype>;
+    maskAt += count * w * me;
+    out[i] = { ids, rows: count, width: w, lengths, sourceLengths, attentionMask: mask } as VectorBatch<Dtype, MaskDtype>;
   }
   return out;
 }
@@ -450,7 +462,7 @@ class DtesnPipeline implements Pipeline {
     }
   }
 
-  vectorize<D extends Dtype = 'int32'>(texts: readonly string[], options?: VectorizeOptions<D>, opts?: CallOptions): Promise<VectorBatch<D>> {
+  vectorize<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(texts: readonly string[], options?: VectorizeOptions<D, M>, opts?: CallOptions): Promise<VectorBatch<D, M>> {
     // A batch that cannot go to the pool runs now, on this thread, like the core `vectorize`: no
     // async frames and nothing for close() to wait for (small batches are dominated by these).
     let n: NormalizedOptions;
@@ -466,22 +478,22 @@ class DtesnPipeline implements Pipeline {
       if (!this.stringsPoolable(units, n)) {
         const rows = texts.length;
         const nn = n;
-        return Promise.resolve(this.inline('strings', units * 2, rows, () => this.backend.vectorizeStrings(texts, nn)) as VectorBatch<D>);
+        return Promise.resolve(this.inline('strings', units * 2, rows, () => this.backend.vectorizeStrings(texts, nn)) as VectorBatch<D, M>);
       }
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.track(this.runStrings(texts, n, signal, true)) as Promise<VectorBatch<D>>;
+    return this.track(this.runStrings(texts, n, signal, true)) as Promise<VectorBatch<D, M>>;
   }
 
   /** A stream's options with this pipeline's defaults applied (see `streamBatches`). */
-  private readonly resolve = (options: VectorizeOptions<Dtype>): NormalizedOptions => normalizeOptions(mergeOptions(this.defaults, options));
+  private readonly resolve = (options: VectorizeOptions<Dtype, MaskDtype>): NormalizedOptions => normalizeOptions(mergeOptions(this.defaults, options));
 
   /**
    * One batch of a stream: its rows were checked as they were read and its options resolved once
    * for the whole stream (`resolve`), so only what can change between batches is checked here.
    */
-  private async streamBatch(run: () => Promise<VectorBatch<Dtype>>, signal: AbortSignal | undefined): Promise<VectorBatch<Dtype>> {
+  private async streamBatch(run: () => Promise<VectorBatch<Dtype, MaskDtype>>, signal: AbortSignal | undefined): Promise<VectorBatch<Dtype, MaskDtype>> {
     this.open();
     if (signal?.aborted) throw abortReason(signal);
     return run();
@@ -497,7 +509,7 @@ class DtesnPipeline implements Pipeline {
   }
 
   /** Strings: inline, or encoded into shared memory and vectorized on the pool. */
-  private async runStrings(texts: readonly unknown[], n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype>> {
+  private async runStrings(texts: readonly unknown[], n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype, MaskDtype>> {
     const units = unitsOf(texts);
     const rows = texts.length;
     const poolable = this.stringsPoolable(units, n);
@@ -515,16 +527,16 @@ class DtesnPipeline implements Pipeline {
     return b;
   }
 
-  vectorizeBytes<D extends Dtype = 'int32'>(
+  vectorizeBytes<D extends Dtype = 'int32', M extends MaskDtype = 'uint8'>(
     bytes: Uint8Array,
     offsets: Uint32Array,
-    options?: VectorizeOptions<D>,
+    options?: VectorizeOptions<D, M>,
     opts?: CallOptions,
-  ): Promise<VectorBatch<D>> {
-    return this.track(this.vectorizeBytesImpl(bytes, offsets, options, opts?.signal)) as Promise<VectorBatch<D>>;
+  ): Promise<VectorBatch<D, M>> {
+    return this.track(this.vectorizeBytesImpl(bytes, offsets, options, opts?.signal)) as Promise<VectorBatch<D, M>>;
   }
 
-  private async vectorizeBytesImpl(bytes: unknown, offsets: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype>> {
+  private async vectorizeBytesImpl(bytes: unknown, offsets: unknown, options: unknown, signalArg?: unknown): Promise<VectorBatch<Dtype, MaskDtype>> {
     this.open();
     const signal = checkSignal(signalArg, 'opts.signal');
     if (signal?.aborted) throw abortReason(signal);
@@ -534,7 +546,7 @@ class DtesnPipeline implements Pipeline {
     return this.runBytes(bytes, offs, n, signal, true);
   }
 
-  private async runBytes(bytes: Uint8Array, offs: Uint32Array, n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype>> {
+  private async runBytes(bytes: Uint8Array, offs: Uint32Array, n: NormalizedOptions, signal: AbortSignal | undefined, direct: boolean): Promise<VectorBatch<Dtype, MaskDtype>> {
     const rows = Math.max(0, offs.length - 1);
     const size = rows > 0 ? offs[rows]! - offs[0]! : 0;
     const sane = rows > 0 && offs[rows]! >= offs[0]! && offs[rows]! <= bytes.length;
@@ -581,9 +593,9 @@ class DtesnPipeline implements Pipeline {
   }
 
   /** Runs `f` on this thread; `rows` are counted as accepted and processed (0 for submitted rows). */
-  private inline(kind: InputKind, bytes: number, rows: number, f: () => VectorBatch<Dtype>): VectorBatch<Dtype> {
+  private inline(kind: InputKind, bytes: number, rows: number, f: () => VectorBatch<Dtype, MaskDtype>): VectorBatch<Dtype, MaskDtype> {
     const t0 = performance.now();
-    let b: VectorBatch<Dtype>;
+    let b: VectorBatch<Dtype, MaskDtype>;
     try {
       b = f();
     } catch (e) {
@@ -618,8 +630,8 @@ class DtesnPipeline implements Pipeline {
     prepMs: number,
     size: number,
     direct: boolean,
-    exact: () => VectorBatch<Dtype>,
-  ): Promise<VectorBatch<Dtype>> {
+    exact: () => VectorBatch<Dtype, MaskDtype>,
+  ): Promise<VectorBatch<Dtype, MaskDtype>> {
     const pool = this.pool!;
     const rows = offs.length - 1;
     // Submitted rows were admitted (and are counted) by the batcher.
@@ -663,7 +675,7 @@ class DtesnPipeline implements Pipeline {
       if ((n.outIds && n.outIds.length < total) || (n.outMask && n.outMask.length < total)) return this.exactAfterWorkerError(exact, counted);
       const Ctor = IDS_ARRAY[n.dtype];
       const ids: IdsArray = n.outIds ?? new Ctor(new SharedArrayBuffer(total * eb));
-      const mask = n.outMask ?? new Uint8Array(new SharedArrayBuffer(total));
+      const mask: MaskArray = n.outMask ?? new MASK_ARRAY[n.maskDtype](new SharedArrayBuffer(total * MASK_BYTES[n.maskDtype]));
       const results = await shards<VectorizeResult>((a, b) => ({
         kind: 'vectorize',
         js,
@@ -698,7 +710,7 @@ class DtesnPipeline implements Pipeline {
         lengths,
         sourceLengths,
         attentionMask: mask.length === total ? mask : mask.subarray(0, total),
-      } as VectorBatch<Dtype>;
+      } as VectorBatch<Dtype, MaskDtype>;
     } catch (e) {
       if (signal?.aborted) this.counts.aborted += counted;
       else this.counts.failed += counted;
@@ -710,7 +722,7 @@ class DtesnPipeline implements Pipeline {
   }
 
   /** A worker refused the input: the same call inline throws the exact error of the core. */
-  private exactAfterWorkerError(exact: () => VectorBatch<Dtype>, rows: number): VectorBatch<Dtype> {
+  private exactAfterWorkerError(exact: () => VectorBatch<Dtype, MaskDtype>, rows: number): VectorBatch<Dtype, MaskDtype> {
     const b = exact(); // throws the core's error (counted as failed by onPool's catch)
     this.counts.inline++;
     this.counts.processed += rows;
@@ -727,7 +739,7 @@ class DtesnPipeline implements Pipeline {
    * batcher (metrics()). Shedding comes first: under overload most calls end there, and a refusal
    * must cost far less than an acceptance, or refusals alone starve the batches being served.
    */
-  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype>, opts?: CallOptions): Promise<VectorBatch<Dtype> | unknown[]> {
+  submit(text: string | readonly string[], options?: VectorizeOptions<Dtype, MaskDtype>, opts?: CallOptions): Promise<VectorBatch<Dtype, MaskDtype> | unknown[]> {
     if (this.closing !== null) return Promise.reject(new PipelineClosedError());
     const single = typeof text === 'string';
     const rows = single ? 1 : Array.isArray(text) ? text.length : 0;
@@ -762,7 +774,7 @@ class DtesnPipeline implements Pipeline {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.batcher.submit(key, req, signal, n) as Promise<VectorBatch<Dtype> | unknown[]>;
+    return this.batcher.submit(key, req, signal, n) as Promise<VectorBatch<Dtype, MaskDtype> | unknown[]>;
   }
 
   /**
@@ -790,7 +802,7 @@ class DtesnPipeline implements Pipeline {
     const texts = flatten(reqs);
     const units = unitsOf(texts);
     if (!this.stringsPoolable(units, n)) {
-      let batch: VectorBatch<Dtype>;
+      let batch: VectorBatch<Dtype, MaskDtype>;
       try {
         batch = this.inline('strings', units * 2, 0, () => this.backend.vectorizeStrings(texts, n));
       } catch (e) {
@@ -811,7 +823,7 @@ class DtesnPipeline implements Pipeline {
   }
 
   /** Each request's share of a batch: its rows' handler results, or its rows as their own batch. */
-  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype>, signal: AbortSignal): Promise<RequestOutcome[]> {
+  private handOut(reqs: SubmitRequest[], n: NormalizedOptions, batch: VectorBatch<Dtype, MaskDtype>, signal: AbortSignal): Promise<RequestOutcome[]> {
     const handler = this.handler;
     if (handler === undefined) {
       return Promise.resolve(reqs.length === 1 ? [batch] : splitBatch(batch, n, reqs.map(rowsOfRequest)));
@@ -838,16 +850,16 @@ class DtesnPipeline implements Pipeline {
   // -------------------------------------------------------------------------------------------
   // Streams.
 
-  stream<D extends Dtype = Dtype>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D>): AsyncIterable<VectorBatch<D>> {
+  stream<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'>(source: AsyncIterable<string> | Iterable<string>, options?: StreamOptions<D, M>): AsyncIterable<VectorBatch<D, M>> {
     this.open();
     // Each batch is tracked like a vectorize call: close() lets one that has started finish.
     // The batches are of the dtype the options name (the core's contract).
     return streamBatches(
       source,
-      options,
+      options as StreamOptions<Dtype, MaskDtype> | undefined,
       (texts, n, signal) => this.track(this.streamBatch(() => this.runStrings(texts, n, signal, true), signal)),
       this.resolve,
-    ) as AsyncIterable<VectorBatch<D>>;
+    ) as AsyncIterable<VectorBatch<D, M>>;
   }
 
   /**
@@ -858,15 +870,16 @@ class DtesnPipeline implements Pipeline {
    * there while this thread vectorizes (one task per 1 MiB read, a round trip costing ~0.3 ms)
    * was ~1.2x slower too: this thread waited for the worker, which shares the cores with it.
    */
-  vectorizeFile<D extends Dtype = Dtype>(source: FileSource, options: FileOptions<D>): AsyncIterable<FileBatch<D>> {
+  vectorizeFile<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>> {
     this.open();
     return fileBatches(
       source,
-      options,
+      // The conditional padId type keeps a generic D from converting directly.
+      options as unknown as FileOptions<Dtype, MaskDtype>,
       this.backend.kind === 'native' ? fillRows : fillRowsJs,
       (bytes, offsets, n, signal) => this.track(this.streamBatch(() => this.runBytes(bytes, offsets, n, signal, true), signal)),
       this.resolve,
-    ) as AsyncIterable<FileBatch<D>>;
+    ) as AsyncIterable<FileBatch<D, M>>;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1075,7 +1088,7 @@ class DtesnPipeline implements Pipeline {
 /** A request: one text, or its own copy of the texts it was submitted with. */
 type SubmitRequest = string | readonly string[];
 
-type RequestOutcome = VectorBatch<Dtype> | unknown[] | RequestFailure;
+type RequestOutcome = VectorBatch<Dtype, MaskDtype> | unknown[] | RequestFailure;
 
 function rowsOfRequest(r: SubmitRequest): number {
   return typeof r === 'string' ? 1 : r.length;
@@ -1202,8 +1215,12 @@ function encodeShared(texts: readonly unknown[], staging: Staging): { bytes: Uin
 }
 
 /** Creates a pipeline. Its workers start when first needed (see WorkerPool) and stay until `close()`. */
-export function createPipeline<R, DD extends Dtype = 'int32'>(config: PipelineConfig<R, DD> & { handler: NonNullable<PipelineConfig<R, DD>['handler']> }): HandlingPipeline<R, DD>;
-export function createPipeline<DD extends Dtype = 'int32'>(config?: PipelineConfig<never, DD> & { handler?: undefined }): VectorizingPipeline<DD>;
+export function createPipeline<R, DD extends Dtype = 'int32', DM extends MaskDtype = 'uint8'>(
+  config: PipelineConfig<R, DD, DM> & { handler: NonNullable<PipelineConfig<R, DD, DM>['handler']> },
+): HandlingPipeline<R, DD, DM>;
+export function createPipeline<DD extends Dtype = 'int32', DM extends MaskDtype = 'uint8'>(
+  config?: PipelineConfig<never, DD, DM> & { handler?: undefined },
+): VectorizingPipeline<DD, DM>;
 export function createPipeline(config?: PipelineConfig): Pipeline;
 export function createPipeline(config: PipelineConfig = {}): Pipeline {
   return new DtesnPipeline(config) as unknown as Pipeline;

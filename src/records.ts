@@ -26,6 +26,7 @@ export interface Records {
 interface RecordsBinding {
   parseRecords(chunk: Uint8Array, format: RecordFormat, field: string | null, isLast: boolean): Records;
   fillRows: RowFiller;
+  countNewlines(bytes: Uint8Array): number;
 }
 
 const loaded = loadNative();
@@ -212,3 +213,14 @@ export const fillRowsJs: RowFiller = (input, isLast, format, field, firstLine, m
 };
 
 export const fillRows: RowFiller = native ? native.fillRows : fillRowsJs;
+
+/** The number of '\n' bytes in `bytes` (the JavaScript fallback: Buffer's indexOf, one call per line). */
+export function countNewlinesJs(bytes: Uint8Array): number {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let n = 0;
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+/** The number of '\n' bytes in `bytes`: natively memchr's vectorized count. */
+export const countNewlines: (bytes: Uint8Array) => number = native ? native.countNewlines : countNewlinesJs;

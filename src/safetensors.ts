@@ -10,7 +10,7 @@
  */
 import type { Dtype } from './types.js';
 
-export type SafetensorsDtype = 'I32' | 'I16' | 'U16' | 'U8' | 'F32';
+export type SafetensorsDtype = 'I32' | 'I16' | 'U16' | 'U8' | 'F32' | 'I64';
 
 /** The safetensors dtype string of each ids dtype. */
 export const SAFETENSORS_DTYPE: { readonly [D in Dtype]: SafetensorsDtype } = {
@@ -19,6 +19,7 @@ export const SAFETENSORS_DTYPE: { readonly [D in Dtype]: SafetensorsDtype } = {
   uint16: 'U16',
   uint8: 'U8',
   float32: 'F32',
+  int64: 'I64',
 };
 
 /** The reference reader's limit on `N` (MAX_HEADER_SIZE). */

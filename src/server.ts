@@ -12,7 +12,7 @@ import { type ListenerOptions, Service, VECTORIZE_PATH, connectionState, intOpti
 import type { Monitor } from './monitor.js';
 import { describe } from './options.js';
 import { type Pipeline, createPipeline } from './pipeline.js';
-import type { Dtype, VectorizeOptions } from './types.js';
+import type { Dtype, MaskDtype, VectorizeOptions } from './types.js';
 
 export { createRequestListener, type ListenerOptions, type RequestListener } from './listener.js';
 
@@ -249,7 +249,7 @@ const WARM_BODIES = [
 ].map((b) => JSON.stringify(b));
 
 /** See ServerOptions.warmup: `count` requests through a private service, then it closes (internal; the fastify plugin uses it too). */
-export async function warmUp(count: number, defaults: VectorizeOptions<Dtype> | undefined): Promise<void> {
+export async function warmUp(count: number, defaults: VectorizeOptions<Dtype, MaskDtype> | undefined): Promise<void> {
   const svc = new Service(createPipeline({ maxWorkers: 1, vectorize: defaults }), { registry: new Registry(), monitor: { intervalMs: 60_000 } }, { pipeline: true, defaults });
   const server = createServer((req, res) => svc.handle(req, res));
   trackSockets(server);

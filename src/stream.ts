@@ -15,9 +15,10 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AbortWatch, checkSignal } from './abort.js';
 import { abortReason } from './errors.js';
-import { describe, ID_BYTES, IDS_ARRAY, maxWidthOf, type NormalizedOptions } from './options.js';
-import type { RecordFormat, RowFiller } from './records.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from './types.js';
+import { giveBack, takeBuffer } from './spare.js';
+import { describe, ID_BYTES, IDS_ARRAY, MASK_ARRAY, MASK_BYTES, maxWidthOf, type NormalizedOptions } from './options.js';
+import { countNewlines, type RecordFormat, type RowFiller } from './records.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from './types.js';
 
 /** What `stream()` and `vectorizeFile()` share beyond the vectorize options. */
 export interface ReuseOption {
@@ -36,7 +37,7 @@ export interface ReuseOption {
   reuseBuffers?: boolean;
 }
 
-export interface StreamOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
+export interface StreamOptions<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> extends VectorizeOptions<D, M>, ReuseOption {
   /** [1000] rows per batch. */
   batchSize?: number;
   /**
@@ -47,7 +48,7 @@ export interface StreamOptions<D extends Dtype = Dtype> extends VectorizeOptions
   signal?: AbortSignal;
 }
 
-export interface FileOptions<D extends Dtype = Dtype> extends VectorizeOptions<D>, ReuseOption {
+export interface FileOptions<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> extends VectorizeOptions<D, M>, ReuseOption {
   /** 'lines': every line is a row; 'jsonl': each non-blank line is a JSON object holding the text. A UTF-8 BOM at the start of the file is skipped. */
   format: RecordFormat;
   /** ['text'] the JSONL field holding the text. */
@@ -68,6 +69,28 @@ export interface FileOptions<D extends Dtype = Dtype> extends VectorizeOptions<D
    * destroyed (as leaving a `for await` loop does), another iterable's `return()` called.
    */
   signal?: AbortSignal;
+  /**
+   * `[start, end]`, byte offsets of a file (a path, not a stream): only the lines that *start* in
+   * `[start, end)` are read, Hadoop's split rule: a range that begins inside a line skips to the
+   * next line start, and the line crossing `end` is read whole. So consecutive ranges
+   * `[a, b)`, `[b, c)` read every line starting in `[a, c)` exactly once, and the batches of the
+   * ranges `[0, b)`, `[b, c)`, ..., `[y, size)` together are those of one pass over the file (rows,
+   * skipped lines, line numbers; batches are cut per range). A BOM is skipped only by a range that
+   * starts at 0. `bytesRead` counts from the range's first line, and the last batch's is the bytes
+   * of all the range's lines (an empty last batch carries trailing blank JSONL lines), so the
+   * ranges' add up to the file's size. Line numbers (`lines`,
+   * `firstLine`, `skipped`, errors) stay those of the whole file: the newlines before the range are
+   * counted first (memchr's vectorized count over a read of the bytes before `start`) unless
+   * `startLine` gives the number of its first line. A range past the end of the file is a
+   * RangeError.
+   */
+  range?: readonly [start: number, end: number];
+  /**
+   * The 1-based line number of the first line read: [1], or with `range` the count of the lines
+   * before it. A caller that knows it (a shard's line count added up, or numbering relative to the
+   * range: 1) saves that count.
+   */
+  startLine?: number;
 }
 
 export interface SkippedLine {
@@ -76,7 +99,7 @@ export interface SkippedLine {
   message: string;
 }
 
-export type FileBatch<D extends Dtype = Dtype> = VectorBatch<D> & {
+export type FileBatch<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'> = VectorBatch<D, M> & {
   /** 1-based line number of the batch's first row. */
   firstLine: number;
   /** 1-based line number of every row. */
@@ -93,6 +116,8 @@ export type FileBatch<D extends Dtype = Dtype> = VectorBatch<D> & {
    * progress bar: `bytesRead / fileSize`.
    */
   bytesRead: number;
+  /** Lines consumed through the end of this batch (cumulative, counted as `bytesRead` is: rows, skipped and blank lines). */
+  linesRead: number;
 };
 
 /** What `vectorizeFile` reads: a file path, or a byte stream such as `process.stdin`. */
@@ -106,6 +131,8 @@ export class RecordError extends SyntaxError {
     readonly path: string,
     readonly line: number,
     detail: string,
+    /** Byte offset of the line's start in the file (for a stream: from the stream's start); -1 if unknown. */
+    readonly offset = -1,
   ) {
     super(`${path}:${line}: ${detail}`);
   }
@@ -123,8 +150,20 @@ function takeInt(o: Record<string, unknown>, key: string, dflt: number, lo: numb
   return v;
 }
 
+/** `FileOptions.range` checked: null when absent. */
+function rangeOf(v: unknown): readonly [number, number] | null {
+  if (v === undefined) return null;
+  if (!Array.isArray(v) || v.length !== 2) throw new TypeError(`options.range must be [start, end] (byte offsets), got ${describe(v)}`);
+  const [a, b] = v as unknown[];
+  const ok = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!ok(a) || !ok(b) || a > b) {
+    throw new RangeError(`options.range must be two integers 0 <= start <= end, got [${String(a)}, ${String(b)}]`);
+  }
+  return [a, b];
+}
+
 /** How a stream's vectorize options read once the pipeline's defaults are applied. */
-export type ResolveOptions = (options: VectorizeOptions<Dtype>) => NormalizedOptions;
+export type ResolveOptions = (options: VectorizeOptions<Dtype, MaskDtype>) => NormalizedOptions;
 
 /**
  * Splits stream/file options from vectorize options (which are checked now, with the pipeline's
@@ -136,7 +175,7 @@ function split(options: unknown, own: readonly string[], resolve: ResolveOptions
   const o: Record<string, unknown> = {};
   const vec: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) (own.includes(k) ? o : vec)[k] = v;
-  const n = resolve(vec as VectorizeOptions<Dtype>);
+  const n = resolve(vec as VectorizeOptions<Dtype, MaskDtype>);
   if (n.outIds || n.outMask) {
     throw new TypeError('options.out is not supported for streams: pass reuseBuffers: true to write every batch into one reused output');
   }
@@ -151,7 +190,7 @@ function optionsPerBatch(own: Record<string, unknown>, n: NormalizedOptions, bat
   const reuse = own.reuseBuffers ?? false;
   if (typeof reuse !== 'boolean') throw new TypeError(`options.reuseBuffers must be a boolean, got ${describe(reuse)}`);
   const elements = batchSize * maxWidthOf(n);
-  if (!reuse || elements * (ID_BYTES[n.dtype] + 1) > REUSE_MAX_BYTES) return () => n;
+  if (!reuse || elements * (ID_BYTES[n.dtype] + MASK_BYTES[n.maskDtype]) > REUSE_MAX_BYTES) return () => n;
   // The memory of the stream, made at the first batch that has rows: one ids array and one mask
   // that every batch is written into, in shared memory so that a batch large enough for the pool
   // can still go there. batchSize x the widest width the options allow: no batch can be too wide
@@ -162,7 +201,7 @@ function optionsPerBatch(own: Record<string, unknown>, n: NormalizedOptions, bat
     withOut ??= {
       ...n,
       outIds: new IDS_ARRAY[n.dtype](new SharedArrayBuffer(elements * ID_BYTES[n.dtype])),
-      outMask: new Uint8Array(new SharedArrayBuffer(elements)),
+      outMask: new MASK_ARRAY[n.maskDtype](new SharedArrayBuffer(elements * MASK_BYTES[n.maskDtype])),
     };
     return withOut;
   };
@@ -173,10 +212,10 @@ export const REUSE_MAX_BYTES = 256 << 20;
 
 export function streamBatches(
   source: AsyncIterable<string> | Iterable<string>,
-  options: StreamOptions | undefined,
-  run: (texts: string[], options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  options: StreamOptions<Dtype, MaskDtype> | undefined,
+  run: (texts: string[], options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype, MaskDtype>>,
   resolve: ResolveOptions,
-): AsyncIterable<VectorBatch<Dtype>> {
+): AsyncIterable<VectorBatch<Dtype, MaskDtype>> {
   const isIterable =
     source !== null && typeof source === 'object' && (Symbol.asyncIterator in source || Symbol.iterator in source);
   if (!isIterable) throw new TypeError(`source must be an iterable or async iterable of strings, got ${describe(source)}`);
@@ -311,7 +350,59 @@ interface ByteSource {
  */
 const READ_AHEAD = 3;
 
-function fileSource(path: string, chunkBytes: number): ByteSource {
+/** What `FileOptions.range` reads of a file (checked against its size when it is opened). */
+interface FileRange {
+  start: number;
+  end: number;
+  /** Count the newlines before `start - 1` first (the source's `counted`). */
+  count: boolean;
+}
+
+/** Bytes per read of the newline count before a range (two in flight). */
+const COUNT_BLOCK = 4 << 20;
+
+/** The newlines in `[0, length)` of an open file, read in blocks (stops early once `stop()`). */
+async function countNewlinesBefore(h: FileHandle, length: number, stop: () => boolean): Promise<number> {
+  const size = Math.min(COUNT_BLOCK, length);
+  const bufs = [new Uint8Array(size), new Uint8Array(size)];
+  let n = 0;
+  let at = 0;
+  let k = 0;
+  let pending = length > 0 ? h.read(bufs[0]!, 0, size, 0) : null;
+  while (pending !== null && !stop()) {
+    const { bytesRead } = await pending;
+    if (bytesRead === 0) break; // the file shrank; the range check saw it longer
+    const cur = bufs[k]!.subarray(0, bytesRead);
+    at += bytesRead;
+    k ^= 1;
+    pending = at < length ? h.read(bufs[k]!, 0, Math.min(size, length - at), at) : null;
+    pending?.catch(() => {}); // awaited by the next turn, unless stopped
+    n += countNewlines(cur);
+  }
+  return n;
+}
+
+/**
+ * The lines of a file before the first line that starts at or after `start`: the count a
+ * `range: [start, end]` makes for its line numbers (its first line is number `linesBefore + 1`).
+ */
+export async function linesBefore(path: string, start: number): Promise<number> {
+  if (start === 0) return 0;
+  const h = await open(path, 'r');
+  try {
+    return (await countNewlinesBefore(h, start - 1, () => false)) + 1;
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Reads `path` in chunks from the start, or, with `range`, from `range.start - 1` (the byte that
+ * tells whether `start` begins a line) with at most one read in flight past `range.end` (only the
+ * line crossing it is still needed); `counted` is then the newlines before that byte (when
+ * `range.count`). `clipToRange` cuts the chunks to the range's lines.
+ */
+function fileSource(path: string, chunkBytes: number, range: FileRange | null = null): ByteSource & { readonly counted: number } {
   let fh: FileHandle | null = null;
   let regular = true;
   let abandoned = false;
@@ -320,12 +411,17 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
   /** Buffers no read is using (the chunk last returned is in none of these lists until the next call). */
   const free: Uint8Array[] = [];
   let held: Uint8Array | null = null;
+  /** Every buffer this source made: spares again once it is closed (src/spare.ts). */
+  const made: Uint8Array[] = [];
   let next = 0; // where the next read issued starts (regular files)
   let ended = false;
+  let counted = 0;
   const issue = (h: FileHandle) => {
     const depth = regular ? READ_AHEAD : 1;
     while (!ended && reads.length < depth) {
-      const buf = free.pop() ?? new Uint8Array(chunkBytes);
+      if (range !== null && next >= range.end && reads.length > 0) break;
+      let buf = free.pop();
+      if (buf === undefined) made.push((buf = new Uint8Array(takeBuffer(chunkBytes))));
       const at = next;
       const done = h.read(buf, 0, chunkBytes, regular ? at : null).then((r) => r.bytesRead);
       done.catch(() => {}); // awaited by next() (or by close)
@@ -344,12 +440,30 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
     // Closed once the reads in flight have finished (they write into our buffers).
     void pending.then(() => h.close()).catch(() => {});
   };
+  /** Checks `range` against the file, counts the newlines before it, and starts the reads there. */
+  const startRange = async (h: FileHandle, r: FileRange): Promise<void> => {
+    try {
+      const st = await h.stat();
+      if (!st.isFile()) throw new TypeError(`options.range needs a regular file: ${path} is not one`);
+      if (r.end > st.size) throw new RangeError(`options.range [${r.start}, ${r.end}] is outside ${path} (${st.size} bytes)`);
+      const from = r.start > 0 ? r.start - 1 : 0;
+      if (r.count) counted = await countNewlinesBefore(h, from, () => abandoned);
+      next = from;
+    } catch (e) {
+      await h.close().catch(() => {});
+      throw e;
+    }
+  };
   return {
+    get counted() {
+      return counted;
+    },
     async next() {
       if (fh === null) {
         if (abandoned) return null;
         const h = await open(path, 'r');
         const isFile = await h.stat().then((st) => st.isFile(), () => true);
+        if (range !== null) await startRange(h, range);
         if (abandoned) {
           h.close().catch(() => {});
           return null;
@@ -386,9 +500,89 @@ function fileSource(path: string, chunkBytes: number): ByteSource {
       await settled();
       reads = [];
       await fh?.close();
+      // No read is in flight and the caller is done with its last chunk.
+      for (const b of made.splice(0)) giveBack(b.buffer as ArrayBuffer);
+      free.length = 0;
+      held = null;
     },
     abandon,
   };
+}
+
+/**
+ * The chunks of a range source (`fileSource` with `range`) cut to the bytes of the lines that
+ * start in `[start, end)`: up to and including the first '\n' at or after `start - 1` is dropped
+ * (nothing when `start` is 0), and the stream ends after the first '\n' at or after `end - 1` (or
+ * at the end of the file). `first` is the file offset of the first byte given (known once a
+ * chunk was), `linesBefore` the newlines before it (with `count`).
+ */
+function clipToRange(src: ByteSource & { readonly counted: number }, start: number, end: number): ByteSource & { first: number; linesBefore: number } {
+  let pos = start > 0 ? start - 1 : 0; // file offset of the next chunk's first byte
+  let phase: 'skip' | 'body' | 'tail' = start > 0 ? 'skip' : 'body';
+  let done = false;
+  const out = {
+    first: start,
+    linesBefore: 0,
+    async next(): Promise<Uint8Array | null> {
+      for (;;) {
+        if (done) return null;
+        const c = await src.next();
+        if (c === null) {
+          done = true;
+          return null;
+        }
+        const at = pos;
+        pos += c.length;
+        if (start === end) {
+          // Empty: the file was opened and the range checked, that is all.
+          done = true;
+          return null;
+        }
+        let lo = 0;
+        if (phase === 'skip') {
+          const nl = c.indexOf(0x0a);
+          if (nl < 0) continue; // inside the line that starts before the range
+          lo = nl + 1;
+          phase = 'body';
+          out.first = at + lo;
+          out.linesBefore = src.counted + 1;
+          if (out.first >= end) {
+            done = true; // no line starts in [start, end)
+            return null;
+          }
+        }
+        if (phase === 'body') {
+          if (pos < end) {
+            if (lo < c.length) return c.subarray(lo);
+            continue;
+          }
+          // This chunk holds byte end - 1: the line it is in is the range's last.
+          const e = end - at;
+          if (c[e - 1] === 0x0a) {
+            done = true;
+            return c.subarray(lo, e);
+          }
+          const nl = c.indexOf(0x0a, e);
+          if (nl >= 0) {
+            done = true;
+            return c.subarray(lo, nl + 1);
+          }
+          phase = 'tail';
+          if (lo < c.length) return c.subarray(lo);
+          continue;
+        }
+        const nl = c.indexOf(0x0a);
+        if (nl >= 0) {
+          done = true;
+          return c.subarray(0, nl + 1);
+        }
+        return c;
+      }
+    },
+    close: () => src.close(),
+    abandon: () => src.abandon(),
+  };
+  return out;
 }
 
 /**
@@ -489,17 +683,21 @@ function atLine(e: unknown, path: string, lines: Uint32Array): unknown {
 
 export function fileBatches(
   source: FileSource,
-  options: FileOptions,
+  options: FileOptions<Dtype, MaskDtype>,
   fillRows: RowFiller,
-  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype>>,
+  runBytes: (bytes: Uint8Array, offsets: Uint32Array, options: NormalizedOptions, signal: AbortSignal | undefined) => Promise<VectorBatch<Dtype, MaskDtype>>,
   resolve: ResolveOptions,
-): AsyncIterable<FileBatch> {
+): AsyncIterable<FileBatch<Dtype, MaskDtype>> {
   let name: string;
-  let openSource: () => ByteSource;
+  let openSource: () => ByteSource & { first?: number; linesBefore?: number };
   if (typeof source === 'string') {
     if (source.length === 0) throw new TypeError('path must be a non-empty string, got string');
     name = source;
-    openSource = () => fileSource(source, chunkBytes);
+    openSource = () => {
+      if (range === null) return fileSource(source, chunkBytes);
+      const [start, end] = range;
+      return clipToRange(fileSource(source, chunkBytes, { start, end, count: startLine === undefined }), start, end);
+    };
   } else if (source !== null && typeof source === 'object' && Symbol.asyncIterator in source) {
     name = sourceName(source);
     openSource = () => streamSource(source as AsyncIterable<unknown>);
@@ -507,7 +705,9 @@ export function fileBatches(
     throw new TypeError(`source must be a file path, a readable stream or an async iterable of Uint8Array, got ${describe(source)}`);
   }
   if (options === undefined) throw new TypeError("options.format is required: 'lines' or 'jsonl'");
-  const { own, n: normalized } = split(options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers'], resolve);
+  const { own, n: normalized } = split(
+    options, ['format', 'field', 'batchSize', 'onError', 'chunkBytes', 'signal', 'reuseBuffers', 'range', 'startLine'], resolve,
+  );
   const signal = checkSignal(own.signal, 'options.signal');
   const format = own.format;
   if (format !== 'lines' && format !== 'jsonl') {
@@ -520,6 +720,9 @@ export function fileBatches(
   if (onError !== 'skip' && onError !== 'throw') throw new TypeError(`options.onError must be one of 'skip', 'throw', got ${describe(onError)}`);
   const batchSize = takeInt(own, 'batchSize', 1000, 1, 1 << 24);
   const chunkBytes = takeInt(own, 'chunkBytes', 1 << 20, 16, 1 << 30);
+  const range = rangeOf(own.range);
+  if (range !== null && typeof source !== 'string') throw new TypeError('options.range needs a file path, not a stream');
+  const startLine = own.startLine === undefined ? undefined : takeInt(own, 'startLine', 1, 1, Number.MAX_SAFE_INTEGER);
   const optionsFor = optionsPerBatch(own, normalized, batchSize);
   const fieldArg = format === 'jsonl' ? field : null;
   const fmt: RecordFormat = format;
@@ -531,7 +734,8 @@ export function fileBatches(
     try {
       const arena = new RowArena(batchSize);
       let skipped: SkippedLine[] = [];
-      let lineBase = 0; // lines consumed so far
+      let lineBase = startLine === undefined ? 0 : startLine - 1; // lines consumed so far (before the first: set once a chunk came)
+      let base = 0; // offset of the first byte read (a range's first line) in the file
       let consumed = 0; // input bytes consumed so far (through the last line consumed)
       // The unfinished line at the end of the last chunk (or the first bytes, until the BOM is
       // decided): chunks are parsed in place, only this part is copied.
@@ -546,23 +750,27 @@ export function fileBatches(
         carry.set(bytes, carried);
         carried += bytes.length;
       };
-      let atStart = true;
-      const flush = async (): Promise<FileBatch> => {
+      let atStart = range === null || range[0] === 0; // a BOM starts only the file
+      let first = true;
+      let reported = 0; // bytesRead of the last batch
+      let lineStart = lineBase; // lineBase before the first line read
+      const flush = async (): Promise<FileBatch<Dtype, MaskDtype>> => {
         const n = arena.rows;
-        let b: VectorBatch<Dtype>;
+        let b: VectorBatch<Dtype, MaskDtype>;
         try {
           b = await runBytes(arena.bytes, arena.offsets.subarray(0, n + 1), optionsFor(n), signal);
         } catch (e) {
           throw atLine(e, name, arena.lines);
         }
         const lines = arena.lines.slice(0, n);
-        const out: FileBatch = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed };
+        const out: FileBatch<Dtype, MaskDtype> = { ...b, firstLine: n > 0 ? lines[0]! : 0, lines, skipped, bytesRead: consumed, linesRead: lineBase - lineStart };
+        reported = consumed;
         skipped = [];
         arena.rows = 0;
         return out;
       };
       /** Rows of the complete lines of `input` (all when `isLast`) into batches; returns the bytes consumed. */
-      async function* rowsOf(input: Uint8Array, isLast: boolean): AsyncGenerator<FileBatch, number> {
+      async function* rowsOf(input: Uint8Array, isLast: boolean): AsyncGenerator<FileBatch<Dtype, MaskDtype>, number> {
         let pos = 0;
         for (;;) {
           const r = fillRows(
@@ -577,7 +785,7 @@ export function fileBatches(
           if (r.stop === 'error') {
             const e = r.errors[r.errors.length - 1]!;
             if (arena.rows > 0) yield await flush();
-            throw new RecordError(name, lineBase + 1, e.message);
+            throw new RecordError(name, lineBase + 1, e.message, base + consumed);
           }
           for (const e of r.errors) skipped.push({ line: lineBase - r.lineCount + e.line + 1, message: e.message });
           // A full batch goes at once (what follows its last row belongs to the next one); so
@@ -594,6 +802,11 @@ export function fileBatches(
       }
       for (;;) {
         const chunk = await (watch ? watch.wait(src.next()) : src.next());
+        if (first) {
+          first = false;
+          base = src.first ?? 0;
+          if (startLine === undefined) lineBase = lineStart = src.linesBefore ?? 0;
+        }
         if (atStart) {
           // A UTF-8 byte-order mark starts the input, not its first row.
           if (chunk) keep(chunk);
@@ -636,7 +849,9 @@ export function fileBatches(
         const used = yield* rowsOf(chunk.subarray(at), false);
         keep(chunk.subarray(at + used));
       }
-      if (arena.rows > 0 || skipped.length > 0) yield await flush();
+      // A range's last batch always ends at the range's end, an empty one if only blank lines were
+      // left, so that the ranges' bytesRead add up to the file's size.
+      if (arena.rows > 0 || skipped.length > 0 || (range !== null && consumed > reported)) yield await flush();
     } finally {
       watch?.dispose();
       // After an abort a read may be waiting for data that never comes: do not wait for it.

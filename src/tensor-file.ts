@@ -1,13 +1,14 @@
 /**
  * Tensor files for `dtesn vectorize --out`, written from a stream of batches with bounded memory:
  *
- * - `.npy` (NumPy format 1.0): ids in `<path>` ([rows, width], the ids dtype), the attention mask
- *   in `<base>.mask.npy` (uint8 [rows, width]) and lengths in `<base>.lengths.npy` (int32 [rows]),
- *   where `<base>` is `<path>` without its `.npy`.
- * - `.safetensors`: one file holding `input_ids` ([rows, width], I32 I16 U16 U8 or F32),
- *   `lengths` (I32 [rows]) and `attention_mask` (U8 [rows, width]), in the order of the header's
- *   offsets: input_ids, lengths, attention_mask; lengths first when input_ids' byte size is not a
- *   multiple of 4 (int16 or uint8 ids), so that every tensor is aligned to its element size.
+ * - `.npy` (NumPy format 1.0): ids in `<path>` ([rows, width], the ids dtype: `<i8` for int64),
+ *   the attention mask in `<base>.mask.npy` ([rows, width], the maskDtype: uint8, int32 or int64)
+ *   and lengths in `<base>.lengths.npy` (int32 [rows]), where `<base>` is `<path>` without its
+ *   `.npy`.
+ * - `.safetensors`: one file holding `input_ids` ([rows, width], I64 I32 I16 U16 U8 or F32),
+ *   `lengths` (I32 [rows]) and `attention_mask` ([rows, width], U8 I32 or I64), stored by
+ *   descending element size (ties in the order input_ids, lengths, attention_mask), as the
+ *   reference writer does, so that every tensor is aligned to its element size.
  *
  * The output equals one `vectorize(allRows, options)` call: with padding 'longest' each batch is
  * as wide as its own longest row, so the file takes the widest batch's width and narrower batches
@@ -34,17 +35,33 @@ import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { LITTLE_ENDIAN, npyDescrOf, npyHeader, npyHeaderRoom } from './npy.js';
-import { DTYPES, ID_BYTES, IDS_ARRAY, IDS_ARRAY_NAME, describe, maxWidthOf, normalizeOptions } from './options.js';
+import {
+  DTYPES,
+  ID_BYTES,
+  IDS_ARRAY,
+  IDS_ARRAY_NAME,
+  INT64_RANGE,
+  MASK_ARRAY,
+  MASK_ARRAY_NAME,
+  MASK_BYTES,
+  MASK_DTYPES,
+  describe,
+  maxWidthOf,
+  normalizeOptions,
+} from './options.js';
 import { SAFETENSORS_DTYPE, type SafetensorsEntry, safetensorsHeader, safetensorsHeaderRoom } from './safetensors.js';
-import type { Dtype, Side, VectorBatch, VectorizeOptions } from './types.js';
+import { giveBack, takeBuffer } from './spare.js';
+import type { Dtype, MaskDtype, Side, VectorBatch, VectorizeOptions } from './types.js';
 
 export type TensorFormat = 'npy' | 'safetensors';
 
 export interface TensorWriterOptions {
   /** The ids dtype; every batch's ids must be of it. */
   dtype: Dtype;
-  /** Fills ids where a narrower batch is re-padded. */
-  padId: number;
+  /** Fills ids where a narrower batch is re-padded (a bigint only for dtype 'int64'). */
+  padId: number | bigint;
+  /** ['uint8'] The attention mask's element type; every batch's mask must be of it. */
+  maskDtype?: MaskDtype;
   /** Where a narrower batch's rows get their extra padding. */
   paddingSide: Side;
   /**
@@ -74,7 +91,7 @@ export interface TensorWriter {
    * promise settles. A batch of the wrong dtype or shape is rejected (TypeError / RangeError)
    * and the writer stays usable; an I/O error removes the temporaries and fails the writer.
    */
-  write(batch: VectorBatch<Dtype>): Promise<void>;
+  write(batch: VectorBatch<Dtype, MaskDtype>): Promise<void>;
   /**
    * Completes the files, renames them into place, and closes the writer. With `signal` aborted
    * before the renames (a re-padding rebuild runs to its end first), nothing is renamed: the
@@ -87,18 +104,19 @@ export interface TensorWriter {
 
 /**
  * The writer options implied by vectorize options (only the padding-related ones are read, so
- * stream options such as `batchSize` may be present): dtype, padId, paddingSide, and with padding
- * 'max-length' the width (maxLength rounded up to padToMultipleOf), all checked and defaulted
- * exactly as vectorize does.
+ * stream options such as `batchSize` may be present): dtype, maskDtype, padId, paddingSide, and
+ * with padding 'max-length' the width (maxLength rounded up to padToMultipleOf), all checked and
+ * defaulted exactly as vectorize does.
  */
 export function tensorWriterOptionsOf(
-  options: VectorizeOptions<Dtype> | undefined,
-): Pick<TensorWriterOptions, 'dtype' | 'padId' | 'paddingSide' | 'width'> {
+  options: VectorizeOptions<Dtype, MaskDtype> | undefined,
+): Pick<TensorWriterOptions, 'dtype' | 'maskDtype' | 'padId' | 'paddingSide' | 'width'> {
   const o = (options ?? {}) as Record<string, unknown>;
-  const keys = ['encoding', 'addSpecialTokens', 'maxLength', 'padding', 'padToMultipleOf', 'paddingSide', 'padId', 'dtype'];
+  const keys = ['encoding', 'addSpecialTokens', 'maxLength', 'padding', 'padToMultipleOf', 'paddingSide', 'padId', 'dtype', 'maskDtype'];
   const n = normalizeOptions(Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])));
-  const out: Pick<TensorWriterOptions, 'dtype' | 'padId' | 'paddingSide' | 'width'> = {
+  const out: Pick<TensorWriterOptions, 'dtype' | 'maskDtype' | 'padId' | 'paddingSide' | 'width'> = {
     dtype: n.dtype,
+    maskDtype: n.maskDtype,
     padId: n.padId,
     paddingSide: n.paddingSide,
   };
@@ -110,7 +128,8 @@ const STAGE_BYTES = 4 << 20;
 const CHUNK_BYTES = 8 << 20;
 
 
-type ElementArray = Int32Array | Int16Array | Uint16Array | Uint8Array | Float32Array;
+
+type ElementArray = Int32Array | Int16Array | Uint16Array | Uint8Array | Float32Array | BigInt64Array;
 type ElementView = (buffer: ArrayBuffer, byteOffset: number, length: number) => ElementArray;
 const VIEW: { readonly [D in Dtype]: ElementView } = {
   int32: (b, o, n) => new Int32Array(b, o, n),
@@ -118,7 +137,14 @@ const VIEW: { readonly [D in Dtype]: ElementView } = {
   uint16: (b, o, n) => new Uint16Array(b, o, n),
   uint8: (b, o, n) => new Uint8Array(b, o, n),
   float32: (b, o, n) => new Float32Array(b, o, n),
+  int64: (b, o, n) => new BigInt64Array(b, o, n),
 };
+
+/** `to.fill(pad)` for every element type (a BigInt64Array takes a bigint). */
+function fillPad(to: ElementArray, pad: number | bigint): void {
+  if (to instanceof BigInt64Array) to.fill(BigInt(pad));
+  else to.fill(Number(pad));
+}
 
 /** Consecutive batches of one width. */
 interface Segment {
@@ -170,7 +196,7 @@ function bytesOf(a: ElementArray): Uint8Array {
 
 /** Appends to a file at increasing positions, staging small pieces so that writes stay large. */
 class Appender {
-  private stage = new Uint8Array(STAGE_BYTES);
+  private stage = new Uint8Array(takeBuffer(STAGE_BYTES));
   private used = 0;
 
   constructor(
@@ -196,6 +222,7 @@ class Appender {
 
   /** Drops the staging buffer (a closed writer that is still referenced holds no 4 MiB). */
   release(): void {
+    if (this.stage.byteLength > 0) giveBack(this.stage.buffer as ArrayBuffer);
     this.stage = new Uint8Array(0);
     this.used = 0;
   }
@@ -210,7 +237,10 @@ class Appender {
 
 /** Copies `length` bytes from `src` at `pos` to `dst`, in chunks (reading the next while writing one). */
 async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appender): Promise<void> {
-  const bufs = [new Uint8Array(Math.min(CHUNK_BYTES, length)), new Uint8Array(Math.min(CHUNK_BYTES, length))];
+  // Small copies get buffers of their own size; large ones spare CHUNK_BYTES buffers (src/spare.ts).
+  const spared = length >= CHUNK_BYTES / 8;
+  const take = () => (spared ? new Uint8Array(takeBuffer(CHUNK_BYTES)) : new Uint8Array(length));
+  const bufs = [take(), take()];
   let n = Math.min(CHUNK_BYTES, length);
   // A read ahead that fails while a write fails too must not become an unhandled rejection.
   const readAhead = (buf: Uint8Array, at: number): Promise<void> => {
@@ -228,6 +258,7 @@ async function copyBytes(src: FileHandle, pos: number, length: number, dst: Appe
     await dst.append(cur);
   }
   await reading;
+  if (spared) for (const b of bufs) giveBack(b.buffer as ArrayBuffer); // every read and write on them has finished
 }
 
 /**
@@ -241,7 +272,7 @@ async function copyRepadded(
   segments: readonly Segment[],
   width: number,
   dtype: Dtype,
-  pad: number,
+  pad: number | bigint,
   left: boolean,
   dst: Appender,
 ): Promise<void> {
@@ -257,25 +288,27 @@ async function copyRepadded(
       pos += seg.rows * rowIn;
       continue;
     }
-    inBuf ??= new ArrayBuffer(perChunk * rowOut);
-    outBuf ??= new ArrayBuffer(perChunk * rowOut);
+    inBuf ??= takeBuffer(Math.max(CHUNK_BYTES, perChunk * rowOut));
+    outBuf ??= takeBuffer(Math.max(CHUNK_BYTES, perChunk * rowOut));
     const shift = left ? width - seg.width : 0;
     for (let r = 0; r < seg.rows; ) {
       const n = Math.min(perChunk, seg.rows - r);
       await readAll(src, new Uint8Array(inBuf, 0, n * rowIn), pos);
       pos += n * rowIn;
       r += n;
-      const from = VIEW[dtype](inBuf, 0, n * seg.width);
-      const to = VIEW[dtype](outBuf, 0, n * width);
-      to.fill(pad);
-      // One set() per row: about 20 ns of call overhead each, small against the row's bytes for
-      // any width worth streaming to a file.
+      fillPad(VIEW[dtype](outBuf, 0, n * width), pad);
+      // One set() of each row's bytes: about 20 ns of call overhead each, small against the row's
+      // bytes for any width worth streaming to a file.
       if (seg.width > 0) {
-        for (let i = 0; i < n; i++) to.set(from.subarray(i * seg.width, (i + 1) * seg.width), i * width + shift);
+        const from = new Uint8Array(inBuf, 0, n * rowIn);
+        const to = new Uint8Array(outBuf, 0, n * rowOut);
+        for (let i = 0; i < n; i++) to.set(from.subarray(i * rowIn, (i + 1) * rowIn), (i * width + shift) * size);
       }
       await dst.append(new Uint8Array(outBuf, 0, n * rowOut));
     }
   }
+  if (inBuf) giveBack(inBuf);
+  if (outBuf) giveBack(outBuf);
 }
 
 /**
@@ -288,10 +321,21 @@ export async function openTensorWriter(target: string, options: TensorWriterOpti
   }
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
   const { dtype, padId, paddingSide, width, metadata } = options;
+  const maskDtype = options.maskDtype ?? 'uint8';
   if (!DTYPES.includes(dtype)) {
     throw new TypeError(`options.dtype must be one of ${DTYPES.map((d) => `'${d}'`).join(', ')}, got ${describe(dtype)}`);
   }
-  if (typeof padId !== 'number' || !Number.isFinite(padId)) throw new TypeError(`options.padId must be a number, got ${describe(padId)}`);
+  if (!MASK_DTYPES.includes(maskDtype)) {
+    throw new TypeError(`options.maskDtype must be one of ${MASK_DTYPES.map((d) => `'${d}'`).join(', ')}, got ${describe(maskDtype)}`);
+  }
+  if (typeof padId === 'bigint') {
+    if (dtype !== 'int64') throw new TypeError(`options.padId must be a number for dtype '${dtype}' (a bigint only for 'int64'), got bigint`);
+    if (padId < INT64_RANGE[0] || padId > INT64_RANGE[1]) throw new RangeError(`options.padId must fit int64, got ${padId}`);
+  } else if (typeof padId !== 'number' || !Number.isFinite(padId)) {
+    throw new TypeError(`options.padId must be a number, got ${describe(padId)}`);
+  } else if (dtype === 'int64' && !Number.isSafeInteger(padId)) {
+    throw new RangeError(`options.padId must be a safe integer, or a bigint, for dtype 'int64', got ${padId}`);
+  }
   if (paddingSide !== 'left' && paddingSide !== 'right') {
     throw new TypeError(`options.paddingSide must be 'left' or 'right', got ${describe(paddingSide)}`);
   }
@@ -317,7 +361,7 @@ export async function openTensorWriter(target: string, options: TensorWriterOpti
     const st = await stat(t).catch(() => null);
     if (st?.isDirectory()) throw cannotWrite(t, 'it is a directory');
   }
-  const w = new Writer(target, format, dtype, padId, paddingSide === 'left', width ?? null, metadata);
+  const w = new Writer(target, format, dtype, maskDtype, padId, paddingSide === 'left', width ?? null, metadata);
   await w.start(targets);
   return w;
 }
@@ -358,7 +402,8 @@ class Writer implements TensorWriter {
     private readonly target: string,
     private readonly format: TensorFormat,
     private readonly dtype: Dtype,
-    private readonly padId: number,
+    private readonly maskDtype: MaskDtype,
+    private readonly padId: number | bigint,
     private readonly left: boolean,
     private readonly fixedWidth: number | null,
     private readonly metadata: Readonly<Record<string, string>> | undefined,
@@ -367,7 +412,7 @@ class Writer implements TensorWriter {
       format === 'npy'
         ? npyHeaderRoom(npyDescrOf(dtype), 2)
         : safetensorsHeaderRoom(
-            this.layout(false).map((e) => ({ name: e.name, dtype: e.dtype, rank: e.shape.length })),
+            this.layout().map((e) => ({ name: e.name, dtype: e.dtype, rank: e.shape.length })),
             metadata,
           );
   }
@@ -380,7 +425,7 @@ class Writer implements TensorWriter {
       const mask = await this.temp(maskTarget);
       const lengths = await this.temp(lengthsTarget);
       this.files = [ids, mask, lengths];
-      const room = this.format === 'npy' ? npyHeaderRoom('|u1', 2) : 0;
+      const room = this.format === 'npy' ? npyHeaderRoom(npyDescrOf(this.maskDtype), 2) : 0;
       this.ids = new Appender(ids.fh!, this.idsRoom);
       this.mask = new Appender(mask.fh!, room);
       this.lengths = new Appender(lengths.fh!, this.format === 'npy' ? npyHeaderRoom('<i4', 1) : 0);
@@ -402,7 +447,7 @@ class Writer implements TensorWriter {
     return t;
   }
 
-  write(batch: VectorBatch<Dtype>): Promise<void> {
+  write(batch: VectorBatch<Dtype, MaskDtype>): Promise<void> {
     try {
       this.check(batch);
     } catch (err) {
@@ -444,7 +489,7 @@ class Writer implements TensorWriter {
     return p;
   }
 
-  private check(batch: VectorBatch<Dtype>): void {
+  private check(batch: VectorBatch<Dtype, MaskDtype>): void {
     if (typeof batch !== 'object' || batch === null) throw new TypeError(`batch must be a VectorBatch, got ${describe(batch)}`);
     const { rows, width, ids, attentionMask, lengths } = batch;
     if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(width) || width < 0) {
@@ -454,9 +499,9 @@ class Writer implements TensorWriter {
       throw new TypeError(`batch.ids must be a ${IDS_ARRAY_NAME[this.dtype]} for dtype '${this.dtype}', got ${describe(ids)}`);
     }
     if (ids.length !== rows * width) throw new RangeError(`batch.ids has ${ids.length} elements, rows x width is ${rows * width}`);
-    if (!(attentionMask instanceof Uint8Array) || attentionMask.length !== rows * width) {
+    if (!(attentionMask instanceof MASK_ARRAY[this.maskDtype]) || attentionMask.length !== rows * width) {
       throw new RangeError(
-        `batch.attentionMask must be a Uint8Array of rows x width = ${rows * width} elements, got ${describe(attentionMask)}`,
+        `batch.attentionMask must be a ${MASK_ARRAY_NAME[this.maskDtype]} of rows x width = ${rows * width} elements (maskDtype '${this.maskDtype}'), got ${describe(attentionMask)}`,
       );
     }
     if (!(lengths instanceof Int32Array) || lengths.length !== rows) {
@@ -493,19 +538,31 @@ class Writer implements TensorWriter {
     return this.segments.every((s) => s.width === this.width);
   }
 
-  /** The safetensors tensors in file order, with their offsets for the current rows and width. */
-  private layout(lengthsFirst: boolean): SafetensorsEntry[] {
+  /**
+   * The safetensors tensors in file order, with their offsets for the current rows and width:
+   * input_ids, lengths, attention_mask when each one lands aligned to its element size that way
+   * (the ids are then in place in their temporary), else by descending element size.
+   */
+  private layout(): SafetensorsEntry[] {
     const { rows, width } = this;
+    const elem = { input_ids: ID_BYTES[this.dtype], lengths: 4, attention_mask: MASK_BYTES[this.maskDtype] };
     const sizes = {
-      input_ids: rows * width * ID_BYTES[this.dtype],
+      input_ids: rows * width * elem.input_ids,
       lengths: rows * 4,
-      attention_mask: rows * width,
+      attention_mask: rows * width * elem.attention_mask,
     };
-    const order = lengthsFirst
-      ? (['lengths', 'input_ids', 'attention_mask'] as const)
-      : (['input_ids', 'lengths', 'attention_mask'] as const);
+    const names = ['input_ids', 'lengths', 'attention_mask'] as const;
+    let order: ReadonlyArray<(typeof names)[number]> = names;
+    let end = 0;
+    for (const name of names) {
+      if (end % elem[name] !== 0) {
+        order = [...names].sort((a, b) => elem[b] - elem[a]); // stable: ties keep their order
+        break;
+      }
+      end += sizes[name];
+    }
     const shape = { input_ids: [rows, width], lengths: [rows], attention_mask: [rows, width] };
-    const dtype = { input_ids: SAFETENSORS_DTYPE[this.dtype], lengths: 'I32', attention_mask: 'U8' } as const;
+    const dtype = { input_ids: SAFETENSORS_DTYPE[this.dtype], lengths: 'I32', attention_mask: SAFETENSORS_DTYPE[this.maskDtype] } as const;
     let at = 0;
     return order.map((name) => {
       const e: SafetensorsEntry = { name, dtype: dtype[name], shape: shape[name], dataOffsets: [at, at + sizes[name]] };
@@ -520,7 +577,8 @@ class Writer implements TensorWriter {
     await Promise.all([this.ids.flush(), this.mask.flush(), this.lengths.flush()]);
     const done: Array<[TempFile, number]> = [];
     const idsHeader = npyHeader(npyDescrOf(this.dtype), [rows, width], this.idsRoom);
-    const maskHeader = npyHeader('|u1', [rows, width], npyHeaderRoom('|u1', 2));
+    const maskDescr = npyDescrOf(this.maskDtype);
+    const maskHeader = npyHeader(maskDescr, [rows, width], npyHeaderRoom(maskDescr, 2));
     if (this.uniform) {
       await writeAll(idsT.fh!, idsHeader, 0);
       await writeAll(maskT.fh!, maskHeader, 0);
@@ -530,7 +588,7 @@ class Writer implements TensorWriter {
         await copyRepadded(idsT.fh!, this.idsRoom, this.segments, width, this.dtype, this.padId, this.left, dst);
       }));
       done.push(await this.rebuild(maskT, maskHeader, async (dst) => {
-        await copyRepadded(maskT.fh!, maskHeader.length, this.segments, width, 'uint8', 0, this.left, dst);
+        await copyRepadded(maskT.fh!, maskHeader.length, this.segments, width, this.maskDtype, 0, this.left, dst);
       }));
     }
     const lengthsHeader = npyHeader('<i4', [rows], npyHeaderRoom('<i4', 1));
@@ -543,21 +601,25 @@ class Writer implements TensorWriter {
     const [idsT, maskT, lengthsT] = this.files;
     const { rows, width } = this;
     await Promise.all([this.ids.flush(), this.mask.flush(), this.lengths.flush()]);
-    const idsBytes = rows * width * ID_BYTES[this.dtype];
-    const lengthsFirst = idsBytes % 4 !== 0;
-    if (this.uniform && !lengthsFirst) {
-      await copyBytes(lengthsT.fh!, 0, rows * 4, this.ids);
-      await copyBytes(maskT.fh!, 0, rows * width, this.ids);
+    const entries = this.layout();
+    const maskBytes = rows * width * MASK_BYTES[this.maskDtype];
+    if (this.uniform && entries[0]!.name === 'input_ids') {
+      // The ids are in place: the other two go behind them.
+      for (const { name } of entries.slice(1)) {
+        if (name === 'lengths') await copyBytes(lengthsT.fh!, 0, rows * 4, this.ids);
+        else await copyBytes(maskT.fh!, 0, maskBytes, this.ids);
+      }
       await this.ids.flush();
-      await writeAll(idsT.fh!, safetensorsHeader(this.layout(false), this.metadata, this.idsRoom), 0);
+      await writeAll(idsT.fh!, safetensorsHeader(entries, this.metadata, this.idsRoom), 0);
       return this.publish([[idsT, this.ids.end]]);
     }
-    const header = safetensorsHeader(this.layout(lengthsFirst), this.metadata);
+    const header = safetensorsHeader(entries, this.metadata);
     const rebuilt = await this.rebuild(idsT, header, async (dst) => {
-      if (lengthsFirst) await copyBytes(lengthsT.fh!, 0, rows * 4, dst);
-      await copyRepadded(idsT.fh!, this.idsRoom, this.segments, width, this.dtype, this.padId, this.left, dst);
-      if (!lengthsFirst) await copyBytes(lengthsT.fh!, 0, rows * 4, dst);
-      await copyRepadded(maskT.fh!, 0, this.segments, width, 'uint8', 0, this.left, dst);
+      for (const { name } of entries) {
+        if (name === 'input_ids') await copyRepadded(idsT.fh!, this.idsRoom, this.segments, width, this.dtype, this.padId, this.left, dst);
+        else if (name === 'lengths') await copyBytes(lengthsT.fh!, 0, rows * 4, dst);
+        else await copyRepadded(maskT.fh!, 0, this.segments, width, this.maskDtype, 0, this.left, dst);
+      }
     });
     return this.publish([rebuilt]);
   }

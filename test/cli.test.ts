@@ -150,6 +150,38 @@ describe('dtesn vectorize', () => {
     expect(t.lengths!.data.equals(bytesOf(want.lengths))).toBe(true);
   });
 
+  it('--dtype int64 --mask-dtype int64: <i8 .npy files and I64 safetensors, as an ONNX model takes them; --pad-id any int64', async () => {
+    const lines = texts.slice(0, 300).map((t) => t.replace(/[\r\n]/g, ' '));
+    writeFileSync(join(dir, 'i64.txt'), lines.join('\n') + '\n');
+    const flags = ['--encoding', 'byt5', '--max-length', '48', '--dtype', 'int64', '--mask-dtype', 'int64', '--pad-id=-9223372036854775808', '--quiet'];
+    const o = { encoding: 'byt5', maxLength: 48, dtype: 'int64', maskDtype: 'int64', padId: -(2n ** 63n) } as const;
+    const want = vectorize(lines, o);
+    expect(want.ids).toBeInstanceOf(BigInt64Array);
+    const r = await run(['vectorize', 'i64.txt', '--out', 'i64.npy', '--report', 'i64.report.json', ...flags]);
+    expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    const report = JSON.parse(readFileSync(join(dir, 'i64.report.json'), 'utf8')) as { rows: number; options: Record<string, unknown> };
+    expect(report.rows).toBe(lines.length);
+    expect(report.options).toMatchObject({ dtype: 'int64', maskDtype: 'int64', padId: '-9223372036854775808' });
+    const ids = readNpy(join(dir, 'i64.npy'));
+    expect(ids.descr).toBe('<i8');
+    expect(ids.shape).toEqual([want.rows, want.width]);
+    expect(ids.data.equals(bytesOf(want.ids))).toBe(true);
+    const mask = readNpy(join(dir, 'i64.mask.npy'));
+    expect(mask.descr).toBe('<i8');
+    expect(mask.data.equals(bytesOf(want.attentionMask))).toBe(true);
+    const s = await run(['vectorize', 'i64.txt', '--out', 'i64.safetensors', ...flags.slice(0, -1), '--mask-dtype', 'int32', '--quiet']);
+    expect(s).toMatchObject({ code: 0, stderr: '' });
+    const t = readSafetensors(join(dir, 'i64.safetensors'));
+    const want32 = vectorize(lines, { ...o, maskDtype: 'int32' });
+    expect(t.input_ids).toMatchObject({ dtype: 'I64', shape: [want.rows, want.width] });
+    expect(t.input_ids!.data.equals(bytesOf(want32.ids))).toBe(true);
+    expect(t.attention_mask).toMatchObject({ dtype: 'I32', shape: [want.rows, want.width] });
+    expect(t.attention_mask!.data.equals(bytesOf(want32.attentionMask))).toBe(true);
+    // The options recorded in the metadata keep the pad's digits.
+    const header = readFileSync(join(dir, 'i64.safetensors'));
+    expect(header.toString('utf8', 8, 8 + Number(header.readBigUInt64LE(0)))).toContain('\\"padId\\":\\"-9223372036854775808\\"');
+  });
+
   it('stdin (INPUT -), lines format', async () => {
     const lines = ['hello', 'wörld 😀', '', 'last line'];
     const r = await run(['vectorize', '-', '--out', 'c.npy', '--quiet'], { input: lines.join('\n') + '\n' });
@@ -202,6 +234,10 @@ describe('dtesn vectorize', () => {
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--encoding', 'ascii'], 2, /--encoding must be one of .*got 'ascii'/],
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--dtype', 'uint8', '--encoding', 'canine'], 2, /canine.*does not fit dtype 'uint8'/],
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--format', 'csv'], 2, /--format must be one of lines, jsonl, got 'csv'/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--mask-dtype', 'bool'], 2, /^dtesn vectorize: --mask-dtype must be one of 'uint8', 'int32', 'int64', got 'bool'\n/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--dtype', 'int64', '--pad-id', '9223372036854775808'], 2, /--pad-id must be an integer in \[-9223372036854775808, 9223372036854775807\] for dtype 'int64', got 9223372036854775808/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--dtype', 'int64', '--pad-id', '1e3'], 2, /^dtesn vectorize: --pad-id must be an integer, got '1e3'\n/],
+      [['vectorize', 'a.jsonl', '--out', 'g.npy', '--pad-id', '4294967296'], 2, /--pad-id must be an integer in \[-2147483648, 2147483647\], got '4294967296'/],
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--frobnicate'], 2, /Unknown option '--frobnicate'/],
       [['vectorize', 'b.txt', '--out', 'g.npy', '--field', 'x'], 2, /--field is only valid with --format jsonl/],
       [['vectorize', 'a.jsonl', '--out', 'g.npy', '--field', ''], 2, /^dtesn vectorize: --field must name a field, got ''\n/],

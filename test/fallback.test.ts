@@ -4,6 +4,7 @@ import { jsBackend, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
 import {
   DTYPE_RANGE,
   IDS_ARRAY,
+  INT64_RANGE,
   checkBytesInput,
   describe as describeValue,
   normalizeOptions,
@@ -30,10 +31,24 @@ describe('normalizeOptions', () => {
       padId: 0,
       addSpecialTokens: true,
       dtype: 'int32',
+      maskDtype: 'uint8',
       invalid: 'replace',
       outIds: null,
       outMask: null,
     });
+  });
+  it('keeps a padId as a number when one holds it, a bigint otherwise (int64 only)', () => {
+    expect(normalizeOptions({ dtype: 'int64', padId: 5n }).padId).toBe(5);
+    expect(normalizeOptions({ dtype: 'int64', padId: -(2n ** 53n) + 1n }).padId).toBe(-(2 ** 53) + 1);
+    expect(normalizeOptions({ dtype: 'int64', padId: 2n ** 53n }).padId).toBe(2n ** 53n);
+    expect(normalizeOptions({ dtype: 'int64', padId: -7 }).padId).toBe(-7);
+    expect(Object.is(normalizeOptions({ dtype: 'int64', padId: -0 }).padId, 0)).toBe(true);
+    const ids = new BigInt64Array(4);
+    const attentionMask = new BigInt64Array(4);
+    const n = normalizeOptions({ dtype: 'int64', maskDtype: 'int64', out: { ids, attentionMask } });
+    expect(n.outIds).toBe(ids);
+    expect(n.outMask).toBe(attentionMask);
+    expect(n.maskDtype).toBe('int64');
   });
   it('passes given values and out buffers through', () => {
     const ids = new Uint16Array(4);
@@ -100,6 +115,14 @@ describe('option helpers', () => {
     expect(new IDS_ARRAY.int16(1)).toBeInstanceOf(Int16Array);
     for (const [dtype, [lo, hi]] of Object.entries(DTYPE_RANGE) as Array<[keyof typeof IDS_ARRAY, readonly [number, number]]>) {
       const a = new IDS_ARRAY[dtype](2);
+      if (a instanceof BigInt64Array) {
+        a[0] = BigInt(lo);
+        a[1] = BigInt(hi);
+        expect(Array.from(a, Number)).toEqual([lo, hi]);
+        a.set(INT64_RANGE);
+        expect(Array.from(a)).toEqual([...INT64_RANGE]);
+        continue;
+      }
       a[0] = lo;
       a[1] = hi;
       expect(Array.from(a)).toEqual([lo, hi]);

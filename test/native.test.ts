@@ -10,8 +10,8 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
 import { normalizeOptions } from '../src/options.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
-import { type Backend, backendSuite, pack, plain } from './suite.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../src/types.js';
+import { type Backend, backendSuite, nums, pack, plain } from './suite.js';
 
 const loaded = loadNative();
 if (!loaded.ok) throw new Error(`the native binding must be built for these tests: ${loaded.reason}`);
@@ -88,9 +88,10 @@ const options = fc.record(
     padToMultipleOf: fc.integer({ min: 1, max: 8 }),
     paddingSide: fc.constantFrom('left', 'right'),
     truncationSide: fc.constantFrom('left', 'right'),
-    padId: fc.integer({ min: 0, max: 255 }),
+    padId: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(-1, -(2 ** 53 - 1), -1n, 2n ** 40n, -(2n ** 63n), 2n ** 63n - 1n)),
     addSpecialTokens: fc.boolean(),
-    dtype: fc.constantFrom('int32', 'int16', 'uint16', 'uint8', 'float32'),
+    dtype: fc.constantFrom('int32', 'int16', 'uint16', 'uint8', 'float32', 'int64', 'int64'),
+    maskDtype: fc.constantFrom('uint8', 'int32', 'int64'),
     invalid: fc.constantFrom('replace', 'error'),
     vocab: fc.constantFrom(undefined, ['a', 'b', 'é', '中', '😀', ' ', '\uFFFD']),
   },
@@ -99,7 +100,7 @@ const options = fc.record(
 
 type Outcome = { ok: true; batch: ReturnType<typeof plain> } | { ok: false; name: string; message: string };
 
-function outcome(f: () => VectorBatch<Dtype>): Outcome {
+function outcome(f: () => VectorBatch<Dtype, MaskDtype>): Outcome {
   try {
     return { ok: true, batch: plain(f()) };
   } catch (e) {
@@ -229,7 +230,7 @@ describe('multilingual text on every path', () => {
           (row) => {
             const want = Array.from(dec.decode(row), (c) => c.codePointAt(0)!);
             const b = nat.vectorizeBytes(row, new Uint32Array([0, row.length]), { maxLength: 2000, padding: 'longest' });
-            const got = Array.from(b.ids.subarray(0, b.lengths[0]));
+            const got = nums(b.ids.subarray(0, b.lengths[0]));
             expect(got).toEqual(want);
             expect(got.filter((c) => c === 0xfffd).length).toBe(want.filter((c) => c === 0xfffd).length);
           },
@@ -262,14 +263,17 @@ describe('native binding', () => {
       structuredClone(v.buffer, { transfer: [v.buffer as ArrayBuffer] });
       return v;
     };
-    const cases: Array<[string, (b: ImplBackend) => VectorBatch<Dtype>]> = [
+    const cases: Array<[string, (b: ImplBackend) => VectorBatch<Dtype, MaskDtype>]> = [
       ['bytes', (b) => vectorizeBytesOn(b, detached(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), new Uint32Array([6, 8]), {})],
       ['offsets', (b) => vectorizeBytesOn(b, new Uint8Array(8), detached(new Uint32Array([0, 2])), {})],
       ['out.ids', (b) => vectorizeOn(b, ['ab'], { out: { ids: detached(new Int32Array(8)) } })],
       ['out.attentionMask', (b) => vectorizeOn(b, ['ab'], { out: { attentionMask: detached(new Uint8Array(8)) } })],
       ['out without rows', (b) => vectorizeOn(b, [], { out: { ids: detached(new Int32Array(8)), attentionMask: detached(new Uint8Array(8)) } })],
+      // Found by the fuzz after int64 ids landed: the fallback made a view of the detached buffer.
+      ['int64 out without rows', (b) => vectorizeOn(b, [], { dtype: 'int64', maskDtype: 'int64', out: { ids: detached(new BigInt64Array(8)), attentionMask: detached(new BigInt64Array(8)) } })],
+      ['int64 out.ids', (b) => vectorizeOn(b, ['ab'], { dtype: 'int64', out: { ids: detached(new BigInt64Array(8)) } })],
     ];
-    const outcomeOf = (f: () => VectorBatch<Dtype>): string | object => {
+    const outcomeOf = (f: () => VectorBatch<Dtype, MaskDtype>): string | object => {
       try {
         const r = f();
         return { rows: r.rows, width: r.width, ids: r.ids.byteLength };
@@ -283,6 +287,8 @@ describe('native binding', () => {
       'RangeError: options.out.ids has 0 elements, the batch needs 1 x 2 = 2',
       'RangeError: options.out.attentionMask has 0 elements, the batch needs 1 x 2 = 2',
       { rows: 0, width: 0, ids: 0 },
+      { rows: 0, width: 0, ids: 0 },
+      'RangeError: options.out.ids has 0 elements, the batch needs 1 x 2 = 2',
     ];
     for (const be of [native, jsBackend]) expect(cases.map(([, f]) => outcomeOf(() => f(be))), be.kind).toEqual(want);
   });
@@ -290,11 +296,12 @@ describe('native binding', () => {
   it('large outputs are allocated without zero-fill, yet their whole ArrayBuffer holds only what was written', () => {
     // Stale heap bytes must not show through the gaps between the parts sharing one buffer.
     for (let i = 0; i < 60; i++) {
-      const dtype = (['int16', 'uint8', 'int32'] as const)[i % 3];
+      const dtype = (['int16', 'uint8', 'int32', 'int64'] as const)[i % 4];
+      const maskDtype = (['uint8', 'int32', 'int64'] as const)[i % 3];
       const rows = Array.from({ length: 40 + (i % 7) }, (_, r) => 'x'.repeat(300 + ((i + r * 7) % 13)));
       // Outputs of 16-60 KB (past the slab): dirty the allocator with freed buffers of those sizes.
       for (let k = 0; k < 4; k++) Buffer.allocUnsafeSlow(16_000 + ((i * 3700 + k * 1100) % 45_000)).fill(0xab);
-      const b = native.vectorizeStrings(rows, normalizeOptions({ dtype, padId: 0 }));
+      const b = native.vectorizeStrings(rows, normalizeOptions({ dtype, maskDtype, padId: 0 }));
       expect(b.ids.byteLength + b.attentionMask.byteLength).toBeGreaterThan(16 << 10);
       expect(b.ids.byteOffset).toBe(0);
       // Large batches get lengths of their own (holding them does not keep the ids alive).
@@ -313,27 +320,29 @@ describe('native binding', () => {
       }
       expect(b.attentionMask.buffer).toBe(b.ids.buffer);
       for (let j = 0; j < all.length; j++) if (!covered[j]) expect(all[j]).toBe(0);
-      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype }))));
+      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype, maskDtype }))));
     }
   });
 
   it('small outputs are carved from a shared slab: disjoint views, never overwritten later, zero elsewhere', () => {
     for (let k = 0; k < 8; k++) Buffer.allocUnsafeSlow(64 << 10).fill(0xab);
-    const made: { b: VectorBatch<Dtype>; rows: string[]; dtype: Dtype }[] = [];
+    const made: { b: VectorBatch<Dtype, MaskDtype>; rows: string[]; o: { dtype: Dtype; maskDtype: MaskDtype } }[] = [];
     for (let i = 0; i < 400; i++) {
-      const dtype = (['int16', 'uint8', 'int32', 'float32', 'uint16'] as const)[i % 5];
+      const dtype = (['int16', 'uint8', 'int32', 'float32', 'uint16', 'int64'] as const)[i % 6];
+      const maskDtype = (['uint8', 'int32', 'int64', 'uint8'] as const)[i % 4];
+      const o = { dtype, maskDtype };
       const rows = Array.from({ length: 1 + (i % 9) }, (_, r) => 'abéc'.repeat((i + r * 5) % 11));
-      let b: VectorBatch<Dtype>;
-      if (i % 4 === 3) {
+      let b: VectorBatch<Dtype, MaskDtype>;
+      if (i % 5 === 3) {
         const { bytes, offsets } = pack(rows.map((r) => new TextEncoder().encode(r)));
-        b = native.vectorizeBytes(bytes, offsets, normalizeOptions({ dtype }));
-      } else b = native.vectorizeStrings(rows, normalizeOptions({ dtype }));
-      made.push({ b, rows, dtype });
+        b = native.vectorizeBytes(bytes, offsets, normalizeOptions(o));
+      } else b = native.vectorizeStrings(rows, normalizeOptions(o));
+      made.push({ b, rows, o });
     }
     const slabs = new Map<ArrayBufferLike, [number, number][]>();
-    for (const { b, rows, dtype } of made) {
+    for (const { b, rows, o } of made) {
       // Every batch is still exactly what it was when made.
-      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions({ dtype }))));
+      expect(plain(b)).toEqual(plain(jsBackend.vectorizeStrings(rows, normalizeOptions(o))));
       const views = [b.ids, b.attentionMask, b.lengths, b.sourceLengths] as ArrayBufferView[];
       for (const v of views) {
         expect(v.buffer).toBe(b.ids.buffer);
@@ -368,7 +377,7 @@ describe('native binding', () => {
     const slabIds = new Int32Array(first.ids.buffer);
     const b = native.vectorizeStrings(['xyz!'], normalizeOptions({ out: { ids: slabIds } }));
     expect(b.ids.buffer).toBe(first.ids.buffer);
-    expect(Array.from(b.ids)).toEqual([120, 121, 122, 33]); // written where the caller said
+    expect(nums(b.ids)).toEqual([120, 121, 122, 33]); // written where the caller said
     expect(b.lengths.buffer).not.toBe(first.ids.buffer);
     expect(Array.from(b.lengths)).toEqual([4]);
     // The input bytes may be the whole slab too.
@@ -377,10 +386,10 @@ describe('native binding', () => {
     const before = bytes.slice();
     const c = native.vectorizeBytes(bytes, new Uint32Array([second.ids.byteOffset, second.ids.byteOffset + 4]), normalizeOptions({}));
     expect(c.ids.buffer).not.toBe(second.ids.buffer);
-    expect(Array.from(c.ids)).toEqual([104, 0, 0, 0]); // 'h' and the int32's three zero bytes
+    expect(nums(c.ids)).toEqual([104, 0, 0, 0]); // 'h' and the int32's three zero bytes
     expect(bytes).toEqual(before);
     // The first batch kept its ids only where the caller did not write over them on purpose.
-    expect(Array.from(first.attentionMask)).toEqual(keep.attentionMask);
+    expect(nums(first.attentionMask)).toEqual(keep.attentionMask);
   });
 
   it('a getter that calls back into vectorize while the strings are read', () => {
@@ -388,12 +397,12 @@ describe('native binding', () => {
     Object.defineProperty(rows, 1, {
       get() {
         const inner = native.vectorizeStrings(['xyz'], normalizeOptions({}));
-        expect(Array.from(inner.ids)).toEqual([120, 121, 122]);
+        expect(nums(inner.ids)).toEqual([120, 121, 122]);
         return 'cd';
       },
     });
     const b = native.vectorizeStrings(rows, normalizeOptions({}));
-    expect(Array.from(b.ids)).toEqual([97, 98, 99, 100]);
+    expect(nums(b.ids)).toEqual([97, 98, 99, 100]);
   });
 
   it('more than 2^20 rows (scratch of their own) and rows past the 64 K-unit chunks equal the fallback', () => {
@@ -421,7 +430,7 @@ describe('native binding', () => {
       },
     });
     expect(() => native.vectorizeStrings(rows, normalizeOptions({}))).toThrow(SyntaxError);
-    expect(Array.from(native.vectorizeStrings(['q'], normalizeOptions({})).ids)).toEqual([113]);
+    expect(nums(native.vectorizeStrings(['q'], normalizeOptions({})).ids)).toEqual([113]);
   });
 
   it('strings longer than the arena spare room are read whole', () => {
@@ -479,8 +488,14 @@ describe('native binding', () => {
       new RangeError('options.maxLength must be an integer >= 1, got -1'),
     );
     expect(() => one(bad(6, 300))).not.toThrow();
+    expect(() => one(bad(8, 6))).toThrow(new RangeError('options (packed) field 8 is out of range: 6'));
+    expect(() => one(bad(12, 3))).toThrow(new RangeError('options (packed) field 12 is out of range: 3'));
+    // The padId's high word (field 11) reaches the core's range check: 2^32 does not fit int32.
+    expect(() => one(bad(11, 1))).toThrow(
+      new RangeError("options.padId must be an integer in [-2147483648, 2147483647] for dtype 'int32', got 4294967296"),
+    );
     expect(() => one(good().subarray(0, 5))).toThrow(
-      new RangeError('options (packed) must have 13 fields, got 5'),
+      new RangeError('options (packed) must have 15 fields, got 5'),
     );
     expect(() => one({} as Int32Array)).toThrow(
       new TypeError('options must be a Int32Array (packed), got object'),
@@ -509,7 +524,7 @@ describe('native binding', () => {
     expect(() => joined(['abc'], new Uint32Array([3]), 1, {})).toThrow(new TypeError('slab must be an ArrayBuffer, got object'));
     const offset = (o: number) => {
       const p = good();
-      p[12] = o;
+      p[14] = o;
       return p;
     };
     expect(() => joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), offset(3))).toThrow(
@@ -522,13 +537,13 @@ describe('native binding', () => {
     const p = offset(64);
     const r = joined(['abc'], new Uint32Array([3]), 1, new ArrayBuffer(64), p);
     expect(r).toBeInstanceOf(ArrayBuffer);
-    expect([p[11], p[12]]).toEqual([3, -1]);
+    expect([p[13], p[14]]).toEqual([3, -1]);
     expect(Array.from(new Int32Array(r, 0, 3))).toEqual([97, 98, 99]);
     // With room: the slab itself, the parts from the offset given.
     const q = offset(16);
     const slab = new ArrayBuffer(64);
     expect(joined(['abc'], new Uint32Array([3]), 1, slab, q)).toBe(slab);
-    expect([q[11], q[12]]).toEqual([3, 16]);
+    expect([q[13], q[14]]).toEqual([3, 16]);
     expect(Array.from(new Int32Array(slab, 16, 3))).toEqual([97, 98, 99]);
     expect(Array.from(new Uint8Array(slab, 0, 16))).toEqual(new Array(16).fill(0));
   });
@@ -634,6 +649,40 @@ describe('large out arrays', () => {
           expect(Array.from(got.lengths)).toEqual(Array.from(want.lengths));
           expect(Array.from(got.sourceLengths)).toEqual(Array.from(want.sourceLengths));
           // Byte-equal (a toEqual of 12 M elements would take minutes).
+          expect(bytesOf(got.ids).equals(bytesOf(want.ids)), `ids, out ${Object.keys(out).join('+')}, shared ${shared}`).toBe(true);
+          expect(bytesOf(got.attentionMask).equals(bytesOf(want.attentionMask)), `mask, out ${Object.keys(out).join('+')}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it.each(paths)('int64 ids and masks on SIMD path %s: equal a fresh output and the fallback, every element overwritten', (simd) => {
+    // 1,500 rows x 2,048: 3 M elements, 24 MB per int64 array.
+    const few = 1500;
+    const sub = offsets.subarray(0, few + 1);
+    const f = facadeOf(native, simd);
+    const js = facadeOf(jsBackend);
+    for (const o of [
+      { maxLength: 2048, padding: 'max-length', padId: -(2n ** 40n), dtype: 'int64', maskDtype: 'int64' },
+      { maxLength: 2048, paddingSide: 'left', truncationSide: 'left', encoding: 'byt5', dtype: 'int64', maskDtype: 'int32' },
+      { maxLength: 700, encoding: 'utf16', dtype: 'int32', maskDtype: 'int64', padId: 9 },
+    ] as const) {
+      const want = f.vectorizeBytes(bytes, sub, o);
+      const ref = js.vectorizeBytes(bytes, sub, o);
+      expect(bytesOf(want.ids).equals(bytesOf(ref.ids)), 'ids equal the fallback').toBe(true);
+      expect(bytesOf(want.attentionMask).equals(bytesOf(ref.attentionMask)), 'mask equals the fallback').toBe(true);
+      const n = want.rows * want.width;
+      const Ids = o.dtype === 'int64' ? BigInt64Array : Int32Array;
+      const Mask = o.maskDtype === 'int64' ? BigInt64Array : Int32Array;
+      for (const shared of [false, true]) {
+        const mem = (size: number) => (shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size)) as ArrayBuffer;
+        const ids = new Ids(mem(n * Ids.BYTES_PER_ELEMENT + 64));
+        const mask = new Mask(mem(n * Mask.BYTES_PER_ELEMENT + 24));
+        new Uint8Array(ids.buffer).fill(0xa5);
+        new Uint8Array(mask.buffer).fill(0x77);
+        for (const out of [{ ids }, { attentionMask: mask }, { ids: ids.subarray(3), attentionMask: mask.subarray(1) }]) {
+          const got = f.vectorizeBytes(bytes, sub, { ...o, out });
+          expect([got.rows, got.width, got.ids.constructor, got.attentionMask.constructor]).toEqual([want.rows, want.width, Ids, Mask]);
           expect(bytesOf(got.ids).equals(bytesOf(want.ids)), `ids, out ${Object.keys(out).join('+')}, shared ${shared}`).toBe(true);
           expect(bytesOf(got.attentionMask).equals(bytesOf(want.attentionMask)), `mask, out ${Object.keys(out).join('+')}`).toBe(true);
         }

@@ -19,7 +19,7 @@ import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } fro
 import { vectorize, vectorizeBytes } from '../src/index.js';
 import { type Pipeline, type PipelineConfig, ROUTE, WORKER_FILE, createPipeline } from '../src/pipeline.js';
 import { WORKER_ENTRY } from '../src/pool.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import {
   type Packed,
   expectSameBatch,
@@ -42,7 +42,7 @@ function route(p: Pipeline, to: 'auto' | 'pool' | 'inline'): void {
   (p as unknown as Record<symbol, string>)[ROUTE] = to;
 }
 
-type Opts = VectorizeOptions<Dtype>;
+type Opts = VectorizeOptions<Dtype, MaskDtype>;
 
 /** Accepted work all settled: every accepted row/item is processed or failed, nothing waits. */
 function expectSettledCounts(p: Pipeline): void {
@@ -175,6 +175,9 @@ const BYTE_SETS: Array<[string, Opts]> = [
   ['vocab as int16', { vocab: VOCAB, dtype: 'int16', maxLength: 48, padId: -1 }],
   ['float32, max-length 20 rounded to 24', { dtype: 'float32', padding: 'max-length', maxLength: 20, padToMultipleOf: 8 }],
   ['int16 codepoint, longest, padToMultipleOf 7', { dtype: 'int16', maxLength: 90, padToMultipleOf: 7, encoding: 'utf8' }],
+  ['int64 ids and mask, padId -1, left padding', { dtype: 'int64', maskDtype: 'int64', padId: -1, paddingSide: 'left', maxLength: 60 }],
+  ['int64 ids, int32 mask, bigint pad, max-length', { dtype: 'int64', maskDtype: 'int32', padId: 2n ** 40n, padding: 'max-length', maxLength: 32, encoding: 'byt5' }],
+  ['uint8 ids, int64 mask', { encoding: 'utf8', dtype: 'uint8', maskDtype: 'int64', maxLength: 50 }],
 ];
 
 /** Option sets run on the pool for string input (only 'replace' and not 'utf16' are poolable). */
@@ -187,6 +190,8 @@ const STRING_SETS: Array<[string, Opts]> = [
   ['utf8 as uint8', { encoding: 'utf8', dtype: 'uint8', maxLength: 100 }],
   ['vocab as int16', { vocab: VOCAB, dtype: 'int16', maxLength: 48 }],
   ['float32 max-length', { dtype: 'float32', padding: 'max-length', maxLength: 20, padId: 3 }],
+  ['byt5 int64 ids and mask', { encoding: 'byt5', dtype: 'int64', maskDtype: 'int64', maxLength: 40 }],
+  ['int64 with padId -(2^63), left padding', { dtype: 'int64', padId: -(2n ** 63n), maxLength: 30, paddingSide: 'left' }],
 ];
 
 describe('vectorize / vectorizeBytes split over the pool equal the core', () => {
@@ -255,6 +260,23 @@ describe('vectorize / vectorizeBytes split over the pool equal the core', () => 
     const before = p.metrics().batches;
     expectSameBatch(await p.vectorize(small), vectorize(small));
     expect(p.metrics().batches).toEqual({ inline: before.inline + 1, pool: before.pool });
+  });
+
+  it('int64 ids and masks in shared out buffers are written by the workers, equal to the core', async () => {
+    const o: Opts = { maxLength: 40, dtype: 'int64', maskDtype: 'int64', encoding: 'byt5', padId: -(2n ** 62n) };
+    const want = vectorizeBytes(plainIn.bytes, plainIn.offsets, o);
+    const n = want.rows * want.width;
+    const ids = new BigInt64Array(new SharedArrayBuffer((n + 10) * 8)).fill(9999n);
+    const attentionMask = new BigInt64Array(new SharedArrayBuffer((n + 10) * 8)).fill(7n);
+    const got = await onPool(() => p.vectorizeBytes(sharedIn.bytes, sharedIn.offsets, { ...o, out: { ids, attentionMask } }));
+    expectSameBatch(got, want);
+    expect(got.ids.buffer).toBe(ids.buffer);
+    expect(got.attentionMask.buffer).toBe(attentionMask.buffer);
+    expect(Array.from(ids.subarray(n))).toEqual(new Array(10).fill(9999n));
+    expect(Array.from(attentionMask.subarray(n))).toEqual(new Array(10).fill(7n));
+    // A plain (not shared) int64 out runs inline, with the same result.
+    const own = { ids: new BigInt64Array(n), attentionMask: new BigInt64Array(n) };
+    expectSameBatch(await p.vectorizeBytes(plainIn.bytes, plainIn.offsets, { ...o, out: own }), want);
   });
 
   it('out buffers in shared memory are written by the workers (views of them), equal to the core', async () => {
@@ -445,15 +467,19 @@ describe('enableVectorization: false — the JavaScript fallback inline and on t
     const input = pack(rows, { lead: 3 });
     for (const to of ['pool', 'inline'] as const) {
       route(p, to);
-      for (const [, o] of [BYTE_SETS[0]!, BYTE_SETS[2]!, BYTE_SETS[5]!, BYTE_SETS[8]!]) {
+      // int64 ids and masks too: the fallback writes them into the workers' shared output.
+      const wide = BYTE_SETS.filter(([, o]) => o.dtype === 'int64').slice(0, 2);
+      expect(wide.length).toBe(2);
+      for (const [, o] of [BYTE_SETS[0]!, BYTE_SETS[2]!, BYTE_SETS[5]!, BYTE_SETS[8]!, ...wide]) {
         expectSameBatch(await p.vectorizeBytes(input.bytes, input.offsets, o), vectorizeBytes(input.bytes, input.offsets, o));
       }
-      for (const [, o] of [STRING_SETS[1]!, STRING_SETS[3]!]) expectSameBatch(await p.vectorize(texts, o), vectorize(texts, o));
+      const wideStrings = STRING_SETS.find(([, o]) => o.maskDtype === 'int64')!;
+      for (const [, o] of [STRING_SETS[1]!, STRING_SETS[3]!, wideStrings]) expectSameBatch(await p.vectorize(texts, o), vectorize(texts, o));
       for (const o of [{ invalid: 'error' }, { dtype: 'uint8' }] as Opts[]) {
         expectSameError(await rejection(p.vectorizeBytes(input.bytes, input.offsets, o)), thrown(() => vectorizeBytes(input.bytes, input.offsets, o)));
       }
     }
-    expect(p.metrics().batches.pool).toBe(6);
+    expect(p.metrics().batches.pool).toBe(9);
     expectSettledCounts(p);
   });
 });
@@ -527,6 +553,9 @@ const SUBMIT_SETS: Opts[] = [
   {},
   { encoding: 'byt5', maxLength: 12, paddingSide: 'left', dtype: 'uint16' },
   { encoding: 'canine', padding: 'max-length', maxLength: 16, padToMultipleOf: 8, truncationSide: 'left' },
+  // int64 ids and wide masks: each request's rows cut out of the batch's (narrower widths).
+  { encoding: 'byt5', maxLength: 20, dtype: 'int64', maskDtype: 'int64', padId: -1 },
+  { maxLength: 24, paddingSide: 'left', dtype: 'int64', maskDtype: 'int32', padId: 2n ** 50n },
 ];
 
 /** Request i: its option set and its texts (an array submit for every 7th). */
@@ -534,7 +563,7 @@ function request(i: number, pool: string[]): { set: number; texts: string[]; arr
   const array = i % 7 === 0;
   const n = array ? 1 + (i % 4) : 1;
   const texts = Array.from({ length: n }, (_, k) => pool[(i * 5 + k) % pool.length]!);
-  return { set: i % 3, texts, array };
+  return { set: i % SUBMIT_SETS.length, texts, array };
 }
 
 describe('submit', () => {
@@ -1153,18 +1182,21 @@ describe('admission (maxQueue)', () => {
 describe('work-conserving batches', () => {
   it('a fresh pipeline’s first batch holds every request of the turn; the requests that came due while a blocking handler ran go in one batch', async () => {
     const sizes: number[] = [];
+    let late!: Promise<unknown[]>;
     const p = make({
       maxWorkers: 2,
       handler: async (batch) => {
         sizes.push(batch.rows);
+        if (sizes.length === 1) {
+          // While this batch blocks the loop, more requests come due: a timer that fires late, all at once.
+          late = new Promise((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
+        }
         const end = performance.now() + 20; // a CPU-bound model stage: blocks the event loop
         while (performance.now() < end);
         return Array.from({ length: batch.rows }, (_, i) => i);
       },
     });
     const first = Array.from({ length: 300 }, (_, i) => p.submit(`a${i}`));
-    // While the first batch blocks the loop, more requests are due: a timer fires late, all at once.
-    const late = new Promise<unknown[]>((resolve) => setTimeout(() => resolve(Promise.all(Array.from({ length: 50 }, (_, i) => p.submit(`b${i}`)))), 1));
     expect((await Promise.all(first)).map((r) => (r as number[]).length)).toEqual(Array(300).fill(1));
     expect((await late).length).toBe(50);
     expect(sizes).toEqual([300, 50]);

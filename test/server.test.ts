@@ -22,10 +22,10 @@ import { vectorize } from '../src/index.js';
 import type { AlertRule } from '../src/monitor.js';
 import { type Pipeline, createPipeline } from '../src/pipeline.js';
 import { type DtesnServer, type ServerOptions, closeOnSignals, startServer } from '../src/server.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import { gate, makeTexts, rejection, thrown } from './fixtures/util.js';
 
-type Opts = VectorizeOptions<Dtype>;
+type Opts = VectorizeOptions<Dtype, MaskDtype>;
 
 const servers: DtesnServer[] = [];
 const external: Pipeline[] = [];
@@ -89,7 +89,9 @@ const json = (r: Res): unknown => JSON.parse(r.body.toString('utf8'));
 /** What the service must answer: the core's batch as rows of plain numbers. */
 function expected(texts: string[], options?: Opts): object {
   const b = vectorize(texts, options);
-  const rowsOf = (a: ArrayLike<number>) => Array.from({ length: b.rows }, (_, r) => Array.from(Array.prototype.slice.call(a, r * b.width, (r + 1) * b.width) as number[]));
+  // int64 elements as numbers: JSON has no bigints (the pads a request can send are numbers).
+  const rowsOf = (a: ArrayLike<number | bigint>) =>
+    Array.from({ length: b.rows }, (_, r) => Array.from(Array.prototype.slice.call(a, r * b.width, (r + 1) * b.width) as Array<number | bigint>, Number));
   return { rows: b.rows, width: b.width, ids: rowsOf(b.ids), attentionMask: rowsOf(b.attentionMask), lengths: Array.from(b.lengths) };
 }
 
@@ -156,6 +158,10 @@ describe('POST /v1/vectorize', () => {
     { encoding: 'codepoint', maxLength: 64, dtype: 'float32', padId: 3 },
     { encoding: 'utf16', maxLength: 30, dtype: 'uint16', truncationSide: 'left' },
     { encoding: 'canine', maxLength: 9, dtype: 'uint16', padToMultipleOf: 4 },
+    // The JSON answer does not depend on the dtypes: the same numbers.
+    { encoding: 'byt5', maxLength: 16, dtype: 'int64', maskDtype: 'int64' },
+    { encoding: 'canine', maxLength: 24, paddingSide: 'left', dtype: 'int64', maskDtype: 'int32', padId: -(2 ** 53 - 1) },
+    { maxLength: 20, dtype: 'int64', padId: 2 ** 53 - 1, padding: 'max-length' },
   ];
   const rowsFor = (o: Opts | undefined) => (o?.encoding === 'canine' && o.dtype === 'uint16' ? ascii : texts);
 
@@ -170,6 +176,17 @@ describe('POST /v1/vectorize', () => {
     expect(r.headers['x-dtesn-rows']).toBe(String(want.rows));
     expect(r.headers['x-dtesn-width']).toBe(String(want.width));
     expect(Number(r.headers['content-length'])).toBe(r.body.length);
+  });
+
+  it('int64 ids beyond 2^53 (a bigint padId of the pipeline defaults) are written with all their digits', async () => {
+    for (const padId of [2n ** 60n, -(2n ** 63n)]) {
+      const srv = await serve({ pipeline: { maxWorkers: 1, vectorize: { dtype: 'int64', maskDtype: 'int64', padId, padding: 'max-length', maxLength: 4 } } });
+      const r = await post(srv, { texts: ['a', 'bc'] });
+      expect(r.status).toBe(200);
+      expect(r.body.toString('utf8')).toBe(
+        `{"rows":2,"width":4,"ids":[[97,${padId},${padId},${padId}],[98,99,${padId},${padId}]],"attentionMask":[[1,0,0,0],[1,1,0,0]],"lengths":[1,2]}`,
+      );
+    }
   });
 
   it('no texts: an empty batch', async () => {
@@ -192,7 +209,7 @@ describe('POST /v1/vectorize', () => {
 
   it('.npy answers: ids, attention_mask, lengths, header and data exact', async () => {
     const srv = await serve({ pipeline: { maxWorkers: 1 } });
-    const cases: Array<{ o: Opts; array?: string; descr: string; pick: (b: VectorBatch<Dtype>) => ArrayBufferView; shape: (b: VectorBatch<Dtype>) => string }> = [
+    const cases: Array<{ o: Opts; array?: string; descr: string; pick: (b: VectorBatch<Dtype, MaskDtype>) => ArrayBufferView; shape: (b: VectorBatch<Dtype, MaskDtype>) => string }> = [
       { o: { encoding: 'byt5', maxLength: 16 }, descr: '<i4', pick: (b) => b.ids, shape: (b) => `(${b.rows}, ${b.width})` },
       { o: { encoding: 'utf8', dtype: 'uint8', maxLength: 10 }, descr: '|u1', pick: (b) => b.ids, shape: (b) => `(${b.rows}, ${b.width})` },
       { o: { encoding: 'utf8', dtype: 'int16', maxLength: 10, padId: -7 }, descr: '<i2', pick: (b) => b.ids, shape: (b) => `(${b.rows}, ${b.width})` },
@@ -200,6 +217,10 @@ describe('POST /v1/vectorize', () => {
       { o: { dtype: 'float32', maxLength: 10 }, descr: '<f4', pick: (b) => b.ids, shape: (b) => `(${b.rows}, ${b.width})` },
       { o: { maxLength: 10, paddingSide: 'left' }, array: 'attention_mask', descr: '|u1', pick: (b) => b.attentionMask, shape: (b) => `(${b.rows}, ${b.width})` },
       { o: { encoding: 'canine', maxLength: 10 }, array: 'lengths', descr: '<i4', pick: (b) => b.lengths, shape: (b) => `(${b.rows},)` },
+      // int64 ids and masks: '<i8', as an ONNX model's inputs.
+      { o: { encoding: 'byt5', maxLength: 16, dtype: 'int64', padId: -1 }, descr: '<i8', pick: (b) => b.ids, shape: (b) => `(${b.rows}, ${b.width})` },
+      { o: { maxLength: 10, maskDtype: 'int64' }, array: 'attention_mask', descr: '<i8', pick: (b) => b.attentionMask, shape: (b) => `(${b.rows}, ${b.width})` },
+      { o: { maxLength: 10, maskDtype: 'int32', dtype: 'int64' }, array: 'attention_mask', descr: '<i4', pick: (b) => b.attentionMask, shape: (b) => `(${b.rows}, ${b.width})` },
     ];
     for (const c of cases) {
       const r = await post(srv, { texts, options: c.o }, { path: `/v1/vectorize${c.array ? `?array=${c.array}` : ''}`, headers: { accept: 'application/x-npy' } });

@@ -19,14 +19,14 @@ import { PipelineClosedError } from '../src/errors.js';
 import { vectorize } from '../src/index.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
 import { type FileBatch, type FileOptions, REUSE_MAX_BYTES, RecordError } from '../src/stream.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import { expectSameBatch, expectSameError, liveMemory, makeTexts, rejection, thrown, pipelines } from './fixtures/util.js';
 
 const MB = 1 << 20;
 
 const make = pipelines();
 
-type Opts = VectorizeOptions<Dtype>;
+type Opts = VectorizeOptions<Dtype, MaskDtype>;
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -476,7 +476,7 @@ function cut(rows: Array<{ line: number; text: string }>, skipped: number[], bat
  * Batches equal vectorize of the expected rows, cut as `cut` says (with the lines of the skipped
  * lines, when the file has any), with their line numbers and skipped lines.
  */
-function expectRows(batches: FileBatch[], want: Array<{ line: number; text: string }>, batchSize: number, o: Opts, skipped: number[] = []): void {
+function expectRows(batches: Array<FileBatch<Dtype, MaskDtype>>, want: Array<{ line: number; text: string }>, batchSize: number, o: Opts, skipped: number[] = []): void {
   const cuts = cut(want, skipped, batchSize);
   expect(batches.map((b) => b.rows), 'rows per batch').toEqual(cuts.map((c) => c.rows.length));
   batches.forEach((b, k) => {
@@ -617,7 +617,7 @@ describe.each(BACKENDS)('vectorizeFile() ($name)', ({ config }) => {
     const before = want.rows.filter((r) => r.line < first);
     expect(before.length).toBeGreaterThan(3);
     for (const chunkBytes of [16, 1 << 20]) {
-      const got: FileBatch[] = [];
+      const got: Array<FileBatch<Dtype, MaskDtype>> = [];
       const e = await rejection(
         (async () => {
           for await (const b of p.vectorizeFile(path, { format: 'jsonl', onError: 'throw', batchSize: 2, chunkBytes, ...o })) got.push(b);
@@ -770,7 +770,7 @@ function lineEnds(bytes: Uint8Array): number[] {
 }
 
 /** bytesRead is the end of each batch's last row's line, and the input's size for the last batch. */
-function expectBytesRead(batches: FileBatch[], bytes: Uint8Array): void {
+function expectBytesRead(batches: Array<FileBatch<Dtype, MaskDtype>>, bytes: Uint8Array): void {
   const ends = lineEnds(bytes);
   batches.forEach((b, k) => {
     if (k === batches.length - 1) expect(b.bytesRead, 'last batch').toBe(bytes.length);
@@ -783,8 +783,8 @@ function expectBytesRead(batches: FileBatch[], bytes: Uint8Array): void {
 }
 
 /** Everything a consumer sees of a batch, to compare two runs. */
-function seen(b: FileBatch): object {
-  return { ...b, ids: Array.from(b.ids), attentionMask: Array.from(b.attentionMask), lengths: Array.from(b.lengths), sourceLengths: Array.from(b.sourceLengths), lines: Array.from(b.lines) };
+function seen(b: FileBatch<Dtype, MaskDtype>): object {
+  return { ...b, ids: Array.from(b.ids as ArrayLike<number>), attentionMask: Array.from(b.attentionMask as ArrayLike<number>), lengths: Array.from(b.lengths), sourceLengths: Array.from(b.sourceLengths), lines: Array.from(b.lines) };
 }
 
 describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) => {
@@ -800,7 +800,7 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
       ['lines', Buffer.concat([bom, linesFile(true)])],
     ] as const) {
       const path = write(`stream-${format}.txt`, content);
-      const opts: FileOptions = { format, batchSize: 61, ...o };
+      const opts: FileOptions<Dtype, MaskDtype> = { format, batchSize: 61, ...o };
       const want = await collect(p.vectorizeFile(path, opts));
       expectBytesRead(want, content);
       if (format === 'lines') expectRows(want, parseLines(content), 61, o);
@@ -847,6 +847,8 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
       { encoding: 'codepoint', vocab: ['a', 'b', 'é', '😀'], maxLength: 30, dtype: 'uint16', padId: 9 },
       { encoding: 'utf8', dtype: 'uint8', maxLength: 64, padding: 'max-length' },
       { encoding: 'codepoint', dtype: 'float32', maxLength: 50 },
+      { encoding: 'byt5', dtype: 'int64', maskDtype: 'int64', maxLength: 40, padId: -1 },
+      { dtype: 'int64', maskDtype: 'int32', maxLength: 30, padId: 2n ** 60n, paddingSide: 'left' },
     ];
     for (const v of sets) {
       for (const batchSize of [1, 33, 1000]) {
@@ -869,7 +871,7 @@ describe.each(BACKENDS)('vectorizeFile() from a stream ($name)', ({ config }) =>
       [() => createReadStream(path, { highWaterMark: 100 }), path],
       [() => path, path],
     ] as const) {
-      const got: FileBatch[] = [];
+      const got: Array<FileBatch<Dtype, MaskDtype>> = [];
       const e = await rejection(
         (async () => {
           for await (const b of p.vectorizeFile(source(), { format: 'jsonl', onError: 'throw', batchSize: 2, ...o })) got.push(b);
@@ -1155,12 +1157,12 @@ it('vectorizeFile(): a 64 MB byte stream (generated as it is pulled) in bounded 
 // ---------------------------------------------------------------------------------------------
 
 /** A batch's own copy (its arrays sliced out of whatever memory they view). */
-function copyBatch<B extends VectorBatch<Dtype>>(b: B): B {
+function copyBatch<B extends VectorBatch<Dtype, MaskDtype>>(b: B): B {
   return { ...b, ids: b.ids.slice(), attentionMask: b.attentionMask.slice(), lengths: b.lengths.slice(), sourceLengths: b.sourceLengths.slice() };
 }
 
 /** Every batch, copied while it is current, and the ArrayBuffers its ids and mask viewed. */
-async function collectReused<B extends VectorBatch<Dtype>>(it: AsyncIterable<B>): Promise<{ batches: B[]; buffers: Set<ArrayBufferLike> }> {
+async function collectReused<B extends VectorBatch<Dtype, MaskDtype>>(it: AsyncIterable<B>): Promise<{ batches: B[]; buffers: Set<ArrayBufferLike> }> {
   const batches: B[] = [];
   const buffers = new Set<ArrayBufferLike>();
   for await (const b of it) {
@@ -1178,6 +1180,8 @@ describe.each(BACKENDS)('reuseBuffers ($name)', ({ config }) => {
     { encoding: 'canine', maxLength: 24, truncationSide: 'left' },
     { encoding: 'byt5', maxLength: 40, padToMultipleOf: 16, paddingSide: 'left', dtype: 'int16' },
     { maxLength: 33, padding: 'max-length', dtype: 'float32', padId: -1 },
+    { encoding: 'byt5', maxLength: 40, dtype: 'int64', maskDtype: 'int64', padId: -(2n ** 40n), paddingSide: 'left' },
+    { maxLength: 30, dtype: 'int64', maskDtype: 'int32' },
   ];
 
   it('stream(): every batch is written into one shared memory, and equals vectorize(its rows) while it is current', async () => {
@@ -1312,7 +1316,7 @@ it('a file that grows while it is read ahead: the reads past the old end are dro
     const r = await it.next();
     if (r.done) break;
     const b = r.value as FileBatch;
-    got.push(String.fromCharCode(...b.ids.subarray(0, b.lengths[0]!)));
+    got.push(String.fromCharCode(...(b.ids.subarray(0, b.lengths[0]!) as Uint16Array)));
     if (b.firstLine === 7) {
       await new Promise((res) => setTimeout(res, 100)); // the reads in flight have finished
       writeFileSync(path, 'MORE\nline 99\n', { flag: 'a' });

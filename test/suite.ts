@@ -7,11 +7,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../src/types.js';
 
 export interface Backend {
-  vectorize(texts: unknown, options?: unknown): VectorBatch<Dtype>;
-  vectorizeBytes(bytes: unknown, offsets: unknown, options?: unknown): VectorBatch<Dtype>;
+  vectorize(texts: unknown, options?: unknown): VectorBatch<Dtype, MaskDtype>;
+  vectorizeBytes(bytes: unknown, offsets: unknown, options?: unknown): VectorBatch<Dtype, MaskDtype>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -26,9 +26,10 @@ interface RefOptions {
   padToMultipleOf?: number;
   paddingSide: 'left' | 'right';
   truncationSide: 'left' | 'right';
-  padId: number;
+  padId: number | bigint;
   addSpecialTokens: boolean;
   dtype: Dtype;
+  maskDtype: MaskDtype;
   invalid: 'replace' | 'error';
 }
 const REF_DEFAULTS: RefOptions = {
@@ -40,20 +41,34 @@ const REF_DEFAULTS: RefOptions = {
   padId: 0,
   addSpecialTokens: true,
   dtype: 'int32',
+  maskDtype: 'uint8',
   invalid: 'replace',
 };
-const MAX_OF: Record<Dtype, number> = { int32: 2147483647, int16: 32767, uint16: 65535, uint8: 255, float32: 16777216 };
+const MAX_OF: Record<Dtype, number> = { int32: 2147483647, int16: 32767, uint16: 65535, uint8: 255, float32: 16777216, int64: Number.MAX_SAFE_INTEGER };
 const CLASS_OF: Record<Dtype, string> = {
   int32: 'Int32Array',
   int16: 'Int16Array',
   uint16: 'Uint16Array',
   uint8: 'Uint8Array',
   float32: 'Float32Array',
+  int64: 'BigInt64Array',
 };
+const MASK_CLASS_OF: Record<MaskDtype, string> = { uint8: 'Uint8Array', int32: 'Int32Array', int64: 'BigInt64Array' };
+
+/** An element as a number, or as a bigint when no number holds it (int64 pads beyond 2^53). */
+export function num(x: number | bigint): number | bigint {
+  return typeof x === 'bigint' && x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x;
+}
+
+/** The elements of any ids or mask array, as `num` gives them. */
+export function nums(a: ArrayLike<number | bigint>): Array<number | bigint> {
+  return Array.from(a, num);
+}
 
 export interface PlainBatch {
-  ids: number[];
+  ids: Array<number | bigint>;
   idsClass: string;
+  maskClass: string;
   rows: number;
   width: number;
   lengths: number[];
@@ -135,10 +150,10 @@ export function reference(rows: string[], options: Partial<RefOptions> = {}): Re
   let width = o.padding === 'longest' ? Math.max(0, ...full.map((f) => f.length)) : o.maxLength;
   const m = o.padToMultipleOf ?? 1;
   width = Math.ceil(width / m) * m;
-  const ids: number[] = [];
+  const ids: Array<number | bigint> = [];
   const attentionMask: number[] = [];
   for (const f of full) {
-    const pad: number[] = new Array<number>(width - f.length).fill(o.padId);
+    const pad: Array<number | bigint> = new Array<number | bigint>(width - f.length).fill(num(o.padId));
     const ones: number[] = new Array<number>(f.length).fill(1);
     const zeros: number[] = new Array<number>(width - f.length).fill(0);
     ids.push(...(o.paddingSide === 'right' ? [...f, ...pad] : [...pad, ...f]));
@@ -147,6 +162,7 @@ export function reference(rows: string[], options: Partial<RefOptions> = {}): Re
   return {
     ids,
     idsClass: CLASS_OF[o.dtype],
+    maskClass: MASK_CLASS_OF[o.maskDtype],
     rows: rows.length,
     width,
     lengths: full.map((f) => f.length),
@@ -192,24 +208,24 @@ export function referenceBytes(rows: Uint8Array[], options: Partial<RefOptions> 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-export function plain(b: VectorBatch<Dtype>): PlainBatch {
+export function plain(b: VectorBatch<Dtype, MaskDtype>): PlainBatch {
   expect(b.lengths).toBeInstanceOf(Int32Array);
   expect(b.sourceLengths).toBeInstanceOf(Int32Array);
-  expect(b.attentionMask).toBeInstanceOf(Uint8Array);
   expect(b.ids.length).toBe(b.rows * b.width);
   expect(b.attentionMask.length).toBe(b.rows * b.width);
   return {
-    ids: Array.from(b.ids),
+    ids: nums(b.ids),
     idsClass: b.ids.constructor.name,
+    maskClass: b.attentionMask.constructor.name,
     rows: b.rows,
     width: b.width,
     lengths: Array.from(b.lengths),
     sourceLengths: Array.from(b.sourceLengths),
-    attentionMask: Array.from(b.attentionMask),
+    attentionMask: nums(b.attentionMask) as number[],
   };
 }
 
-function outcome(f: () => VectorBatch<Dtype>): RefOutcome {
+function outcome(f: () => VectorBatch<Dtype, MaskDtype>): RefOutcome {
   try {
     return plain(f());
   } catch (e) {
@@ -236,7 +252,10 @@ const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const packStrings = (rows: string[]): { bytes: Uint8Array; offsets: Uint32Array } => pack(rows.map(enc));
 
 const ENCODINGS: Encoding[] = ['codepoint', 'utf8', 'utf16', 'byt5', 'canine'];
-const DTYPES: Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32'];
+const DTYPES: Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32', 'int64'];
+const MASK_DTYPES: MaskDtype[] = ['uint8', 'int32', 'int64'];
+/** Pads only int64 holds, as bigints and as numbers (safe ones). */
+const INT64_PADS: Array<number | bigint> = [-(2n ** 63n), 2n ** 63n - 1n, -1n, 2n ** 40n, -(2 ** 53 - 1), 2 ** 53 - 1, 5n];
 
 /** Malformed UTF-8 rows, with what TextDecoder makes of them (checked in the suite too). */
 const MALFORMED: Array<[string, number[], string]> = [
@@ -287,13 +306,16 @@ const optionsArb: fc.Arbitrary<Partial<RefOptions>> = fc
     paddingSide: fc.constantFrom('left' as const, 'right' as const),
     truncationSide: fc.constantFrom('left' as const, 'right' as const),
     padId: fc.integer({ min: 0, max: 255 }),
+    bigPad: fc.option(fc.constantFrom(...INT64_PADS), { nil: undefined }),
     addSpecialTokens: fc.boolean(),
     dtype: fc.constantFrom(...DTYPES),
+    maskDtype: fc.constantFrom(...MASK_DTYPES),
     invalid: fc.constantFrom('replace' as const, 'error' as const),
   })
-  .map(({ useVocab, vocabChars, ...o }) => {
+  .map(({ useVocab, vocabChars, bigPad, ...o }) => {
     const S = !o.addSpecialTokens ? 0 : o.encoding === 'byt5' ? 1 : o.encoding === 'canine' ? 2 : 0;
     const r: Partial<RefOptions> = { ...o, maxLength: Math.max(o.maxLength, S) };
+    if (o.dtype === 'int64' && bigPad !== undefined) r.padId = bigPad;
     if (o.padToMultipleOf === undefined) delete r.padToMultipleOf;
     if (useVocab && o.encoding === 'codepoint') r.vocab = vocabChars;
     return r;
@@ -306,6 +328,15 @@ const bytesRowArb = fc.oneof(
     .array(fc.constantFrom(...MALFORMED.map(([, b]) => b), [0x61], [0xe2, 0x82, 0xac], [0xf0, 0x9f, 0x98, 0x80]), { maxLength: 4 })
     .map((parts) => Uint8Array.from(parts.flat())),
 );
+
+/** A typed array of `dtype` (or a maskDtype) of `n` elements, all `fill`. */
+function newArray(dtype: Dtype, n: number, fill: number): VectorBatch<Dtype, MaskDtype>['ids'] {
+  const ctor = { int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array, int64: BigInt64Array }[dtype];
+  const a = new ctor(n);
+  if (a instanceof BigInt64Array) a.fill(BigInt(fill));
+  else a.fill(fill);
+  return a;
+}
 
 function expectThrow(f: () => unknown, cls: typeof TypeError | typeof RangeError, message: string): void {
   let caught: unknown;
@@ -323,10 +354,10 @@ function expectThrow(f: () => unknown, cls: typeof TypeError | typeof RangeError
 
 export function backendSuite(name: string, backend: Backend): void {
   const { vectorize, vectorizeBytes } = backend;
-  const ids = (texts: unknown, options?: unknown): number[] => Array.from(vectorize(texts, options).ids);
-  const idsOf = (texts: string[], options?: unknown): number[][] => {
+  const ids = (texts: unknown, options?: unknown): Array<number | bigint> => nums(vectorize(texts, options).ids);
+  const idsOf = (texts: string[], options?: unknown): Array<Array<number | bigint>> => {
     const b = vectorize(texts, options);
-    return Array.from({ length: b.rows }, (_, r) => Array.from(b.ids.subarray(r * b.width, (r + 1) * b.width)));
+    return Array.from({ length: b.rows }, (_, r) => nums(b.ids.subarray(r * b.width, (r + 1) * b.width)));
   };
 
   describe(`${name}: golden vectors`, () => {
@@ -335,6 +366,7 @@ export function backendSuite(name: string, backend: Backend): void {
       expect(plain(b)).toEqual({
         ids: [107, 104, 111, 111, 114, 1],
         idsClass: 'Int32Array',
+        maskClass: 'Uint8Array',
         rows: 1,
         width: 6,
         lengths: [6],
@@ -352,6 +384,7 @@ export function backendSuite(name: string, backend: Backend): void {
       expect(plain(vectorize(['ab', 'abcd', '']))).toEqual({
         ids: [97, 98, 0, 0, 97, 98, 99, 100, 0, 0, 0, 0],
         idsClass: 'Int32Array',
+        maskClass: 'Uint8Array',
         rows: 3,
         width: 4,
         lengths: [2, 4, 0],
@@ -392,7 +425,7 @@ export function backendSuite(name: string, backend: Backend): void {
       it(`codepoint: truncation ${truncationSide}, padding ${paddingSide}`, () => {
         const b = vectorize(texts, { maxLength: 4, truncationSide, paddingSide, padId: 9 });
         expect(idsOf(texts, { maxLength: 4, truncationSide, paddingSide, padId: 9 })).toEqual(want);
-        expect(Array.from(b.attentionMask)).toEqual(
+        expect(nums(b.attentionMask)).toEqual(
           paddingSide === 'right' ? [1, 1, 1, 1, 1, 1, 0, 0] : [1, 1, 1, 1, 0, 0, 1, 1],
         );
         expect(Array.from(b.lengths)).toEqual([4, 2]);
@@ -463,6 +496,7 @@ export function backendSuite(name: string, backend: Backend): void {
         expect(plain(b)).toEqual({
           ids: [],
           idsClass: 'Int32Array',
+          maskClass: 'Uint8Array',
           rows: 0,
           width: padding === 'longest' ? 0 : 5,
           lengths: [],
@@ -483,13 +517,13 @@ export function backendSuite(name: string, backend: Backend): void {
   });
 
   describe(`${name}: dtypes`, () => {
-    const ctors = { int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array };
+    const ctors = { int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array, int64: BigInt64Array };
     for (const dtype of DTYPES) {
       it(`${dtype} gives ${ctors[dtype].name}`, () => {
         const b = vectorize(['ab', 'c'], { dtype });
         expect(b.ids).toBeInstanceOf(ctors[dtype]);
         expect(b.ids.constructor).toBe(ctors[dtype]);
-        expect(Array.from(b.ids)).toEqual([97, 98, 99, 0]);
+        expect(nums(b.ids)).toEqual([97, 98, 99, 0]);
         const bb = vectorizeBytes(enc('abc'), new Uint32Array([0, 2, 3]), { dtype });
         expect(bb.ids.constructor).toBe(ctors[dtype]);
         expect(plain(bb)).toEqual(plain(b));
@@ -503,6 +537,44 @@ export function backendSuite(name: string, backend: Backend): void {
       expect(ids([''], { padding: 'max-length', maxLength: 1, padId: 255, dtype: 'uint8' })).toEqual([255]);
       expect(ids([''], { padding: 'max-length', maxLength: 1, padId: -16777216, dtype: 'float32' })).toEqual([-16777216]);
       expect(ids([''], { padding: 'max-length', maxLength: 1, padId: 16777216, dtype: 'float32' })).toEqual([16777216]);
+      // int64: any int64 as a bigint, any safe integer as a number.
+      const one = (padId: number | bigint) => vectorize([''], { padding: 'max-length', maxLength: 1, padId, dtype: 'int64' }).ids[0];
+      expect(one(-(2n ** 63n))).toBe(-(2n ** 63n));
+      expect(one(2n ** 63n - 1n)).toBe(2n ** 63n - 1n);
+      expect(one(Number.MAX_SAFE_INTEGER)).toBe(BigInt(Number.MAX_SAFE_INTEGER));
+      expect(one(Number.MIN_SAFE_INTEGER)).toBe(BigInt(Number.MIN_SAFE_INTEGER));
+      expect(one(-1)).toBe(-1n);
+      expect(one(-0)).toBe(0n);
+    });
+    for (const maskDtype of MASK_DTYPES) {
+      it(`maskDtype ${maskDtype} gives ${MASK_CLASS_OF[maskDtype]}, for strings and bytes`, () => {
+        for (const paddingSide of ['left', 'right']) {
+          const o = { maskDtype, paddingSide, dtype: 'int64' };
+          const b = vectorize(['ab', 'c', ''], o);
+          expect(b.attentionMask.constructor.name).toBe(MASK_CLASS_OF[maskDtype]);
+          expect(nums(b.attentionMask)).toEqual(paddingSide === 'right' ? [1, 1, 1, 0, 0, 0] : [1, 1, 0, 1, 0, 0]);
+          const bb = vectorizeBytes(enc('abc'), new Uint32Array([0, 2, 3, 3]), o);
+          expect(plain(bb)).toEqual(plain(b));
+          expect(plain(b)).toEqual(reference(['ab', 'c', ''], o as Partial<RefOptions>));
+        }
+      });
+    }
+    it('int64 ids with a pad whose high word is not zero, into reused buffers holding other pads', () => {
+      // The token columns must have zero high words whatever the buffer held and the pad is.
+      const out = { ids: new BigInt64Array(40).fill(-(2n ** 62n)), attentionMask: new BigInt64Array(40).fill(7n) };
+      const rows = ['hello', '', 'wörld 😀', 'x\ud800y'];
+      for (const padId of [-1n, 2n ** 40n, -(2n ** 63n), 0, 3, -7]) {
+        for (const encoding of ENCODINGS) {
+          for (const paddingSide of ['left', 'right'] as const) {
+            const o = { dtype: 'int64', maskDtype: 'int64', padId, encoding, paddingSide, maxLength: 9 } as const;
+            const want = reference(rows, o);
+            expect(plain(vectorize(rows, { ...o, out }))).toEqual(want);
+            expect(plain(vectorize(rows, o))).toEqual(want);
+            const { bytes, offsets } = packStrings(rows);
+            expect(plain(vectorizeBytes(bytes, offsets, { ...o, out }))).toEqual(referenceBytes(rows.map(enc), o));
+          }
+        }
+      }
     });
     it('padId -0 writes +0 (byte-identical float32)', () => {
       const b = vectorize(['a'], { padding: 'max-length', maxLength: 2, padId: -0, dtype: 'float32' });
@@ -534,7 +606,7 @@ export function backendSuite(name: string, backend: Backend): void {
         it(`${JSON.stringify(text)} as ${encoding}`, () => {
           const want = byEncoding[encoding];
           const b = vectorize([text], { encoding });
-          expect(Array.from(b.ids)).toEqual(want);
+          expect(nums(b.ids)).toEqual(want);
           expect(Array.from(b.sourceLengths)).toEqual([want.length]);
           // From bytes: the same as the TextEncoder-replaced string, except utf16 keeps code units
           // of the decoded string.
@@ -574,14 +646,14 @@ export function backendSuite(name: string, backend: Backend): void {
           const got = plain(vectorizeBytes(b, offsets, { encoding }));
           expect(got).toEqual(plain(vectorize([decoded], { encoding })));
         }
-        const units = Array.from(vectorizeBytes(row, new Uint32Array([0, row.length]), { encoding: 'utf16' }).ids);
-        expect(String.fromCharCode(...units)).toBe(decoded);
+        const units = nums(vectorizeBytes(row, new Uint32Array([0, row.length]), { encoding: 'utf16' }).ids);
+        expect(String.fromCharCode(...(units as number[]))).toBe(decoded);
       });
     }
     it('rows are decoded independently: a sequence cut by an offset is two errors', () => {
       const bytes = Uint8Array.from([0x61, 0xe2, 0x82, 0xac, 0x62]);
       const b = vectorizeBytes(bytes, new Uint32Array([0, 2, 5]), { encoding: 'utf16' });
-      expect(Array.from(b.ids)).toEqual([97, 0xfffd, 0, 0xfffd, 0xfffd, 98]);
+      expect(nums(b.ids)).toEqual([97, 0xfffd, 0, 0xfffd, 0xfffd, 98]);
       expect(b.width).toBe(3);
     });
     it("invalid: 'error' names the row and the first byte of the first ill-formed subpart", () => {
@@ -608,7 +680,7 @@ export function backendSuite(name: string, backend: Backend): void {
     });
     it("invalid: 'error' accepts valid UTF-8 including a BOM and U+FFFD itself", () => {
       const row = Uint8Array.from([0xef, 0xbb, 0xbf, 0xef, 0xbf, 0xbd]);
-      expect(Array.from(vectorizeBytes(row, new Uint32Array([0, 6]), { invalid: 'error' }).ids)).toEqual([0xfeff, 0xfffd]);
+      expect(nums(vectorizeBytes(row, new Uint32Array([0, 6]), { invalid: 'error' }).ids)).toEqual([0xfeff, 0xfffd]);
     });
   });
 
@@ -653,8 +725,8 @@ export function backendSuite(name: string, backend: Backend): void {
       const b = vectorize(['abc', 'a'], { out });
       expect(b.ids.buffer).toBe(out.ids.buffer);
       expect(b.attentionMask.buffer).toBe(out.attentionMask.buffer);
-      expect(Array.from(out.ids)).toEqual([97, 98, 99, 97, 0, 0]);
-      expect(Array.from(out.attentionMask)).toEqual([1, 1, 1, 1, 0, 0]);
+      expect(nums(out.ids)).toEqual([97, 98, 99, 97, 0, 0]);
+      expect(nums(out.attentionMask)).toEqual([1, 1, 1, 1, 0, 0]);
     });
     it('returns subarray views of longer out buffers and leaves the rest alone', () => {
       const out = { ids: new Uint16Array(10).fill(7777), attentionMask: new Uint8Array(10).fill(9) };
@@ -665,8 +737,8 @@ export function backendSuite(name: string, backend: Backend): void {
       expect(b.ids.byteOffset).toBe(0);
       expect(b.attentionMask.length).toBe(4);
       expect(b.attentionMask.buffer).toBe(out.attentionMask.buffer);
-      expect(Array.from(out.ids)).toEqual([97, 98, 0, 0, 7777, 7777, 7777, 7777, 7777, 7777]);
-      expect(Array.from(out.attentionMask)).toEqual([1, 1, 0, 0, 9, 9, 9, 9, 9, 9]);
+      expect(nums(out.ids)).toEqual([97, 98, 0, 0, 7777, 7777, 7777, 7777, 7777, 7777]);
+      expect(nums(out.attentionMask)).toEqual([1, 1, 0, 0, 9, 9, 9, 9, 9, 9]);
     });
     it('reused buffers give the same batch as fresh ones (stale content is overwritten)', () => {
       const out = { ids: new Int32Array(64), attentionMask: new Uint8Array(64) };
@@ -758,9 +830,15 @@ export function backendSuite(name: string, backend: Backend): void {
       ['padding', s({ padding: 'max' }), E, "options.padding must be one of 'longest', 'max-length', got 'max'"],
       ['paddingSide', s({ paddingSide: 'top' }), E, "options.paddingSide must be one of 'left', 'right', got 'top'"],
       ['truncationSide', s({ truncationSide: true }), E, "options.truncationSide must be one of 'left', 'right', got true"],
-      ['dtype', s({ dtype: 'int64' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', got 'int64'"],
+      ['dtype', s({ dtype: 'int8' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', 'int64', got 'int8'"],
+      ['dtype bigint64', s({ dtype: 'bigint64' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', 'int64', got 'bigint64'"],
+      ['maskDtype', s({ maskDtype: 'bool' }), E, "options.maskDtype must be one of 'uint8', 'int32', 'int64', got 'bool'"],
+      ['maskDtype float32', s({ maskDtype: 'float32' }), E, "options.maskDtype must be one of 'uint8', 'int32', 'int64', got 'float32'"],
+      ['maskDtype null', s({ maskDtype: null }), E, "options.maskDtype must be one of 'uint8', 'int32', 'int64', got null"],
+      ['dtype before maskDtype', s({ maskDtype: 'x', dtype: 'y' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', 'int64', got 'y'"],
+      ['maskDtype before invalid', s({ maskDtype: 'x', invalid: 'y' }), E, "options.maskDtype must be one of 'uint8', 'int32', 'int64', got 'x'"],
       ['invalid', s({ invalid: 'ignore' }), E, "options.invalid must be one of 'replace', 'error', got 'ignore'"],
-      ['enum before integer', s({ maxLength: 0, dtype: 'x' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', got 'x'"],
+      ['enum before integer', s({ maxLength: 0, dtype: 'x' }), E, "options.dtype must be one of 'int32', 'int16', 'uint16', 'uint8', 'float32', 'int64', got 'x'"],
       ['maxLength 0', s({ maxLength: 0 }), R, 'options.maxLength must be an integer >= 1, got 0'],
       ['maxLength -3', s({ maxLength: -3 }), R, 'options.maxLength must be an integer >= 1, got -3'],
       ['maxLength 1.5', s({ maxLength: 1.5 }), R, 'options.maxLength must be an integer >= 1, got 1.5'],
@@ -801,6 +879,16 @@ export function backendSuite(name: string, backend: Backend): void {
       ['padId float32', s({ dtype: 'float32', padId: 16777217 }), R, "options.padId must be an integer in [-16777216, 16777216] for dtype 'float32', got 16777217"],
       ['padId NaN', s({ padId: NaN }), R, "options.padId must be an integer in [-2147483648, 2147483647] for dtype 'int32', got NaN"],
       ['padId string', s({ padId: '0' }), E, 'options.padId must be a number, got string'],
+      ['padId bigint for int32', s({ padId: 0n }), E, "options.padId must be a number for dtype 'int32' (a bigint only for 'int64'), got bigint"],
+      ['padId bigint for float32', s({ padId: 5n, dtype: 'float32' }), E, "options.padId must be a number for dtype 'float32' (a bigint only for 'int64'), got bigint"],
+      ['padId string for int64', s({ padId: '0', dtype: 'int64' }), E, "options.padId must be a number or a bigint for dtype 'int64', got string"],
+      ['padId null for int64', s({ padId: null, dtype: 'int64' }), E, "options.padId must be a number or a bigint for dtype 'int64', got null"],
+      ['padId above int64', s({ padId: 2n ** 63n, dtype: 'int64' }), R, "options.padId must be an integer in [-9223372036854775808, 9223372036854775807] for dtype 'int64', got 9223372036854775808"],
+      ['padId below int64', s({ padId: -(2n ** 63n) - 1n, dtype: 'int64' }), R, "options.padId must be an integer in [-9223372036854775808, 9223372036854775807] for dtype 'int64', got -9223372036854775809"],
+      ['padId unsafe number for int64', s({ padId: 2 ** 53, dtype: 'int64' }), R, "options.padId must be a safe integer, or a bigint, for dtype 'int64', got 9007199254740992"],
+      ['padId 2^63 number for int64', s({ padId: 2 ** 63, dtype: 'int64' }), R, "options.padId must be a safe integer, or a bigint, for dtype 'int64', got 9223372036854776000"],
+      ['padId fraction for int64', s({ padId: 1.5, dtype: 'int64' }), R, "options.padId must be a safe integer, or a bigint, for dtype 'int64', got 1.5"],
+      ['padId NaN for int64', s({ padId: NaN, dtype: 'int64' }), R, "options.padId must be a safe integer, or a bigint, for dtype 'int64', got NaN"],
       ['maxLength < S before padId', s({ encoding: 'canine', maxLength: 1, padId: -1, dtype: 'uint8' }), R, "options.maxLength must be >= 2 to hold the special tokens of encoding 'canine'"],
       ['canine int16', s({ encoding: 'canine', dtype: 'int16' }), R, "encoding 'canine' special token 57344 does not fit dtype 'int16' (max 32767)"],
       ['canine uint8', s({ encoding: 'canine', dtype: 'uint8' }), R, "encoding 'canine' special token 57344 does not fit dtype 'uint8' (max 255)"],
@@ -815,8 +903,15 @@ export function backendSuite(name: string, backend: Backend): void {
       ['out.ids for uint8', s({ dtype: 'uint8', out: { ids: new Int8Array(4) } }), E, "options.out.ids must be a Uint8Array for dtype 'uint8', got Int8Array"],
       ['out.ids array', s({ dtype: 'float32', out: { ids: [0] } }), E, "options.out.ids must be a Float32Array for dtype 'float32', got Array"],
       ['out.ids null', s({ out: { ids: null } }), E, "options.out.ids must be a Int32Array for dtype 'int32', got null"],
-      ['out.attentionMask', s({ out: { attentionMask: new Int8Array(4) } }), E, 'options.out.attentionMask must be a Uint8Array, got Int8Array'],
-      ['out.attentionMask clamped', s({ out: { attentionMask: new Uint8ClampedArray(4) } }), E, 'options.out.attentionMask must be a Uint8Array, got Uint8ClampedArray'],
+      ['out.attentionMask', s({ out: { attentionMask: new Int8Array(4) } }), E, "options.out.attentionMask must be a Uint8Array for maskDtype 'uint8', got Int8Array"],
+      ['out.attentionMask clamped', s({ out: { attentionMask: new Uint8ClampedArray(4) } }), E, "options.out.attentionMask must be a Uint8Array for maskDtype 'uint8', got Uint8ClampedArray"],
+      ['out.attentionMask uint8 for int64', s({ maskDtype: 'int64', out: { attentionMask: new Uint8Array(4) } }), E, "options.out.attentionMask must be a BigInt64Array for maskDtype 'int64', got Uint8Array"],
+      ['out.attentionMask BigUint64Array', s({ maskDtype: 'int64', out: { attentionMask: new BigUint64Array(4) } }), E, "options.out.attentionMask must be a BigInt64Array for maskDtype 'int64', got BigUint64Array"],
+      ['out.attentionMask for int32', s({ maskDtype: 'int32', out: { attentionMask: new Uint32Array(4) } }), E, "options.out.attentionMask must be a Int32Array for maskDtype 'int32', got Uint32Array"],
+      ['out.attentionMask int64 for uint8', s({ out: { attentionMask: new BigInt64Array(4) } }), E, "options.out.attentionMask must be a Uint8Array for maskDtype 'uint8', got BigInt64Array"],
+      ['out.ids Int32Array for int64', s({ dtype: 'int64', out: { ids: new Int32Array(8) } }), E, "options.out.ids must be a BigInt64Array for dtype 'int64', got Int32Array"],
+      ['out.ids BigUint64Array for int64', s({ dtype: 'int64', out: { ids: new BigUint64Array(8) } }), E, "options.out.ids must be a BigInt64Array for dtype 'int64', got BigUint64Array"],
+      ['out.ids BigInt64Array for int32', s({ out: { ids: new BigInt64Array(8) } }), E, "options.out.ids must be a Int32Array for dtype 'int32', got BigInt64Array"],
       ['out.ids before out.attentionMask', s({ out: { attentionMask: 1, ids: 1 } }), E, "options.out.ids must be a Int32Array for dtype 'int32', got number"],
       ['options before rows', s({ out: 1 }, [1]), E, 'options.out must be an object, got number'],
       // 3
@@ -866,6 +961,8 @@ export function backendSuite(name: string, backend: Backend): void {
       ['out.ids too short', s({ out: { ids: new Int32Array(3) } }, ['ab', 'c']), R, 'options.out.ids has 3 elements, the batch needs 2 x 2 = 4'],
       ['out.attentionMask too short', s({ out: { attentionMask: new Uint8Array(0) } }, ['ab', 'c']), R, 'options.out.attentionMask has 0 elements, the batch needs 2 x 2 = 4'],
       ['out.ids size before mask size', s({ out: { ids: new Int32Array(1), attentionMask: new Uint8Array(1) } }, ['ab', 'c']), R, 'options.out.ids has 1 elements, the batch needs 2 x 2 = 4'],
+      ['out int64 ids too short', s({ dtype: 'int64', out: { ids: new BigInt64Array(3) } }, ['ab', 'c']), R, 'options.out.ids has 3 elements, the batch needs 2 x 2 = 4'],
+      ['out int64 mask too short', s({ maskDtype: 'int64', out: { attentionMask: new BigInt64Array(3) } }, ['ab', 'c']), R, 'options.out.attentionMask has 3 elements, the batch needs 2 x 2 = 4'],
     ];
     for (const [label, f, cls, message] of table) {
       it(label, () => expectThrow(f, cls, message));
@@ -880,6 +977,17 @@ export function backendSuite(name: string, backend: Backend): void {
       const shared = new SharedArrayBuffer(16);
       expectThrow(() => vectorize(['ab', 'c'], { dtype: 'uint8', out: { ids: new Uint8Array(shared), attentionMask: new Uint8Array(shared) } }),
         RangeError, 'options.out.ids and options.out.attentionMask overlap');
+      // Wide elements: the written bytes count (4 int64 ids: 32 bytes; 4 int64 mask elements: 32 bytes).
+      const wide = new ArrayBuffer(64);
+      const o = { dtype: 'int64', maskDtype: 'int64' } as const;
+      expectThrow(() => vectorize(['ab', 'c'], { ...o, out: { ids: new BigInt64Array(wide, 0, 4), attentionMask: new BigInt64Array(wide, 24, 4) } }),
+        RangeError, 'options.out.ids and options.out.attentionMask overlap');
+      expect(nums(vectorize(['ab', 'c'], { ...o, out: { ids: new BigInt64Array(wide, 0, 4), attentionMask: new BigInt64Array(wide, 32, 4) } }).attentionMask))
+        .toEqual([1, 1, 1, 0]);
+      expectThrow(() => vectorize(['ab', 'c'], { maskDtype: 'int32', out: { ids: new Int32Array(wide, 0, 4), attentionMask: new Int32Array(wide, 12, 4) } }),
+        RangeError, 'options.out.ids and options.out.attentionMask overlap');
+      expectThrow(() => vectorizeBytes(new Uint8Array(wide, 40, 3), new Uint32Array([0, 2, 3]), { ...o, out: { ids: new BigInt64Array(wide, 16, 4) } }),
+        RangeError, 'options.out.ids overlaps the input bytes');
     });
     it('out overlapping the input bytes', () => {
       const ab = new ArrayBuffer(32);
@@ -914,8 +1022,8 @@ export function backendSuite(name: string, backend: Backend): void {
         RangeError, 'options.out.ids overlaps the input offsets');
       // Only the written part of an out buffer counts: views just past the offsets are fine.
       const b = vectorizeBytes(bytes, offsets, { out: { ids: new Int32Array(ab, 12, 7), attentionMask: new Uint8Array(ab, 40, 6) } });
-      expect(Array.from(b.ids)).toEqual([97, 98, 99, 100, 101, 0]);
-      expect(Array.from(b.attentionMask)).toEqual([1, 1, 1, 1, 1, 0]);
+      expect(nums(b.ids)).toEqual([97, 98, 99, 100, 101, 0]);
+      expect(nums(b.attentionMask)).toEqual([1, 1, 1, 1, 1, 0]);
     });
 
     it('nothing is written into out before a throw', () => {
@@ -943,6 +1051,25 @@ export function backendSuite(name: string, backend: Backend): void {
         expect(() => f(out), label).toThrow();
         expect(out.ids.every((v) => v === SENT), label).toBe(true);
         expect(out.attentionMask.every((v) => v === SENT), label).toBe(true);
+      }
+      // int64 ids and masks: the bad options of the int64 dtypes, and late errors, leave them alone.
+      const wide = () => ({ ids: new BigInt64Array(64).fill(77n), attentionMask: new BigInt64Array(64).fill(77n) });
+      const o = { dtype: 'int64', maskDtype: 'int64' } as const;
+      const wideLate: Array<[string, ReturnType<typeof wide>, (out: ReturnType<typeof wide>) => unknown]> = [
+        ['int64 pad out of range', wide(), (out) => vectorize(['ab'], { ...o, out, padId: 2n ** 63n })],
+        ['unsafe number pad', wide(), (out) => vectorize(['ab'], { ...o, out, padId: 2 ** 60 })],
+        ['mask of the wrong class', wide(), (out) => vectorize(['ab'], { ...o, out: { ids: out.ids, attentionMask: new Uint8Array(64) } })],
+        ['ids of the wrong class', wide(), (out) => vectorize(['ab'], { ...o, out: { ids: new Int32Array(64), attentionMask: out.attentionMask } })],
+        ['lone surrogate in the last row', wide(), (out) => vectorize(['ab', 'cd', 'e\ud800'], { ...o, out, invalid: 'error' })],
+        ['malformed bytes in the last row', wide(),
+          (out) => vectorizeBytes(Uint8Array.from([0x61, 0x62, 0x80]), new Uint32Array([0, 1, 2, 3]), { ...o, out, invalid: 'error' })],
+        ['int64 mask too short', wide(), (out) => vectorize(['ab', 'cd'], { ...o, out: { ids: out.ids, attentionMask: out.attentionMask.subarray(0, 3) } })],
+        ['int64 ids and mask overlap', wide(), (out) => vectorize(['ab', 'cd'], { ...o, out: { ids: out.ids, attentionMask: out.ids.subarray(3) } })],
+      ];
+      for (const [label, out, f] of wideLate) {
+        expect(() => f(out), label).toThrow();
+        expect(out.ids.every((v) => v === 77n), label).toBe(true);
+        expect(out.attentionMask.every((v) => v === 77n), label).toBe(true);
       }
     });
 
@@ -978,7 +1105,7 @@ export function backendSuite(name: string, backend: Backend): void {
     it('vocab works from bytes, malformed bytes look up U+FFFD', () => {
       const vocab = ['\ufffd', 'é', '😀'];
       const bytes = Uint8Array.from([0xc3, 0xa9, 0x80, 0xf0, 0x9f, 0x98, 0x80, 0x61]);
-      expect(Array.from(vectorizeBytes(bytes, new Uint32Array([0, 8]), { vocab }).ids)).toEqual([3, 2, 4, 1]);
+      expect(nums(vectorizeBytes(bytes, new Uint32Array([0, 8]), { vocab }).ids)).toEqual([3, 2, 4, 1]);
     });
   });
 
@@ -1039,11 +1166,12 @@ export function backendSuite(name: string, backend: Backend): void {
           const want = outcome(() => vectorize(rows, o));
           if ('error' in want) return;
           const n = want.rows * want.width + extra;
-          const ctor = { int32: Int32Array, int16: Int16Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array }[o.dtype ?? 'int32'];
-          const out = { ids: new ctor(n).fill(123), attentionMask: new Uint8Array(n).fill(7) };
+          const ids = newArray(o.dtype ?? 'int32', n, 123);
+          const attentionMask = newArray(o.maskDtype ?? 'uint8', n, 7);
+          const out = { ids, attentionMask };
           expect(outcome(() => vectorize(rows, { ...o, out }))).toEqual(want);
-          expect(Array.from(out.ids.subarray(n - extra))).toEqual(new Array<number>(extra).fill(123));
-          expect(Array.from(out.attentionMask.subarray(n - extra))).toEqual(new Array<number>(extra).fill(7));
+          expect(nums(out.ids.subarray(n - extra))).toEqual(new Array<number>(extra).fill(123));
+          expect(nums(out.attentionMask.subarray(n - extra))).toEqual(new Array<number>(extra).fill(7));
         }),
         { numRuns: 500 },
       );

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
 import { encodeNpy } from '../src/npy.js';
 import { type TensorWriterOptions, openTensorWriter, tensorWriterOptionsOf } from '../src/tensor-file.js';
-import type { Dtype, Encoding, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, Encoding, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
 import { liveMemory, makeTexts, pipelines, rejection, rng } from './fixtures/util.js';
 
 // Made in beforeAll: with every test filtered out vitest runs neither hook, and nothing is left behind.
@@ -34,24 +34,34 @@ function outDir(): string {
   return d;
 }
 
-const DTYPES: readonly Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32'];
+const DTYPES: readonly Dtype[] = ['int32', 'int16', 'uint16', 'uint8', 'float32', 'int64'];
 /** An encoding whose ids fit each dtype (codepoint ids pass 32767 on emoji, utf16 units pass 255...). */
-const ENCODING_FOR: Record<Dtype, Encoding> = { int32: 'codepoint', int16: 'utf8', uint16: 'utf16', uint8: 'utf8', float32: 'canine' };
-const NP_DTYPE: Record<Dtype, string> = { int32: 'int32', int16: 'int16', uint16: 'uint16', uint8: 'uint8', float32: 'float32' };
-const NPY_DESCR: Record<Dtype, string> = { int32: '<i4', int16: '<i2', uint16: '<u2', uint8: '|u1', float32: '<f4' };
-const ST_DTYPE: Record<Dtype, string> = { int32: 'I32', int16: 'I16', uint16: 'U16', uint8: 'U8', float32: 'F32' };
-const ST_SIZE: Record<string, number> = { I32: 4, I16: 2, U16: 2, U8: 1, F32: 4 };
+const ENCODING_FOR: Record<Dtype, Encoding> = { int32: 'codepoint', int16: 'utf8', uint16: 'utf16', uint8: 'utf8', float32: 'canine', int64: 'byt5' };
+/** The mask dtype each ids dtype is written with (all three mask dtypes get used). */
+const MASK_FOR: Record<Dtype, MaskDtype> = { int32: 'uint8', int16: 'int32', uint16: 'uint8', uint8: 'int64', float32: 'uint8', int64: 'int64' };
+const NP_DTYPE: Record<Dtype, string> = { int32: 'int32', int16: 'int16', uint16: 'uint16', uint8: 'uint8', float32: 'float32', int64: 'int64' };
+const NPY_DESCR: Record<Dtype, string> = { int32: '<i4', int16: '<i2', uint16: '<u2', uint8: '|u1', float32: '<f4', int64: '<i8' };
+const ST_DTYPE: Record<Dtype, string> = { int32: 'I32', int16: 'I16', uint16: 'U16', uint8: 'U8', float32: 'F32', int64: 'I64' };
+const ST_SIZE: Record<string, number> = { I32: 4, I16: 2, U16: 2, U8: 1, F32: 4, I64: 8 };
 
-type Options = VectorizeOptions<Dtype>;
+type Options = VectorizeOptions<Dtype, MaskDtype>;
 
 function optionsFor(dtype: Dtype, paddingSide: 'left' | 'right', extra: Options = {}): Options {
-  return { encoding: ENCODING_FOR[dtype], dtype, paddingSide, padId: 3, maxLength: 64, ...extra };
+  return { encoding: ENCODING_FOR[dtype], dtype, maskDtype: MASK_FOR[dtype], paddingSide, padId: 3, maxLength: 64, ...extra };
+}
+
+/** The dtype name of a typed array (ids or mask). */
+function dtypeOf(a: ArrayBufferView): Dtype {
+  const names: Record<string, Dtype> = {
+    Int32Array: 'int32', Int16Array: 'int16', Uint16Array: 'uint16', Uint8Array: 'uint8', Float32Array: 'float32', BigInt64Array: 'int64',
+  };
+  return names[a.constructor.name]!;
 }
 
 /** `texts` cut into batches of 1..maxRows rows (seeded), each vectorized on its own: as wide as its own longest row. */
-function batchesOf(texts: readonly string[], options: Options, seed: number, maxRows = 40): VectorBatch<Dtype>[] {
+function batchesOf(texts: readonly string[], options: Options, seed: number, maxRows = 40): VectorBatch<Dtype, MaskDtype>[] {
   const r = rng(seed);
-  const out: VectorBatch<Dtype>[] = [];
+  const out: VectorBatch<Dtype, MaskDtype>[] = [];
   for (let i = 0; i < texts.length; ) {
     const n = 1 + Math.floor(r() * maxRows);
     out.push(vectorize(texts.slice(i, i + n), options));
@@ -60,7 +70,7 @@ function batchesOf(texts: readonly string[], options: Options, seed: number, max
   return out;
 }
 
-async function writeAll(path: string, batches: readonly VectorBatch<Dtype>[], options: Options, extra: Partial<TensorWriterOptions> = {}) {
+async function writeAll(path: string, batches: readonly VectorBatch<Dtype, MaskDtype>[], options: Options, extra: Partial<TensorWriterOptions> = {}) {
   const w = await openTensorWriter(path, { ...tensorWriterOptionsOf(options), ...extra });
   for (const b of batches) await w.write(b);
   return w.finish();
@@ -71,7 +81,7 @@ function bytes(a: ArrayBufferView): Buffer {
 }
 
 /** The three .npy files of a batch as `encodeNpy` makes them in one go. */
-function npyFilesOf(b: VectorBatch<Dtype>): [Buffer, Buffer, Buffer] {
+function npyFilesOf(b: VectorBatch<Dtype, MaskDtype>): [Buffer, Buffer, Buffer] {
   return [
     Buffer.concat(encodeNpy(b.ids, [b.rows, b.width])),
     Buffer.concat(encodeNpy(b.attentionMask, [b.rows, b.width])),
@@ -138,7 +148,7 @@ function parseSafetensors(buf: Buffer): { n: number; tensors: Map<string, StTens
   return { n, tensors, metadata };
 }
 
-function expectSafetensorsOf(file: string, want: VectorBatch<Dtype>, dtype: Dtype, metadata?: Record<string, string>): void {
+function expectSafetensorsOf(file: string, want: VectorBatch<Dtype, MaskDtype>, dtype: Dtype, metadata?: Record<string, string>): void {
   const { tensors, metadata: got } = parseSafetensors(readFileSync(file));
   expect([...tensors.keys()].sort()).toEqual(['attention_mask', 'input_ids', 'lengths']);
   expect(got).toEqual(metadata);
@@ -146,14 +156,14 @@ function expectSafetensorsOf(file: string, want: VectorBatch<Dtype>, dtype: Dtyp
   expect({ dtype: ids.dtype, shape: ids.shape }).toEqual({ dtype: ST_DTYPE[dtype], shape: [want.rows, want.width] });
   expect(ids.data.equals(bytes(want.ids)), 'input_ids bytes').toBe(true);
   const mask = tensors.get('attention_mask')!;
-  expect({ dtype: mask.dtype, shape: mask.shape }).toEqual({ dtype: 'U8', shape: [want.rows, want.width] });
+  expect({ dtype: mask.dtype, shape: mask.shape }).toEqual({ dtype: ST_DTYPE[dtypeOf(want.attentionMask)], shape: [want.rows, want.width] });
   expect(mask.data.equals(bytes(want.attentionMask)), 'attention_mask bytes').toBe(true);
   const lengths = tensors.get('lengths')!;
   expect({ dtype: lengths.dtype, shape: lengths.shape }).toEqual({ dtype: 'I32', shape: [want.rows] });
   expect(lengths.data.equals(bytes(want.lengths)), 'lengths bytes').toBe(true);
 }
 
-function expectNpyOf(file: string, want: VectorBatch<Dtype>): void {
+function expectNpyOf(file: string, want: VectorBatch<Dtype, MaskDtype>): void {
   const base = file.replace(/\.npy$/, '');
   const [ids, mask, lengths] = npyFilesOf(want);
   expect(readFileSync(file).equals(ids), 'ids file bytes').toBe(true);
@@ -202,7 +212,7 @@ describe('batches of varying widths equal one vectorize call', () => {
 
   it("padding 'max-length': every batch of the given width, written in place; another width is rejected and the writer goes on", async () => {
     const options = optionsFor('uint16', 'right', { padding: 'max-length', maxLength: 24 });
-    expect(tensorWriterOptionsOf(options)).toEqual({ dtype: 'uint16', padId: 3, paddingSide: 'right', width: 24 });
+    expect(tensorWriterOptionsOf(options)).toEqual({ dtype: 'uint16', maskDtype: 'uint8', padId: 3, paddingSide: 'right', width: 24 });
     expect(tensorWriterOptionsOf({ padding: 'max-length', maxLength: 10, padToMultipleOf: 4, batchSize: 5 } as Options).width).toBe(12);
     const batches = batchesOf(texts, options, 7);
     const want = vectorize(texts, options);
@@ -226,7 +236,7 @@ describe('batches of varying widths equal one vectorize call', () => {
 
   it('safetensors stores lengths first when the ids bytes are not a multiple of 4, so every tensor stays aligned', async () => {
     for (const [dtype, rows, maxLength] of [['int16', 3, 5], ['uint8', 5, 7], ['uint8', 4, 2], ['int32', 3, 5]] as const) {
-      const options = optionsFor(dtype, 'right', { padding: 'max-length', maxLength });
+      const options = optionsFor(dtype, 'right', { padding: 'max-length', maxLength, maskDtype: 'uint8' });
       const t = texts.slice(0, rows);
       const want = vectorize(t, options);
       const file = join(outDir(), 'a.safetensors');
@@ -235,6 +245,34 @@ describe('batches of varying widths equal one vectorize call', () => {
       const idsBytes = rows * maxLength * ST_SIZE[ST_DTYPE[dtype]]!;
       expect(tensors.get('lengths')!.begin, `${dtype} ${rows}x${maxLength}`).toBe(idsBytes % 4 === 0 ? idsBytes : 0);
       expectSafetensorsOf(file, want, dtype);
+    }
+  });
+
+  it('safetensors with wide masks: ids, lengths, mask when each lands aligned, else by descending element size', async () => {
+    // [dtype, maskDtype, rows, width, the file order]
+    const cases: Array<[Dtype, MaskDtype, number, number, string[]]> = [
+      ['int64', 'int64', 3, 5, ['input_ids', 'attention_mask', 'lengths']], // the mask would start at 132
+      ['int64', 'int64', 4, 5, ['input_ids', 'lengths', 'attention_mask']], // at 176
+      ['int32', 'int64', 3, 4, ['attention_mask', 'input_ids', 'lengths']], // at 60
+      ['int32', 'int64', 3, 5, ['input_ids', 'lengths', 'attention_mask']], // at 72
+      ['uint8', 'int64', 3, 3, ['attention_mask', 'lengths', 'input_ids']], // lengths at 9
+      ['int16', 'int32', 3, 5, ['lengths', 'attention_mask', 'input_ids']], // lengths at 30
+      ['int64', 'uint8', 3, 5, ['input_ids', 'lengths', 'attention_mask']],
+    ];
+    for (const [dtype, maskDtype, rows, width, order] of cases) {
+      for (const padding of ['max-length', 'longest'] as const) {
+        const options = optionsFor(dtype, 'left', { padding, maxLength: width, maskDtype });
+        const t = texts.filter((x) => x.length > 8).slice(0, rows);
+        const want = vectorize(t, options);
+        const file = join(outDir(), 'w.safetensors');
+        await writeAll(file, batchesOf(t, options, 18, 2), options);
+        const { tensors } = parseSafetensors(readFileSync(file));
+        const got = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin).map(([name]) => name);
+        // Rows longer than maxLength: 'longest' gives the same width as 'max-length'.
+        expect(want.width).toBe(width);
+        expect(got, `${dtype}/${maskDtype} ${rows}x${width} ${padding}`).toEqual(order);
+        expectSafetensorsOf(file, want, dtype);
+      }
     }
   });
 
@@ -261,7 +299,7 @@ describe('batches of varying widths equal one vectorize call', () => {
     expect({ descr: ids.descr, shape: ids.shape }).toEqual({ descr: NPY_DESCR.int16, shape: [want.rows, want.width] });
     expect(ids.data.equals(bytes(want.ids))).toBe(true);
     const mask = parseNpy(readFileSync(join(d, 'h.mask.npy')));
-    expect({ descr: mask.descr, shape: mask.shape }).toEqual({ descr: '|u1', shape: [want.rows, want.width] });
+    expect({ descr: mask.descr, shape: mask.shape }).toEqual({ descr: '<i4', shape: [want.rows, want.width] });
     const lengths = parseNpy(readFileSync(join(d, 'h.lengths.npy')));
     expect({ descr: lengths.descr, shape: lengths.shape }).toEqual({ descr: '<i4', shape: [want.rows] });
     expect(lengths.data.equals(bytes(want.lengths))).toBe(true);
@@ -416,7 +454,20 @@ describe('no half-written output, errors naming the path', () => {
     expect((await rejection(openTensorWriter(join(d, 'x.bin'), opts))).message).toBe(
       `${join(d, 'x.bin')}: cannot tell the output format from the extension '.bin': use .npy or .safetensors, or options.format`,
     );
-    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, dtype: 'int64' as Dtype }))).message).toMatch(/^options\.dtype must be one of 'int32'/);
+    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, dtype: 'int8' as Dtype }))).message).toMatch(/^options\.dtype must be one of 'int32'/);
+    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, maskDtype: 'bool' as MaskDtype }))).message).toBe(
+      "options.maskDtype must be one of 'uint8', 'int32', 'int64', got string",
+    );
+    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, padId: 1n }))).message).toBe(
+      "options.padId must be a number for dtype 'int32' (a bigint only for 'int64'), got bigint",
+    );
+    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, dtype: 'int64', padId: 2 ** 60 }))).message).toBe(
+      "options.padId must be a safe integer, or a bigint, for dtype 'int64', got 1152921504606847000",
+    );
+    expect((await rejection(openTensorWriter(join(d, 'x.npy'), { ...opts, dtype: 'int64', padId: 2n ** 63n }))).message).toBe(
+      'options.padId must fit int64, got 9223372036854775808',
+    );
+    expect(readdirSync(d)).toEqual([]);
     const w = await openTensorWriter(join(d, 'x.bin'), { ...opts, format: 'safetensors' });
     const wrong = await rejection(w.write(vectorize(['a'], { dtype: 'int16' })));
     expect(wrong).toBeInstanceOf(TypeError);
@@ -465,17 +516,18 @@ describe('Python', () => {
   it('numpy np.load and safetensors.numpy.load_file read every dtype, side and shape', async () => {
     if (!hasPython) throw new Error('python3 with numpy and safetensors not found: `npm run test:tools` installs them (PyPI)');
     const d = outDir();
-    const arr = (dtype: string, shape: number[], a: ArrayLike<number>) => ({ dtype, shape, values: Array.from(a) });
+    const arr = (dtype: string, shape: number[], a: ArrayLike<number | bigint>) => ({ dtype, shape, values: Array.from(a, Number) });
     const cases: object[] = [];
     const t = texts.slice(0, 300);
     const variants: Array<[string, Options]> = [];
     for (const dtype of DTYPES) for (const side of ['right', 'left'] as const) variants.push([`${dtype}-${side}`, optionsFor(dtype, side)]);
     variants.push(['fixed', optionsFor('int16', 'right', { padding: 'max-length', maxLength: 7 })]);
+    variants.push(['int64-negative-pad', optionsFor('int64', 'left', { padId: -1, maskDtype: 'int32' })]);
     for (const [name, options] of variants) {
       const want = vectorize(t, options);
       const dtype = NP_DTYPE[options.dtype!];
       const ids = arr(dtype, [want.rows, want.width], want.ids);
-      const mask = arr('uint8', [want.rows, want.width], want.attentionMask);
+      const mask = arr(NP_DTYPE[options.maskDtype ?? 'uint8'], [want.rows, want.width], want.attentionMask);
       const lengths = arr('int32', [want.rows], want.lengths);
       await writeAll(join(d, `${name}.npy`), batchesOf(t, options, 15), options);
       cases.push(
@@ -497,13 +549,13 @@ describe('Python', () => {
         kind: 'safetensors',
         path: join(d, 'empty.safetensors'),
         metadata: null, // none given: no __metadata__, which safe_open reports as None
-        tensors: { input_ids: arr('uint8', [0, 5], []), attention_mask: arr('uint8', [0, 5], []), lengths: arr('int32', [0], []) },
+        tensors: { input_ids: arr('uint8', [0, 5], []), attention_mask: arr('int64', [0, 5], []), lengths: arr('int32', [0], []) },
       },
     );
     writeFileSync(join(d, 'cases.json'), JSON.stringify(cases));
     const py = spawnSync('python3', ['-c', PYTHON_CHECK, join(d, 'cases.json')], { encoding: 'utf8' });
     expect(py.stderr).toBe('');
     expect(py.status).toBe(0);
-    expect(py.stdout.trim()).toBe(`checked ${11 * 6 + 5} arrays`);
+    expect(py.stdout.trim()).toBe(`checked ${14 * 6 + 5} arrays`);
   });
 });

@@ -28,8 +28,10 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { type Backend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../../src/backends.js';
-import { DTYPES, ENCODINGS, normalizeOptions } from '../../src/options.js';
-import type { Dtype, VectorBatch } from '../../src/types.js';
+import { DTYPES, ENCODINGS, MASK_ARRAY_NAME, MASK_DTYPES, normalizeOptions } from '../../src/options.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../../src/types.js';
+
+type Batch = VectorBatch<Dtype, MaskDtype>;
 
 const loaded = loadNative();
 if (!loaded.ok) throw new Error(`the fuzz needs the native binding: ${loaded.reason}`);
@@ -73,7 +75,7 @@ interface BytesRecipe {
   offsets: { kind: 'valid' } | { kind: 'raw'; values: number[] } | { kind: 'decrease' | 'exceed' | 'max'; at: number } | { kind: 'empty' };
 }
 
-type OutType = 'right' | 'Int32Array' | 'Int16Array' | 'Uint16Array' | 'Uint8Array' | 'Float32Array' | 'Buffer' | 'Uint8ClampedArray' | 'Float64Array' | 'Array' | 'DataView' | 'number';
+type OutType = 'right' | 'Int32Array' | 'Int16Array' | 'Uint16Array' | 'Uint8Array' | 'Float32Array' | 'BigInt64Array' | 'Buffer' | 'Uint8ClampedArray' | 'Float64Array' | 'Array' | 'DataView' | 'number';
 interface BufRecipe {
   type: OutType;
   /** Elements, relative to what the batch needs ('exact' +- delta) or absolute. */
@@ -185,9 +187,15 @@ const VALID = {
   padToMultipleOf: fc.integer({ min: 1, max: 9 }),
   paddingSide: fc.constantFrom('left', 'right'),
   truncationSide: fc.constantFrom('left', 'right'),
-  padId: fc.oneof(fc.integer({ min: -3, max: 300 }), fc.constantFrom(-32768, 32767, 65535, 2 ** 24, -(2 ** 24), 2 ** 31 - 1, -(2 ** 31), -0)),
+  padId: fc.oneof(
+    fc.integer({ min: -3, max: 300 }),
+    fc.constantFrom(-32768, 32767, 65535, 2 ** 24, -(2 ** 24), 2 ** 31 - 1, -(2 ** 31), -0, 2 ** 40, Number.MAX_SAFE_INTEGER),
+    // bigint padIds: only int64 takes them.
+    fc.constantFrom(0n, 7n, -1n, 2n ** 40n, 2n ** 63n - 1n, -(2n ** 63n)),
+  ),
   addSpecialTokens: fc.boolean(),
   dtype: fc.constantFrom(...DTYPES),
+  maskDtype: fc.constantFrom(...MASK_DTYPES),
   invalid: fc.constantFrom('replace', 'error'),
   vocab: fc.oneof(fc.constant(['a', 'b', 'é', '中', '😀', ' ', '\uFFFD']), fc.uniqueArray(fc.oneof(unit, fc.constantFrom('a', 'e', 'o', ' ')), { maxLength: 12 })),
 };
@@ -195,7 +203,7 @@ const INVALID = {
   encoding: fc.oneof(fc.constantFrom('UTF8', 'bogus', '', ' codepoint'), junk),
   maxLength: fc.oneof(fc.constantFrom(0, -1, 1.5, 2 ** 31, 2 ** 31 - 1), junk),
   padToMultipleOf: fc.oneof(fc.constantFrom(0, 2 ** 31 - 1, 2 ** 31, 1.5), junk),
-  padId: fc.oneof(fc.constantFrom(-32769, 32768, 65536, 2 ** 24 + 1, -(2 ** 24) - 1, 2 ** 31, 0.5), junk),
+  padId: fc.oneof(fc.constantFrom(-32769, 32768, 65536, 2 ** 24 + 1, -(2 ** 24) - 1, 2 ** 31, 2 ** 53, 0.5, 2n ** 63n, -(2n ** 63n) - 1n), junk),
   vocab: fc.oneof(fc.array(unit, { maxLength: 12 }), fc.array(fc.oneof(unit, junk), { maxLength: 5 }), junk),
 };
 const maybe = <T>(valid: fc.Arbitrary<T>, invalid: fc.Arbitrary<unknown> = junk) =>
@@ -220,6 +228,7 @@ const wildOptions = fc.record(
     padId: maybe(VALID.padId, INVALID.padId),
     addSpecialTokens: maybe(VALID.addSpecialTokens),
     dtype: maybe(VALID.dtype),
+    maskDtype: maybe(VALID.maskDtype),
     invalid: maybe(VALID.invalid),
     vocab: maybe(VALID.vocab, INVALID.vocab),
   },
@@ -230,7 +239,7 @@ const optionValues = fc.oneof({ weight: 3, arbitrary: validOptions }, { weight: 
 const bufRecipe: fc.Arbitrary<BufRecipe> = fc.record({
   type: fc.oneof(
     { weight: 8, arbitrary: fc.constant('right' as const) },
-    { weight: 1, arbitrary: fc.constantFrom('Int32Array', 'Int16Array', 'Uint16Array', 'Uint8Array', 'Float32Array', 'Buffer', 'Uint8ClampedArray', 'Float64Array', 'Array', 'DataView', 'number' as const) },
+    { weight: 1, arbitrary: fc.constantFrom('Int32Array', 'Int16Array', 'Uint16Array', 'Uint8Array', 'Float32Array', 'BigInt64Array', 'Buffer', 'Uint8ClampedArray', 'Float64Array', 'Array', 'DataView', 'number' as const) },
   ),
   size: fc.oneof(
     { weight: 4, arbitrary: fc.record({ exact: fc.constantFrom(0, 0, 0, -1, 1, 7, 100) }) },
@@ -387,12 +396,12 @@ function doAct(action: Action, a: Built): void {
   }
 }
 
-const ELEMENT: Record<string, number> = { Int32Array: 4, Int16Array: 2, Uint16Array: 2, Uint8Array: 1, Float32Array: 4, Buffer: 1, Uint8ClampedArray: 1, Float64Array: 8 };
+const ELEMENT: Record<string, number> = { Int32Array: 4, Int16Array: 2, Uint16Array: 2, Uint8Array: 1, Float32Array: 4, BigInt64Array: 8, Buffer: 1, Uint8ClampedArray: 1, Float64Array: 8 };
 const CTOR: Record<string, new (b: ArrayBufferLike, o: number, n: number) => ArrayBufferView> = {
-  Int32Array, Int16Array, Uint16Array, Uint8Array, Float32Array, Uint8ClampedArray, Float64Array,
+  Int32Array, Int16Array, Uint16Array, Uint8Array, Float32Array, BigInt64Array, Uint8ClampedArray, Float64Array,
   Buffer: Uint8Array,
 };
-const DTYPE_CLASS: Record<Dtype, string> = { int32: 'Int32Array', int16: 'Int16Array', uint16: 'Uint16Array', uint8: 'Uint8Array', float32: 'Float32Array' };
+const DTYPE_CLASS: Record<Dtype, string> = { int32: 'Int32Array', int16: 'Int16Array', uint16: 'Uint16Array', uint8: 'Uint8Array', float32: 'Float32Array', int64: 'BigInt64Array' };
 
 function buildBytes(r: BytesRecipe): { bytes: unknown; offsets: unknown; rawBytes: Uint8Array | null; rawOffsets: Uint32Array | null } {
   let size = r.lead;
@@ -470,8 +479,8 @@ function buildBytes(r: BytesRecipe): { bytes: unknown; offsets: unknown; rawByte
   return { bytes, offsets, rawBytes, rawOffsets };
 }
 
-function buildOut(r: BufRecipe, dtype: Dtype, needed: number, inputs: { bytes: Uint8Array | null; offsets: Uint32Array | null; ids: ArrayBufferView | null }, mask: boolean): unknown {
-  const type = r.type === 'right' ? (mask ? 'Uint8Array' : DTYPE_CLASS[dtype]) : r.type;
+function buildOut(r: BufRecipe, dtype: Dtype, maskDtype: MaskDtype, needed: number, inputs: { bytes: Uint8Array | null; offsets: Uint32Array | null; ids: ArrayBufferView | null }, mask: boolean): unknown {
+  const type = r.type === 'right' ? (mask ? MASK_ARRAY_NAME[maskDtype] : DTYPE_CLASS[dtype]) : r.type;
   const n = 'exact' in r.size ? Math.max(0, needed + r.size.exact) : r.size.abs;
   if (type === 'Array') return new Array<number>(n).fill(0);
   if (type === 'number') return n;
@@ -517,7 +526,7 @@ function notObjectValue(name: string): unknown {
 }
 
 /** The arguments of one call, built afresh for one backend; `needed` sizes 'exact' out buffers. */
-export function build(c: Case, needed: number, dtypeHint: Dtype): Built {
+export function build(c: Case, needed: number, dtypeHint: Dtype, maskHint: MaskDtype = 'uint8'): Built {
   const a: Built = { texts: undefined, bytes: undefined, offsets: undefined, options: undefined, outs: [] };
   // Texts.
   const t = c.texts;
@@ -577,6 +586,7 @@ export function build(c: Case, needed: number, dtypeHint: Dtype): Built {
   for (const [k, v] of Object.entries(o.values)) values[k] = v;
   if (o.unknownKey !== null) Object.defineProperty(values, o.unknownKey, { value: 1, enumerable: true, configurable: true, writable: true });
   const dtype = (DTYPES as readonly unknown[]).includes(values.dtype) ? (values.dtype as Dtype) : dtypeHint;
+  const maskDtype = (MASK_DTYPES as readonly unknown[]).includes(values.maskDtype) ? (values.maskDtype as MaskDtype) : maskHint;
   if (o.out !== 'none') {
     if (o.out === 'null') values.out = null;
     else if (o.out === 'array') values.out = [];
@@ -586,11 +596,11 @@ export function build(c: Case, needed: number, dtypeHint: Dtype): Built {
       const out: Record<string, unknown> = {};
       let ids: ArrayBufferView | null = null;
       if (o.out.ids) {
-        const v = buildOut(o.out.ids, dtype, needed, { bytes: b.rawBytes, offsets: b.rawOffsets, ids: null }, false);
+        const v = buildOut(o.out.ids, dtype, maskDtype, needed, { bytes: b.rawBytes, offsets: b.rawOffsets, ids: null }, false);
         out.ids = v;
         if (ArrayBuffer.isView(v)) ids = v;
       }
-      if (o.out.attentionMask) out.attentionMask = buildOut(o.out.attentionMask, dtype, needed, { bytes: b.rawBytes, offsets: b.rawOffsets, ids }, true);
+      if (o.out.attentionMask) out.attentionMask = buildOut(o.out.attentionMask, dtype, maskDtype, needed, { bytes: b.rawBytes, offsets: b.rawOffsets, ids }, true);
       if (o.out.unknown) out.extra = 1;
       for (const v of [out.ids, out.attentionMask]) {
         if (ArrayBuffer.isView(v) && !isDetached(v.buffer)) {
@@ -631,7 +641,7 @@ type Outcome =
 /** The bytes of a view (a view of a detached buffer, which a getter may have made, has none). */
 const hex = (v: ArrayBufferView): string => (isDetached(v.buffer) ? '(detached)' : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex'));
 
-function snapshot(b: VectorBatch<Dtype>, built: Built): object {
+function snapshot(b: Batch, built: Built): object {
   const ids = b.ids as ArrayBufferView & ArrayLike<number>;
   const outIds = built.outs.find((x) => x.view.buffer === ids.buffer);
   return {
@@ -647,7 +657,7 @@ function snapshot(b: VectorBatch<Dtype>, built: Built): object {
   };
 }
 
-function run(f: () => VectorBatch<Dtype>, built: Built): Outcome {
+function run(f: () => Batch, built: Built): Outcome {
   try {
     return { ok: true, batch: snapshot(f(), built) };
   } catch (e) {
@@ -686,29 +696,33 @@ function tallyOf(entry: Entry, o: Outcome): void {
   tally.set(key, (tally.get(key) ?? 0) + 1);
 }
 
-function callOn(b: Backend, entry: Entry, a: Built): () => VectorBatch<Dtype> {
+function callOn(b: Backend, entry: Entry, a: Built): () => Batch {
   return entry === 'strings' ? () => vectorizeOn(b, a.texts, a.options) : () => vectorizeBytesOn(b, a.bytes, a.offsets, a.options);
 }
 
 /** The rows x width the call would produce without out buffers (sizes the 'exact' ones), or 0. */
-function neededOf(c: Case, entry: Entry): { needed: number; dtype: Dtype } {
+function neededOf(c: Case, entry: Entry): { needed: number; dtype: Dtype; maskDtype: MaskDtype } {
   const plain: Case = { ...c, options: { ...c.options, out: 'none', getterKey: null } };
   const a = build(plain, 0, 'int32');
   try {
     const r = callOn(jsBackend, entry, a)();
-    return { needed: r.rows * r.width, dtype: DTYPES.find((d) => DTYPE_CLASS[d] === r.ids.constructor.name) ?? 'int32' };
+    return {
+      needed: r.rows * r.width,
+      dtype: DTYPES.find((d) => DTYPE_CLASS[d] === r.ids.constructor.name) ?? 'int32',
+      maskDtype: MASK_DTYPES.find((m) => MASK_ARRAY_NAME[m] === r.attentionMask.constructor.name) ?? 'uint8',
+    };
   } catch {
-    return { needed: 0, dtype: 'int32' };
+    return { needed: 0, dtype: 'int32', maskDtype: 'uint8' };
   }
 }
 
 /** One case through both backends: the list of problems (empty when it behaved). */
 export function check(c: Case, entry: Entry): string[] {
-  const { needed, dtype } = neededOf(c, entry);
-  const forJs = build(c, needed, dtype);
+  const { needed, dtype, maskDtype } = neededOf(c, entry);
+  const forJs = build(c, needed, dtype, maskDtype);
   const js = run(callOn(jsBackend, entry, forJs), forJs);
   const jsStack = lastStack;
-  const forNative = build(c, needed, dtype);
+  const forNative = build(c, needed, dtype, maskDtype);
   binding.selectSimd(SIMD_PATHS[c.simd]!);
   let nat: Outcome;
   try {
@@ -746,7 +760,7 @@ const junkArg = fc.oneof(
 const packedArb = fc.oneof(
   fc.int32Array({ minLength: 13, maxLength: 13 }),
   // Valid options with one field changed (the width field, 10, included).
-  fc.tuple(validOptions.filter((v) => v.vocab === undefined), fc.nat({ max: 12 }), fc.integer()).map(([v, k, x]) => {
+  fc.tuple(validOptions.filter((v) => v.vocab === undefined), fc.nat({ max: 15 }), fc.integer()).map(([v, k, x]) => {
     let p: Int32Array;
     try {
       p = packOptions(normalizeOptions(v)).slice();

@@ -19,7 +19,7 @@ mod plan;
 mod vocab;
 
 pub use error::{Error, ErrorKind};
-pub use plan::{plan, plan_measured, Measured, Plan};
+pub use plan::{plan, plan_measured, Mask, Measured, Plan};
 pub use vocab::Vocab;
 
 /// What each id is.
@@ -88,6 +88,8 @@ pub enum Dtype {
     Uint16,
     Uint8,
     Float32,
+    /// What ONNX Runtime and Hugging Face exports take (`BigInt64Array` in JavaScript).
+    Int64,
 }
 
 impl Dtype {
@@ -98,6 +100,7 @@ impl Dtype {
             "uint16" => Dtype::Uint16,
             "uint8" => Dtype::Uint8,
             "float32" => Dtype::Float32,
+            "int64" => Dtype::Int64,
             _ => return None,
         })
     }
@@ -109,6 +112,7 @@ impl Dtype {
             Dtype::Uint16 => "uint16",
             Dtype::Uint8 => "uint8",
             Dtype::Float32 => "float32",
+            Dtype::Int64 => "int64",
         }
     }
 
@@ -118,6 +122,7 @@ impl Dtype {
             Dtype::Int16 => i16::MIN as i64,
             Dtype::Uint16 | Dtype::Uint8 => 0,
             Dtype::Float32 => -(1 << 24),
+            Dtype::Int64 => i64::MIN,
         }
     }
 
@@ -129,6 +134,7 @@ impl Dtype {
             Dtype::Uint16 => u16::MAX as i64,
             Dtype::Uint8 => u8::MAX as i64,
             Dtype::Float32 => 1 << 24,
+            Dtype::Int64 => i64::MAX,
         }
     }
 
@@ -140,6 +146,62 @@ impl Dtype {
             Dtype::Uint16 => "Uint16Array",
             Dtype::Uint8 => "Uint8Array",
             Dtype::Float32 => "Float32Array",
+            Dtype::Int64 => "BigInt64Array",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::Uint8 => 1,
+            Dtype::Int16 | Dtype::Uint16 => 2,
+            Dtype::Int32 | Dtype::Float32 => 4,
+            Dtype::Int64 => 8,
+        }
+    }
+}
+
+/// Element type of the attention mask (1 on tokens, 0 on padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskDtype {
+    Uint8,
+    Int32,
+    Int64,
+}
+
+impl MaskDtype {
+    pub fn parse(s: &str) -> Option<MaskDtype> {
+        Some(match s {
+            "uint8" => MaskDtype::Uint8,
+            "int32" => MaskDtype::Int32,
+            "int64" => MaskDtype::Int64,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskDtype::Uint8 => "uint8",
+            MaskDtype::Int32 => "int32",
+            MaskDtype::Int64 => "int64",
+        }
+    }
+
+    /// Name of the JavaScript typed array that holds it.
+    pub fn typed_array(self) -> &'static str {
+        match self {
+            MaskDtype::Uint8 => "Uint8Array",
+            MaskDtype::Int32 => "Int32Array",
+            MaskDtype::Int64 => "BigInt64Array",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            MaskDtype::Uint8 => 1,
+            MaskDtype::Int32 => 4,
+            MaskDtype::Int64 => 8,
         }
     }
 }
@@ -162,6 +224,9 @@ impl Id for u8 {
 }
 impl Id for f32 {
     const DTYPE: Dtype = Dtype::Float32;
+}
+impl Id for i64 {
+    const DTYPE: Dtype = Dtype::Int64;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +292,8 @@ pub struct Options<'v> {
     pub pad_to_multiple_of: u32,
     pub padding_side: Side,
     pub truncation_side: Side,
-    pub pad_id: i32,
+    /// Checked against `dtype`'s range by [`Options::validate`].
+    pub pad_id: i64,
     pub add_special_tokens: bool,
     pub dtype: Dtype,
     pub invalid: Invalid,
@@ -296,7 +362,7 @@ impl Options<'_> {
                 specials: s,
             });
         }
-        let pad = self.pad_id as i64;
+        let pad = self.pad_id;
         if pad < self.dtype.min() || pad > self.dtype.max() {
             return Err(Error::PadRange {
                 pad_id: pad,

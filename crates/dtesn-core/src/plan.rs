@@ -7,6 +7,24 @@ use crate::{Encoding, Error, Id, Options, Padding, Rows, Side, Unit};
 /// Largest number of elements a batch may have (JavaScript typed arrays and the int32 lengths).
 pub const MAX_ELEMENTS: u64 = i32::MAX as u64;
 
+/// An attention-mask element type (`u8`, `i32`, `i64`), tied to its [`MaskDtype`].
+pub trait Mask: simd::Elem {
+    const DTYPE: crate::MaskDtype;
+    const ONE: Self;
+}
+impl Mask for u8 {
+    const DTYPE: crate::MaskDtype = crate::MaskDtype::Uint8;
+    const ONE: u8 = 1;
+}
+impl Mask for i32 {
+    const DTYPE: crate::MaskDtype = crate::MaskDtype::Int32;
+    const ONE: i32 = 1;
+}
+impl Mask for i64 {
+    const DTYPE: crate::MaskDtype = crate::MaskDtype::Int64;
+    const ONE: i64 = 1;
+}
+
 /// A checked batch: every row's length is known and nothing can fail but the buffer sizes.
 pub struct Plan<'a, U: Unit> {
     src: &'a Rows<'a, U>,
@@ -235,7 +253,8 @@ impl<U: Unit> Plan<'_, U> {
 
     /// Writes ids and the attention mask (`rows x width`, row-major) into the first
     /// `elements()` entries of `ids` and `mask`. Every entry is written (no zero-fill assumed).
-    pub fn write<T: Id>(&self, ids: &mut [T], mask: &mut [u8]) -> Result<(), Error> {
+    /// The mask's element type is the caller's choice (`M`: u8, i32 or i64).
+    pub fn write<T: Id, M: Mask>(&self, ids: &mut [T], mask: &mut [M]) -> Result<(), Error> {
         if T::DTYPE != self.opts.dtype {
             return Err(Error::OutWrongType {
                 which: "ids",
@@ -263,13 +282,13 @@ impl<U: Unit> Plan<'_, U> {
 
     /// Writes row `r` (specials, kept tokens, padding) and its mask.
     #[inline]
-    fn write_row<T: Id>(&self, r: usize, row: &mut [T], mrow: &mut [u8]) {
+    fn write_row<T: Id, M: Mask>(&self, r: usize, row: &mut [T], mrow: &mut [M]) {
         let w = row.len();
         let opts = self.opts;
         let (pre, post) = opts.specials();
         let s = (pre.len() + post.len()) as u32;
         let cap = opts.max_length - s;
-        let pad = T::from_i32(opts.pad_id);
+        let pad = T::from_i64(opts.pad_id);
         let len = self.m.content[r];
         let kept = len.min(cap);
         let n = (kept + s) as usize;
@@ -281,17 +300,18 @@ impl<U: Unit> Plan<'_, U> {
             Side::Right => 0,
             Side::Left => w - n,
         };
-        // A zero pad (the default) is a constant fill, which LLVM turns into memset.
+        // A zero pad (the default) is a constant fill, which LLVM turns into memset; other fills
+        // of wide elements (int64 and int32 masks' ones, pads) go through the path's wide stores.
         if opts.pad_id == 0 {
             row[..start].fill(T::default());
             row[start + n..].fill(T::default());
         } else {
-            row[..start].fill(pad);
-            row[start + n..].fill(pad);
+            T::fill(self.k, &mut row[..start], pad);
+            T::fill(self.k, &mut row[start + n..], pad);
         }
-        mrow[..start].fill(0);
-        mrow[start..start + n].fill(1);
-        mrow[start + n..].fill(0);
+        mrow[..start].fill(M::default());
+        M::fill(self.k, &mut mrow[start..start + n], M::ONE);
+        mrow[start + n..].fill(M::default());
         let toks = &mut row[start..start + n];
         let (head, rest) = toks.split_at_mut(pre.len());
         let (body, tail) = rest.split_at_mut(kept as usize);

@@ -852,6 +852,12 @@ fn check_depth(line: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Number of `'\n'` bytes in `bytes`: the lines before an offset of a file, for the absolute line
+/// numbers of a byte range (`vectorizeFile`'s `range`). memchr's vectorized count, several GB/s.
+pub fn count_newlines(bytes: &[u8]) -> usize {
+    memchr_iter(b'\n', bytes).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

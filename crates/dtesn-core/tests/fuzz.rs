@@ -9,10 +9,11 @@
 
 mod common;
 
-use common::{content, reference};
+use common::{content, reference, AsI64};
 use dtesn_core::simd::{self, available};
 use dtesn_core::{
-    plan, Dtype, Encoding, Invalid, Options, Padding, Side, Unit, Utf16Rows, Utf8Rows, Vocab,
+    plan, Dtype, Encoding, Invalid, MaskDtype, Options, Padding, Side, Unit, Utf16Rows, Utf8Rows,
+    Vocab,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -83,9 +84,10 @@ struct Opts {
     multiple: u32,
     pad_left: bool,
     trunc_left: bool,
-    pad_id: i32,
+    pad_id: i64,
     specials: bool,
     dtype: Dtype,
+    mask: MaskDtype,
     strict: bool,
 }
 
@@ -103,7 +105,11 @@ fn opts() -> impl Strategy<Value = Opts> {
         any::<bool>(),
         1u32..5,
         (any::<bool>(), any::<bool>()),
-        0i32..4,
+        // Small pads, and for int64 the pads only it holds (narrower dtypes take them mod 4).
+        prop_oneof![
+            4 => 0i64..4,
+            1 => prop::sample::select(vec![-1i64, i64::MIN, i64::MAX, 1 << 40, -(1 << 53)]),
+        ],
         any::<bool>(),
         prop::sample::select(vec![
             Dtype::Int32,
@@ -111,7 +117,9 @@ fn opts() -> impl Strategy<Value = Opts> {
             Dtype::Uint16,
             Dtype::Int16,
             Dtype::Uint8,
+            Dtype::Int64,
         ]),
+        prop::sample::select(vec![MaskDtype::Uint8, MaskDtype::Int32, MaskDtype::Int64]),
         prop::bool::weighted(0.2),
     )
         .prop_map(
@@ -125,6 +133,7 @@ fn opts() -> impl Strategy<Value = Opts> {
                 pad_id,
                 specials,
                 dtype,
+                mask,
                 strict,
             )| Opts {
                 encoding,
@@ -134,9 +143,14 @@ fn opts() -> impl Strategy<Value = Opts> {
                 multiple,
                 pad_left,
                 trunc_left,
-                pad_id,
+                pad_id: if dtype == Dtype::Int64 {
+                    pad_id
+                } else {
+                    pad_id.rem_euclid(4)
+                },
                 specials,
                 dtype,
+                mask,
                 strict,
             },
         )
@@ -170,28 +184,47 @@ fn options<'v>(o: &Opts, vocab: &'v Vocab) -> Options<'v> {
     }
 }
 
-/// Everything a batch gives: ids (as f64), mask, lengths, source lengths; or the error message.
-type Outcome = Result<(Vec<f64>, Vec<u8>, Vec<i32>, Vec<i32>), String>;
+/// Everything a batch gives: ids and mask (as i64: float32 ids are exact integers), lengths,
+/// source lengths; or the error message.
+type Outcome = Result<(Vec<i64>, Vec<i64>, Vec<i32>, Vec<i32>), String>;
 
-fn outcome<U: Unit>(rows: &dtesn_core::Rows<U>, o: &Options) -> Outcome {
-    fn run<T: dtesn_core::Id + Into<f64>, U: Unit>(
+fn outcome<U: Unit>(rows: &dtesn_core::Rows<U>, o: &Options, mask: MaskDtype) -> Outcome {
+    fn run<T: dtesn_core::Id + AsI64, M: dtesn_core::Mask + AsI64, U: Unit>(
         rows: &dtesn_core::Rows<U>,
         o: &Options,
     ) -> Outcome {
         let p = plan(rows, o).map_err(|e| e.to_string())?;
         let mut ids = vec![T::from_i32(7); p.elements()];
-        let mut mask = vec![9u8; p.elements()];
+        // Not 0 or 1: every element must be written.
+        let mut mask = vec![M::ONE; p.elements()];
+        mask.iter_mut().step_by(3).for_each(|m| *m = M::default());
         p.write(&mut ids, &mut mask).map_err(|e| e.to_string())?;
         let (mut l, mut s) = (vec![0; p.rows()], vec![0; p.rows()]);
         p.fill_lengths(&mut l, &mut s);
-        Ok((ids.into_iter().map(Into::into).collect(), mask, l, s))
+        let i64s = |v: Vec<_>| v.into_iter().map(AsI64::as_i64).collect();
+        Ok((
+            ids.into_iter().map(AsI64::as_i64).collect(),
+            i64s(mask),
+            l,
+            s,
+        ))
+    }
+    macro_rules! by_mask {
+        ($t:ty) => {
+            match mask {
+                MaskDtype::Uint8 => run::<$t, u8, U>(rows, o),
+                MaskDtype::Int32 => run::<$t, i32, U>(rows, o),
+                MaskDtype::Int64 => run::<$t, i64, U>(rows, o),
+            }
+        };
     }
     match o.dtype {
-        Dtype::Int32 => run::<i32, U>(rows, o),
-        Dtype::Int16 => run::<i16, U>(rows, o),
-        Dtype::Uint16 => run::<u16, U>(rows, o),
-        Dtype::Uint8 => run::<u8, U>(rows, o),
-        Dtype::Float32 => run::<f32, U>(rows, o),
+        Dtype::Int32 => by_mask!(i32),
+        Dtype::Int16 => by_mask!(i16),
+        Dtype::Uint16 => by_mask!(u16),
+        Dtype::Uint8 => by_mask!(u8),
+        Dtype::Float32 => by_mask!(f32),
+        Dtype::Int64 => by_mask!(i64),
     }
 }
 
@@ -206,12 +239,17 @@ fn offsets(n: usize, cuts: &[usize]) -> Vec<u32> {
 
 /// The batch on every path: each equals the scalar path; the scalar path equals the reference
 /// (for ids that fit and `invalid: 'replace'`).
-fn check_batch<U: Unit>(rows: &dtesn_core::Rows<U>, o: &Options, units16: &[Vec<u16>]) {
+fn check_batch<U: Unit>(
+    rows: &dtesn_core::Rows<U>,
+    o: &Options,
+    mask: MaskDtype,
+    units16: &[Vec<u16>],
+) {
     simd::select("scalar").unwrap();
-    let want = outcome(rows, o);
+    let want = outcome(rows, o, mask);
     for k in available() {
         simd::select(k.name).unwrap();
-        let got = outcome(rows, o);
+        let got = outcome(rows, o, mask);
         assert_eq!(got, want, "path {} vs scalar", k.name);
     }
     if let (Ok((ids, mask, l, s)), Invalid::Replace) = (&want, o.invalid) {
@@ -223,8 +261,11 @@ fn check_batch<U: Unit>(rows: &dtesn_core::Rows<U>, o: &Options, units16: &[Vec<
                 .collect::<Vec<_>>(),
             o,
         );
-        assert_eq!(ids.iter().map(|&x| x as i64).collect::<Vec<_>>(), e.ids);
-        assert_eq!(mask, &e.mask);
+        assert_eq!(ids, &e.ids);
+        assert_eq!(
+            mask,
+            &e.mask.iter().map(|&m| m as i64).collect::<Vec<_>>()
+        );
         assert_eq!(l, &e.lengths);
         assert_eq!(s, &e.source);
     }
@@ -258,7 +299,7 @@ fn fuzz_byte_batches() {
                         .collect()
                 })
                 .collect();
-            check_batch(&rows, &options(&o, &vocab), &units16);
+            check_batch(&rows, &options(&o, &vocab), o.mask, &units16);
             Ok(())
         })
         .unwrap();
@@ -282,7 +323,7 @@ fn fuzz_string_batches() {
                 .windows(2)
                 .map(|w| units[w[0] as usize..w[1] as usize].to_vec())
                 .collect();
-            check_batch(&rows, &options(&o, &vocab), &units16);
+            check_batch(&rows, &options(&o, &vocab), o.mask, &units16);
             Ok(())
         })
         .unwrap();

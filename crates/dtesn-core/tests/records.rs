@@ -849,3 +849,20 @@ fn fill_rows_stops_after_max_errors_with_their_lines_consumed() {
     assert_eq!(&arena.lines[..2], [1, 5]);
     assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1]);
 }
+
+#[test]
+fn count_newlines_counts_every_newline_byte() {
+    use dtesn_core::records::count_newlines;
+    assert_eq!(count_newlines(b""), 0);
+    assert_eq!(count_newlines(b"no newline"), 0);
+    assert_eq!(count_newlines(b"\n"), 1);
+    assert_eq!(count_newlines(b"a\r\nb\n\nc"), 3);
+    // Long inputs go through the vector loop; every alignment and tail length against a plain count.
+    let data: Vec<u8> = (0..5000u32).map(|i| if i % 7 == 0 || i % 61 == 0 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+    for start in 0..70 {
+        for end in [data.len() - 70, data.len() - 3, data.len()] {
+            let s = &data[start..end];
+            assert_eq!(count_newlines(s), s.iter().filter(|&&b| b == b'\n').count(), "{start}..{end}");
+        }
+    }
+}

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{content, offsets_of, reference, Expected};
+use common::{content, offsets_of, reference, AsI64, Expected};
 use dtesn_core::{
-    plan, simd, Dtype, Encoding, Error, Id, Invalid, Options, Padding, Side, Utf16Rows, Utf8Rows,
-    Vocab,
+    plan, simd, Dtype, Encoding, Error, Id, Invalid, Mask, Options, Padding, Side, Utf16Rows,
+    Utf8Rows, Vocab,
 };
 
 struct Rng(u64);
@@ -21,7 +21,7 @@ impl Rng {
     }
 }
 
-fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>) {
+fn run<T: Id + AsI64, M: Mask + AsI64>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>) {
     let expect = reference(
         &units
             .iter()
@@ -33,7 +33,7 @@ fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>
     let flat: Vec<u16> = units.concat();
     let offs = offsets_of(units);
     let rows = Utf16Rows::new(&flat, &offs).unwrap();
-    check::<T, _>(&rows, o, &expect);
+    check::<T, M, _>(&rows, o, &expect);
     // the same text as UTF-8 bytes (lone surrogates became U+FFFD in both)
     if o.encoding != Encoding::Utf16 || units.iter().all(|u| String::from_utf16(u).is_ok()) {
         let bytes: Vec<Vec<u8>> = units
@@ -43,11 +43,11 @@ fn run<T: Id + Into<f64>>(units: &[Vec<u16>], o: &Options, vocab: Option<&[u32]>
         let flat8 = bytes.concat();
         let offs8 = offsets_of(&bytes);
         let rows8 = Utf8Rows::new(&flat8, &offs8).unwrap();
-        check::<T, _>(&rows8, o, &expect);
+        check::<T, M, _>(&rows8, o, &expect);
     }
 }
 
-fn check<T: Id + Into<f64>, U: dtesn_core::Unit>(
+fn check<T: Id + AsI64, M: Mask + AsI64, U: dtesn_core::Unit>(
     src: &dtesn_core::Rows<U>,
     o: &Options,
     e: &Expected,
@@ -55,11 +55,12 @@ fn check<T: Id + Into<f64>, U: dtesn_core::Unit>(
     let p = plan(src, o).unwrap();
     assert_eq!(p.width(), e.width);
     let mut ids = vec![T::from_i32(-7); p.elements()];
-    let mut mask = vec![9u8; p.elements()];
+    let mut mask = vec![M::ONE; p.elements()];
     p.write(&mut ids, &mut mask).unwrap();
-    let got: Vec<i64> = ids.iter().map(|&x| Into::<f64>::into(x) as i64).collect();
+    let got: Vec<i64> = ids.iter().map(|&x| x.as_i64()).collect();
     assert_eq!(got, e.ids, "ids, simd {}", simd::kernels().name);
-    assert_eq!(mask, e.mask);
+    let got: Vec<u8> = mask.iter().map(|&x| x.as_i64() as u8).collect();
+    assert_eq!(got, e.mask);
     let mut l = vec![0; p.rows()];
     let mut s = vec![0; p.rows()];
     p.fill_lengths(&mut l, &mut s);
@@ -133,15 +134,15 @@ fn every_path_matches_reference() {
                 } else {
                     Side::Right
                 },
-                pad_id: rng.below(5) as i32,
+                pad_id: rng.below(5) as i64,
                 add_special_tokens: rng.below(4) != 0,
                 dtype: Dtype::Int32,
                 invalid: Invalid::Replace,
                 width: None,
             };
             let v = use_vocab.then_some(&vocab_cps[..]);
-            run::<i32>(&units, &o, v);
-            run::<f32>(
+            run::<i32, u8>(&units, &o, v);
+            run::<f32, u8>(
                 &units,
                 &Options {
                     dtype: Dtype::Float32,
@@ -149,6 +150,15 @@ fn every_path_matches_reference() {
                 },
                 v,
             );
+            // int64 ids (ONNX models' input), with pads only it can hold, and wide masks.
+            let wide = Options {
+                dtype: Dtype::Int64,
+                pad_id: [o.pad_id, -1, i64::MIN, i64::MAX, 1 << 40][iter % 5],
+                ..o
+            };
+            run::<i64, i64>(&units, &wide, v);
+            run::<i64, u8>(&units, &wide, v);
+            run::<i32, i32>(&units, &o, v);
         }
     }
 }
@@ -206,4 +216,62 @@ fn narrow_dtypes_refuse_ids_that_do_not_fit() {
     let mut mask = vec![0u8; p.elements()];
     p.write(&mut ids, &mut mask).unwrap();
     assert_eq!(ids, [98, 99]);
+}
+
+#[test]
+fn int64_ids_and_wide_masks() {
+    let k = simd::available()[0];
+    simd::select(k.name).unwrap();
+    let text: Vec<u16> = "hello\u{1F600}".encode_utf16().collect();
+    let offs = [0u32, 5, 7];
+    let rows = Utf16Rows::new(&text, &offs).unwrap();
+    let o = Options {
+        encoding: Encoding::Canine,
+        dtype: Dtype::Int64,
+        pad_id: -(1 << 40),
+        ..Options::default()
+    };
+    let p = plan(&rows, &o).unwrap();
+    let mut ids = vec![0i64; p.elements()];
+    let mut mask = vec![7i64; p.elements()];
+    p.write(&mut ids, &mut mask).unwrap();
+    let pad = -(1i64 << 40);
+    assert_eq!(
+        ids,
+        [
+            0xE000, 104, 101, 108, 108, 111, 0xE001, //
+            0xE000, 0x1F600, 0xE001, pad, pad, pad, pad
+        ]
+    );
+    assert_eq!(mask, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]);
+    // Every i64 is a valid pad for int64, and the ids buffer must be i64.
+    assert!(plan(
+        &rows,
+        &Options {
+            pad_id: i64::MIN,
+            ..o
+        }
+    )
+    .is_ok());
+    let mut narrow = vec![0i32; p.elements()];
+    let mut mask8 = vec![0u8; p.elements()];
+    assert_eq!(
+        p.write(&mut narrow, &mut mask8).err().unwrap().to_string(),
+        "options.out.ids must be a BigInt64Array for dtype 'int64', got Int32Array"
+    );
+    // A pad that fits int64 but not int32.
+    let e = plan(
+        &rows,
+        &Options {
+            dtype: Dtype::Int32,
+            pad_id: 1 << 40,
+            ..o
+        },
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "options.padId must be an integer in [-2147483648, 2147483647] for dtype 'int32', got 1099511627776"
+    );
 }

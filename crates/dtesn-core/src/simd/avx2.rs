@@ -2,7 +2,8 @@
 //!
 //! Explicit intrinsics: the four scans (128 bytes per iteration: four vectors OR-ed for one
 //! test, then the exact index from the vectors' movemasks) and the widenings u8 -> i32 (+add,
-//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`). u16 -> u16 is
+//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u8 -> i64 (+add,
+//! `vpmovzxbq`), u16 -> i64 (`vpmovzxwq`). u16 -> u16 is
 //! `copy_from_slice` (libc memcpy measured faster than a 32-byte loop). The other widenings are
 //! plain loops compiled with `#[target_feature(enable = "avx2")]` (LLVM emits ymm code for them).
 //!
@@ -30,11 +31,15 @@ pub static KERNELS: Kernels = Kernels {
     widen_u8_u16,
     widen_u8_u8,
     widen_u8_f32,
+    widen_u8_i64,
     widen_u16_i32,
     widen_u16_i16,
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
+    widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -56,11 +61,15 @@ wrap! {
     fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
     fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
     fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
+    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
     fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
     fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -415,6 +424,41 @@ mod imp {
         });
     }
 
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < 8 {
+            return small::widen_u8(&src[..n], add, &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // Zero-extended bytes + add in 64-bit lanes == (s as i32 + add) as i64.
+        let addv = _mm256_set1_epi64x(add as i64);
+        // 8 bytes -> 8 i64 (`vpmovzxbq` twice). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+        drive(n, 8, to_boundary(d, 32), |i| unsafe {
+            let v = load64(s.add(i));
+            store(d.add(i), _mm256_add_epi64(_mm256_cvtepu8_epi64(v), addv));
+            store(
+                d.add(i + 4),
+                _mm256_add_epi64(_mm256_cvtepu8_epi64(_mm_srli_si128::<4>(v)), addv),
+            );
+        });
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < 8 {
+            return small::widen_u16(&src[..n], &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // 8 units -> 8 i64 (`vpmovzxwq` twice). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+        drive(n, 8, to_boundary(d, 32), |i| unsafe {
+            let v = load128(s.add(i));
+            store(d.add(i), _mm256_cvtepu16_epi64(v));
+            store(d.add(i + 4), _mm256_cvtepu16_epi64(_mm_srli_si128::<8>(v)));
+        });
+    }
+
     /// A plain copy: libc's memcpy picks the widest vectors the CPU has (and `rep movsb` for
     /// large sizes); it measured faster than a 32-byte load/store loop here.
     #[target_feature(enable = "avx2")]
@@ -453,6 +497,30 @@ mod imp {
     #[target_feature(enable = "avx2")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "avx2")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 8 {
+            return dst.fill(v);
+        }
+        let x = _mm256_set1_epi32(v);
+        // SAFETY: `drive` passes i + 8 <= n = dst.len().
+        drive(n, 8, to_boundary(d, 32), |i| unsafe { store(d.add(i), x) });
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 4 {
+            return dst.fill(v);
+        }
+        let x = _mm256_set1_epi64x(v);
+        // SAFETY: `drive` passes i + 4 <= n = dst.len().
+        drive(n, 4, to_boundary(d, 32), |i| unsafe { store(d.add(i), x) });
     }
 }
 

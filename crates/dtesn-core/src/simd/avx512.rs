@@ -3,7 +3,8 @@
 //!
 //! Explicit intrinsics: the four scans (256 bytes per iteration: four vectors OR-ed for one
 //! test, then the exact index from the lane masks) and the widenings u8 -> i32 (+add,
-//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy). The
+//! `vpmovzxbd`), u16 -> i32 (`vpmovzxwd`), u8 -> u16 (+add, `vpmovzxbw`), u16 -> u16 (copy),
+//! u8 -> i64 (+add, `vpmovzxbq`), u16 -> i64 (`vpmovzxwq`). The
 //! other widenings are plain loops compiled with
 //! `#[target_feature(enable = "avx512f,avx512bw,avx512vl")]`, which LLVM vectorizes with zmm
 //! registers.
@@ -32,11 +33,15 @@ pub static KERNELS: Kernels = Kernels {
     widen_u8_u16,
     widen_u8_u8,
     widen_u8_f32,
+    widen_u8_i64,
     widen_u16_i32,
     widen_u16_i16,
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
+    widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -60,11 +65,15 @@ wrap! {
     fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
     fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
     fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
+    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
     fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
     fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -421,6 +430,51 @@ mod imp {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // Zero-extended bytes + add in 64-bit lanes == (s as i32 + add) as i64.
+        let addv = _mm512_set1_epi64(add as i64);
+        drive(
+            n,
+            8,
+            to_boundary(d, 64),
+            // 8 bytes -> 8 i64 (`vpmovzxbq`). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+            |i| unsafe {
+                let v = _mm512_cvtepu8_epi64(_mm_loadl_epi64(s.add(i).cast()));
+                store(d.add(i), _mm512_add_epi64(v, addv));
+            },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n, r < 8), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low16(r);
+                let v = _mm512_cvtepu8_epi64(_mm_maskz_loadu_epi8(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi64(d.add(i), k as u8, _mm512_add_epi64(v, addv));
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        drive(
+            n,
+            8,
+            to_boundary(d, 64),
+            // 8 units -> 8 i64 (`vpmovzxwq`). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+            |i| unsafe { store(d.add(i), _mm512_cvtepu16_epi64(_mm_loadu_si128(s.add(i).cast()))) },
+            // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
+            // dst[i..n] (`drive` passes i + r == n, r < 8), in bounds since n <= both lengths.
+            |i, r| unsafe {
+                let k = low16(r) as u8;
+                let v = _mm512_cvtepu16_epi64(_mm_maskz_loadu_epi16(k, s.add(i).cast()));
+                _mm512_mask_storeu_epi64(d.add(i), k, v);
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn widen_u16_u16(src: &[u16], dst: &mut [u16]) {
         let n = src.len().min(dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
@@ -473,6 +527,38 @@ mod imp {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        let x = _mm512_set1_epi32(v);
+        drive(
+            n,
+            16,
+            to_boundary(d, 64),
+            // SAFETY: `drive` passes i + 16 <= n = dst.len().
+            |i| unsafe { store(d.add(i), x) },
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n), are written.
+            |i, r| unsafe { _mm512_mask_storeu_epi32(d.add(i), low16(r), x) },
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        let x = _mm512_set1_epi64(v);
+        drive(
+            n,
+            8,
+            to_boundary(d, 64),
+            // SAFETY: `drive` passes i + 8 <= n = dst.len().
+            |i| unsafe { store(d.add(i), x) },
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n, r < 8), are written.
+            |i, r| unsafe { _mm512_mask_storeu_epi64(d.add(i), low16(r) as u8, x) },
+        );
     }
 }
 

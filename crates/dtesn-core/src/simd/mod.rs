@@ -30,8 +30,15 @@ mod utf_tests;
 pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
     /// `v as Self` (values are pre-checked to fit).
     fn from_i32(v: i32) -> Self;
+    /// `v as Self` (values are pre-checked to fit: padId).
+    fn from_i64(v: i64) -> Self;
     fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]);
     fn widen_u16(k: &Kernels) -> fn(&[u16], &mut [Self]);
+    /// `dst.fill(v)`, through the path's wide stores for 32- and 64-bit integers.
+    #[inline(always)]
+    fn fill(_k: &Kernels, dst: &mut [Self], v: Self) {
+        dst.fill(v)
+    }
     /// The elements as u32, when they have u32's layout and every u32 below 2^31 is the same
     /// value (int32: code points can be decoded straight into it).
     #[inline(always)]
@@ -58,12 +65,18 @@ pub struct Kernels {
     pub widen_u8_u16: fn(&[u8], i32, &mut [u16]),
     pub widen_u8_u8: fn(&[u8], i32, &mut [u8]),
     pub widen_u8_f32: fn(&[u8], i32, &mut [f32]),
+    pub widen_u8_i64: fn(&[u8], i32, &mut [i64]),
     /// `dst[i] = src[i] as T` (values pre-checked to fit); `dst.len() == src.len()`.
     pub widen_u16_i32: fn(&[u16], &mut [i32]),
     pub widen_u16_i16: fn(&[u16], &mut [i16]),
     pub widen_u16_u16: fn(&[u16], &mut [u16]),
     pub widen_u16_u8: fn(&[u16], &mut [u8]),
     pub widen_u16_f32: fn(&[u16], &mut [f32]),
+    pub widen_u16_i64: fn(&[u16], &mut [i64]),
+    /// `dst.fill(v)`: int32 and int64 masks' ones and non-zero pads (the crate's baseline
+    /// compiles a fill of wide elements to 16-byte stores; zero fills are memset already).
+    pub fill_i32: fn(&mut [i32], i32),
+    pub fill_i64: fn(&mut [i64], i64),
     /// `Some(counts)` iff `src` is well-formed UTF-8.
     pub utf8_scan: fn(&[u8]) -> Option<utf::Utf8Counts>,
     /// `Some(counts)` iff `src` has no lone surrogate.
@@ -84,6 +97,10 @@ macro_rules! elem {
                 v as $t
             }
             #[inline(always)]
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
             fn widen_u8(k: &Kernels) -> fn(&[u8], i32, &mut [Self]) {
                 k.$w8
             }
@@ -97,6 +114,10 @@ macro_rules! elem {
 }
 elem!(i32, widen_u8_i32, widen_u16_i32, {
     #[inline(always)]
+    fn fill(k: &Kernels, dst: &mut [i32], v: i32) {
+        (k.fill_i32)(dst, v)
+    }
+    #[inline(always)]
     fn as_u32(dst: &mut [i32]) -> Option<&mut [u32]> {
         // SAFETY: i32 and u32 have the same size and alignment and every bit pattern is valid
         // for both; the new slice borrows `dst` exclusively for its lifetime.
@@ -107,6 +128,12 @@ elem!(i16, widen_u8_i16, widen_u16_i16);
 elem!(u16, widen_u8_u16, widen_u16_u16);
 elem!(u8, widen_u8_u8, widen_u16_u8);
 elem!(f32, widen_u8_f32, widen_u16_f32);
+elem!(i64, widen_u8_i64, widen_u16_i64, {
+    #[inline(always)]
+    fn fill(k: &Kernels, dst: &mut [i64], v: i64) {
+        (k.fill_i64)(dst, v)
+    }
+});
 
 /// Every path this CPU can run, best first (`scalar` always last).
 pub fn available() -> Vec<&'static Kernels> {

@@ -7,7 +7,8 @@
 //!
 //! Explicit `std::arch::aarch64` intrinsics: the four scans (64 bytes per iteration: four vectors
 //! OR-ed and reduced with `umaxv`, then the exact index from a narrowed lane mask) and the
-//! widenings u8 -> i32 (+add), u16 -> i32, u8 -> u16 (+add), u16 -> u16 (`uxtl`/`uxtl2`). The
+//! widenings u8 -> i32 (+add), u16 -> i32, u8 -> u16 (+add), u16 -> u16, u8 -> i64 (+add),
+//! u16 -> i64 (`uxtl`/`uxtl2` chains). The
 //! other widenings are plain loops that LLVM vectorizes with NEON.
 //!
 //! Tails: a last vector overlapping data already handled (re-checking known-good units or
@@ -36,11 +37,15 @@ pub static KERNELS: Kernels = Kernels {
     widen_u8_u16,
     widen_u8_u8: scalar::widen_u8::<u8>,
     widen_u8_f32: scalar::widen_u8::<f32>,
+    widen_u8_i64,
     widen_u16_i32,
     widen_u16_i16: scalar::widen_u16::<i16>,
     widen_u16_u16,
     widen_u16_u8: scalar::widen_u16::<u8>,
     widen_u16_f32: scalar::widen_u16::<f32>,
+    widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -72,6 +77,10 @@ wrap! {
     fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
     fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
+    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
+    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -384,6 +393,89 @@ mod imp {
                 let v = ld8(s.add(i));
                 vst1q_u16(d.add(i), vaddq_u16(vmovl_u8(vget_low_u8(v)), addv));
                 vst1q_u16(d.add(i + 8), vaddq_u16(vmovl_high_u8(v), addv));
+            }
+        });
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < V8 {
+            return scalar::widen_u8(&src[..n], add, &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // Zero-extended bytes + add in 64-bit lanes == (s as i32 + add) as i64.
+        let addv = vdupq_n_s64(add as i64);
+        let w = |x: uint64x2_t| vaddq_s64(vreinterpretq_s64_u64(x), addv);
+        blocks(n, V8, |i| {
+            // SAFETY: `blocks` passes i + 16 <= n <= both lengths: 16 bytes in, 16 i64 out.
+            unsafe {
+                let v = ld8(s.add(i));
+                for (h, x16) in [vmovl_u8(vget_low_u8(v)), vmovl_high_u8(v)].into_iter().enumerate() {
+                    for (q, x32) in [vmovl_u16(vget_low_u16(x16)), vmovl_high_u16(x16)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let at = d.add(i + 8 * h + 4 * q);
+                        vst1q_s64(at, w(vmovl_u32(vget_low_u32(x32))));
+                        vst1q_s64(at.add(2), w(vmovl_high_u32(x32)));
+                    }
+                }
+            }
+        });
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < V16 {
+            return scalar::widen_u16(&src[..n], &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let w = |x: uint64x2_t| vreinterpretq_s64_u64(x);
+        blocks(n, V16, |i| {
+            // SAFETY: `blocks` passes i + 8 <= n <= both lengths: 8 units in, 8 i64 out.
+            unsafe {
+                let a = ld16(s.add(i));
+                let (lo, hi) = (vmovl_u16(vget_low_u16(a)), vmovl_high_u16(a));
+                vst1q_s64(d.add(i), w(vmovl_u32(vget_low_u32(lo))));
+                vst1q_s64(d.add(i + 2), w(vmovl_high_u32(lo)));
+                vst1q_s64(d.add(i + 4), w(vmovl_u32(vget_low_u32(hi))));
+                vst1q_s64(d.add(i + 6), w(vmovl_high_u32(hi)));
+            }
+        });
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "neon")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 8 {
+            return dst.fill(v);
+        }
+        let x = vdupq_n_s32(v);
+        blocks(n, 8, |i| {
+            // SAFETY: `blocks` passes i + 8 <= n = dst.len(): two 4-lane stores.
+            unsafe {
+                vst1q_s32(d.add(i), x);
+                vst1q_s32(d.add(i + 4), x);
+            }
+        });
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 4 {
+            return dst.fill(v);
+        }
+        let x = vdupq_n_s64(v);
+        blocks(n, 4, |i| {
+            // SAFETY: `blocks` passes i + 4 <= n = dst.len(): two 2-lane stores.
+            unsafe {
+                vst1q_s64(d.add(i), x);
+                vst1q_s64(d.add(i + 2), x);
             }
         });
     }

@@ -13,11 +13,15 @@ pub static KERNELS: Kernels = Kernels {
     widen_u8_u16: widen_u8::<u16>,
     widen_u8_u8: widen_u8::<u8>,
     widen_u8_f32: widen_u8::<f32>,
+    widen_u8_i64: widen_u8::<i64>,
     widen_u16_i32: widen_u16::<i32>,
     widen_u16_i16: widen_u16::<i16>,
     widen_u16_u16: widen_u16::<u16>,
     widen_u16_u8: widen_u16::<u8>,
     widen_u16_f32: widen_u16::<f32>,
+    widen_u16_i64: widen_u16::<i64>,
+    fill_i32: fill::<i32>,
+    fill_i64: fill::<i64>,
     utf8_scan: utf::utf8_scan_scalar,
     utf16_scan: utf::utf16_scan_scalar,
     utf8_decode: utf::utf8_decode_scalar,
@@ -46,6 +50,10 @@ pub fn widen_u8<T: super::Elem>(src: &[u8], add: i32, dst: &mut [T]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = T::from_i32(s as i32 + add);
     }
+}
+
+pub fn fill<T: Copy>(dst: &mut [T], v: T) {
+    dst.fill(v)
 }
 
 pub fn widen_u16<T: super::Elem>(src: &[u16], dst: &mut [T]) {

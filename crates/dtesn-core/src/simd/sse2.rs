@@ -3,7 +3,7 @@
 //!
 //! Explicit intrinsics: the four scans (64 bytes per iteration: four vectors OR-ed for one test,
 //! then the exact index from the movemasks) and the widenings u8 -> i32 (+add), u16 -> i32,
-//! u8 -> u16 (+add). u16 -> u16 is `copy_from_slice` (libc memcpy measured faster than a
+//! u8 -> u16 (+add), u8 -> i64 (+add), u16 -> i64 (unpacks with zero). u16 -> u16 is `copy_from_slice` (libc memcpy measured faster than a
 //! 16-byte loop). The other widenings are plain loops compiled with
 //! `#[target_feature(enable = "sse2")]` and left to LLVM's vectorizer.
 //!
@@ -42,11 +42,15 @@ pub static KERNELS: Kernels = Kernels {
     widen_u8_u16,
     widen_u8_u8,
     widen_u8_f32,
+    widen_u8_i64,
     widen_u16_i32,
     widen_u16_i16,
     widen_u16_u16,
     widen_u16_u8,
     widen_u16_f32,
+    widen_u16_i64,
+    fill_i32,
+    fill_i64,
     utf8_scan,
     utf16_scan,
     utf8_decode,
@@ -70,11 +74,15 @@ wrap! {
     fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
     fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
     fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
+    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
     fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
     fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
     fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
     fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
     fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
+    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
+    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
+    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
     fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
     fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
     fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
@@ -506,6 +514,50 @@ mod imp {
         });
     }
 
+    #[target_feature(enable = "sse2")]
+    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < V8 {
+            return small::widen_u8(&src[..n], add, &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // Zero-extended bytes + add in 64-bit lanes == (s as i32 + add) as i64 (no i32 overflow:
+        // the callers' values fit).
+        let (z, addv) = (_mm_setzero_si128(), _mm_set1_epi64x(add as i64));
+        // 16 bytes -> 16 i64 (eight vectors). SAFETY: `drive` passes i + 16 <= n <= both lengths.
+        drive(n, V8, to_boundary(d, 16), |i| unsafe {
+            let v = load(s.add(i));
+            let w16 = [_mm_unpacklo_epi8(v, z), _mm_unpackhi_epi8(v, z)];
+            for (h, w) in w16.into_iter().enumerate() {
+                let w32 = [_mm_unpacklo_epi16(w, z), _mm_unpackhi_epi16(w, z)];
+                for (q, x) in w32.into_iter().enumerate() {
+                    let at = d.add(i + 8 * h + 4 * q);
+                    store(at, _mm_add_epi64(_mm_unpacklo_epi32(x, z), addv));
+                    store(at.add(2), _mm_add_epi64(_mm_unpackhi_epi32(x, z), addv));
+                }
+            }
+        });
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
+        let n = src.len().min(dst.len());
+        if n < V16 {
+            return small::widen_u16(&src[..n], &mut dst[..n]);
+        }
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let z = _mm_setzero_si128();
+        // 8 units -> 8 i64 (four vectors). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+        drive(n, V16, to_boundary(d, 16), |i| unsafe {
+            let v = load(s.add(i));
+            let (lo, hi) = (_mm_unpacklo_epi16(v, z), _mm_unpackhi_epi16(v, z));
+            store(d.add(i), _mm_unpacklo_epi32(lo, z));
+            store(d.add(i + 2), _mm_unpackhi_epi32(lo, z));
+            store(d.add(i + 4), _mm_unpacklo_epi32(hi, z));
+            store(d.add(i + 6), _mm_unpackhi_epi32(hi, z));
+        });
+    }
+
     /// A plain copy: libc's memcpy picks the widest vectors the CPU has (and `rep movsb` for
     /// large sizes); it measured faster than a 16-byte load/store loop here.
     #[target_feature(enable = "sse2")]
@@ -544,6 +596,30 @@ mod imp {
     #[target_feature(enable = "sse2")]
     pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
         small::widen_u16(src, dst)
+    }
+
+    // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+    #[target_feature(enable = "sse2")]
+    pub fn fill_i32(dst: &mut [i32], v: i32) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 4 {
+            return dst.fill(v);
+        }
+        let x = _mm_set1_epi32(v);
+        // SAFETY: `drive` passes i + 4 <= n = dst.len().
+        drive(n, 4, to_boundary(d, 16), |i| unsafe { store(d.add(i), x) });
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn fill_i64(dst: &mut [i64], v: i64) {
+        let (n, d) = (dst.len(), dst.as_mut_ptr());
+        if n < 2 {
+            return dst.fill(v);
+        }
+        let x = _mm_set1_epi64x(v);
+        // SAFETY: `drive` passes i + 2 <= n = dst.len().
+        drive(n, 2, to_boundary(d, 16), |i| unsafe { store(d.add(i), x) });
     }
 }
 

@@ -402,6 +402,7 @@ fn check_widen_u8(
             go!(widen_u8_i32, i32);
             // f32 conversion is defined for every i32 (rounded to nearest even), so test all.
             go!(widen_u8_f32, f32);
+            go!(widen_u8_i64, i64);
         }
         if fits(i16::MIN as i64, i16::MAX as i64) {
             go!(widen_u8_i16, i16);
@@ -435,6 +436,7 @@ fn check_widen_u16(paths: &[&Kernels], src: &[u16], doff: usize, what: &dyn Fn()
         }
         go!(widen_u16_i32, i32);
         go!(widen_u16_f32, f32);
+        go!(widen_u16_i64, i64);
         go!(widen_u16_u16, u16);
         if max <= i16::MAX as u16 {
             go!(widen_u16_i16, i16);
@@ -481,6 +483,30 @@ fn widen_u8_every_length_and_offset() {
                     let mut s = vec![1u8; len];
                     s[pos] = hi as u8;
                     check_widen_u8(&paths, &s, add, 0, &|| format!("{hi} at {pos}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fill_every_length_and_offset() {
+    // Every element of dst[PAD + off..][..n] set, nothing around it touched.
+    for k in paths() {
+        for len in 0..=MAX_LEN {
+            for off in 0..9 {
+                for v in [1i64, 0, -1, i64::MIN, i64::MAX, 0x1234_5678_9ABC_DEF0] {
+                    let mut d = vec![0x5A5Ai64; len + 2 * PAD + off];
+                    (k.fill_i64)(&mut d[PAD + off..PAD + off + len], v);
+                    let mut want = vec![0x5A5Ai64; d.len()];
+                    want[PAD + off..PAD + off + len].fill(v);
+                    assert_eq!(d, want, "{}: fill_i64 len {len}, offset {off}, value {v}", k.name);
+                    let v32 = v as i32;
+                    let mut d = vec![0x5A5Ai32; len + 2 * PAD + off];
+                    (k.fill_i32)(&mut d[PAD + off..PAD + off + len], v32);
+                    let mut want = vec![0x5A5Ai32; d.len()];
+                    want[PAD + off..PAD + off + len].fill(v32);
+                    assert_eq!(d, want, "{}: fill_i32 len {len}, offset {off}, value {v32}", k.name);
                 }
             }
         }

@@ -27,6 +27,19 @@ pub fn content(units: &[u16], enc: Encoding, vocab: Option<&[u32]>) -> Vec<i64> 
     }
 }
 
+/// An id or mask element as the reference's i64 (float32 ids are exact integers).
+pub trait AsI64: Copy {
+    fn as_i64(self) -> i64;
+}
+macro_rules! as_i64 {
+    ($($t:ty),*) => {$(impl AsI64 for $t {
+        fn as_i64(self) -> i64 {
+            self as i64
+        }
+    })*};
+}
+as_i64!(i32, i16, u16, u8, f32, i64);
+
 pub struct Expected {
     pub ids: Vec<i64>,
     pub mask: Vec<u8>,
@@ -64,7 +77,7 @@ pub fn reference(rows: &[Vec<i64>], o: &Options) -> Expected {
     let mut mask = vec![];
     for k in &kept {
         let padn = width - k.len();
-        let pad = std::iter::repeat_n(o.pad_id as i64, padn);
+        let pad = std::iter::repeat_n(o.pad_id, padn);
         match o.padding_side {
             Side::Right => {
                 ids.extend(k.iter().copied().chain(pad));
