@@ -52,6 +52,8 @@ export interface BatchInfo {
   ok: boolean;
   /** Rows of the requests that resolved (not aborted, not failed alone). */
   resolvedRows: number;
+  /** When `run` settled (the batcher's clock). */
+  end: number;
 }
 
 /**
@@ -82,9 +84,10 @@ export interface BatcherOptions<Req, Res, Ctx = undefined> {
    * Runs one batch: resolves with one result per request, in order, or rejects (then every
    * request of the batch still waiting for it rejects with that error). `signal` aborts when
    * every request of the batch has aborted. `ctx` is what the first request of the key's queue
-   * was submitted with (requests of one key share it).
+   * was submitted with (requests of one key share it). `start`: when the batch was cut (the
+   * batcher's clock).
    */
-  run(key: string, reqs: Req[], signal: AbortSignal, ctx: Ctx): Promise<Res[]>;
+  run(key: string, reqs: Req[], signal: AbortSignal, ctx: Ctx, start: number): Promise<Res[]>;
   /** Monotonic clock in ms [performance.now]. */
   now?: () => number;
   /** Timer functions [setTimeout / clearTimeout] (fixedBatchSize's batchTimeoutMs). */
@@ -527,7 +530,7 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
 
     let pending: Promise<Res[]>;
     try {
-      pending = Promise.resolve(this.#opts.run(q.key, reqs, signal, q.ctx));
+      pending = Promise.resolve(this.#opts.run(q.key, reqs, signal, q.ctx, start));
     } catch (err) {
       pending = Promise.reject(err);
     }
@@ -589,8 +592,14 @@ export class MicroBatcher<Req, Res, Ctx = undefined> {
     const onBatch = this.#opts.onBatch;
     if (onBatch !== undefined) {
       const { key, rows, reason, waitMs, target } = batch;
-      const info: BatchInfo = { key, rows, requests: entries.length, reason, waitMs, runMs: end - batch.start, target, ok, resolvedRows };
-      guard('onBatch', () => onBatch(info, latencies, n));
+      const info: BatchInfo = { key, rows, requests: entries.length, reason, waitMs, runMs: end - batch.start, target, ok, resolvedRows, end };
+      try {
+        onBatch(info, latencies, n);
+      } catch (err) {
+        guard('onBatch', () => {
+          throw err;
+        });
+      }
     }
     this.#schedule();
     this.#checkDrained();

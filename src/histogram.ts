@@ -1,11 +1,12 @@
 /**
- * A distribution of recorded values (latencies in ms, batch sizes in rows): HDR histograms from
- * Node's `perf_hooks.createHistogram` (2 significant figures: percentiles within 1%), plus exact
- * count, sum and max, plus fixed cumulative buckets for Prometheus. Batch sizes up to 1,024 rows
- * are counted exactly in an array instead (exact percentiles, a few ns per record). O(1) per
- * record: one HDR update (~40 ns, a binding call) and a scan of ~16 bucket bounds. Fixed memory
- * (~26 KB per HDR histogram, four of them, and 8 KB per window for exact counts). The collector
- * (metrics.ts) feeds it from its event log, in bulk, off the pipeline's hot path.
+ * A distribution of recorded values (latencies in ms, batch sizes in rows): log-linear (HDR)
+ * histograms kept in JavaScript (LogLinear below: 128 sub-buckets per power of two, percentiles
+ * within 1%), plus exact count, sum and max, plus fixed cumulative buckets for Prometheus. Batch
+ * sizes up to 1,024 rows are counted exactly in an array instead (exact percentiles). O(1) per
+ * record: a count-leading-zeros and an array increment (Node's perf_hooks histogram cost a binding
+ * call, ~40 ns, per record: with one record per submitted request that was most of what profiling
+ * cost), and a scan of ~16 bucket bounds. Fixed memory (~27 KB per histogram, and 8 KB per window
+ * for exact counts). The collector (metrics.ts) feeds it from its event log, in bulk.
  *
  * Percentiles are reported twice: since start, and over the recent past (the current 10 s window
  * and the one before it, so 10 to 20 s), which is what an alert should look at. Records go into
@@ -15,11 +16,10 @@
  * The Prometheus buckets are counted at record time (never derived from the HDR histogram), so
  * the exported `_bucket` series are exact for their bounds.
  */
-import { type RecordableHistogram, createHistogram } from 'node:perf_hooks';
 
 /** Length of one recent-percentile window, ms. */
 export const WINDOW_MS = 10_000;
-/** Largest value the HDR histograms hold, in recorded units (1 hour in µs); larger values are clamped. */
+/** Largest value the histograms hold, in recorded units (1 hour in µs); larger values are clamped. */
 const HIGHEST = 3_600_000_000;
 /** Batch sizes up to this many rows are counted exactly (the default maxBatchSize is 1000). */
 export const EXACT_ROWS = 1024;
@@ -48,13 +48,73 @@ export interface DistributionSnapshot extends Percentiles {
   buckets: { le: readonly number[]; cumulative: number[] };
 }
 
-function hdr(): RecordableHistogram {
-  return createHistogram({ lowest: 1, highest: HIGHEST, figures: 2 });
+/**
+ * Counts of integers 1..2^32-1 in log-linear buckets, as HdrHistogram lays them out with 256
+ * sub-buckets: values below 256 exactly, above that 128 buckets per power of two (a bucket is at
+ * most 1/128 of its values wide). `percentile` returns a bucket's highest equivalent value, as
+ * HdrHistogram does.
+ */
+export class LogLinear {
+  static readonly SLOTS = 256 + 24 * 128;
+  readonly #counts = new Float64Array(LogLinear.SLOTS);
+  count = 0;
+  #sum = 0;
+
+  static indexOf(v: number): number {
+    if (v < 256) return v;
+    const shift = 24 - Math.clz32(v); // (31 - clz) - 7: keep the top 8 bits
+    return 256 + (shift - 1) * 128 + ((v >>> shift) - 128);
+  }
+
+  /** The highest value that lands in slot `i`. */
+  static highestOf(i: number): number {
+    if (i < 256) return i;
+    const shift = ((i - 256) >> 7) + 1;
+    const sub = ((i - 256) & 127) + 128;
+    return (sub + 1) * 2 ** shift - 1;
+  }
+
+  /** Records integer `v` (1 <= v < 2^32). */
+  record(v: number): void {
+    this.#counts[LogLinear.indexOf(v)]++;
+    this.count++;
+    this.#sum += v;
+  }
+
+  get mean(): number {
+    return this.count > 0 ? this.#sum / this.count : Number.NaN;
+  }
+
+  /** The value at percentile `p` (0-100]. */
+  percentile(p: number): number {
+    if (this.count === 0) return 0;
+    const rank = Math.max(1, Math.ceil((p / 100) * this.count));
+    const c = this.#counts;
+    let acc = 0;
+    for (let i = 0; i < c.length; i++) if ((acc += c[i]) >= rank) return LogLinear.highestOf(i);
+    return LogLinear.highestOf(c.length - 1);
+  }
+
+  add(other: LogLinear): void {
+    if (other.count === 0) return;
+    const a = this.#counts;
+    const b = other.#counts;
+    for (let i = 0; i < a.length; i++) a[i] += b[i];
+    this.count += other.count;
+    this.#sum += other.#sum;
+  }
+
+  reset(): void {
+    if (this.count === 0) return;
+    this.#counts.fill(0);
+    this.count = 0;
+    this.#sum = 0;
+  }
 }
 
 /** One window's (or the folded past's) values: the HDR histogram, and exact small-integer counts. */
 class Part {
-  readonly hdr = hdr();
+  readonly hdr = new LogLinear();
   /** counts[v] for integer values 0..exactMax (null when the distribution has no exact range). */
   readonly small: Float64Array | null;
 

@@ -422,13 +422,13 @@ class DtesnPipeline implements Pipeline {
       maxQueue: this.maxQueue,
       maxInFlight: workers,
       rowsOf: rowsOfRequest,
-      run: (_key, reqs, signal, n) => {
-        prof?.begin(performance.now()); // ended in onBatch
+      run: (_key, reqs, signal, n, start) => {
+        prof?.begin(start); // ended in onBatch
         return this.runSubmitted(reqs, n, signal);
       },
       onBatch: prof
         ? (b, latencies, count) => {
-            const t = performance.now();
+            const t = b.end; // the batcher's clock (performance.now): no read of our own
             prof.microBatch(b.rows, b.target, b.waitMs, b.runMs, t);
             prof.requests(latencies, count, t);
             prof.processed(b.resolvedRows, t);

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pipelines } from './fixtures/util.js';
-import { Distribution, EXACT_ROWS, LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS, WINDOW_MS } from '../src/histogram.js';
+import { Distribution, EXACT_ROWS, LogLinear, LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS, WINDOW_MS } from '../src/histogram.js';
 import { EFFICIENCY_WINDOW, MetricsCollector } from '../src/metrics.js';
 import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
 import { RateMeter } from '../src/rate.js';
@@ -172,6 +172,38 @@ describe('Distribution', () => {
     const s = d.snapshot(0);
     expect(s.count).toBe(1);
     expect(s.max).toBe(1e12);
+  });
+});
+
+describe('LogLinear', () => {
+  it('buckets every integer with HdrHistogram’s layout: exact below 256, then 128 buckets per power of two (error < 1/128)', () => {
+    let prev = -1;
+    const bad: string[] = [];
+    const values = [...Array.from({ length: 70_000 }, (_, i) => i), 3_600_000_000, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1].sort((x, y) => x - y);
+    for (const v of values) {
+      const i = LogLinear.indexOf(v);
+      const hi = LogLinear.highestOf(i);
+      if (i < prev || i >= LogLinear.SLOTS || hi < v || LogLinear.indexOf(hi) !== i || (v >= 256 ? (hi - v) / v >= 1 / 128 : hi !== v)) bad.push(`${v}: slot ${i}, highest ${hi}`);
+      prev = i;
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('percentiles, count, mean, add and reset', () => {
+    const a = new LogLinear();
+    for (let v = 1; v <= 1000; v++) a.record(v);
+    expect(a.count).toBe(1000);
+    expect(a.mean).toBe(500.5);
+    expect(a.percentile(50)).toBe(LogLinear.highestOf(LogLinear.indexOf(500)));
+    expect(Math.abs(a.percentile(99) - 990) / 990).toBeLessThan(0.01);
+    expect(a.percentile(100)).toBe(LogLinear.highestOf(LogLinear.indexOf(1000)));
+    const b = new LogLinear();
+    b.record(5_000_000);
+    a.add(b);
+    expect(a.count).toBe(1001);
+    expect(a.percentile(100)).toBeGreaterThanOrEqual(5_000_000);
+    a.reset();
+    expect([a.count, a.percentile(50)]).toEqual([0, 0]);
   });
 });
 
