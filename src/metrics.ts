@@ -66,7 +66,7 @@ export interface LatencyMetrics {
   queueWait: DistributionSnapshot;
   /**
    * `submit` end to end, per request its micro-batch answered: arrival in the queue to the batch's
-   * results, the handler included (the batcher's own figure, the one the adaptive sizing holds).
+   * results, the handler included (the batcher's own figure; the latency-p99 alert holds it to targetLatencyMs).
    */
   submit: DistributionSnapshot;
 }

@@ -5,9 +5,8 @@
  * processBatch isolation and crash recovery, abort, admission, close, metrics, config checks.
  *
  * Nothing here depends on timing: the pool path is forced with the internal ROUTE hook (and the
- * cost model's own first pool try is checked once), batch composition is controlled by submitting
- * in one tick and by gated handlers, and the adaptive target is grown under a latency SLO no run
- * can miss (targetLatencyMs 1e6).
+ * cost model's own first pool try is checked once), and batch composition is controlled by
+ * submitting in one turn (a free slot takes every request of the turn) and by gated handlers.
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';

@@ -313,11 +313,13 @@ describe('sharded runs with dtesn worker processes', () => {
 
   it('a shard running several lock durations is taken once: its lock is renewed while it runs', { timeout: 60_000 }, async () => {
     const prefix = newPrefix();
-    const lockMs = 500;
-    const flags = ['--lock-duration', String(lockMs), '--stalled-interval', '200'];
+    // The lock must be short next to the shard's run time (1-2 s depending on the CPU), so that
+    // outlasting it twice is certain and shows the renewal, not luck.
+    const lockMs = 250;
+    const flags = ['--lock-duration', String(lockMs), '--stalled-interval', '100'];
     const slow = await worker(prefix, flags, { DTESN_BACKEND: 'js' });
     const out = join(dir, 'run5');
-    // One shard of 72 MB in batches of 5 rows on the JavaScript fallback: about 2 s here.
+    // One shard of 72 MB in batches of 5 rows on the JavaScript fallback: 1-2 s.
     const huge = join(dir, 'udhr-x24.jsonl');
     writeFileSync(huge, Buffer.concat(Array.from({ length: 4 }, () => readFileSync(big))));
     const coord = spawnCli(['vectorize', huge, '--queue', redis.url, '--prefix', prefix, '--out', join(out, 'one-{shard}.npy'), '--manifest', join(out, 'manifest.json'),
