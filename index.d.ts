@@ -65,7 +65,7 @@ export declare function vectorizeBytes(bytes: unknown, offsets: unknown, options
 /**
  * Vectorizes rows joined by the facade (see `vectorize_joined_impl`). Internal: the facade checks
  * the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
- * options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
+ * options (`packOptions` in src/vectorize/backends.ts), and makes the VectorBatch from the returned
  * ArrayBuffer and the width written into the packed array (see `emit`).
  * `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
  * (`lengths` and `rows` are still the whole batch's).

@@ -104,13 +104,11 @@ rm "$stage/node_modules"
 expected_main() {
   printf '%s\n' package.json README.md LICENSE index.cjs samples/udhr.jsonl samples/README.md
   (cd "$stage" && find docs -type f)
-  for f in "$stage"/src/*.ts; do
-    m=$(basename "$f" .ts)
-    printf 'dist/%s.js\ndist/%s.d.ts\n' "$m" "$m"
-  done
-  for f in "$stage"/src/*.cts; do # CommonJS sources (the worker pool's entry)
-    m=$(basename "$f" .cts)
-    printf 'dist/%s.cjs\ndist/%s.d.cts\n' "$m" "$m"
+  (cd "$stage/src" && find . -name '*.ts' -o -name '*.cts') | sed 's|^\./||' | while read -r f; do
+    case "$f" in
+      *.cts) m=${f%.cts}; printf 'dist/%s.cjs\ndist/%s.d.cts\n' "$m" "$m" ;; # CommonJS (the worker pool's entry)
+      *) m=${f%.ts}; printf 'dist/%s.js\ndist/%s.d.ts\n' "$m" "$m" ;;
+    esac
   done
 }
 packlist() { # dir -> sorted file list of `npm pack --dry-run`
@@ -219,7 +217,7 @@ if (backend.kind !== 'native') throw new Error(`backend ${JSON.stringify(backend
 const b = vectorize(['hello', 'wörld 😀'], { encoding: 'byt5', maxLength: 16 });
 const row0 = Array.from(b.ids.subarray(0, 6)).join(',');
 if (row0 !== '107,104,111,111,114,1') throw new Error(`byt5 ids ${row0}`);
-// The worker pool loads dist/worker-entry.cjs (which imports dist/worker.js) from the installed package.
+// The worker pool loads dist/pipeline/pool/worker-entry.cjs (which imports dist/pipeline/pool/worker.js) from the installed package.
 const pipeline = createPipeline({ maxWorkers: 1 });
 const out = await pipeline.processBatch([1, 2], { task: new URL('./double.mjs', import.meta.url) });
 await pipeline.close();

@@ -14,7 +14,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import type { VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import { byt5ByteLevelTokenizer, charVocabTokenizer } from './hf.js';
 import type { Ours } from './ours.js';
 import { CHAR_VOCAB, type Workload } from './workloads.js';
@@ -347,7 +347,7 @@ export function makeContenders(w: Workload, jobId: JobId, env: ContenderEnv): { 
       key: 'fallback', label: 'dtesn fallback (TS)', kind: 'strings', input: full,
       run: () => fromBatch(ours.vectorizeStringsJs!(full.texts, ours.normalizeOptions!(o))),
     });
-  } else skipped.push('dtesn fallback: src/fallback.ts not available');
+  } else skipped.push('dtesn fallback: src/vectorize/fallback.ts not available');
 
   // Naive JS.
   if (jobId === 'byt5') {

@@ -25,9 +25,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../src/index.js';
-import { createPipeline } from '../src/pipeline.js';
-import type { FileBatch } from '../src/stream.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
+import type { FileBatch } from '../src/io/stream.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 import { ensureFiles, ensureUdhrFiles, readlineBatches, readlineEvents } from './files.js';
 import { median, spliceInto, opt } from './report.js';
 
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const b = getBackend();
   const cpu = /^model name\s*:\s*(.+)$/m.exec(existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
   log(`dtesn file bench: ${cpu}, ${os.availableParallelism()} cores, Node ${process.version}, backend ${b.kind} (simd ${b.simd}), load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
-  if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pipeline starts its pool from it)');
+  if (!existsSync(path.join(here, '..', 'dist', 'pipeline', 'pool', 'worker.js'))) throw new Error('dist/pipeline/pool/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pipeline starts its pool from it)');
   const udhr = CORPUS === 'udhr' ? ensureUdhrFiles(QUICK ? 10e6 : 100e6, log) : null;
   const files = udhr ?? ensureFiles(LINES, log);
   const lines = udhr?.lines ?? LINES;

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { vectorize } from '../src/index.js';
-import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import { workloadA } from './workloads.js';
 
 const FILE_GEN_VERSION = 1;

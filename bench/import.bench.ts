@@ -33,7 +33,7 @@ const CASES = [
     code: `import { createRequire } from 'node:module'; const a = createRequire(import.meta.url)(${JSON.stringify(path.join(root, 'index.cjs'))}); void a; ${report}`,
   },
   { id: 'core', label: '`dtesn-pipeline` (dist/index.js) + one vectorize call', code: `const m = await import(${url('dist/index.js')}); m.vectorize(['a']); ${report}` },
-  { id: 'server', label: '`dtesn-pipeline/server` (dist/server.js) + the core + one vectorize call', code: `await import(${url('dist/server.js')}); const m = await import(${url('dist/index.js')}); m.vectorize(['a']); ${report}` },
+  { id: 'server', label: '`dtesn-pipeline/server` (dist/server/server.js) + the core + one vectorize call', code: `await import(${url('dist/server/server.js')}); const m = await import(${url('dist/index.js')}); m.vectorize(['a']); ${report}` },
 ] as const;
 
 function main(): void {

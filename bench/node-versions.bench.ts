@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { createPipeline } from '../src/pipeline.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
 import { getBackend } from '../src/index.js';
 import { machineInfo, median, opt, spliceInto } from './report.js';
 import { workloadA } from './workloads.js';

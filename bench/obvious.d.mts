@@ -1,6 +1,6 @@
 // Types of bench/obvious.mjs.
 import type { Server } from 'node:http';
-import type { Dtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { Dtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 
 type Vectorize = (texts: readonly string[], options?: VectorizeOptions<Dtype>) => VectorBatch<Dtype>;
 type Handler = (batch: { rows: number }) => Promise<unknown[]>;

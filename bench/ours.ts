@@ -1,14 +1,14 @@
 /**
  * Loads dtesn's own entry points for the bench, tolerating pieces that are not built yet:
  *   src/index.ts     vectorize, vectorizeBytes, getBackend (native backend unless DTESN_BACKEND=js)
- *   src/fallback.ts  vectorizeStringsJs, vectorizeBytesJs (pure TS), fed normalizeOptions(options)
- *   src/options.ts   normalizeOptions
+ *   src/vectorize/fallback.ts  vectorizeStringsJs, vectorizeBytesJs (pure TS), fed normalizeOptions(options)
+ *   src/vectorize/options.ts   normalizeOptions
  * DTESN_BENCH_SRC=<dir> points the bench at another source tree (e.g. a stub while developing).
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { fileURLToPath } from 'node:url';
-import type { BackendInfo, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { BackendInfo, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 
 type Batch = VectorBatch<any>;
 

@@ -20,16 +20,16 @@
  *    a cap of 10 rows, and batch size 1 (bench/submit.bench.ts has the blocking-handler and
  *    cold-start runs against the greedy batcher).
  *
- * The pipeline's pool runs dist/worker.js: run `npx tsc -p tsconfig.json` after changing src/.
+ * The pipeline's pool runs dist/pipeline/pool/worker.js: run `npx tsc -p tsconfig.json` after changing src/.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getBackend, vectorize } from '../src/index.js';
-import * as pipelineModule from '../src/pipeline.js';
-import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import * as pipelineModule from '../src/pipeline/pipeline.js';
+import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline/pipeline.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 import {
   type BatchingConfig,
   type FileCase,
@@ -80,7 +80,7 @@ function percentile(sorted: Float64Array | number[], q: number): number {
 
 /**
  * Bench hook: sends every pool-eligible batch to the pool (or inline) instead of asking the cost
- * model. Uses the pipeline's internal `ROUTE` symbol (src/pipeline.ts, for tests) when it exists,
+ * model. Uses the pipeline's internal `ROUTE` symbol (src/pipeline/pipeline.ts, for tests) when it exists,
  * else replaces the private `cost.choosePool`.
  */
 const ROUTE = (pipelineModule as { ROUTE?: symbol }).ROUTE;
@@ -840,7 +840,7 @@ async function main() {
     notes: [],
   };
   log(`dtesn pipeline bench: ${machine.cpu}, ${machine.logicalCores} cores, Node ${machine.node}, backend ${machine.backend?.kind} (simd ${machine.simd}), load ${res.loadavg.start.map((x) => x.toFixed(2)).join(' ')}`);
-  if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pool runs the compiled worker)');
+  if (!existsSync(path.join(here, '..', 'dist', 'pipeline', 'pool', 'worker.js'))) throw new Error('dist/pipeline/pool/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pool runs the compiled worker)');
   const section = async (name: string, f: (r: PipelineBenchResults) => Promise<void>) => {
     if (!SECTIONS.has(name)) return;
     const s0 = performance.now();
@@ -855,7 +855,7 @@ async function main() {
   res.targets = targets(res);
   res.loadavg.end = os.loadavg();
   res.notes.push(
-    `Bench hooks: section 3 forces the route with ${typeof ROUTE === 'symbol' ? "the internal `pipeline[ROUTE] = 'pool' | 'inline'` (src/pipeline.ts, for tests)" : 'a replaced private `cost.choosePool`'}; ` +
+    `Bench hooks: section 3 forces the route with ${typeof ROUTE === 'symbol' ? "the internal `pipeline[ROUTE] = 'pool' | 'inline'` (src/pipeline/pipeline.ts, for tests)" : 'a replaced private `cost.choosePool`'}; ` +
       'section 4 (ii) pins the batch size with the public `fixedBatchSize` config.',
   );
   res.durationSec = (performance.now() - t0) / 1e3;

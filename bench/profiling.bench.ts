@@ -21,14 +21,14 @@
  * interval of that median. Each case is followed by an A/A control (two unprofiled pipelines, same method):
  * what "no difference" reads as on this machine. The cost of the recording calls alone is
  * measured too (a loop over the collector, ns per batch / request).
- * The pool runs dist/worker.js: `npx tsc -p tsconfig.json` after changing src/.
+ * The pool runs dist/pipeline/pool/worker.js: `npx tsc -p tsconfig.json` after changing src/.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MetricsCollector } from '../src/metrics.js';
-import { type Pipeline, createPipeline } from '../src/pipeline.js';
+import { MetricsCollector } from '../src/observe/metrics.js';
+import { type Pipeline, createPipeline } from '../src/pipeline/pipeline.js';
 import { mulberry32, workloadA } from './workloads.js';
 import { median, flag, opt } from './report.js';
 

@@ -27,7 +27,7 @@ import { machineInfo, median, opt, spliceInto } from './report.js';
 import { RedisServer } from '../test/fixtures/redis.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.join(here, '..', 'dist', 'cli.js');
+const CLI = path.join(here, '..', 'dist', 'cli', 'main.js');
 const ROUNDS = Number(opt('rounds', '3'));
 const COPIES = Number(opt('copies', '6'));
 const SHARD_MB = Number(opt('shard-mb', '32'));
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   const loadStart = os.loadavg();
   const m = machineInfo(getBackend());
   log(`dtesn queue bench: ${m.cpu}, ${m.availableParallelism} cores, Node ${process.version}, load ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);
-  if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first');
+  if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: run `npm run build` first');
   const { file, bytes } = bigFile();
   const redis = await RedisServer.start();
   const outDir = path.join(os.tmpdir(), `dtesn-bench-queue-out-${process.pid}`);

@@ -2,7 +2,7 @@
 // run it: `node bench/serve-child.mjs <dtesn|plain|plain-greedy> <none|blocking>`. Prints
 // `listening <url>` once it accepts connections; SIGTERM closes it.
 import { vectorize } from '../dist/index.js';
-import { closeOnSignals, startServer } from '../dist/server.js';
+import { closeOnSignals, startServer } from '../dist/server/server.js';
 import { blockingHandler, plainServer } from './obvious.mjs';
 
 const [kind, model] = process.argv.slice(2);

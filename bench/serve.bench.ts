@@ -1,5 +1,5 @@
 /**
- * Load benchmark of the HTTP service (`dtesn serve`, src/server.ts): open loop against the plain
+ * Load benchmark of the HTTP service (`dtesn serve`, src/server/server.ts): open loop against the plain
  * servers a user would write (bench/serve-open.ts: latency and capacity, from a cold start, and a
  * burst after idle), then closed-loop throughput with autocannon.
  *
@@ -17,7 +17,7 @@
  * they still compete for the cores (and with the pipeline's workers), which the notes say.
  *
  * Writes bench/results/serve.json (quick: serve-quick.json) and prints the markdown table
- * (bench/serve-report.ts renders the same from the JSON). The pool runs dist/worker.js: run
+ * (bench/serve-report.ts renders the same from the JSON). The pool runs dist/pipeline/pool/worker.js: run
  * `npx tsc -p tsconfig.json` after changing src/ (npm run bench:serve does).
  */
 import { spawn } from 'node:child_process';
@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { getBackend, vectorize } from '../src/index.js';
-import { closeOnSignals, startServer } from '../src/server.js';
+import { closeOnSignals, startServer } from '../src/server/server.js';
 import { type MachineInfo, machineInfo, median, spliceInto, flag, opt } from './report.js';
 import { SERVE_BEGIN, SERVE_END, type ServeBenchResults, type ServePoint, type ServeRun, renderServeMarkdown } from './serve-report.js';
 import { runOpenLoop } from './serve-open.js';
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const connections = opt('connections', '1,16,64,256').split(',').map(Number);
   const outFile = path.resolve(opt('out', path.join(here, 'results', quick ? 'serve-quick.json' : 'serve.json')));
   const write = opt('write', '');
-  if (!existsSync(path.join(here, '..', 'dist', 'worker.js'))) throw new Error('dist/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pool runs the compiled worker)');
+  if (!existsSync(path.join(here, '..', 'dist', 'pipeline', 'pool', 'worker.js'))) throw new Error('dist/pipeline/pool/worker.js is missing: run `npx tsc -p tsconfig.json` first (the pool runs the compiled worker)');
 
   const t0 = performance.now();
   const machine = machineInfo(getBackend());

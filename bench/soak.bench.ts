@@ -27,7 +27,7 @@ import { workloadA } from './workloads.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const CLI = path.join(root, 'dist', 'cli.js');
+const CLI = path.join(root, 'dist', 'cli', 'main.js');
 const SAMPLER = path.join(here, 'soak-sampler.mjs');
 const SECONDS = Number(opt('seconds', '600'));
 const RATE = Number(opt('rate', '2000'));

@@ -1,5 +1,5 @@
 /**
- * Tensor file writer throughput (src/tensor-file.ts): MB/s of output written, from open to finish
+ * Tensor file writer throughput (src/tensors/tensor-file.ts): MB/s of output written, from open to finish
  * (renames included), for both formats, with padding 'max-length' (every batch 128 wide: ids go
  * straight to their place) and 'longest' (batch widths vary from 64 to 128: the files are rebuilt
  * with re-padding at finish). The batches are made once and written again and again, so the
@@ -14,9 +14,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { IDS_ARRAY } from '../src/options.js';
-import { openTensorWriter } from '../src/tensor-file.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import { IDS_ARRAY } from '../src/vectorize/options.js';
+import { openTensorWriter } from '../src/tensors/tensor-file.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 
 const { values } = parseArgs({
   options: {

@@ -381,14 +381,14 @@ fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab>
 /// Outputs up to this size share one ArrayBuffer (see `emit`).
 const SMALL_BATCH_BYTES: usize = 16 << 10;
 
-/// Number of option fields in the packed options (see `packOptions` in src/backends.ts).
+/// Number of option fields in the packed options (see `packOptions` in src/vectorize/backends.ts).
 const OPTIONS_LEN: usize = 13;
 
 /// The packed array's length: the options, then two fields for `emit`: the batch's width (written
 /// back), and the slab offset (read, then written back: where the outputs went, or -1).
 const PACKED_LEN: usize = OPTIONS_LEN + 2;
 
-/// The most bytes of new arrays one call allocates (MAX_OUTPUT_BYTES in src/options.ts).
+/// The most bytes of new arrays one call allocates (MAX_OUTPUT_BYTES in src/vectorize/options.ts).
 const MAX_OUTPUT_BYTES: u64 = 1 << 32;
 
 /// Outputs up to this size go into the facade's slab when it has room (see `emit`).
@@ -671,7 +671,7 @@ fn region(env: sys::napi_env, size: usize) -> NResult<(sys::napi_value, *mut u8,
 
 /// Writes a checked plan into the caller's buffers and one fresh ArrayBuffer, and returns that
 /// buffer; the batch's width goes into the packed options array (field OPTIONS_LEN), and the
-/// facade makes the typed arrays over the buffer (`batchOf` in src/backends.ts: creating them and
+/// facade makes the typed arrays over the buffer (`batchOf` in src/vectorize/backends.ts: creating them and
 /// a result array here through N-API was a third of a 10-row call). Layout of the buffer, each part
 /// starting at a multiple of 8: ids (unless the caller passed out.ids), attentionMask (unless
 /// out.attentionMask), lengths, sourceLengths. `inputs` are the byte ranges the outputs must not
@@ -700,7 +700,7 @@ fn emit<U: Unit>(
         ));
     }
     // The new arrays must fit what every supported Node.js can allocate (MAX_OUTPUT_BYTES in
-    // src/options.ts; the fallback refuses the same calls with the same message).
+    // src/vectorize/options.ts; the fallback refuses the same calls with the same message).
     let need = if out_ids.is_none() { n as u64 * elem as u64 } else { 0 }
         + if out_mask.is_none() { n as u64 * melem as u64 } else { 0 }
         + rows as u64 * 8;
@@ -1306,7 +1306,7 @@ pub(crate) fn guard(
 
 /// Vectorizes rows joined by the facade (see `vectorize_joined_impl`). Internal: the facade checks
 /// the rows are strings, concatenates them into `chunks`, passes their lengths and the packed
-/// options (`packOptions` in src/backends.ts), and makes the VectorBatch from the returned
+/// options (`packOptions` in src/vectorize/backends.ts), and makes the VectorBatch from the returned
 /// ArrayBuffer and the width written into the packed array (see `emit`).
 /// `staged: true`: the batch's first rows were handed over by `stageTexts`, `chunks` are the rest
 /// (`lengths` and `rows` are still the whole batch's).

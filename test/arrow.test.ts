@@ -12,7 +12,7 @@ import * as arrow from 'apache-arrow';
 import { Table as ParquetTable, readParquet, writeParquet } from 'parquet-wasm/node';
 import { describe, expect, it } from 'vitest';
 import { vectorize, vectorizeBytes } from '../src/index.js';
-import { createPipeline } from '../src/pipeline.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
 import { expectSameBatch } from './fixtures/util.js';
 
 const udhr = readFileSync(fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url)), 'utf8')

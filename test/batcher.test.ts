@@ -1,9 +1,9 @@
 /** The micro-batcher: work-conserving batches, static batching, slots, aborts, shedding, close(). */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { rng } from './fixtures/util.js';
-import { type BatchInfo, type BatcherOptions, MicroBatcher } from '../src/batcher.js';
-import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError, abortReason } from '../src/errors.js';
-import { LatencyWindow } from '../src/ring.js';
+import { type BatchInfo, type BatcherOptions, MicroBatcher } from '../src/pipeline/submit/batcher.js';
+import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError, abortReason } from '../src/common/errors.js';
+import { LatencyWindow } from '../src/common/ring.js';
 
 interface Req {
   id: number;

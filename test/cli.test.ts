@@ -1,5 +1,5 @@
 /**
- * The `dtesn` command (src/cli.ts), run as a user runs it: `node dist/cli.js ...` in a child
+ * The `dtesn` command (src/cli/main.ts), run as a user runs it: `node dist/cli/main.js ...` in a child
  * process (the suite compiles dist first: `npm test` = tsc && vitest). Outputs are read back and
  * compared with the core `vectorize` of the same texts; errors are checked by exit code and message;
  * a failed or interrupted run must leave no output file behind.
@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
-import type { VectorizeOptions } from '../src/types.js';
+import type { VectorizeOptions } from '../src/vectorize/types.js';
 import { makeTexts } from './fixtures/util.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const CORPUS = fileURLToPath(new URL('../samples/udhr.jsonl', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'dtesn-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -26,7 +26,7 @@ interface Run {
   stderr: string;
 }
 
-/** `wrap`: a command the CLI runs under (argv before `node dist/cli.js ...`), e.g. setpriv. */
+/** `wrap`: a command the CLI runs under (argv before `node dist/cli/main.js ...`), e.g. setpriv. */
 function run(args: string[], opts: { input?: string | Buffer; cwd?: string; onSpawn?: (c: ChildProcess) => void; wrap?: string[] } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const argv = [...(opts.wrap ?? []), process.execPath, CLI, ...args];

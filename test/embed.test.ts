@@ -11,11 +11,11 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import dtesnFastify from '../src/fastify.js';
+import dtesnFastify from '../src/server/fastify.js';
 import { vectorize } from '../src/index.js';
-import { createRequestListener, type RequestListener } from '../src/listener.js';
-import { createPipeline } from '../src/pipeline.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import { createRequestListener, type RequestListener } from '../src/server/listener.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 import { gate, rejection } from './fixtures/util.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,14 +1,14 @@
 /** The shared backend suite against the pure-TypeScript backend, plus tests of its own helpers. */
 import { describe, expect, it } from 'vitest';
-import { jsBackend, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
+import { jsBackend, vectorizeBytesOn, vectorizeOn } from '../src/vectorize/backends.js';
 import {
   DTYPE_RANGE,
   IDS_ARRAY,
   INT64_RANGE,
   checkBytesInput,
-  describe as describeValue,
   normalizeOptions,
-} from '../src/options.js';
+} from '../src/vectorize/options.js';
+import { describe as describeValue } from '../src/common/check.js';
 import { backendSuite } from './suite.js';
 
 const js = {

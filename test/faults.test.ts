@@ -7,10 +7,10 @@
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
+import { PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/common/errors.js';
 import { vectorize } from '../src/index.js';
-import { type Pipeline, ROUTE } from '../src/pipeline.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import { type Pipeline, ROUTE } from '../src/pipeline/pipeline.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 import { expectSameBatch, makeTexts, pipelines, rng } from './fixtures/util.js';
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url);

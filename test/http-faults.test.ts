@@ -11,9 +11,9 @@ import { type Socket, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
-import { type DtesnServer, startServer } from '../src/server.js';
+import { type DtesnServer, startServer } from '../src/server/server.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 interface Exchange {
   /** Everything the server sent, as latin1. */

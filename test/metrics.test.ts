@@ -1,16 +1,16 @@
 /**
- * The metrics collector's parts on known series with explicit times (src/rate.ts,
- * src/histogram.ts, src/metrics.ts, src/resources.ts), then `pipeline.metrics()` on a real
+ * The metrics collector's parts on known series with explicit times (src/observe/rate.ts,
+ * src/observe/histogram.ts, src/observe/metrics.ts, src/observe/resources.ts), then `pipeline.metrics()` on a real
  * pipeline: every section filled, the counters agreeing with each other, and nothing collected
  * with `enableProfiling: false`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pipelines } from './fixtures/util.js';
-import { Distribution, EXACT_ROWS, LogLinear, LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS, WINDOW_MS } from '../src/histogram.js';
-import { EFFICIENCY_WINDOW, MetricsCollector } from '../src/metrics.js';
-import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
-import { RateMeter } from '../src/rate.js';
-import { DELAY_RESOLUTION_MS, type DelayHistogram, ProcessResources } from '../src/resources.js';
+import { Distribution, EXACT_ROWS, LogLinear, LATENCY_BUCKETS_MS, SIZE_BUCKETS_ROWS, WINDOW_MS } from '../src/observe/histogram.js';
+import { EFFICIENCY_WINDOW, MetricsCollector } from '../src/observe/metrics.js';
+import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline/pipeline.js';
+import { RateMeter } from '../src/observe/rate.js';
+import { DELAY_RESOLUTION_MS, type DelayHistogram, ProcessResources } from '../src/observe/resources.js';
 
 /** Records `perSecond` items/s as one item every 1000/perSecond ms over [from, to) seconds. */
 function feed(m: RateMeter, perSecond: number, from: number, to: number): void {

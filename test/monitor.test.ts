@@ -1,5 +1,5 @@
 /**
- * The monitor (src/monitor.ts, alerts.ts, trend.ts, health.ts) on a scripted stand-in pipeline
+ * The monitor (src/observe/monitor/monitor.ts, alerts.ts, trend.ts, health.ts) on a scripted stand-in pipeline
  * (test/fixtures/fake-pipeline.ts) with a fake clock: every alert rule fires and resolves with
  * hysteresis, idle pipelines raise nothing, trend slopes and the health formula on known inputs,
  * the report's shape and its atomic export, and flat memory over a long simulated run. One test
@@ -11,12 +11,12 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Alert, AlertRule, ResolvedAlert } from '../src/alerts.js';
-import { DEFAULT_THRESHOLDS } from '../src/alerts.js';
-import { HEALTH_WEIGHTS, type HealthInputs, healthScore } from '../src/health.js';
-import { type Monitor, type MonitorOptions, createMonitor } from '../src/monitor.js';
-import { createPipeline } from '../src/pipeline.js';
-import { leastSquaresSlope, trendOf } from '../src/trend.js';
+import type { Alert, AlertRule, ResolvedAlert } from '../src/observe/monitor/alerts.js';
+import { DEFAULT_THRESHOLDS } from '../src/observe/monitor/alerts.js';
+import { HEALTH_WEIGHTS, type HealthInputs, healthScore } from '../src/observe/monitor/health.js';
+import { type Monitor, type MonitorOptions, createMonitor } from '../src/observe/monitor/monitor.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
+import { leastSquaresSlope, trendOf } from '../src/observe/monitor/trend.js';
 import { FakePipeline, type StepFigures } from './fixtures/fake-pipeline.js';
 
 const monitors: Monitor[] = [];

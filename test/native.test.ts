@@ -4,13 +4,15 @@
  * and the warning when the binary cannot load.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/backends.js';
-import { normalizeOptions } from '../src/options.js';
-import type { Dtype, MaskDtype, VectorBatch } from '../src/types.js';
+import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/vectorize/backends.js';
+import { normalizeOptions } from '../src/vectorize/options.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../src/vectorize/types.js';
 import { type Backend, backendSuite, nums, pack, plain } from './suite.js';
 
 const loaded = loadNative();
@@ -599,8 +601,47 @@ describe('backend selection', () => {
     expect(out.ids).toEqual([107, 104, 111, 111, 114, 1]);
   });
 
+  it('DTESN_BACKEND=js rules every path: vectorize, createPipeline and its workers, vectorizeFile, the service', () => {
+    const code = `import { createPipeline, getBackend, vectorize } from './src/index.ts';
+import { startServer } from './src/server/server.ts';
+import { processBackend } from './src/vectorize/choose.ts';
+import { ROUTE } from './src/pipeline/pipeline.ts';
+(async () => {
+const p = createPipeline({ maxWorkers: 1 });
+p[ROUTE] = 'pool';
+const viaPool = await p.vectorize(Array.from({ length: 4000 }, (_, i) => 'row ' + i), { encoding: 'byt5' });
+const file = [];
+for await (const b of p.vectorizeFile('samples/udhr.jsonl', { format: 'jsonl', field: 'text', batchSize: 5000, maxLength: 8 })) file.push(b.rows);
+const s = await startServer({ port: 0, host: '127.0.0.1', warmup: 0 });
+const health = await (await fetch(s.url + '/healthz')).json();
+await s.close();
+console.log(JSON.stringify({ b: getBackend().kind, chosen: processBackend().binding === null, pipeline: p.metrics().backend, poolRows: viaPool.rows,
+  pool: p.metrics().parallelization.poolBatches, same: JSON.stringify(Array.from(viaPool.ids)) === JSON.stringify(Array.from(vectorize(Array.from({ length: 4000 }, (_, i) => 'row ' + i), { encoding: 'byt5' }).ids)), file: file.reduce((a, b) => a + b, 0), served: health.backend, ids: Array.from(vectorize(['hi']).ids) }));
+await p.close();
+})();`;
+    const r = child({ DTESN_BACKEND: 'js' }, code);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ b: 'js', chosen: true, pipeline: 'js', poolRows: 4000, same: true, served: 'js', ids: [104, 105], file: 17524 });
+    expect(out.pool).toBeGreaterThan(0);
+  });
+
+  it('the CLI reports and uses the backend DTESN_BACKEND names', () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'dtesn-env-')), 'o.npy');
+    const cli = (env: Record<string, string>) =>
+      spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'vectorize', path.join(root, 'samples', 'udhr.jsonl'), '--out', out, '--max-length', '8'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    expect(cli({ DTESN_BACKEND: 'js' }).stdout + cli({ DTESN_BACKEND: 'js' }).stderr).toMatch(/backend: {5}js \(none\)/);
+    expect(cli({ DTESN_BACKEND: '' }).stdout).toMatch(new RegExp(`backend: {5}native \\(${best}\\)`));
+  });
+
   it('an unloadable binary gives one warning naming the reason, then the fallback works', () => {
-    const code = `${probe}\nvectorize(['x']);`;
+    // The pipeline, its worker threads and the file reader choose too: still one warning.
+    const code = `${probe}\nvectorize(['x']);
+import { createPipeline } from './src/index.ts';
+import { ROUTE } from './src/pipeline/pipeline.ts';
+const p = createPipeline({ maxWorkers: 2 });
+p[ROUTE] = 'pool';
+p.vectorize(Array.from({ length: 3000 }, (_, i) => 'r' + i)).then(() => p.close());`;
     const r = child({ NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent/dtesn.node' }, code);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);

@@ -16,9 +16,9 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
-import { createPipeline } from '../src/pipeline.js';
-import { startServer } from '../src/server.js';
-import type { Dtype, VectorBatch } from '../src/types.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
+import { startServer } from '../src/server/server.js';
+import type { Dtype, VectorBatch } from '../src/vectorize/types.js';
 import { makeTexts } from './fixtures/util.js';
 
 const SCRIPT = fileURLToPath(new URL('./fixtures/byt5_embed.py', import.meta.url));

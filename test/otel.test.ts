@@ -1,14 +1,14 @@
 /**
- * The OpenTelemetry export (src/otel.ts) against a recording Meter (the API's no-op meter with
+ * The OpenTelemetry export (src/observe/export/otel.ts) against a recording Meter (the API's no-op meter with
  * its instrument factories and batch-callback registration overridden): the instruments, their
  * names, kinds and units, one snapshot per collection, the values observed, the histograms fed
  * every value a real pipeline records, and unregistering.
  */
 import { type BatchObservableCallback, type BatchObservableResult, type Meter, type Observable, createNoopMeter } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
-import type { Health, Severity } from '../src/monitor.js';
-import { registerOtelMetrics } from '../src/otel.js';
-import { createPipeline } from '../src/pipeline.js';
+import type { Health, Severity } from '../src/observe/monitor/monitor.js';
+import { registerOtelMetrics } from '../src/observe/export/otel.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
 import { FakePipeline } from './fixtures/fake-pipeline.js';
 
 interface Instrument {

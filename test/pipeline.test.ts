@@ -1,5 +1,5 @@
 /**
- * The pipeline (src/pipeline.ts) against the core (src/index.ts): results equal the core's exactly
+ * The pipeline (src/pipeline/pipeline.ts) against the core (src/index.ts): results equal the core's exactly
  * whatever path ran (inline, split over the worker pool, coalesced by submit), errors equal the
  * core's (class and message, row numbers global), and the machinery around it — handler routing,
  * processBatch isolation and crash recovery, abort, admission, close, metrics, config checks.
@@ -14,11 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/errors.js';
+import { AbortError, PipelineClosedError, QueueFullError, WorkerCrashError } from '../src/common/errors.js';
 import { vectorize, vectorizeBytes } from '../src/index.js';
-import { type Pipeline, type PipelineConfig, ROUTE, WORKER_FILE, createPipeline } from '../src/pipeline.js';
-import { WORKER_ENTRY } from '../src/pool.js';
-import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import { type Pipeline, type PipelineConfig, ROUTE, WORKER_FILE, createPipeline } from '../src/pipeline/pipeline.js';
+import { WORKER_ENTRY } from '../src/pipeline/pool/pool.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import {
   type Packed,
   expectSameBatch,
@@ -1269,7 +1269,7 @@ describe('close', () => {
 
   it('the pool loads its worker through a CommonJS entry, never require() of an ES module', () => {
     // piscina loads a worker file with require() first; on Node 20/22, terminating a worker while
-    // require() instantiates an ES module graph aborts the process (see src/worker-entry.cts). With
+    // require() instantiates an ES module graph aborts the process (see src/pipeline/pool/worker-entry.cts). With
     // require(esm) switched off, the entry must still load and give the task function.
     const r = spawnSync(process.execPath, ['--no-experimental-require-module', '-e', `
       const run = require(${JSON.stringify(WORKER_ENTRY)});

@@ -1,5 +1,5 @@
 /**
- * The Prometheus export (src/prometheus.ts): the exposition of a real pipeline checked by
+ * The Prometheus export (src/observe/export/prometheus.ts): the exposition of a real pipeline checked by
  * Prometheus's own `promtool check metrics` (Debian package `prometheus`; CI installs it, and
  * without CI the test is skipped where promtool is missing), its values against metrics(), one
  * snapshot per scrape, what is registered with and without profiling or a monitor, unregistering.
@@ -7,9 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { AggregatorRegistry, Registry, register as defaultRegistry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Monitor, createMonitor } from '../src/monitor.js';
-import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline.js';
-import { registerMetrics } from '../src/prometheus.js';
+import { type Monitor, createMonitor } from '../src/observe/monitor/monitor.js';
+import { type Pipeline, type PipelineConfig, createPipeline } from '../src/pipeline/pipeline.js';
+import { registerMetrics } from '../src/observe/export/prometheus.js';
 import { FakePipeline } from './fixtures/fake-pipeline.js';
 
 const hasPromtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' }).status === 0;

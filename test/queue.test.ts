@@ -1,5 +1,5 @@
 /**
- * Sharded runs and queued requests over BullMQ (src/bullmq.ts, src/cli-queue.ts) on a real Redis
+ * Sharded runs and queued requests over BullMQ (src/queue/bullmq.ts, src/cli/queue.ts) on a real Redis
  * (Debian's redis-server, test/fixtures/redis.ts), with `dtesn worker` and `dtesn vectorize
  * --queue` as child processes, as a user runs them:
  *
@@ -28,12 +28,12 @@ import { fileURLToPath } from 'node:url';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { REQUEST_QUEUE, SHARD_QUEUE, type Manifest, enqueueShards, startWorker, vectorizeViaQueue, waitForRun } from '../src/bullmq.js';
+import { REQUEST_QUEUE, SHARD_QUEUE, type Manifest, enqueueShards, startWorker, vectorizeViaQueue, waitForRun } from '../src/queue/bullmq.js';
 import { vectorize } from '../src/index.js';
-import { createPipeline } from '../src/pipeline.js';
-import type { FileOptions } from '../src/stream.js';
-import { openTensorWriter, tensorWriterOptionsOf } from '../src/tensor-file.js';
-import type { Dtype, MaskDtype, VectorizeOptions } from '../src/types.js';
+import { createPipeline } from '../src/pipeline/pipeline.js';
+import type { FileOptions } from '../src/io/stream.js';
+import { openTensorWriter, tensorWriterOptionsOf } from '../src/tensors/tensor-file.js';
+import type { Dtype, MaskDtype, VectorizeOptions } from '../src/vectorize/types.js';
 import { readNpy } from './fixtures/npy.js';
 import { type Proc, RedisServer, dtesn } from './fixtures/redis.js';
 
@@ -150,7 +150,10 @@ async function checkRun(manifestPath: string, file: string): Promise<Manifest> {
   expect(rows.length).toBe(whole.rows.length);
   expect(rows).toEqual(whole.rows);
   expect(m.rows).toBe(whole.rows.length);
-  expect(m.shards.flatMap((s) => s.skippedLines)).toEqual(whole.skipped);
+  // Lines and the kind of fault; the wording after it is the reader's (workers under
+  // DTESN_BACKEND=js read with JSON.parse, whose messages differ from the native reader's).
+  const kind = (l: { line: number; message: string }) => ({ line: l.line, kind: l.message.split(':')[0] });
+  expect(m.shards.flatMap((s) => s.skippedLines).map(kind)).toEqual(whole.skipped.map(kind));
   expect(m.skipped).toBe(whole.skipped.length);
   expect(m.shards.reduce((a, s) => a + s.bytes, 0)).toBe(statSync(file).size);
   for (let k = 1; k < m.shards.length; k++) expect(m.shards[k]!.firstLine).toBe(m.shards[k - 1]!.firstLine + m.shards[k - 1]!.lines);

@@ -1,5 +1,5 @@
 /**
- * `vectorizeFile(path, { range: [start, end] })` (src/stream.ts): Hadoop's split rule, checked on
+ * `vectorizeFile(path, { range: [start, end] })` (src/io/stream.ts): Hadoop's split rule, checked on
  * every cut. For small files with CRLF line ends, a BOM, blank lines, no trailing newline,
  * multi-byte characters and malformed JSONL lines, the ranges [0, c) and [c, size) for every byte
  * offset c (and [0, a), [a, b), [b, size) for every pair on one file) together give exactly what one
@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RecordError, linesBefore, type FileBatch, type FileOptions } from '../src/stream.js';
-import { countNewlines, countNewlinesJs } from '../src/records.js';
+import { RecordError, linesBefore, type FileBatch, type FileOptions } from '../src/io/stream.js';
+import { countNewlines, countNewlinesJs } from '../src/io/records.js';
 import { pipelines, rejection, thrown } from './fixtures/util.js';
 
 const make = pipelines();

@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { vectorize, vectorizeBytes } from '../src/index.js';
-import { type Filled, type Records, type RowFiller, fillRowsJs } from '../src/records.js';
+import { type Filled, type Records, type RowFiller, fillRowsJs } from '../src/io/records.js';
 
 type Parsed = Records;
 type ParseRecords = (chunk: unknown, format: unknown, field: unknown, isLast: unknown) => Parsed;

@@ -1,5 +1,5 @@
 /**
- * The HTTP service (src/server.ts) over real sockets: results equal the core `vectorize` exactly
+ * The HTTP service (src/server/server.ts) over real sockets: results equal the core `vectorize` exactly
  * (JSON and .npy, alone and under concurrent requests with mixed options), every error status
  * with its exact message, load shedding, health, metrics, graceful drain, and SIGTERM handling in
  * a child process.
@@ -17,12 +17,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PipelineClosedError } from '../src/errors.js';
+import { PipelineClosedError } from '../src/common/errors.js';
 import { vectorize } from '../src/index.js';
-import type { AlertRule } from '../src/monitor.js';
-import { type Pipeline, createPipeline } from '../src/pipeline.js';
-import { type DtesnServer, type ServerOptions, closeOnSignals, startServer } from '../src/server.js';
-import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import type { AlertRule } from '../src/observe/monitor/monitor.js';
+import { type Pipeline, createPipeline } from '../src/pipeline/pipeline.js';
+import { type DtesnServer, type ServerOptions, closeOnSignals, startServer } from '../src/server/server.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import { gate, makeTexts, rejection, thrown } from './fixtures/util.js';
 
 type Opts = VectorizeOptions<Dtype, MaskDtype>;
@@ -667,7 +667,7 @@ describe('draining and closing', () => {
   });
 
   it('SIGTERM in a real process: the request in flight completes, then the process exits 0', async () => {
-    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'server.js');
+    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'server', 'server.js');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dtesn-serve-'));
     const script = path.join(dir, 'serve.mjs');
     // The handler holds the request until this process has received SIGTERM: the answer can only

@@ -1,6 +1,6 @@
-/** src/spare.ts: buffers handed back are handed out again (same size only), within the cap, and dropped when idle. */
+/** src/common/spare.ts: buffers handed back are handed out again (same size only), within the cap, and dropped when idle. */
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { SPARE_IDLE_MS, SPARE_MAX_BYTES, giveBack, takeBuffer } from '../src/spare.js';
+import { SPARE_IDLE_MS, SPARE_MAX_BYTES, giveBack, takeBuffer } from '../src/common/spare.js';
 
 // The idle timer is the module's; fake from the first buffer given back on, and every test ends idle.
 beforeEach(() => {

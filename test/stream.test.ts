@@ -1,5 +1,5 @@
 /**
- * pipeline.stream() and pipeline.vectorizeFile() (src/stream.ts) against the core and against the
+ * pipeline.stream() and pipeline.vectorizeFile() (src/io/stream.ts) against the core and against the
  * obvious JavaScript reading of the same input: batch sizes, equality, line numbers, malformed
  * lines, errors, backpressure and bounded memory; with the native backend and with
  * `enableVectorization: false` (the JavaScript fallback everywhere). vectorizeFile reads files and
@@ -15,11 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PipelineClosedError } from '../src/errors.js';
+import { PipelineClosedError } from '../src/common/errors.js';
 import { vectorize } from '../src/index.js';
-import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline.js';
-import { type FileBatch, type FileOptions, REUSE_MAX_BYTES, RecordError } from '../src/stream.js';
-import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import { type Pipeline, type PipelineConfig, ROUTE, createPipeline } from '../src/pipeline/pipeline.js';
+import { type FileBatch, type FileOptions, REUSE_MAX_BYTES, RecordError } from '../src/io/stream.js';
+import type { Dtype, MaskDtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import { expectSameBatch, expectSameError, liveMemory, makeTexts, rejection, thrown, pipelines } from './fixtures/util.js';
 
 const MB = 1 << 20;

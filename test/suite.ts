@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Dtype, MaskDtype, VectorBatch } from '../src/types.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../src/vectorize/types.js';
 
 export interface Backend {
   vectorize(texts: unknown, options?: unknown): VectorBatch<Dtype, MaskDtype>;

@@ -1,8 +1,8 @@
 /**
- * The tensor file writers (src/tensor-file.ts) behind `dtesn vectorize --out`: batches of varying
+ * The tensor file writers (src/tensors/tensor-file.ts) behind `dtesn vectorize --out`: batches of varying
  * widths written to .npy and .safetensors equal one core `vectorize` call over all rows (byte for
  * byte for .npy; tensor by tensor for safetensors, through a spec-level header parse written here
- * independently of src/safetensors.ts); every dtype, both padding sides, 'longest' and
+ * independently of src/tensors/safetensors.ts); every dtype, both padding sides, 'longest' and
  * 'max-length', zero rows; data past the 4 MiB staging and 8 MiB copy chunks; real FileBatches
  * from pipeline.vectorizeFile; bounded memory; no temporary left after finish, abort or an error;
  * errors naming the path. And the issue's requirement: the files load in Python with numpy
@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorize } from '../src/index.js';
-import { encodeNpy } from '../src/npy.js';
-import { type TensorWriterOptions, openTensorWriter, tensorWriterOptionsOf } from '../src/tensor-file.js';
-import type { Dtype, Encoding, MaskDtype, VectorBatch, VectorizeOptions } from '../src/types.js';
+import { encodeNpy } from '../src/tensors/npy.js';
+import { type TensorWriterOptions, openTensorWriter, tensorWriterOptionsOf } from '../src/tensors/tensor-file.js';
+import type { Dtype, Encoding, MaskDtype, VectorBatch, VectorizeOptions } from '../src/vectorize/types.js';
 import { liveMemory, makeTexts, pipelines, rejection, rng } from './fixtures/util.js';
 
 // Made in beforeAll: with every test filtered out vitest runs neither hook, and nothing is left behind.

@@ -27,9 +27,9 @@
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import { type Backend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../../src/backends.js';
-import { DTYPES, ENCODINGS, MASK_ARRAY_NAME, MASK_DTYPES, normalizeOptions } from '../../src/options.js';
-import type { Dtype, MaskDtype, VectorBatch } from '../../src/types.js';
+import { type Backend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../../src/vectorize/backends.js';
+import { DTYPES, ENCODINGS, MASK_ARRAY_NAME, MASK_DTYPES, normalizeOptions } from '../../src/vectorize/options.js';
+import type { Dtype, MaskDtype, VectorBatch } from '../../src/vectorize/types.js';
 
 type Batch = VectorBatch<Dtype, MaskDtype>;
 
