@@ -17,7 +17,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ParseArgsConfig } from 'node:util';
 import type { Redis as RedisClient } from 'ioredis';
-import { RunError, UsageError, intFlag, parse } from './main.js';
+import { RunError, UsageError, intFlag, parse } from './args.js';
 import type { PipelineConfig } from '../pipeline/pipeline.js';
 import type { Dtype, VectorizeOptions, MaskDtype } from '../vectorize/types.js';
 
