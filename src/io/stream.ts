@@ -28,9 +28,7 @@ export interface ReuseOption {
    * `ids` and `attentionMask` are views that the next batch overwrites, valid until the consumer
    * asks for the next batch (copy with `slice()` what you keep). For consumers that use each batch
    * and drop it (feed a model, write a file): no allocation per batch, and none of the garbage
-   * collection that a stream of fresh outputs causes. Measured (BENCHMARKS.md, 1,000-row batches
-   * of workload (a)): vectorizeFile 1.75-1.9x faster on JSONL and ~2x on plain lines; stream()
-   * 1.45x over an array, 1.2x over an async generator. The memory, shared (SharedArrayBuffer), holds
+   * collection that a stream of fresh outputs causes (BENCHMARKS.md, "reuse"). The memory, shared (SharedArrayBuffer), holds
    * `batchSize x maxLength` ids and mask bytes (maxLength rounded up to padToMultipleOf), made at
    * the first batch; when that exceeds 256 MiB the option has no effect (fresh arrays, as without
    * it).
@@ -342,12 +340,8 @@ interface ByteSource {
  * flight (positional reads, each into a buffer of its own, so READ_AHEAD + 1 buffers); a pipe or a device (a FIFO,
  * /dev/stdin, a shell's <(...)) has one, since its reads cannot be positioned and may wait for
  * data forever: leaving such a file early does not wait for the read in flight (the handle closes
- * once it finishes). Measured (1M-line JSONL, 2 cores): waiting for each read after the work cost
- * as much as a third of vectorizeFile's time, copying each read once more about a tenth; with one
- * read ahead the caller still waited 80-110 ms a pass for reads (of ~300 ms: V8's garbage
- * collection threads held the other core), with three 35-60 ms; passes took 291-314 ms with one,
- * 255-270 ms with three (a scratch script over the bench's file with READ_AHEAD switched by hand,
- * medians of 5 passes, three alternating runs each; not a committed bench).
+ * once it finishes). Reads in flight while batches are made keep the caller from waiting for the
+ * disk; one read ahead was not enough while the garbage collector's threads held the other core.
  */
 const READ_AHEAD = 3;
 
@@ -627,7 +621,7 @@ function streamSource(source: AsyncIterable<unknown>): ByteSource {
           ahead = pull();
           // One event-loop turn, so that the stream starts its next read (it does so from
           // process.nextTick, which waits while promise jobs run back to back) before this chunk
-          // is parsed: measured, that read otherwise waited for the parse, ~0.1 ms a chunk.
+          // is parsed; otherwise that read waits for the parse.
           await new Promise((r) => setImmediate(r));
         }
         if (v.length > 0) return v;

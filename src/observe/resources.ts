@@ -1,6 +1,5 @@
 /**
- * Resources of this process only (never the host's: the original reported system-wide memory and
- * raised a false CRITICAL on any host using more than 2 GB): memory from `process.memoryUsage()`,
+ * Resources of this process only, never the host's (docs/ORIGINAL.md): memory from `process.memoryUsage()`,
  * CPU from `process.cpuUsage()` deltas normalized by the cores Node may use, event-loop
  * utilization (`performance.eventLoopUtilization`) and, with profiling, event-loop delay
  * (`monitorEventLoopDelay`, the only part with a timer of its own).

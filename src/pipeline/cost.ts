@@ -2,7 +2,7 @@
  * Decides, per batch, whether to vectorize on the calling thread or on the worker pool, from costs
  * measured at run time.
  *
- * Measured here (2 cores): posting strings to a worker costs about as much as vectorizing them, so
+ * Posting strings to a worker costs about as much as vectorizing them, so
  * the pool is fed shared memory (a UTF-8 arena + offsets in a SharedArrayBuffer) and writes into a
  * shared output. Even so, string input must first be encoded on the calling thread, which costs
  * about as much as the native kernel itself; byte input needs at most a copy. So the answer

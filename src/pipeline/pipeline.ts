@@ -266,7 +266,7 @@ function widthFor(n: NormalizedOptions, lengths: Int32Array, from: number, count
  * Each request's rows of a coalesced batch as its own batch, exactly what vectorizing them alone
  * gives (the width can only be smaller, and the columns cut are padding). Every result is a view
  * of one ArrayBuffer allocated for the whole batch: per-request typed arrays of their own cost an
- * off-heap allocation each (~1 us, and GC pressure) — measured as most of a small request's cost.
+ * off-heap allocation each, and GC pressure: most of a small request's cost.
  * A caller keeping one result keeps that buffer (the batch's rows, at most maxBatchSize) alive.
  */
 function splitBatch(b: VectorBatch<Dtype, MaskDtype>, n: NormalizedOptions, counts: readonly number[]): VectorBatch<Dtype, MaskDtype>[] {
@@ -863,11 +863,9 @@ class DtesnPipeline implements Pipeline {
 
   /**
    * Files and byte streams are read, parsed (native `fillRows`, one call per batch) and vectorized
-   * on this thread. Measured on 2 shared cores (1M-line JSONL, 1,000-row batches), moving work to
-   * the pool did not pay: vectorizing the batches there was ~1.5x slower than inline (a small
-   * batch's output costs more to build in shared memory than vectorizing it saves), and parsing
-   * there while this thread vectorizes (one task per 1 MiB read, a round trip costing ~0.3 ms)
-   * was ~1.2x slower too: this thread waited for the worker, which shares the cores with it.
+   * on this thread: on the pool, a small batch's output costs more to build in shared memory than
+   * vectorizing it saves, and parsing there while this thread vectorizes makes this thread wait
+   * for a worker that shares the cores with it (both were slower in the file bench).
    */
   vectorizeFile<D extends Dtype = Dtype, M extends MaskDtype = 'uint8'>(source: FileSource, options: FileOptions<D, M>): AsyncIterable<FileBatch<D, M>> {
     this.open();
@@ -1169,8 +1167,8 @@ const STAGING_KEEP_BYTES = 64 << 20;
 /**
  * The shared memory that pool calls copy their input into (plain bytes, or strings encoded to
  * UTF-8), kept for the next call: a fresh SharedArrayBuffer is fresh pages, faulted in (and zeroed
- * by the kernel) on the calling thread while the workers wait, every call -- measured on workload
- * (c) (20 MB), most of the serial part of a pool call. One idle pair is kept (up to
+ * by the kernel) on the calling thread while the workers wait, every call: most of the serial
+ * part of a large pool call. One idle pair is kept (up to
  * STAGING_KEEP_BYTES). A pair comes back only from a call whose tasks have all finished; a call
  * that was aborted or failed drops its pair, since a worker may still be reading it.
  */

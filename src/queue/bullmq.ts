@@ -635,8 +635,8 @@ const PROGRESS_MS = 250;
 /**
  * How long a shard works before it lets the event loop turn, ms. A file's batches are made from a
  * chunk already read with promise jobs only, so without this a 1 MiB chunk of small batches held
- * the loop for 35-80 ms (measured: timer gaps on a 72 MB file in batches of 20), and with it BullMQ's
- * lock renewal timers; a short lock (--lock-duration 200) was then lost mid-shard.
+ * the loop for tens of ms, and with it BullMQ's lock renewal timers: a short lock was lost
+ * mid-shard.
  */
 const YIELD_MS = 10;
 /** Skipped lines a shard lists (all are counted). */

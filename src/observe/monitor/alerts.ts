@@ -4,7 +4,7 @@
  * `fireAfter` consecutive breaching samples and resolves after `resolveAfter` consecutive clear
  * ones, so a value hovering at its threshold does not flap. A null value counts as clear.
  *
- * The built-in rules are the original DTESN collector's, with its defaults, fixed:
+ * The built-in rules are the original design's (docs/ORIGINAL.md), with its defaults, fixed:
  *
  * | rule                 | severity | breaching when                                                        | threshold key, default |
  * |----------------------|----------|-----------------------------------------------------------------------|------------------------|

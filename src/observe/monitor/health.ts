@@ -1,6 +1,6 @@
 /**
- * The health score, 0-100, with the original weights (30 throughput, 25 utilization, 25 memory
- * headroom, 20 CPU headroom) and its inputs fixed: process memory instead of the host's, worker
+ * The health score, 0-100, with the original design's weights (docs/ORIGINAL.md: 30 throughput,
+ * 25 utilization, 25 memory headroom, 20 CPU headroom) and its inputs fixed: process memory instead of the host's, worker
  * utilization as measured instead of a ratio of unrelated fields, and the processing rate relative
  * to the demand instead of to an absolute 1,000 items/s (which scored every small deployment as
  * sick and every idle one as dead). docs/METRICS.md has the table.

@@ -1,6 +1,6 @@
 /**
  * Trends: the least-squares slope of a series over its last N samples, and the change it implies
- * across that window relative to the series' level. The rule of the original echo.kern monitor
+ * across that window relative to the series' level. The original design's rule (docs/ORIGINAL.md)
  * calls a series degrading when it falls by more than 15% of its value per window; judged on the
  * fitted slope rather than on two endpoints, one noisy sample cannot trip it.
  */
