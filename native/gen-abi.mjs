@@ -136,7 +136,7 @@ for (const [file, text] of outputs) {
   try {
     old = readFileSync(full, 'utf8');
   } catch {}
-  if (old === text) continue;
+  if (old !== null && old.replace(/\r\n/g, '\n') === text) continue; // a CRLF checkout is current too
   if (check) {
     console.error(`gen-abi: ${file} is stale (not what ${SPEC} generates): run node native/gen-abi.mjs`);
     stale++;

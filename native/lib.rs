@@ -386,11 +386,12 @@ fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab>
 // size go into the facade's slab when it has room) and MAX_OUTPUT_BYTES (the most bytes of new
 // arrays one call allocates): generated into native/abi.rs from native/abi.json, as the facade's
 // side (src/vectorize/abi.generated.ts).
+
 /// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
 /// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
 /// padToMultipleOf, paddingSide, truncationSide, padId (its low 32 bits), addSpecialTokens,
-/// dtype, invalid, width (-1 for none), padId's high 32 bits, maskDtype. Codes follow the order
-/// of the option's values in docs/SEMANTICS.md.
+/// dtype, invalid, width (-1 for none), padId's high 32 bits, maskDtype (indices FIELD_* and
+/// codes from native/abi.rs). Codes follow the order of the option's values in docs/SEMANTICS.md.
 fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
     let [packed, vocab, out_ids, out_mask, slab] = args;
     let t = typed_array_of(
