@@ -30,7 +30,10 @@ use napi::bindgen_prelude::{Env, Status, Unknown};
 use napi::{sys, JsValue};
 use napi_derive::napi;
 
+mod abi;
 pub mod records;
+
+use abi::*;
 
 /// An exception is pending in JavaScript; unwind to the entry point and return.
 pub(crate) struct Thrown;
@@ -378,27 +381,17 @@ fn slab_of(env: sys::napi_env, v: sys::napi_value, offset: i32) -> NResult<Slab>
     })
 }
 
-/// Outputs up to this size share one ArrayBuffer (see `emit`).
-const SMALL_BATCH_BYTES: usize = 16 << 10;
-
-/// Number of option fields in the packed options (see `packOptions` in src/vectorize/backends.ts).
-const OPTIONS_LEN: usize = 13;
-
-/// The packed array's length: the options, then two fields for `emit`: the batch's width (written
-/// back), and the slab offset (read, then written back: where the outputs went, or -1).
-const PACKED_LEN: usize = OPTIONS_LEN + 2;
-
-/// The most bytes of new arrays one call allocates (MAX_OUTPUT_BYTES in src/vectorize/options.ts).
-const MAX_OUTPUT_BYTES: u64 = 1 << 32;
-
-/// Outputs up to this size go into the facade's slab when it has room (see `emit`).
-const SLAB_MAX_BYTES: usize = 8 << 10;
+// The packed options' field indices, enum codes, OPTIONS_LEN / PACKED_LEN, SMALL_BATCH_BYTES
+// (outputs up to this size share one ArrayBuffer, see `emit`), SLAB_MAX_BYTES (outputs up to this
+// size go into the facade's slab when it has room) and MAX_OUTPUT_BYTES (the most bytes of new
+// arrays one call allocates): generated into native/abi.rs from native/abi.json, as the facade's
+// side (src/vectorize/abi.generated.ts).
 
 /// Reads the options the facade packed into an Int32Array (one N-API call instead of a dozen
 /// property reads, which cost more than the work on small batches): encoding, maxLength, padding,
 /// padToMultipleOf, paddingSide, truncationSide, padId (its low 32 bits), addSpecialTokens,
-/// dtype, invalid, width (-1 for none), padId's high 32 bits, maskDtype. Codes follow the order
-/// of the option's values in docs/SEMANTICS.md.
+/// dtype, invalid, width (-1 for none), padId's high 32 bits, maskDtype (indices FIELD_* and
+/// codes from native/abi.rs). Codes follow the order of the option's values in docs/SEMANTICS.md.
 fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
     let [packed, vocab, out_ids, out_mask, slab] = args;
     let t = typed_array_of(
@@ -436,70 +429,49 @@ fn read_options(env: sys::napi_env, args: OptionArgs) -> NResult<ReadOptions> {
             Err(bad(i))
         }
     };
-    let side = |i: usize| pick(i, 2).map(|c| if c == 0 { Side::Right } else { Side::Left });
-    let encoding = [
-        Encoding::Codepoint,
-        Encoding::Utf8,
-        Encoding::Utf16,
-        Encoding::Byt5,
-        Encoding::Canine,
-    ][pick(0, 5)? as usize];
-    let dtype = [
-        Dtype::Int32,
-        Dtype::Int16,
-        Dtype::Uint16,
-        Dtype::Uint8,
-        Dtype::Float32,
-        Dtype::Int64,
-    ][pick(8, 6)? as usize];
-    let mask = [MaskDtype::Uint8, MaskDtype::Int32, MaskDtype::Int64][pick(12, 3)? as usize];
-    if f[1] < 1 {
+    let side = |i: usize| pick(i, SIDE_COUNT).map(|c| SIDE_BY_CODE[c as usize]);
+    let encoding = ENCODING_BY_CODE[pick(FIELD_ENCODING, ENCODING_COUNT)? as usize];
+    let dtype = DTYPE_BY_CODE[pick(FIELD_DTYPE, DTYPE_COUNT)? as usize];
+    let mask = MASK_BY_CODE[pick(FIELD_MASK_DTYPE, MASK_COUNT)? as usize];
+    if f[FIELD_MAX_LENGTH] < 1 {
         return Err(throw_core(
             env,
             &CoreError::IntegerOption {
                 name: "maxLength",
-                value: f[1] as i64,
+                value: f[FIELD_MAX_LENGTH] as i64,
             },
         ));
     }
-    if f[3] < 1 {
+    if f[FIELD_PAD_TO_MULTIPLE_OF] < 1 {
         return Err(throw_core(
             env,
             &CoreError::IntegerOption {
                 name: "padToMultipleOf",
-                value: f[3] as i64,
+                value: f[FIELD_PAD_TO_MULTIPLE_OF] as i64,
             },
         ));
     }
-    if f[10] < -1 {
-        return Err(bad(10));
+    if f[FIELD_WIDTH] < -1 {
+        return Err(bad(FIELD_WIDTH));
     }
     // SAFETY: as above; the field after the width is the slab offset the facade set.
-    let slab_offset = unsafe { t.slice::<i32>()[OPTIONS_LEN + 1] };
+    let slab_offset = unsafe { t.slice::<i32>()[FIELD_SLAB_OFFSET] };
     let opt = |v: sys::napi_value| -> NResult<Option<sys::napi_value>> {
         Ok(if is_nullish(env, v)? { None } else { Some(v) })
     };
     Ok(ReadOptions {
         encoding,
-        max_length: f[1] as u32,
-        padding: if pick(2, 2)? == 0 {
-            Padding::Longest
-        } else {
-            Padding::MaxLength
-        },
-        pad_to_multiple_of: f[3] as u32,
-        padding_side: side(4)?,
-        truncation_side: side(5)?,
-        pad_id: (i64::from(f[11]) << 32) | i64::from(f[6] as u32),
-        add_special_tokens: pick(7, 2)? == 1,
+        max_length: f[FIELD_MAX_LENGTH] as u32,
+        padding: PADDING_BY_CODE[pick(FIELD_PADDING, PADDING_COUNT)? as usize],
+        pad_to_multiple_of: f[FIELD_PAD_TO_MULTIPLE_OF] as u32,
+        padding_side: side(FIELD_PADDING_SIDE)?,
+        truncation_side: side(FIELD_TRUNCATION_SIDE)?,
+        pad_id: (i64::from(f[FIELD_PAD_ID_HIGH]) << 32) | i64::from(f[FIELD_PAD_ID_LOW] as u32),
+        add_special_tokens: BOOL_BY_CODE[pick(FIELD_ADD_SPECIAL_TOKENS, BOOL_COUNT)? as usize],
         dtype,
         mask,
-        invalid: if pick(9, 2)? == 0 {
-            Invalid::Replace
-        } else {
-            Invalid::Error
-        },
-        width: (f[10] >= 0).then_some(f[10] as u32),
+        invalid: INVALID_BY_CODE[pick(FIELD_INVALID, INVALID_COUNT)? as usize],
+        width: (f[FIELD_WIDTH] >= 0).then_some(f[FIELD_WIDTH] as u32),
         vocab: opt(vocab)?,
         out_ids: opt(out_ids)?,
         out_mask: opt(out_mask)?,
@@ -670,7 +642,7 @@ fn region(env: sys::napi_env, size: usize) -> NResult<(sys::napi_value, *mut u8,
 }
 
 /// Writes a checked plan into the caller's buffers and one fresh ArrayBuffer, and returns that
-/// buffer; the batch's width goes into the packed options array (field OPTIONS_LEN), and the
+/// buffer; the batch's width goes into the packed options array (field FIELD_OUT_WIDTH), and the
 /// facade makes the typed arrays over the buffer (`batchOf` in src/vectorize/backends.ts: creating them and
 /// a result array here through N-API was a third of a 10-row call). Layout of the buffer, each part
 /// starting at a multiple of 8: ids (unless the caller passed out.ids), attentionMask (unless
@@ -861,10 +833,10 @@ fn emit<U: Unit>(
         };
         written.map_err(|e| throw_core(env, &e))?;
         let packed = ro.packed.slice_mut::<i32>();
-        packed[OPTIONS_LEN] = width;
+        packed[FIELD_OUT_WIDTH] = width;
         // The slab offset is below the slab's length, itself an ArrayBuffer's (<= 2^53), and
         // the facade's slabs are small; anything else reads as "not in the slab".
-        packed[OPTIONS_LEN + 1] = i32::try_from(base).unwrap_or(-1);
+        packed[FIELD_SLAB_OFFSET] = i32::try_from(base).unwrap_or(-1);
     }
     Ok(buffer)
 }

@@ -7,7 +7,38 @@ import { createRequire } from 'node:module';
 import { vectorizeBytesJs, vectorizeStringsJs } from './fallback.js';
 import { ID_BYTES, IDS_ARRAY, MASK_ARRAY, MASK_BYTES, type NormalizedOptions, checkBytesInput, checkTexts, elementsOf, normalizeOptions } from './options.js';
 import { typeOf } from '../common/check.js';
-import type { Dtype, Encoding, IdsArray, MaskArray, MaskDtype, VectorBatch } from './types.js';
+import type { Dtype, IdsArray, MaskArray, MaskDtype, VectorBatch } from './types.js';
+import {
+  BOOL_FALSE,
+  BOOL_TRUE,
+  DTYPE_CODE,
+  ENCODING_CODE,
+  FIELD_ADD_SPECIAL_TOKENS,
+  FIELD_DTYPE,
+  FIELD_ENCODING,
+  FIELD_INVALID,
+  FIELD_MASK_DTYPE,
+  FIELD_MAX_LENGTH,
+  FIELD_OUT_WIDTH,
+  FIELD_PAD_ID_HIGH,
+  FIELD_PAD_ID_LOW,
+  FIELD_PAD_TO_MULTIPLE_OF,
+  FIELD_PADDING,
+  FIELD_PADDING_SIDE,
+  FIELD_SLAB_OFFSET,
+  FIELD_TRUNCATION_SIDE,
+  FIELD_WIDTH,
+  INVALID_ERROR,
+  INVALID_REPLACE,
+  MASK_CODE,
+  PACKED_LEN,
+  PADDING_LONGEST,
+  PADDING_MAX_LENGTH,
+  SIDE_LEFT,
+  SIDE_RIGHT,
+  SLAB_MAX_BYTES,
+  SMALL_BATCH_BYTES,
+} from './abi.generated.js';
 
 /** What a backend does once the facade has checked the arguments and normalized the options. */
 export interface Backend {
@@ -22,8 +53,8 @@ export interface Backend {
  * What the binding returns: the ArrayBuffer holding, each part at a multiple of 8 bytes, the ids
  * (unless the caller passed `out.ids`), the attention mask (unless `out.attentionMask`), the
  * lengths and the source lengths. It is a fresh one, or this thread's slab (see `slab`) with the
- * parts from the offset the binding writes into `PACKED[OPTIONS_LEN + 1]`; the batch's width is in
- * `PACKED[OPTIONS_LEN]`. See `emit` in native/lib.rs and `batchOf` here.
+ * parts from the offset the binding writes into `PACKED[FIELD_SLAB_OFFSET]`; the batch's width is in
+ * `PACKED[FIELD_OUT_WIDTH]`. See `emit` in native/lib.rs and `batchOf` here.
  */
 export type NativeResult = ArrayBuffer;
 
@@ -68,13 +99,9 @@ export const jsBackend: Backend = {
   simd: () => 'none',
 };
 
-const ENCODING_CODE: Record<Encoding, number> = { codepoint: 0, utf8: 1, utf16: 2, byt5: 3, canine: 4 };
-const DTYPE_CODE: Record<Dtype, number> = { int32: 0, int16: 1, uint16: 2, uint8: 3, float32: 4, int64: 5 };
-const MASK_CODE: Record<MaskDtype, number> = { uint8: 0, int32: 1, int64: 2 };
-
 /**
- * The slab: one ArrayBuffer that the outputs of small batches (up to SLAB_MAX_BYTES in
- * native/lib.rs, 8 KiB) are carved from one after another, as Node carves small Buffers from its
+ * The slab: one ArrayBuffer that the outputs of small batches (up to SLAB_MAX_BYTES, 8 KiB, from
+ * native/abi.json) are carved from one after another, as Node carves small Buffers from its
  * Buffer pool. Allocating an ArrayBuffer per call, and V8 freeing it later on another thread, was
  * half the cost of a 10-row batch (malloc lock contention with V8's sweeper thread). Like pooled
  * Buffers, such a batch's arrays are views (`byteOffset` > 0) into a buffer shared with other
@@ -82,55 +109,50 @@ const MASK_CODE: Record<MaskDtype, number> = { uint8: 0, int32: 1, int64: 2 };
  * (docs/SEMANTICS.md, "Result"). A slab is zero-filled when made and each byte handed out once.
  */
 const SLAB_BYTES = 64 << 10;
-const SLAB_MAX_BYTES = 8 << 10;
 const slab = { buffer: new ArrayBuffer(SLAB_BYTES), offset: 0 };
 
 /**
  * Packs checked options into one reused Int32Array for the binding (see `read_options` in
- * native/lib.rs): reading a dozen properties through N-API costs more than vectorizing a small
+ * native/lib.rs; the fields' indices and codes are generated from native/abi.json): reading a dozen properties through N-API costs more than vectorizing a small
  * batch. After the options come two fields the binding writes back: the batch's width, and where
  * in the slab its outputs went (-1: in a fresh buffer; on the way in, the slab's free offset).
  * Reuse is safe: the binding reads and writes it synchronously, and JavaScript runs one call at a
  * time per thread (a nested call made by a getter finishes before the outer call reads it back).
  */
-const OPTIONS_LEN = 13;
-const PACKED = new Int32Array(OPTIONS_LEN + 2);
+const PACKED = new Int32Array(PACKED_LEN);
 const TWO_32 = 2 ** 32;
 
 export function packOptions(n: NormalizedOptions): Int32Array {
-  PACKED[0] = ENCODING_CODE[n.encoding];
-  PACKED[1] = n.maxLength;
-  PACKED[2] = n.padding === 'longest' ? 0 : 1;
-  PACKED[3] = n.padToMultipleOf;
-  PACKED[4] = n.paddingSide === 'right' ? 0 : 1;
-  PACKED[5] = n.truncationSide === 'right' ? 0 : 1;
-  // padId as two 32-bit words: low in field 6, high in field 11 (a bigint only for int64).
+  PACKED[FIELD_ENCODING] = ENCODING_CODE[n.encoding];
+  PACKED[FIELD_MAX_LENGTH] = n.maxLength;
+  PACKED[FIELD_PADDING] = n.padding === 'longest' ? PADDING_LONGEST : PADDING_MAX_LENGTH;
+  PACKED[FIELD_PAD_TO_MULTIPLE_OF] = n.padToMultipleOf;
+  PACKED[FIELD_PADDING_SIDE] = n.paddingSide === 'right' ? SIDE_RIGHT : SIDE_LEFT;
+  PACKED[FIELD_TRUNCATION_SIDE] = n.truncationSide === 'right' ? SIDE_RIGHT : SIDE_LEFT;
+  // padId as two 32-bit words, low and high (a bigint only for int64).
   const pad = n.padId;
   if (typeof pad === 'number') {
     const hi = Math.floor(pad / TWO_32);
-    PACKED[6] = pad - hi * TWO_32; // 0 .. 2^32 - 1, stored as its int32 bits
-    PACKED[11] = hi;
+    PACKED[FIELD_PAD_ID_LOW] = pad - hi * TWO_32; // 0 .. 2^32 - 1, stored as its int32 bits
+    PACKED[FIELD_PAD_ID_HIGH] = hi;
   } else {
-    PACKED[6] = Number(BigInt.asIntN(32, pad));
-    PACKED[11] = Number(BigInt.asIntN(32, pad >> 32n));
+    PACKED[FIELD_PAD_ID_LOW] = Number(BigInt.asIntN(32, pad));
+    PACKED[FIELD_PAD_ID_HIGH] = Number(BigInt.asIntN(32, pad >> 32n));
   }
-  PACKED[7] = n.addSpecialTokens ? 1 : 0;
-  PACKED[8] = DTYPE_CODE[n.dtype];
-  PACKED[9] = n.invalid === 'replace' ? 0 : 1;
-  PACKED[10] = n.width ?? -1;
-  PACKED[12] = MASK_CODE[n.maskDtype];
+  PACKED[FIELD_ADD_SPECIAL_TOKENS] = n.addSpecialTokens ? BOOL_TRUE : BOOL_FALSE;
+  PACKED[FIELD_DTYPE] = DTYPE_CODE[n.dtype];
+  PACKED[FIELD_INVALID] = n.invalid === 'replace' ? INVALID_REPLACE : INVALID_ERROR;
+  PACKED[FIELD_WIDTH] = n.width ?? -1;
+  PACKED[FIELD_MASK_DTYPE] = MASK_CODE[n.maskDtype];
   // Less room left than the largest output the binding puts there, or the caller has transferred
   // it (posting a small batch's `ids.buffer` to a worker detaches the slab): start a new slab.
   if (slab.offset > SLAB_BYTES - SLAB_MAX_BYTES || slab.buffer.byteLength === 0) {
     slab.buffer = new ArrayBuffer(SLAB_BYTES);
     slab.offset = 0;
   }
-  PACKED[OPTIONS_LEN + 1] = slab.offset;
+  PACKED[FIELD_SLAB_OFFSET] = slab.offset;
   return PACKED;
 }
-
-/** Outputs up to this size share one ArrayBuffer whole (SMALL_BATCH_BYTES in native/lib.rs). */
-const SMALL_BATCH_BYTES = 16 << 10;
 
 const align8 = (x: number) => Math.ceil(x / 8) * 8;
 
@@ -141,8 +163,8 @@ const align8 = (x: number) => Math.ceil(x / 8) * 8;
  * holding on to them does not keep its ids alive.
  */
 function batchOf(buffer: NativeResult, rows: number, n: NormalizedOptions): VectorBatch<Dtype, MaskDtype> {
-  const width = PACKED[OPTIONS_LEN]!;
-  const base = PACKED[OPTIONS_LEN + 1]!;
+  const width = PACKED[FIELD_OUT_WIDTH]!;
+  const base = PACKED[FIELD_SLAB_OFFSET]!;
   const cells = rows * width;
   let at = base < 0 ? 0 : base;
   let ids: IdsArray;
