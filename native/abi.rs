@@ -136,5 +136,5 @@ pub const MASK_BY_CODE: [MaskDtype; 3] = [MaskDtype::Uint8, MaskDtype::Int32, Ma
 pub const SMALL_BATCH_BYTES: usize = 16384;
 /// Outputs up to this size go into the facade's slab when it has room.
 pub const SLAB_MAX_BYTES: usize = 8192;
-/// The most bytes of new arrays one call allocates (4 GiB; MAX_OUTPUT_BYTES in src/vectorize/options.ts).
+/// The most bytes of new arrays one call allocates (4 GiB; the options.ts docs).
 pub const MAX_OUTPUT_BYTES: u64 = 4294967296;

@@ -109,5 +109,5 @@ export const MASK_CODE: Readonly<Record<MaskDtype, number>> = { uint8: 0, int32:
 export const SMALL_BATCH_BYTES = 16384;
 /** Outputs up to this size go into the facade's slab when it has room. */
 export const SLAB_MAX_BYTES = 8192;
-/** The most bytes of new arrays one call allocates (4 GiB; MAX_OUTPUT_BYTES in src/vectorize/options.ts). */
+/** The most bytes of new arrays one call allocates (4 GiB; the options.ts docs). */
 export const MAX_OUTPUT_BYTES = 4294967296;

@@ -4,6 +4,7 @@
  * field names and meanings are part of the contract with `native/`.
  */
 import type { Dtype, Encoding, IdsArray, IdsArrayOf, InvalidMode, MaskArray, MaskArrayOf, MaskDtype, Padding, Side } from './types.js';
+import { MAX_OUTPUT_BYTES } from './abi.generated.js';
 import { checkInt, describe, isPlainObject, showValue, typeOf, typedArrayKind } from '../common/check.js';
 
 export interface NormalizedOptions {
@@ -39,7 +40,7 @@ export const MAX_ELEMENTS = 2147483647;
  * them, lengths and sourceLengths): 4 GiB, what a Node.js Buffer and a typed array can hold on
  * every supported Node version, so that both backends refuse the same calls, before allocating.
  */
-export const MAX_OUTPUT_BYTES = 2 ** 32;
+export { MAX_OUTPUT_BYTES };
 
 /** The bytes of new arrays a batch of rows x width allocates (see MAX_OUTPUT_BYTES). */
 export function outputBytes(n: Pick<NormalizedOptions, 'dtype' | 'maskDtype' | 'outIds' | 'outMask'>, rows: number, width: number): number {
