@@ -18,35 +18,7 @@
 //! masked-off lanes are never accessed, so no read or write goes past the slices), so there is
 //! no scalar code at all.
 
-use super::sse2::wrap;
-use super::utf::{Decoded, Utf16Counts, Utf8Counts};
-use super::Kernels;
-
-pub static KERNELS: Kernels = Kernels {
-    name: "avx512",
-    ascii_prefix,
-    ascii_prefix_u16,
-    bmp_prefix,
-    max_u16,
-    widen_u8_i32,
-    widen_u8_i16,
-    widen_u8_u16,
-    widen_u8_u8,
-    widen_u8_f32,
-    widen_u8_i64,
-    widen_u16_i32,
-    widen_u16_i16,
-    widen_u16_u16,
-    widen_u16_u8,
-    widen_u16_f32,
-    widen_u16_i64,
-    fill_i32,
-    fill_i64,
-    utf8_scan,
-    utf16_scan,
-    utf8_decode,
-    utf16_decode,
-};
+super::kernels!("avx512");
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
 pub fn is_available() -> bool {
@@ -55,34 +27,9 @@ pub fn is_available() -> bool {
         && is_x86_feature_detected!("avx512vl")
 }
 
-wrap! {
-    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
-    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
-    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
-    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
-    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
-    fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) = imp::widen_u8_i16;
-    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
-    fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
-    fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
-    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
-    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
-    fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
-    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
-    fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
-    fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
-    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
-    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
-    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
-    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
-    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
-    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
-    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
-}
-
 mod imp {
-    use super::super::sse2::drive::to_boundary;
-    use super::super::sse2::small;
+    use crate::simd::generic::drive::to_boundary;
+    use crate::simd::generic::small;
     use core::arch::x86_64::*;
 
     const V8: usize = 64; // bytes per vector
@@ -463,7 +410,12 @@ mod imp {
             8,
             to_boundary(d, 64),
             // 8 units -> 8 i64 (`vpmovzxwq`). SAFETY: `drive` passes i + 8 <= n <= both lengths.
-            |i| unsafe { store(d.add(i), _mm512_cvtepu16_epi64(_mm_loadu_si128(s.add(i).cast()))) },
+            |i| unsafe {
+                store(
+                    d.add(i),
+                    _mm512_cvtepu16_epi64(_mm_loadu_si128(s.add(i).cast())),
+                )
+            },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
             // dst[i..n] (`drive` passes i + r == n, r < 8), in bounds since n <= both lengths.
             |i, r| unsafe {
@@ -498,36 +450,7 @@ mod imp {
     }
 
     // Plain loops: LLVM vectorizes them with the AVX-512 feature set enabled here.
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_i16(src: &[u16], dst: &mut [i16]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_u8(src: &[u16], dst: &mut [u8]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
-        small::widen_u16(src, dst)
-    }
+    super::super::plain_widenings!("avx512f,avx512bw,avx512vl");
 
     // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
 
@@ -568,7 +491,7 @@ mod imp {
 /// the lanes that do start one compacted with `vpcompressd` and stored with a lane mask. Tails
 /// use masked loads, so no access goes past either slice.
 mod utf {
-    use super::super::utf::{
+    use crate::simd::utf::{
         scan16_with_tail, scan8_with_tail, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts,
     };
     use core::arch::x86_64::*;

@@ -1,0 +1,181 @@
+//! The widenings and fills with explicit zero-extension steps, over any [`Vector128`]: one input
+//! vector per block (one output vector for the fills), driven by [`drive`] from the first
+//! vector-aligned output element, the last block overlapping (it rewrites identical values).
+//! Inputs shorter than a block go to the plain loops of `small`.
+
+use super::drive::{drive, to_boundary};
+use super::small;
+use crate::simd::vector::Vector128;
+
+/// `scalar::widen_u8::<i32>`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn widen_u8_i32<V: Vector128>(src: &[u8], add: i32, dst: &mut [i32]) {
+    let (n, w) = (src.len().min(dst.len()), V::BYTES);
+    if n < w {
+        return small::widen_u8(&src[..n], add, &mut dst[..n]);
+    }
+    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), w / 4);
+    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
+    // w i32 (four vectors) out.
+    unsafe {
+        let addv = V::splat32(add as u32);
+        drive(n, w, to_boundary(d, w), |i| {
+            let v = V::load_unaligned(s.add(i));
+            let (lo, hi) = (v.zext8_lo(), v.zext8_hi());
+            let out = [
+                lo.zext16_lo(),
+                lo.zext16_hi(),
+                hi.zext16_lo(),
+                hi.zext16_hi(),
+            ];
+            for (k, x) in out.into_iter().enumerate() {
+                x.add32(addv).store_unaligned(d.add(i + k * q).cast());
+            }
+        });
+    }
+}
+
+/// `scalar::widen_u16::<i32>`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn widen_u16_i32<V: Vector128>(src: &[u16], dst: &mut [i32]) {
+    let (n, h) = (src.len().min(dst.len()), V::BYTES / 2);
+    if n < h {
+        return small::widen_u16(&src[..n], &mut dst[..n]);
+    }
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: the contract is forwarded; `drive` passes i + h <= n <= both lengths: h units in,
+    // h i32 (two vectors) out.
+    unsafe {
+        drive(n, h, to_boundary(d, V::BYTES), |i| {
+            let v = V::load_unaligned(s.add(i).cast());
+            v.zext16_lo().store_unaligned(d.add(i).cast());
+            v.zext16_hi().store_unaligned(d.add(i + h / 2).cast());
+        });
+    }
+}
+
+/// `scalar::widen_u8::<u16>`: `(s + add) as u16 == s.wrapping_add(add as u16)` in 16-bit lanes.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn widen_u8_u16<V: Vector128>(src: &[u8], add: i32, dst: &mut [u16]) {
+    let (n, w) = (src.len().min(dst.len()), V::BYTES);
+    if n < w {
+        return small::widen_u8(&src[..n], add, &mut dst[..n]);
+    }
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
+    // w u16 (two vectors) out.
+    unsafe {
+        let addv = V::splat16(add as u16);
+        drive(n, w, to_boundary(d, w), |i| {
+            let v = V::load_unaligned(s.add(i));
+            v.zext8_lo().add16(addv).store_unaligned(d.add(i).cast());
+            v.zext8_hi()
+                .add16(addv)
+                .store_unaligned(d.add(i + w / 2).cast());
+        });
+    }
+}
+
+/// `scalar::widen_u8::<i64>`: zero-extended bytes + add in 64-bit lanes equal
+/// `(s as i32 + add) as i64` (the callers' values fit in i32).
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn widen_u8_i64<V: Vector128>(src: &[u8], add: i32, dst: &mut [i64]) {
+    let (n, w) = (src.len().min(dst.len()), V::BYTES);
+    if n < w {
+        return small::widen_u8(&src[..n], add, &mut dst[..n]);
+    }
+    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), w / 8);
+    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
+    // w i64 (eight vectors) out.
+    unsafe {
+        let addv = V::splat64(add as i64 as u64);
+        drive(n, w, to_boundary(d, w), |i| {
+            let v = V::load_unaligned(s.add(i));
+            for (h, x16) in [v.zext8_lo(), v.zext8_hi()].into_iter().enumerate() {
+                for (k, x32) in [x16.zext16_lo(), x16.zext16_hi()].into_iter().enumerate() {
+                    let at = d.add(i + (4 * h + 2 * k) * q);
+                    x32.zext32_lo().add64(addv).store_unaligned(at.cast());
+                    x32.zext32_hi()
+                        .add64(addv)
+                        .store_unaligned(at.add(q).cast());
+                }
+            }
+        });
+    }
+}
+
+/// `scalar::widen_u16::<i64>`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn widen_u16_i64<V: Vector128>(src: &[u16], dst: &mut [i64]) {
+    let (n, h) = (src.len().min(dst.len()), V::BYTES / 2);
+    if n < h {
+        return small::widen_u16(&src[..n], &mut dst[..n]);
+    }
+    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), V::BYTES / 8);
+    // SAFETY: the contract is forwarded; `drive` passes i + h <= n <= both lengths: h units in,
+    // h i64 (four vectors) out.
+    unsafe {
+        drive(n, h, to_boundary(d, V::BYTES), |i| {
+            let v = V::load_unaligned(s.add(i).cast());
+            let out = [v.zext16_lo(), v.zext16_hi()].map(|x| [x.zext32_lo(), x.zext32_hi()]);
+            for (k, x) in out.into_iter().flatten().enumerate() {
+                x.store_unaligned(d.add(i + k * q).cast());
+            }
+        });
+    }
+}
+
+// Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
+
+/// `dst.fill(v)`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn fill_i32<V: Vector128>(dst: &mut [i32], v: i32) {
+    let (n, d, q) = (dst.len(), dst.as_mut_ptr(), V::BYTES / 4);
+    if n < q {
+        return dst.fill(v);
+    }
+    // SAFETY: the contract is forwarded; `drive` passes i + q <= n = dst.len().
+    unsafe {
+        let x = V::splat32(v as u32);
+        drive(n, q, to_boundary(d, V::BYTES), |i| {
+            x.store_unaligned(d.add(i).cast())
+        });
+    }
+}
+
+/// `dst.fill(v)`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
+pub(crate) unsafe fn fill_i64<V: Vector128>(dst: &mut [i64], v: i64) {
+    let (n, d, q) = (dst.len(), dst.as_mut_ptr(), V::BYTES / 8);
+    if n < q {
+        return dst.fill(v);
+    }
+    // SAFETY: the contract is forwarded; `drive` passes i + q <= n = dst.len().
+    unsafe {
+        let x = V::splat64(v as u64);
+        drive(n, q, to_boundary(d, V::BYTES), |i| {
+            x.store_unaligned(d.add(i).cast())
+        });
+    }
+}
