@@ -18,6 +18,7 @@ pub mod utf;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod aarch64;
 mod generic;
+mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

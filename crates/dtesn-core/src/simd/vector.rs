@@ -24,37 +24,26 @@ pub(crate) trait MoveMask: Copy {
     fn first_offset(self) -> usize;
 }
 
+/// A movemask with `1 << SHIFT` bits per byte: x86's (`BitMask`) and NEON's (`NibbleMask`).
+#[derive(Clone, Copy)]
+pub(crate) struct LaneMask<const SHIFT: u32>(pub u64);
+
 /// One bit per byte (x86 `movemask`).
 #[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(crate) struct BitMask(pub u32);
-
-#[cfg(target_arch = "x86_64")]
-impl MoveMask for BitMask {
-    #[inline(always)]
-    fn has_non_zero(self) -> bool {
-        self.0 != 0
-    }
-    #[inline(always)]
-    fn first_offset(self) -> usize {
-        self.0.trailing_zeros() as usize
-    }
-}
+pub(crate) type BitMask = LaneMask<0>;
 
 /// Four bits per byte (NEON `shrn` of a 16-byte compare result).
 #[cfg(target_arch = "aarch64")]
-#[derive(Clone, Copy)]
-pub(crate) struct NibbleMask(pub u64);
+pub(crate) type NibbleMask = LaneMask<2>;
 
-#[cfg(target_arch = "aarch64")]
-impl MoveMask for NibbleMask {
+impl<const SHIFT: u32> MoveMask for LaneMask<SHIFT> {
     #[inline(always)]
     fn has_non_zero(self) -> bool {
         self.0 != 0
     }
     #[inline(always)]
     fn first_offset(self) -> usize {
-        self.0.trailing_zeros() as usize / 4
+        (self.0.trailing_zeros() >> SHIFT) as usize
     }
 }
 

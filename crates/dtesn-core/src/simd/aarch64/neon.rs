@@ -2,8 +2,8 @@
 //!
 //! NEON is part of the aarch64 baseline (`target_feature = "neon"` is on for every aarch64 Linux,
 //! macOS and Windows target), so this module is compiled only when that cfg holds and needs no
-//! runtime detection and no `#[target_feature]` wrappers: the functions go into `KERNELS`
-//! directly, and `available()` lists the path first on aarch64.
+//! runtime detection (`is_available()` is always true), and `available()` lists the path first
+//! on aarch64.
 //!
 //! Everything but the u16 -> u16 copy is the generic code over `uint8x16_t` (the `Vector` and
 //! `Vector128` impls below): the scans (OR-ed vectors reduced with `umaxv`, the exact index from
@@ -24,37 +24,11 @@
 //! `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"`
 //! `cargo test --target aarch64-unknown-linux-gnu --lib simd::`.
 
-use crate::simd::utf::{Decoded, Utf16Counts, Utf8Counts};
-use crate::simd::vector::{NibbleMask, Vector, Vector128};
-use crate::simd::{scalar, Kernels};
+use crate::simd::vector::{LaneMask, NibbleMask, Vector, Vector128};
 use core::arch::aarch64::*;
 
-pub static KERNELS: Kernels = Kernels {
-    name: "neon",
-    ascii_prefix,
-    ascii_prefix_u16,
-    bmp_prefix,
-    max_u16,
-    widen_u8_i32,
-    // Plain loops; NEON is on for the whole crate, so LLVM vectorizes them with it.
-    widen_u8_i16: scalar::widen_u8::<i16>,
-    widen_u8_u16,
-    widen_u8_u8: scalar::widen_u8::<u8>,
-    widen_u8_f32: scalar::widen_u8::<f32>,
-    widen_u8_i64,
-    widen_u16_i32,
-    widen_u16_i16: scalar::widen_u16::<i16>,
-    widen_u16_u16,
-    widen_u16_u8: scalar::widen_u16::<u8>,
-    widen_u16_f32: scalar::widen_u16::<f32>,
-    widen_u16_i64,
-    fill_i32,
-    fill_i64,
-    utf8_scan,
-    utf16_scan,
-    utf8_decode,
-    utf16_decode,
-};
+crate::simd::table::kernels!("neon");
+use imp::utf;
 
 /// The NEON register for the generic kernels. The contract of `Vector` (see `simd::vector`) holds
 /// whenever the caller has NEON enabled, which every method below needs and nothing else.
@@ -82,7 +56,7 @@ impl Vector for uint8x16_t {
     unsafe fn movemask(self) -> NibbleMask {
         // `shrn` by 4 keeps one nibble per byte lane: a 64-bit summary of the 16 lanes.
         // SAFETY: as in `or`.
-        NibbleMask(unsafe {
+        LaneMask(unsafe {
             vget_lane_u64::<0>(vreinterpret_u64_u8(vshrn_n_u16::<4>(vreinterpretq_u16_u8(
                 self,
             ))))
@@ -150,36 +124,6 @@ impl Vector for uint8x16_t {
 /// Always true: the module only exists when NEON is enabled at compile time.
 pub fn is_available() -> bool {
     true
-}
-
-macro_rules! wrap {
-    ($(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $imp:path;)*) => {$(
-        fn $name($($arg: $ty),*) $(-> $ret)? {
-            // SAFETY: `$imp`'s only precondition is a CPU with NEON. This module is compiled only
-            // with `cfg(target_feature = "neon")`, i.e. for targets whose baseline includes NEON,
-            // so every CPU that can run this binary has it.
-            unsafe { $imp($($arg),*) }
-        }
-    )*};
-}
-
-wrap! {
-    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
-    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
-    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
-    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
-    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
-    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
-    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
-    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
-    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
-    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
-    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
-    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
-    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
-    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
-    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
-    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
 }
 
 /// The 128-bit steps of the generic widenings and UTF classifiers; the contract as above.
@@ -331,74 +275,12 @@ const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 
 
 mod imp {
     use crate::simd::generic::drive::drive;
-    use crate::simd::generic::{scan, small, widen};
     use core::arch::aarch64::*;
 
-    #[target_feature(enable = "neon")]
-    pub fn ascii_prefix(src: &[u8]) -> usize {
-        // SAFETY: NEON is enabled here.
-        unsafe { scan::ascii_prefix::<uint8x16_t>(src, small::ascii_prefix) }
-    }
+    crate::simd::table::generic128!("neon", core::arch::aarch64::uint8x16_t);
 
-    #[target_feature(enable = "neon")]
-    pub fn ascii_prefix_u16(src: &[u16]) -> usize {
-        // SAFETY: NEON is enabled here.
-        unsafe { scan::ascii_prefix_u16::<uint8x16_t>(src, small::ascii_prefix_u16) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn bmp_prefix(src: &[u16]) -> usize {
-        // SAFETY: NEON is enabled here.
-        unsafe { scan::bmp_prefix::<uint8x16_t>(src, small::bmp_prefix) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn max_u16(src: &[u16]) -> u16 {
-        // SAFETY: NEON is enabled here.
-        unsafe { scan::max_u16::<uint8x16_t>(src, small::max_u16) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::widen_u8_i32::<uint8x16_t>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn widen_u16_i32(src: &[u16], dst: &mut [i32]) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::widen_u16_i32::<uint8x16_t>(src, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::widen_u8_u16::<uint8x16_t>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::widen_u8_i64::<uint8x16_t>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::widen_u16_i64::<uint8x16_t>(src, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn fill_i32(dst: &mut [i32], v: i32) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::fill_i32::<uint8x16_t>(dst, v) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn fill_i64(dst: &mut [i64], v: i64) {
-        // SAFETY: NEON is enabled here.
-        unsafe { widen::fill_i64::<uint8x16_t>(dst, v) }
-    }
+    // Plain loops: LLVM vectorizes them with NEON.
+    crate::simd::table::plain_widenings!("neon");
 
     /// A copy in blocks of four 8-unit vectors.
     #[target_feature(enable = "neon")]
@@ -424,35 +306,5 @@ mod imp {
                 vst1q_u16(d.add(i + 24), e);
             }
         });
-    }
-}
-
-mod utf {
-    use crate::simd::generic::utf;
-    use crate::simd::utf::{Decoded, Utf16Counts, Utf8Counts};
-    use core::arch::aarch64::*;
-
-    #[target_feature(enable = "neon")]
-    pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
-        // SAFETY: NEON is enabled here.
-        unsafe { utf::utf8_scan::<uint8x16_t>(src) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
-        // SAFETY: NEON is enabled here.
-        unsafe { utf::utf16_scan::<uint8x16_t>(src) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded {
-        // SAFETY: NEON is enabled here.
-        unsafe { utf::utf8_decode::<uint8x16_t>(src, dst) }
-    }
-
-    #[target_feature(enable = "neon")]
-    pub fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded {
-        // SAFETY: NEON is enabled here.
-        unsafe { utf::utf16_decode::<uint8x16_t>(src, dst) }
     }
 }

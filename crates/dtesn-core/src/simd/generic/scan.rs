@@ -84,6 +84,25 @@ pub(crate) unsafe fn ascii_prefix<V: Vector>(src: &[u8], short: impl Fn(&[u8]) -
     }
 }
 
+/// Index of the first hit among the units of `src` (`hits` / `any4` as in [`first_hit`]), or
+/// `short(src)` for inputs below one vector.
+///
+/// # Safety
+/// The [`Vector`] contract for `V`.
+#[inline(always)]
+unsafe fn first_hit16<V: Vector>(
+    src: &[u16],
+    short: impl Fn(&[u16]) -> usize,
+    hits: impl Fn(V) -> V::Mask,
+    any4: impl Fn(V, V, V, V) -> bool,
+) -> usize {
+    if 2 * src.len() < V::BYTES {
+        return short(src);
+    }
+    // SAFETY: forwarded; `src` is readable for `2 * len` bytes.
+    unsafe { first_hit::<V>(src.as_ptr().cast(), 2 * src.len(), hits, any4) / 2 }
+}
+
 /// `scalar::ascii_prefix_u16`; `short` for inputs below one vector.
 ///
 /// # Safety
@@ -93,19 +112,15 @@ pub(crate) unsafe fn ascii_prefix_u16<V: Vector>(
     src: &[u16],
     short: impl Fn(&[u16]) -> usize,
 ) -> usize {
-    if 2 * src.len() < V::BYTES {
-        return short(src);
-    }
-    // SAFETY: as in `ascii_prefix`; `src` is readable for `2 * len` bytes.
-    let off = unsafe {
-        first_hit::<V>(
-            src.as_ptr().cast(),
-            2 * src.len(),
+    // SAFETY: forwarded. Units >= 0x80 are closed under OR, like non-ASCII bytes.
+    unsafe {
+        first_hit16::<V>(
+            src,
+            short,
             |v| v.non_ascii16(),
             |a, b, c, d| a.or(b).or(c.or(d)).non_ascii16().has_non_zero(),
         )
-    };
-    off / 2
+    }
 }
 
 /// `scalar::bmp_prefix`; `short` for inputs below one vector.
@@ -114,23 +129,19 @@ pub(crate) unsafe fn ascii_prefix_u16<V: Vector>(
 /// The [`Vector`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn bmp_prefix<V: Vector>(src: &[u16], short: impl Fn(&[u16]) -> usize) -> usize {
-    if 2 * src.len() < V::BYTES {
-        return short(src);
-    }
-    // SAFETY: as in `ascii_prefix`; surrogates are not closed under OR, so the four vectors'
-    // compare results are OR-ed instead.
-    let off = unsafe {
-        first_hit::<V>(
-            src.as_ptr().cast(),
-            2 * src.len(),
+    // SAFETY: forwarded. Surrogates are not closed under OR, so the four vectors' compare
+    // results are OR-ed instead.
+    unsafe {
+        first_hit16::<V>(
+            src,
+            short,
             |v| v.surrogates16().movemask(),
             |a, b, c, d| {
                 let s = |x: V| x.surrogates16();
                 s(a).or(s(b)).or(s(c).or(s(d))).any_set()
             },
         )
-    };
-    off / 2
+    }
 }
 
 /// `scalar::max_u16`; `short` for inputs below one vector. Re-reading units (the realigned

@@ -142,22 +142,25 @@ pub(crate) unsafe fn widen_u16_i64<V: Vector128>(src: &[u16], dst: &mut [i64]) {
 
 // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
 
-/// `dst.fill(v)`.
+/// `dst.fill(v)` for 32- or 64-bit `T`, with `x` holding `v` in every lane.
 ///
 /// # Safety
-/// The [`Vector128`] contract for `V`.
+/// The [`Vector128`] contract for `V`; every `size_of::<T>()`-byte lane of `x` is `v`.
 #[inline(always)]
-pub(crate) unsafe fn fill_i32<V: Vector128>(dst: &mut [i32], v: i32) {
-    let (n, d, q) = (dst.len(), dst.as_mut_ptr(), V::BYTES / 4);
+pub(crate) unsafe fn fill<V: Vector128, T: Copy>(dst: &mut [T], v: T, x: V) {
+    let (n, d, q) = (
+        dst.len(),
+        dst.as_mut_ptr(),
+        V::BYTES / core::mem::size_of::<T>(),
+    );
     if n < q {
         return dst.fill(v);
     }
-    // SAFETY: the contract is forwarded; `drive` passes i + q <= n = dst.len().
+    // SAFETY: the contract is forwarded; `drive` passes i + q <= n = dst.len(): one vector.
     unsafe {
-        let x = V::splat32(v as u32);
         drive(n, q, to_boundary(d, V::BYTES), |i| {
             x.store_unaligned(d.add(i).cast())
-        });
+        })
     }
 }
 
@@ -166,16 +169,17 @@ pub(crate) unsafe fn fill_i32<V: Vector128>(dst: &mut [i32], v: i32) {
 /// # Safety
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
+pub(crate) unsafe fn fill_i32<V: Vector128>(dst: &mut [i32], v: i32) {
+    // SAFETY: forwarded; the splat holds `v` in every 32-bit lane.
+    unsafe { fill(dst, v, V::splat32(v as u32)) }
+}
+
+/// `dst.fill(v)`.
+///
+/// # Safety
+/// The [`Vector128`] contract for `V`.
+#[inline(always)]
 pub(crate) unsafe fn fill_i64<V: Vector128>(dst: &mut [i64], v: i64) {
-    let (n, d, q) = (dst.len(), dst.as_mut_ptr(), V::BYTES / 8);
-    if n < q {
-        return dst.fill(v);
-    }
-    // SAFETY: the contract is forwarded; `drive` passes i + q <= n = dst.len().
-    unsafe {
-        let x = V::splat64(v as u64);
-        drive(n, q, to_boundary(d, V::BYTES), |i| {
-            x.store_unaligned(d.add(i).cast())
-        });
-    }
+    // SAFETY: forwarded; the splat holds `v` in every 64-bit lane.
+    unsafe { fill(dst, v, V::splat64(v as u64)) }
 }

@@ -16,10 +16,10 @@
 //! re-writing identical outputs is harmless); inputs shorter than one vector go to 128-bit or
 //! SWAR code.
 
-use crate::simd::vector::{BitMask, Vector};
+use crate::simd::vector::{BitMask, LaneMask, Vector};
 use core::arch::x86_64::*;
 
-super::kernels!("avx2");
+crate::simd::table::kernels!("avx2");
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
 pub fn is_available() -> bool {
@@ -51,7 +51,7 @@ impl Vector for __m256i {
     #[inline(always)]
     unsafe fn movemask(self) -> BitMask {
         // SAFETY: as in `or`.
-        BitMask(unsafe { _mm256_movemask_epi8(self) } as u32)
+        LaneMask(unsafe { _mm256_movemask_epi8(self) } as u32 as u64)
     }
     #[inline(always)]
     unsafe fn non_ascii8(self) -> BitMask {
@@ -64,7 +64,7 @@ impl Vector for __m256i {
         // the odd bits of the movemask mark those units.
         // SAFETY: as in `or`.
         let m = unsafe { _mm256_movemask_epi8(_mm256_adds_epu16(self, _mm256_set1_epi16(0x7F80))) };
-        BitMask(m as u32 & 0xAAAA_AAAA)
+        LaneMask((m as u32 & 0xAAAA_AAAA) as u64)
     }
     #[inline(always)]
     unsafe fn surrogates16(self) -> Self {
@@ -273,7 +273,7 @@ mod imp {
     }
 
     // Plain loops: LLVM vectorizes them with the AVX2 feature set enabled here.
-    super::super::plain_widenings!("avx2");
+    crate::simd::table::plain_widenings!("avx2");
 
     // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
 

@@ -13,10 +13,11 @@
 //! code for inputs shorter than one vector. Every load and store is unaligned, so any start
 //! offset works; the widenings start their loop at the first 16-byte-aligned output element.
 
-use crate::simd::vector::{BitMask, Vector, Vector128};
+use crate::simd::vector::{BitMask, LaneMask, Vector, Vector128};
 use core::arch::x86_64::*;
 
-super::kernels!("sse2");
+crate::simd::table::kernels!("sse2");
+use imp::utf;
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
 pub fn is_available() -> bool {
@@ -49,7 +50,7 @@ impl Vector for __m128i {
     #[inline(always)]
     unsafe fn movemask(self) -> BitMask {
         // SAFETY: as in `or`.
-        BitMask(unsafe { _mm_movemask_epi8(self) } as u32)
+        LaneMask(unsafe { _mm_movemask_epi8(self) } as u32 as u64)
     }
     #[inline(always)]
     unsafe fn non_ascii8(self) -> BitMask {
@@ -62,7 +63,7 @@ impl Vector for __m128i {
         // the odd bits of the movemask mark those units.
         // SAFETY: as in `or`.
         let m = unsafe { _mm_movemask_epi8(_mm_adds_epu16(self, _mm_set1_epi16(0x7F80))) };
-        BitMask(m as u32 & 0xAAAA)
+        LaneMask((m as u32 & 0xAAAA) as u64)
     }
     #[inline(always)]
     unsafe fn surrogates16(self) -> Self {
@@ -226,62 +227,7 @@ impl Vector128 for __m128i {
 }
 
 mod imp {
-    use crate::simd::generic::{scan, small, widen};
-    use core::arch::x86_64::*;
-
-    #[target_feature(enable = "sse2")]
-    pub fn ascii_prefix(src: &[u8]) -> usize {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { scan::ascii_prefix::<__m128i>(src, small::ascii_prefix) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn ascii_prefix_u16(src: &[u16]) -> usize {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { scan::ascii_prefix_u16::<__m128i>(src, small::ascii_prefix_u16) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn bmp_prefix(src: &[u16]) -> usize {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { scan::bmp_prefix::<__m128i>(src, small::bmp_prefix) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn max_u16(src: &[u16]) -> u16 {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { scan::max_u16::<__m128i>(src, small::max_u16) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::widen_u8_i32::<__m128i>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn widen_u16_i32(src: &[u16], dst: &mut [i32]) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::widen_u16_i32::<__m128i>(src, dst) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::widen_u8_u16::<__m128i>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::widen_u8_i64::<__m128i>(src, add, dst) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::widen_u16_i64::<__m128i>(src, dst) }
-    }
+    crate::simd::table::generic128!("sse2", core::arch::x86_64::__m128i);
 
     /// A plain copy: libc's memcpy picks the widest vectors the CPU has (and `rep movsb` for
     /// large sizes); it measured faster than a 16-byte load/store loop here.
@@ -292,47 +238,5 @@ mod imp {
     }
 
     // Plain loops: LLVM vectorizes them with the SSE2 feature set enabled here.
-    super::super::plain_widenings!("sse2");
-
-    #[target_feature(enable = "sse2")]
-    pub fn fill_i32(dst: &mut [i32], v: i32) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::fill_i32::<__m128i>(dst, v) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn fill_i64(dst: &mut [i64], v: i64) {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { widen::fill_i64::<__m128i>(dst, v) }
-    }
-}
-
-mod utf {
-    use crate::simd::generic::utf;
-    use crate::simd::utf::{Decoded, Utf16Counts, Utf8Counts};
-    use core::arch::x86_64::*;
-
-    #[target_feature(enable = "sse2")]
-    pub fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { utf::utf8_scan::<__m128i>(src) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { utf::utf16_scan::<__m128i>(src) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { utf::utf8_decode::<__m128i>(src, dst) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    pub fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded {
-        // SAFETY: SSE2 is enabled here.
-        unsafe { utf::utf16_decode::<__m128i>(src, dst) }
-    }
+    crate::simd::table::plain_widenings!("sse2");
 }
