@@ -14,31 +14,30 @@ fn u32_at(src: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(src[i..i + 4].try_into().unwrap())
 }
 
+/// The first hit of `n` elements covered by two overlapping words of `k` elements, at 0 and at
+/// `n - k`: `word(i)` is the word at element `i` with only its hits' bits kept, `bits` per element.
+#[inline(always)]
+fn two_words(n: usize, k: usize, bits: u32, word: impl Fn(usize) -> u64) -> usize {
+    let m = word(0);
+    if m != 0 {
+        return (m.trailing_zeros() / bits) as usize;
+    }
+    let m = word(n - k);
+    if m != 0 {
+        return n - k + (m.trailing_zeros() / bits) as usize;
+    }
+    n
+}
+
 /// `scalar::ascii_prefix` for any length, fastest for 4..=16 bytes (two overlapping words).
 #[inline(always)]
 pub fn ascii_prefix(src: &[u8]) -> usize {
     let n = src.len();
     if (8..=16).contains(&n) {
-        let m = u64_at(src, 0) & HI8;
-        if m != 0 {
-            return m.trailing_zeros() as usize / 8;
-        }
-        let m = u64_at(src, n - 8) & HI8;
-        if m != 0 {
-            return n - 8 + m.trailing_zeros() as usize / 8;
-        }
-        return n;
+        return two_words(n, 8, 8, |i| u64_at(src, i) & HI8);
     }
     if (4..8).contains(&n) {
-        let m = u32_at(src, 0) & HI8 as u32;
-        if m != 0 {
-            return m.trailing_zeros() as usize / 8;
-        }
-        let m = u32_at(src, n - 4) & HI8 as u32;
-        if m != 0 {
-            return n - 4 + m.trailing_zeros() as usize / 8;
-        }
-        return n;
+        return two_words(n, 4, 8, |i| (u32_at(src, i) & HI8 as u32) as u64);
     }
     src.iter().position(|&b| b >= 0x80).unwrap_or(n)
 }
@@ -56,15 +55,7 @@ fn units4(src: &[u16], i: usize) -> u64 {
 pub fn ascii_prefix_u16(src: &[u16]) -> usize {
     let n = src.len();
     if (4..=8).contains(&n) {
-        let m = units4(src, 0) & HI16;
-        if m != 0 {
-            return m.trailing_zeros() as usize / 16;
-        }
-        let m = units4(src, n - 4) & HI16;
-        if m != 0 {
-            return n - 4 + m.trailing_zeros() as usize / 16;
-        }
-        return n;
+        return two_words(n, 4, 16, |i| units4(src, i) & HI16);
     }
     src.iter().position(|&u| u >= 0x80).unwrap_or(n)
 }

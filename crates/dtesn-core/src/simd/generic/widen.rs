@@ -7,23 +7,45 @@ use super::drive::{drive, to_boundary};
 use super::small;
 use crate::simd::vector::Vector128;
 
+/// Covers the common prefix of `src` and `dst` with `block(s, d)` on blocks of `step` elements
+/// (pointers to `src[i..i + step]` and `dst[i..i + step]`), through [`drive`] from the first
+/// vector-aligned output element; prefixes shorter than a block go to `short`.
+///
+/// # Safety
+/// `block` must be sound on pointers to `step` readable `S` and `step` writable `T`.
+#[inline(always)]
+unsafe fn blocks<V: Vector128, S, T>(
+    src: &[S],
+    dst: &mut [T],
+    step: usize,
+    short: impl FnOnce(&[S], &mut [T]),
+    block: impl Fn(*const S, *mut T),
+) {
+    let n = src.len().min(dst.len());
+    if n < step {
+        return short(&src[..n], &mut dst[..n]);
+    }
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: `drive` passes i + step <= n <= both lengths, so both pointers and the `step`
+    // elements after them are in bounds.
+    drive(n, step, to_boundary(d, V::BYTES), |i| unsafe {
+        block(s.add(i), d.add(i))
+    });
+}
+
 /// `scalar::widen_u8::<i32>`.
 ///
 /// # Safety
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn widen_u8_i32<V: Vector128>(src: &[u8], add: i32, dst: &mut [i32]) {
-    let (n, w) = (src.len().min(dst.len()), V::BYTES);
-    if n < w {
-        return small::widen_u8(&src[..n], add, &mut dst[..n]);
-    }
-    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), w / 4);
-    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
-    // w i32 (four vectors) out.
+    let (w, q) = (V::BYTES, V::BYTES / 4);
+    // SAFETY: the contract is forwarded; a block is w bytes in, w i32 (four vectors) out.
     unsafe {
         let addv = V::splat32(add as u32);
-        drive(n, w, to_boundary(d, w), |i| {
-            let v = V::load_unaligned(s.add(i));
+        let short = |s: &[u8], d: &mut [i32]| small::widen_u8(s, add, d);
+        blocks::<V, _, _>(src, dst, w, short, |s, d| {
+            let v = V::load_unaligned(s);
             let (lo, hi) = (v.zext8_lo(), v.zext8_hi());
             let out = [
                 lo.zext16_lo(),
@@ -32,7 +54,7 @@ pub(crate) unsafe fn widen_u8_i32<V: Vector128>(src: &[u8], add: i32, dst: &mut 
                 hi.zext16_hi(),
             ];
             for (k, x) in out.into_iter().enumerate() {
-                x.add32(addv).store_unaligned(d.add(i + k * q).cast());
+                x.add32(addv).store_unaligned(d.add(k * q).cast());
             }
         });
     }
@@ -44,18 +66,13 @@ pub(crate) unsafe fn widen_u8_i32<V: Vector128>(src: &[u8], add: i32, dst: &mut 
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn widen_u16_i32<V: Vector128>(src: &[u16], dst: &mut [i32]) {
-    let (n, h) = (src.len().min(dst.len()), V::BYTES / 2);
-    if n < h {
-        return small::widen_u16(&src[..n], &mut dst[..n]);
-    }
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    // SAFETY: the contract is forwarded; `drive` passes i + h <= n <= both lengths: h units in,
-    // h i32 (two vectors) out.
+    let h = V::BYTES / 2;
+    // SAFETY: the contract is forwarded; a block is h units in, h i32 (two vectors) out.
     unsafe {
-        drive(n, h, to_boundary(d, V::BYTES), |i| {
-            let v = V::load_unaligned(s.add(i).cast());
-            v.zext16_lo().store_unaligned(d.add(i).cast());
-            v.zext16_hi().store_unaligned(d.add(i + h / 2).cast());
+        blocks::<V, _, _>(src, dst, h, small::widen_u16, |s, d| {
+            let v = V::load_unaligned(s.cast());
+            v.zext16_lo().store_unaligned(d.cast());
+            v.zext16_hi().store_unaligned(d.add(h / 2).cast());
         });
     }
 }
@@ -66,21 +83,17 @@ pub(crate) unsafe fn widen_u16_i32<V: Vector128>(src: &[u16], dst: &mut [i32]) {
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn widen_u8_u16<V: Vector128>(src: &[u8], add: i32, dst: &mut [u16]) {
-    let (n, w) = (src.len().min(dst.len()), V::BYTES);
-    if n < w {
-        return small::widen_u8(&src[..n], add, &mut dst[..n]);
-    }
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
-    // w u16 (two vectors) out.
+    let w = V::BYTES;
+    // SAFETY: the contract is forwarded; a block is w bytes in, w u16 (two vectors) out.
     unsafe {
         let addv = V::splat16(add as u16);
-        drive(n, w, to_boundary(d, w), |i| {
-            let v = V::load_unaligned(s.add(i));
-            v.zext8_lo().add16(addv).store_unaligned(d.add(i).cast());
+        let short = |s: &[u8], d: &mut [u16]| small::widen_u8(s, add, d);
+        blocks::<V, _, _>(src, dst, w, short, |s, d| {
+            let v = V::load_unaligned(s);
+            v.zext8_lo().add16(addv).store_unaligned(d.cast());
             v.zext8_hi()
                 .add16(addv)
-                .store_unaligned(d.add(i + w / 2).cast());
+                .store_unaligned(d.add(w / 2).cast());
         });
     }
 }
@@ -92,20 +105,16 @@ pub(crate) unsafe fn widen_u8_u16<V: Vector128>(src: &[u8], add: i32, dst: &mut 
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn widen_u8_i64<V: Vector128>(src: &[u8], add: i32, dst: &mut [i64]) {
-    let (n, w) = (src.len().min(dst.len()), V::BYTES);
-    if n < w {
-        return small::widen_u8(&src[..n], add, &mut dst[..n]);
-    }
-    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), w / 8);
-    // SAFETY: the contract is forwarded; `drive` passes i + w <= n <= both lengths: w bytes in,
-    // w i64 (eight vectors) out.
+    let (w, q) = (V::BYTES, V::BYTES / 8);
+    // SAFETY: the contract is forwarded; a block is w bytes in, w i64 (eight vectors) out.
     unsafe {
         let addv = V::splat64(add as i64 as u64);
-        drive(n, w, to_boundary(d, w), |i| {
-            let v = V::load_unaligned(s.add(i));
+        let short = |s: &[u8], d: &mut [i64]| small::widen_u8(s, add, d);
+        blocks::<V, _, _>(src, dst, w, short, |s, d| {
+            let v = V::load_unaligned(s);
             for (h, x16) in [v.zext8_lo(), v.zext8_hi()].into_iter().enumerate() {
                 for (k, x32) in [x16.zext16_lo(), x16.zext16_hi()].into_iter().enumerate() {
-                    let at = d.add(i + (4 * h + 2 * k) * q);
+                    let at = d.add((4 * h + 2 * k) * q);
                     x32.zext32_lo().add64(addv).store_unaligned(at.cast());
                     x32.zext32_hi()
                         .add64(addv)
@@ -122,19 +131,14 @@ pub(crate) unsafe fn widen_u8_i64<V: Vector128>(src: &[u8], add: i32, dst: &mut 
 /// The [`Vector128`] contract for `V`.
 #[inline(always)]
 pub(crate) unsafe fn widen_u16_i64<V: Vector128>(src: &[u16], dst: &mut [i64]) {
-    let (n, h) = (src.len().min(dst.len()), V::BYTES / 2);
-    if n < h {
-        return small::widen_u16(&src[..n], &mut dst[..n]);
-    }
-    let (s, d, q) = (src.as_ptr(), dst.as_mut_ptr(), V::BYTES / 8);
-    // SAFETY: the contract is forwarded; `drive` passes i + h <= n <= both lengths: h units in,
-    // h i64 (four vectors) out.
+    let (h, q) = (V::BYTES / 2, V::BYTES / 8);
+    // SAFETY: the contract is forwarded; a block is h units in, h i64 (four vectors) out.
     unsafe {
-        drive(n, h, to_boundary(d, V::BYTES), |i| {
-            let v = V::load_unaligned(s.add(i).cast());
+        blocks::<V, _, _>(src, dst, h, small::widen_u16, |s, d| {
+            let v = V::load_unaligned(s.cast());
             let out = [v.zext16_lo(), v.zext16_hi()].map(|x| [x.zext32_lo(), x.zext32_hi()]);
             for (k, x) in out.into_iter().flatten().enumerate() {
-                x.store_unaligned(d.add(i + k * q).cast());
+                x.store_unaligned(d.add(k * q).cast());
             }
         });
     }
