@@ -1,7 +1,9 @@
 //! SIMD primitives with runtime dispatch.
 //!
-//! Layout after memchr: one module per instruction set, a portable scalar module that every other
-//! path is tested against, and one `Kernels` table per path. The table in use is chosen once (best
+//! Layout after memchr: the vector traits (`vector.rs`), each kernel written once over them
+//! (`generic/`), one module per instruction set that implements the traits and instantiates the
+//! generic code in its `#[target_feature]` functions (`x86_64/`, `aarch64/`), a portable scalar
+//! module that every other path is tested against, and one `Kernels` table per path. The table in use is chosen once (best
 //! path the CPU has, or `DTESN_SIMD=scalar|sse2|avx2|avx512|neon`) and cached in an atomic, so a
 //! call costs one relaxed load plus an indirect call per primitive.
 //!
@@ -13,18 +15,17 @@ pub mod scalar;
 pub mod utf;
 // Per-ISA paths. Private: their `KERNELS` may only be handed out by `available()`, after the
 // module's `is_available()` has detected the CPU features its `#[target_feature]` code needs.
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-mod neon;
-#[cfg(target_arch = "x86_64")]
-mod sse2;
+mod aarch64;
+mod generic;
+mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod utf_tests;
+mod vector;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
 
 /// Element types the id output can have. Conversions assume the caller has range-checked values.
 pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
@@ -141,20 +142,20 @@ pub fn available() -> Vec<&'static Kernels> {
     let mut v: Vec<&'static Kernels> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        if avx512::is_available() {
-            v.push(&avx512::KERNELS);
+        if x86_64::avx512::is_available() {
+            v.push(&x86_64::avx512::KERNELS);
         }
-        if avx2::is_available() {
-            v.push(&avx2::KERNELS);
+        if x86_64::avx2::is_available() {
+            v.push(&x86_64::avx2::KERNELS);
         }
-        if sse2::is_available() {
-            v.push(&sse2::KERNELS);
+        if x86_64::sse2::is_available() {
+            v.push(&x86_64::sse2::KERNELS);
         }
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     {
-        if neon::is_available() {
-            v.push(&neon::KERNELS);
+        if aarch64::neon::is_available() {
+            v.push(&aarch64::neon::KERNELS);
         }
     }
     v.push(&scalar::KERNELS);

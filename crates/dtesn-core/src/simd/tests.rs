@@ -500,13 +500,21 @@ fn fill_every_length_and_offset() {
                     (k.fill_i64)(&mut d[PAD + off..PAD + off + len], v);
                     let mut want = vec![0x5A5Ai64; d.len()];
                     want[PAD + off..PAD + off + len].fill(v);
-                    assert_eq!(d, want, "{}: fill_i64 len {len}, offset {off}, value {v}", k.name);
+                    assert_eq!(
+                        d, want,
+                        "{}: fill_i64 len {len}, offset {off}, value {v}",
+                        k.name
+                    );
                     let v32 = v as i32;
                     let mut d = vec![0x5A5Ai32; len + 2 * PAD + off];
                     (k.fill_i32)(&mut d[PAD + off..PAD + off + len], v32);
                     let mut want = vec![0x5A5Ai32; d.len()];
                     want[PAD + off..PAD + off + len].fill(v32);
-                    assert_eq!(d, want, "{}: fill_i32 len {len}, offset {off}, value {v32}", k.name);
+                    assert_eq!(
+                        d, want,
+                        "{}: fill_i32 len {len}, offset {off}, value {v32}",
+                        k.name
+                    );
                 }
             }
         }
@@ -626,11 +634,10 @@ fn widen_mismatched_lengths_write_the_common_prefix() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
-fn x86_short_input_helpers_match_scalar_at_any_length() {
-    // The SWAR helpers the x86 paths use below one vector are written for any length.
-    use super::sse2::small;
+fn short_input_helpers_match_scalar_at_any_length() {
+    // The SWAR helpers the paths use below one vector are written for any length.
+    use super::generic::small;
     let mut rng = Rng::new(11);
     for len in 0..=48 {
         let base = ascii_bytes(&mut rng, len);

@@ -18,35 +18,7 @@
 //! masked-off lanes are never accessed, so no read or write goes past the slices), so there is
 //! no scalar code at all.
 
-use super::sse2::wrap;
-use super::utf::{Decoded, Utf16Counts, Utf8Counts};
-use super::Kernels;
-
-pub static KERNELS: Kernels = Kernels {
-    name: "avx512",
-    ascii_prefix,
-    ascii_prefix_u16,
-    bmp_prefix,
-    max_u16,
-    widen_u8_i32,
-    widen_u8_i16,
-    widen_u8_u16,
-    widen_u8_u8,
-    widen_u8_f32,
-    widen_u8_i64,
-    widen_u16_i32,
-    widen_u16_i16,
-    widen_u16_u16,
-    widen_u16_u8,
-    widen_u16_f32,
-    widen_u16_i64,
-    fill_i32,
-    fill_i64,
-    utf8_scan,
-    utf16_scan,
-    utf8_decode,
-    utf16_decode,
-};
+crate::simd::table::kernels!("avx512");
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
 pub fn is_available() -> bool {
@@ -55,34 +27,8 @@ pub fn is_available() -> bool {
         && is_x86_feature_detected!("avx512vl")
 }
 
-wrap! {
-    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
-    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
-    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
-    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
-    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
-    fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) = imp::widen_u8_i16;
-    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
-    fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
-    fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
-    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
-    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
-    fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
-    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
-    fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
-    fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
-    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
-    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
-    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
-    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
-    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
-    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
-    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
-}
-
 mod imp {
-    use super::super::sse2::drive::to_boundary;
-    use super::super::sse2::small;
+    use crate::simd::generic::drive::{drive_tail, to_boundary};
     use core::arch::x86_64::*;
 
     const V8: usize = 64; // bytes per vector
@@ -319,58 +265,22 @@ mod imp {
         !(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(m, _mm_set1_epi32(-1)))) as u16)
     }
 
-    /// Covers `0..n` with calls `one(i)`, each handling elements `i..i + step` whose output is
-    /// one 64-byte vector, and `tail(i, r)` for the last `r < step` elements: `one` once at 0
-    /// (unaligned), then from the first `i` whose output address is 64-byte aligned (`aligned`,
-    /// in `0..step`; a store that splits cache lines costs about twice as much), four at a time,
-    /// then one at a time. Blocks that overlap rewrite identical values. Every `one(i)` has
-    /// `i + step <= n`, every `tail(i, r)` has `i + r == n` and `0 < r < step`.
-    #[inline(always)]
-    fn drive(
-        n: usize,
-        step: usize,
-        aligned: usize,
-        one: impl Fn(usize),
-        tail: impl Fn(usize, usize),
-    ) {
-        debug_assert!(aligned < step);
-        let mut i = 0;
-        if n >= step {
-            one(0);
-            i = if aligned == 0 { step } else { aligned };
-            while i + 4 * step <= n {
-                one(i);
-                one(i + step);
-                one(i + 2 * step);
-                one(i + 3 * step);
-                i += 4 * step;
-            }
-            while i + step <= n {
-                one(i);
-                i += step;
-            }
-        }
-        if i < n {
-            tail(i, n - i);
-        }
-    }
-
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) {
         let n = src.len().min(dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         let addv = _mm512_set1_epi32(add);
-        drive(
+        drive_tail(
             n,
             16,
             to_boundary(d, 64),
-            // 16 bytes -> 16 i32. SAFETY: `drive` passes i + 16 <= n <= both lengths.
+            // 16 bytes -> 16 i32. SAFETY: `drive_tail` passes i + 16 <= n <= both lengths.
             |i| unsafe {
                 let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(i).cast()));
                 store(d.add(i), _mm512_add_epi32(v, addv));
             },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low16(r);
                 let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, s.add(i).cast()));
@@ -383,11 +293,11 @@ mod imp {
     pub fn widen_u16_i32(src: &[u16], dst: &mut [i32]) {
         let n = src.len().min(dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-        drive(
+        drive_tail(
             n,
             16,
             to_boundary(d, 64),
-            // 16 units -> 16 i32. SAFETY: `drive` passes i + 16 <= n <= both lengths.
+            // 16 units -> 16 i32. SAFETY: `drive_tail` passes i + 16 <= n <= both lengths.
             |i| unsafe {
                 store(
                     d.add(i),
@@ -395,7 +305,7 @@ mod imp {
                 )
             },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low16(r);
                 let v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, s.add(i).cast()));
@@ -410,17 +320,17 @@ mod imp {
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         // (s + add) as u16 == s.wrapping_add(add as u16) in 16-bit lanes.
         let addv = _mm512_set1_epi16(add as i16);
-        drive(
+        drive_tail(
             n,
             32,
             to_boundary(d, 64),
-            // 32 bytes -> 32 u16. SAFETY: `drive` passes i + 32 <= n <= both lengths.
+            // 32 bytes -> 32 u16. SAFETY: `drive_tail` passes i + 32 <= n <= both lengths.
             |i| unsafe {
                 let v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(s.add(i).cast()));
                 store(d.add(i), _mm512_add_epi16(v, addv));
             },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low32(r);
                 let v = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, s.add(i).cast()));
@@ -435,17 +345,17 @@ mod imp {
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         // Zero-extended bytes + add in 64-bit lanes == (s as i32 + add) as i64.
         let addv = _mm512_set1_epi64(add as i64);
-        drive(
+        drive_tail(
             n,
             8,
             to_boundary(d, 64),
-            // 8 bytes -> 8 i64 (`vpmovzxbq`). SAFETY: `drive` passes i + 8 <= n <= both lengths.
+            // 8 bytes -> 8 i64 (`vpmovzxbq`). SAFETY: `drive_tail` passes i + 8 <= n <= both lengths.
             |i| unsafe {
                 let v = _mm512_cvtepu8_epi64(_mm_loadl_epi64(s.add(i).cast()));
                 store(d.add(i), _mm512_add_epi64(v, addv));
             },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n, r < 8), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n, r < 8), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low16(r);
                 let v = _mm512_cvtepu8_epi64(_mm_maskz_loadu_epi8(k, s.add(i).cast()));
@@ -458,14 +368,19 @@ mod imp {
     pub fn widen_u16_i64(src: &[u16], dst: &mut [i64]) {
         let n = src.len().min(dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-        drive(
+        drive_tail(
             n,
             8,
             to_boundary(d, 64),
-            // 8 units -> 8 i64 (`vpmovzxwq`). SAFETY: `drive` passes i + 8 <= n <= both lengths.
-            |i| unsafe { store(d.add(i), _mm512_cvtepu16_epi64(_mm_loadu_si128(s.add(i).cast()))) },
+            // 8 units -> 8 i64 (`vpmovzxwq`). SAFETY: `drive_tail` passes i + 8 <= n <= both lengths.
+            |i| unsafe {
+                store(
+                    d.add(i),
+                    _mm512_cvtepu16_epi64(_mm_loadu_si128(s.add(i).cast())),
+                )
+            },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n, r < 8), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n, r < 8), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low16(r) as u8;
                 let v = _mm512_cvtepu16_epi64(_mm_maskz_loadu_epi16(k, s.add(i).cast()));
@@ -478,14 +393,14 @@ mod imp {
     pub fn widen_u16_u16(src: &[u16], dst: &mut [u16]) {
         let n = src.len().min(dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-        drive(
+        drive_tail(
             n,
             V16,
             to_boundary(d, 64),
-            // SAFETY: `drive` passes i + 32 <= n <= both lengths: 64 bytes at s+i and d+i.
+            // SAFETY: `drive_tail` passes i + 32 <= n <= both lengths: 64 bytes at s+i and d+i.
             |i| unsafe { store(d.add(i), load(s.add(i))) },
             // SAFETY: masked-off lanes are never accessed; the enabled lanes are src[i..n] and
-            // dst[i..n] (`drive` passes i + r == n), in bounds since n <= both lengths.
+            // dst[i..n] (`drive_tail` passes i + r == n), in bounds since n <= both lengths.
             |i, r| unsafe {
                 let k = low32(r);
                 _mm512_mask_storeu_epi16(
@@ -498,36 +413,7 @@ mod imp {
     }
 
     // Plain loops: LLVM vectorizes them with the AVX-512 feature set enabled here.
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_i16(src: &[u16], dst: &mut [i16]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_u8(src: &[u16], dst: &mut [u8]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
-        small::widen_u16(src, dst)
-    }
+    crate::simd::table::plain_widenings!("avx512f,avx512bw,avx512vl");
 
     // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
 
@@ -535,13 +421,13 @@ mod imp {
     pub fn fill_i32(dst: &mut [i32], v: i32) {
         let (n, d) = (dst.len(), dst.as_mut_ptr());
         let x = _mm512_set1_epi32(v);
-        drive(
+        drive_tail(
             n,
             16,
             to_boundary(d, 64),
-            // SAFETY: `drive` passes i + 16 <= n = dst.len().
+            // SAFETY: `drive_tail` passes i + 16 <= n = dst.len().
             |i| unsafe { store(d.add(i), x) },
-            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n), are written.
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive_tail` passes i + r == n), are written.
             |i, r| unsafe { _mm512_mask_storeu_epi32(d.add(i), low16(r), x) },
         );
     }
@@ -550,13 +436,13 @@ mod imp {
     pub fn fill_i64(dst: &mut [i64], v: i64) {
         let (n, d) = (dst.len(), dst.as_mut_ptr());
         let x = _mm512_set1_epi64(v);
-        drive(
+        drive_tail(
             n,
             8,
             to_boundary(d, 64),
-            // SAFETY: `drive` passes i + 8 <= n = dst.len().
+            // SAFETY: `drive_tail` passes i + 8 <= n = dst.len().
             |i| unsafe { store(d.add(i), x) },
-            // SAFETY: only the enabled lanes, dst[i..n] (`drive` passes i + r == n, r < 8), are written.
+            // SAFETY: only the enabled lanes, dst[i..n] (`drive_tail` passes i + r == n, r < 8), are written.
             |i, r| unsafe { _mm512_mask_storeu_epi64(d.add(i), low16(r) as u8, x) },
         );
     }
@@ -568,7 +454,7 @@ mod imp {
 /// the lanes that do start one compacted with `vpcompressd` and stored with a lane mask. Tails
 /// use masked loads, so no access goes past either slice.
 mod utf {
-    use super::super::utf::{
+    use crate::simd::utf::{
         scan16_with_tail, scan8_with_tail, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts,
     };
     use core::arch::x86_64::*;

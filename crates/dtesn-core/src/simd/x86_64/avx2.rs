@@ -16,84 +16,100 @@
 //! re-writing identical outputs is harmless); inputs shorter than one vector go to 128-bit or
 //! SWAR code.
 
-use super::sse2::{small, wrap};
-use super::utf::{Decoded, Utf16Counts, Utf8Counts};
-use super::Kernels;
+use crate::simd::vector::{BitMask, LaneMask, Vector};
+use core::arch::x86_64::*;
 
-pub static KERNELS: Kernels = Kernels {
-    name: "avx2",
-    ascii_prefix,
-    ascii_prefix_u16,
-    bmp_prefix,
-    max_u16,
-    widen_u8_i32,
-    widen_u8_i16,
-    widen_u8_u16,
-    widen_u8_u8,
-    widen_u8_f32,
-    widen_u8_i64,
-    widen_u16_i32,
-    widen_u16_i16,
-    widen_u16_u16,
-    widen_u16_u8,
-    widen_u16_f32,
-    widen_u16_i64,
-    fill_i32,
-    fill_i64,
-    utf8_scan,
-    utf16_scan,
-    utf8_decode,
-    utf16_decode,
-};
+crate::simd::table::kernels!("avx2");
 
 /// Whether this CPU can run the path. `available()` hands out `KERNELS` only when this is true.
 pub fn is_available() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-wrap! {
-    fn ascii_prefix(src: &[u8]) -> usize = imp::ascii_prefix;
-    fn ascii_prefix_u16(src: &[u16]) -> usize = imp::ascii_prefix_u16;
-    fn bmp_prefix(src: &[u16]) -> usize = imp::bmp_prefix;
-    fn max_u16(src: &[u16]) -> u16 = imp::max_u16;
-    fn widen_u8_i32(src: &[u8], add: i32, dst: &mut [i32]) = imp::widen_u8_i32;
-    fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) = imp::widen_u8_i16;
-    fn widen_u8_u16(src: &[u8], add: i32, dst: &mut [u16]) = imp::widen_u8_u16;
-    fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) = imp::widen_u8_u8;
-    fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) = imp::widen_u8_f32;
-    fn widen_u8_i64(src: &[u8], add: i32, dst: &mut [i64]) = imp::widen_u8_i64;
-    fn widen_u16_i32(src: &[u16], dst: &mut [i32]) = imp::widen_u16_i32;
-    fn widen_u16_i16(src: &[u16], dst: &mut [i16]) = imp::widen_u16_i16;
-    fn widen_u16_u16(src: &[u16], dst: &mut [u16]) = imp::widen_u16_u16;
-    fn widen_u16_u8(src: &[u16], dst: &mut [u8]) = imp::widen_u16_u8;
-    fn widen_u16_f32(src: &[u16], dst: &mut [f32]) = imp::widen_u16_f32;
-    fn widen_u16_i64(src: &[u16], dst: &mut [i64]) = imp::widen_u16_i64;
-    fn fill_i32(dst: &mut [i32], v: i32) = imp::fill_i32;
-    fn fill_i64(dst: &mut [i64], v: i64) = imp::fill_i64;
-    fn utf8_scan(src: &[u8]) -> Option<Utf8Counts> = utf::utf8_scan;
-    fn utf16_scan(src: &[u16]) -> Option<Utf16Counts> = utf::utf16_scan;
-    fn utf8_decode(src: &[u8], dst: &mut [u32]) -> Decoded = utf::utf8_decode;
-    fn utf16_decode(src: &[u16], dst: &mut [u32]) -> Decoded = utf::utf16_decode;
-}
+/// The AVX2 register for the generic kernels. The contract of `Vector` (see `simd::vector`)
+/// holds whenever the caller has AVX2 enabled, which every method below needs and nothing else.
+impl Vector for __m256i {
+    const BYTES: usize = 32;
+    const REALIGN: bool = true;
+    type Mask = BitMask;
 
-mod imp {
-    use super::super::sse2::drive::{drive, to_boundary};
-    use super::small;
-    use core::arch::x86_64::*;
-
-    const V16: usize = 16; // u16 units per vector
-    const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
-
-    /// Unaligned 32-byte load.
-    ///
-    /// # Safety
-    /// `p` must be valid for reading 32 bytes (any alignment).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load<T>(p: *const T) -> __m256i {
+    #[inline(always)]
+    unsafe fn load_unaligned(p: *const u8) -> Self {
         // SAFETY: the caller guarantees 32 readable bytes at `p`; `loadu` needs no alignment.
         unsafe { _mm256_loadu_si256(p.cast()) }
     }
+    #[inline(always)]
+    unsafe fn store_unaligned(self, p: *mut u8) {
+        // SAFETY: the caller guarantees 32 writable bytes at `p`; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_si256(p.cast(), self) }
+    }
+    #[inline(always)]
+    unsafe fn or(self, other: Self) -> Self {
+        // SAFETY: the caller has AVX2 enabled (the trait's contract).
+        unsafe { _mm256_or_si256(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn movemask(self) -> BitMask {
+        // SAFETY: as in `or`.
+        LaneMask(unsafe { _mm256_movemask_epi8(self) } as u32 as u64)
+    }
+    #[inline(always)]
+    unsafe fn non_ascii8(self) -> BitMask {
+        // SAFETY: as in `or`. The sign bit of a byte is set iff it is >= 0x80.
+        unsafe { self.movemask() }
+    }
+    #[inline(always)]
+    unsafe fn non_ascii16(self) -> BitMask {
+        // The high bit of a u16 lane is set iff the unit is >= 0x80 (unsigned saturating add), so
+        // the odd bits of the movemask mark those units.
+        // SAFETY: as in `or`.
+        let m = unsafe { _mm256_movemask_epi8(_mm256_adds_epu16(self, _mm256_set1_epi16(0x7F80))) };
+        LaneMask((m as u32 & 0xAAAA_AAAA) as u64)
+    }
+    #[inline(always)]
+    unsafe fn surrogates16(self) -> Self {
+        // SAFETY: as in `or`.
+        unsafe {
+            _mm256_cmpeq_epi16(
+                _mm256_and_si256(self, _mm256_set1_epi16(0xF800u16 as i16)),
+                _mm256_set1_epi16(0xD800u16 as i16),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn max16_init() -> Self {
+        // SAFETY: as in `or`.
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn max16_acc(self, units: Self) -> Self {
+        // SAFETY: as in `or`.
+        unsafe { _mm256_max_epu16(self, units) }
+    }
+    #[inline(always)]
+    unsafe fn max16_merge(self, other: Self) -> Self {
+        // SAFETY: as in `or`.
+        unsafe { _mm256_max_epu16(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn max16_reduce(self) -> u16 {
+        // Largest lane: `minpos` on the complement finds the smallest complement.
+        // SAFETY: as in `or` (AVX2 implies SSE4.1's `minpos`).
+        unsafe {
+            let m = _mm_max_epu16(
+                _mm256_castsi256_si128(self),
+                _mm256_extracti128_si256::<1>(self),
+            );
+            let inv = _mm_xor_si128(m, _mm_set1_epi32(-1));
+            !(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)) as u16)
+        }
+    }
+}
+
+mod imp {
+    use crate::simd::generic::drive::{drive, to_boundary};
+    use crate::simd::generic::{scan, small};
+    use core::arch::x86_64::*;
 
     /// Unaligned 16-byte load.
     ///
@@ -128,252 +144,41 @@ mod imp {
         unsafe { _mm256_storeu_si256(p.cast(), v) }
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn or4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
-        _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hi_bits(v: __m256i) -> u64 {
-        _mm256_movemask_epi8(v) as u32 as u64
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hi_bits128(v: __m128i) -> u64 {
-        _mm_movemask_epi8(v) as u32 as u64
-    }
-
-    /// The high bit of a u16 lane is set iff the unit is >= 0x80 (unsigned saturating add), so
-    /// `movemask & ODD` marks those units at bit 2*i+1.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn non_ascii_u16(v: __m256i) -> __m256i {
-        _mm256_adds_epu16(v, _mm256_set1_epi16(0x7F80))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn non_ascii_u16_128(v: __m128i) -> __m128i {
-        _mm_adds_epu16(v, _mm_set1_epi16(0x7F80))
-    }
-
-    /// Surrogate lanes ((u & 0xF800) == 0xD800) become 0xFFFF, others 0.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn surrogates(v: __m256i) -> __m256i {
-        _mm256_cmpeq_epi16(
-            _mm256_and_si256(v, _mm256_set1_epi16(0xF800u16 as i16)),
-            _mm256_set1_epi16(0xD800u16 as i16),
-        )
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn surrogates128(v: __m128i) -> __m128i {
-        _mm_cmpeq_epi16(
-            _mm_and_si128(v, _mm_set1_epi16(0xF800u16 as i16)),
-            _mm_set1_epi16(0xD800u16 as i16),
-        )
-    }
-
-    /// Index of the first hit among the `n` elements of `E` (u8 or u16) at `p`, or `n`.
-    /// `mask(v)` is the movemask of a vector's hits (element `j` hit: bit `j * size_of::<E>()`
-    /// is the lowest bit set for it), `any(a, b, c, d)` tells whether four vectors have a hit,
-    /// `mask128` is `mask` for a 128-bit vector (inputs of half a vector up to one vector, as
-    /// two overlapping halves) and `small()` handles shorter inputs.
-    ///
-    /// # Safety
-    /// `p` must be valid for reading `n` elements of `E`.
-    #[inline(always)]
-    unsafe fn scan<E>(
-        p: *const E,
-        n: usize,
-        mask: impl Fn(__m256i) -> u64,
-        any: impl Fn(__m256i, __m256i, __m256i, __m256i) -> bool,
-        mask128: impl Fn(__m128i) -> u64,
-        small: impl Fn() -> usize,
-    ) -> usize {
-        let size = core::mem::size_of::<E>();
-        let (per, div) = (32 / size, size as u32);
-        let at = |i: usize, m: u64| i + (m.trailing_zeros() / div) as usize;
-        if n < per {
-            if n < per / 2 {
-                return small();
-            }
-            // SAFETY: per/2 <= n, so both halves (0..per/2 and n-per/2..n) are in bounds.
-            let (a, b) = unsafe { (load128(p), load128(p.add(n - per / 2))) };
-            let m = mask128(a);
-            if m != 0 {
-                return at(0, m);
-            }
-            let m = mask128(b);
-            return if m != 0 { at(n - per / 2, m) } else { n };
-        }
-        // One unaligned vector, then go on from the first 32-byte-aligned element (re-checking
-        // a few clean ones) so that the loads of the main loop never split cache lines.
-        // SAFETY: n >= per.
-        let m = mask(unsafe { load(p) });
-        if m != 0 {
-            return at(0, m);
-        }
-        let mut i = match to_boundary(p, 32) {
-            0 => per,
-            b => b,
-        };
-        while i + 4 * per <= n {
-            // SAFETY: i + 4*per <= n: four full vectors in bounds.
-            let (a, b, c, d) = unsafe {
-                (
-                    load(p.add(i)),
-                    load(p.add(i + per)),
-                    load(p.add(i + 2 * per)),
-                    load(p.add(i + 3 * per)),
-                )
-            };
-            if any(a, b, c, d) {
-                let m = mask(a) | mask(b) << 32;
-                if m != 0 {
-                    return at(i, m);
-                }
-                return at(i + 2 * per, mask(c) | mask(d) << 32);
-            }
-            i += 4 * per;
-        }
-        if i + 2 * per <= n {
-            // SAFETY: i + 2*per <= n: two full vectors in bounds.
-            let (a, b) = unsafe { (load(p.add(i)), load(p.add(i + per))) };
-            let m = mask(a) | mask(b) << 32;
-            if m != 0 {
-                return at(i, m);
-            }
-            i += 2 * per;
-        }
-        if i + per <= n {
-            // SAFETY: i + per <= n.
-            let m = mask(unsafe { load(p.add(i)) });
-            if m != 0 {
-                return at(i, m);
-            }
-            i += per;
-        }
-        if i < n {
-            // Overlaps elements already known to be clean, so its first hit is the first one.
-            // SAFETY: n >= per, so n-per..n is in bounds.
-            let m = mask(unsafe { load(p.add(n - per)) });
-            if m != 0 {
-                return at(n - per, m);
-            }
-        }
-        n
-    }
+    // Inputs below one 32-byte vector take the 128-bit path (two overlapping halves from 16
+    // bytes on, SWAR below).
 
     #[target_feature(enable = "avx2")]
     pub fn ascii_prefix(src: &[u8]) -> usize {
-        // SAFETY: `src` is valid for `src.len()` bytes.
+        // SAFETY: AVX2 (and so SSE2) is enabled here.
         unsafe {
-            scan(
-                src.as_ptr(),
-                src.len(),
-                |v| hi_bits(v),
-                |a, b, c, d| _mm256_movemask_epi8(or4(a, b, c, d)) != 0,
-                |v| hi_bits128(v),
-                || small::ascii_prefix(src),
-            )
+            scan::ascii_prefix::<__m256i>(src, |s| {
+                scan::ascii_prefix::<__m128i>(s, small::ascii_prefix)
+            })
         }
     }
 
     #[target_feature(enable = "avx2")]
     pub fn ascii_prefix_u16(src: &[u16]) -> usize {
-        let hi = _mm256_set1_epi16(0xFF80u16 as i16);
-        // SAFETY: `src` is valid for `src.len()` units.
+        // SAFETY: AVX2 (and so SSE2) is enabled here.
         unsafe {
-            scan(
-                src.as_ptr(),
-                src.len(),
-                |v| hi_bits(non_ascii_u16(v)) & ODD,
-                |a, b, c, d| _mm256_testz_si256(or4(a, b, c, d), hi) == 0,
-                |v| hi_bits128(non_ascii_u16_128(v)) & ODD,
-                || small::ascii_prefix_u16(src),
-            )
+            scan::ascii_prefix_u16::<__m256i>(src, |s| {
+                scan::ascii_prefix_u16::<__m128i>(s, small::ascii_prefix_u16)
+            })
         }
     }
 
     #[target_feature(enable = "avx2")]
     pub fn bmp_prefix(src: &[u16]) -> usize {
-        // SAFETY: `src` is valid for `src.len()` units.
+        // SAFETY: AVX2 (and so SSE2) is enabled here.
         unsafe {
-            scan(
-                src.as_ptr(),
-                src.len(),
-                |v| hi_bits(surrogates(v)),
-                |a, b, c, d| {
-                    _mm256_movemask_epi8(or4(
-                        surrogates(a),
-                        surrogates(b),
-                        surrogates(c),
-                        surrogates(d),
-                    )) != 0
-                },
-                |v| hi_bits128(surrogates128(v)),
-                || small::bmp_prefix(src),
-            )
+            scan::bmp_prefix::<__m256i>(src, |s| scan::bmp_prefix::<__m128i>(s, small::bmp_prefix))
         }
     }
 
     #[target_feature(enable = "avx2")]
     pub fn max_u16(src: &[u16]) -> u16 {
-        let n = src.len();
-        let p = src.as_ptr();
-        if n < V16 {
-            if n < V16 / 2 {
-                return small::max_u16(src);
-            }
-            // SAFETY: 8 <= n: units 0..8 and n-8..n are in bounds.
-            let m = unsafe { _mm_max_epu16(load128(p), load128(p.add(n - 8))) };
-            return hmax128(m);
-        }
-        let z = _mm256_setzero_si256();
-        // One unaligned vector, then 32-byte-aligned loads (max is idempotent). SAFETY: n >= 16.
-        let (mut m0, mut m1, mut m2, mut m3) = (unsafe { load(p) }, z, z, z);
-        let mut i = match to_boundary(p, 32) {
-            0 => V16,
-            b => b,
-        };
-        while i + 4 * V16 <= n {
-            // SAFETY: i + 64 <= n units: four full vectors.
-            unsafe {
-                m0 = _mm256_max_epu16(m0, load(p.add(i)));
-                m1 = _mm256_max_epu16(m1, load(p.add(i + V16)));
-                m2 = _mm256_max_epu16(m2, load(p.add(i + 2 * V16)));
-                m3 = _mm256_max_epu16(m3, load(p.add(i + 3 * V16)));
-            }
-            i += 4 * V16;
-        }
-        while i + V16 <= n {
-            // SAFETY: i + 16 <= n.
-            m0 = _mm256_max_epu16(m0, unsafe { load(p.add(i)) });
-            i += V16;
-        }
-        if i < n {
-            // Max is idempotent, so re-reading units is harmless. SAFETY: n >= 16.
-            m1 = _mm256_max_epu16(m1, unsafe { load(p.add(n - V16)) });
-        }
-        let m = _mm256_max_epu16(_mm256_max_epu16(m0, m1), _mm256_max_epu16(m2, m3));
-        hmax128(_mm_max_epu16(
-            _mm256_castsi256_si128(m),
-            _mm256_extracti128_si256::<1>(m),
-        ))
-    }
-
-    /// Largest u16 lane: `minpos` on the complement finds the smallest complement.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hmax128(m: __m128i) -> u16 {
-        let inv = _mm_xor_si128(m, _mm_set1_epi32(-1));
-        !(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)) as u16)
+        // SAFETY: AVX2 (and so SSE2) is enabled here.
+        unsafe { scan::max_u16::<__m256i>(src, |s| scan::max_u16::<__m128i>(s, small::max_u16)) }
     }
 
     #[target_feature(enable = "avx2")]
@@ -468,36 +273,7 @@ mod imp {
     }
 
     // Plain loops: LLVM vectorizes them with the AVX2 feature set enabled here.
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u8_i16(src: &[u8], add: i32, dst: &mut [i16]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u8_u8(src: &[u8], add: i32, dst: &mut [u8]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u8_f32(src: &[u8], add: i32, dst: &mut [f32]) {
-        small::widen_u8(src, add, dst)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u16_i16(src: &[u16], dst: &mut [i16]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u16_u8(src: &[u16], dst: &mut [u8]) {
-        small::widen_u16(src, dst)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn widen_u16_f32(src: &[u16], dst: &mut [f32]) {
-        small::widen_u16(src, dst)
-    }
+    crate::simd::table::plain_widenings!("avx2");
 
     // Fills: LLVM leaves `slice::fill` of wide elements a scalar loop.
 
@@ -530,7 +306,7 @@ mod imp {
 /// `COMPACT8` table, stored with `vpmaskmovd`. The last step reads from a zeroed copy of the
 /// tail, so no access goes past either slice.
 mod utf {
-    use super::super::utf::{
+    use crate::simd::utf::{
         scan16, scan8, Classes16, Classes8, Decoded, Utf16Counts, Utf8Counts, COMPACT8,
     };
     use core::arch::x86_64::*;
