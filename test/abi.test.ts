@@ -13,7 +13,7 @@ import * as abi from '../src/vectorize/abi.generated.js';
 import { jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/vectorize/backends.js';
 import { DTYPES, ENCODINGS, INVALID_MODES, MASK_DTYPES, MAX_OUTPUT_BYTES, PADDINGS, SIDES, normalizeOptions } from '../src/vectorize/options.js';
 import type { Dtype, MaskDtype, VectorBatch } from '../src/vectorize/types.js';
-import { plain } from './suite.js';
+import { plain, type Settled, settled } from './suite.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -50,22 +50,12 @@ describe('generated ABI', () => {
 
 const texts = ['hello', 'héllo wörld', '中文 text', '😀 emoji \uD800 lone', '', 'a much longer row of plain ascii text'];
 
-type Outcome = { ok: true; batch: ReturnType<typeof plain> } | { ok: false; name: string; message: string };
-
-function outcome(f: () => VectorBatch<Dtype, MaskDtype>): Outcome {
-  try {
-    return { ok: true, batch: plain(f()) };
-  } catch (e) {
-    const err = e as Error;
-    return { ok: false, name: err.constructor.name, message: err.message };
-  }
-}
 
 /** The native backend and the fallback agree (the same batch, or the same error) on strings and
  *  on bytes; returns the strings' outcome. */
-function both(options: Record<string, unknown>): Outcome {
-  const a = outcome(() => vectorizeOn(native, texts, options));
-  expect(a).toEqual(outcome(() => vectorizeOn(jsBackend, texts, options)));
+function both(options: Record<string, unknown>): Settled {
+  const a = settled(() => vectorizeOn(native, texts, options));
+  expect(a).toEqual(settled(() => vectorizeOn(jsBackend, texts, options)));
   const bytes = new TextEncoder().encode(texts.join(''));
   const offsets = new Uint32Array(texts.length + 1);
   let at = 0;
@@ -73,7 +63,7 @@ function both(options: Record<string, unknown>): Outcome {
     at += new TextEncoder().encode(t).length;
     offsets[i + 1] = at;
   });
-  expect(outcome(() => vectorizeBytesOn(native, bytes, offsets, options))).toEqual(outcome(() => vectorizeBytesOn(jsBackend, bytes, offsets, options)));
+  expect(settled(() => vectorizeBytesOn(native, bytes, offsets, options))).toEqual(settled(() => vectorizeBytesOn(jsBackend, bytes, offsets, options)));
   return a;
 }
 

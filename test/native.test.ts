@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend as ImplBackend, jsBackend, loadNative, nativeBackendOf, packOptions, vectorizeBytesOn, vectorizeOn } from '../src/vectorize/backends.js';
 import { normalizeOptions } from '../src/vectorize/options.js';
 import type { Dtype, MaskDtype, VectorBatch } from '../src/vectorize/types.js';
-import { type Backend, backendSuite, nums, pack, plain } from './suite.js';
+import { type Backend, backendSuite, nums, pack, plain, settled } from './suite.js';
 
 const loaded = loadNative();
 if (!loaded.ok) throw new Error(`the native binding must be built for these tests: ${loaded.reason}`);
@@ -100,16 +100,6 @@ const options = fc.record(
   { requiredKeys: ['encoding'] },
 );
 
-type Outcome = { ok: true; batch: ReturnType<typeof plain> } | { ok: false; name: string; message: string };
-
-function outcome(f: () => VectorBatch<Dtype, MaskDtype>): Outcome {
-  try {
-    return { ok: true, batch: plain(f()) };
-  } catch (e) {
-    const err = e as Error;
-    return { ok: false, name: err.constructor.name, message: err.message };
-  }
-}
 
 function fixVocab(o: Record<string, unknown>): Record<string, unknown> {
   const copy = { ...o };
@@ -125,10 +115,10 @@ describe('native equals the fallback, byte for byte, on every path', () => {
       fc.assert(
         fc.property(fc.array(fc.oneof(text, longAscii), { maxLength: 12 }), options, (rows, rawOpts) => {
           const o = fixVocab(rawOpts);
-          expect(outcome(() => nat.vectorize(rows, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+          expect(settled(() => nat.vectorize(rows, o))).toEqual(settled(() => js.vectorize(rows, o)));
           const { bytes, offsets } = pack(rows.map((r) => new TextEncoder().encode(r)));
-          expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
-            outcome(() => js.vectorizeBytes(bytes, offsets, o)),
+          expect(settled(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
+            settled(() => js.vectorizeBytes(bytes, offsets, o)),
           );
         }),
         { numRuns: 300 },
@@ -142,8 +132,8 @@ describe('native equals the fallback, byte for byte, on every path', () => {
           (rows, rawOpts) => {
             const o = fixVocab(rawOpts);
             const { bytes, offsets } = pack(rows, 3);
-            expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
-              outcome(() => js.vectorizeBytes(bytes, offsets, o)),
+            expect(settled(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(
+              settled(() => js.vectorizeBytes(bytes, offsets, o)),
             );
           },
         ),
@@ -176,11 +166,11 @@ describe('multilingual text on every path', () => {
     const nat = facadeOf(native, p);
     const same = (rows: string[] | Uint8Array[], o: object) => {
       if (typeof rows[0] === 'string' || rows.length === 0) {
-        expect(outcome(() => nat.vectorize(rows as string[], o))).toEqual(outcome(() => js.vectorize(rows as string[], o)));
+        expect(settled(() => nat.vectorize(rows as string[], o))).toEqual(settled(() => js.vectorize(rows as string[], o)));
         return;
       }
       const { bytes, offsets } = pack(rows as Uint8Array[], 1);
-      expect(outcome(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(outcome(() => js.vectorizeBytes(bytes, offsets, o)));
+      expect(settled(() => nat.vectorizeBytes(bytes, offsets, o))).toEqual(settled(() => js.vectorizeBytes(bytes, offsets, o)));
     };
     it(`rows of every length 0-300, strings and bytes (${p})`, () => {
       const rows = Array.from({ length: 301 }, (_, n) => (mixed.repeat(2)).slice(n % 7, (n % 7) + n));
@@ -209,7 +199,7 @@ describe('multilingual text on every path', () => {
       const rows = Array.from({ length: 4000 }, (_, i) => long.slice(i % 50, (i % 50) + 300 + (i % 200)));
       expect(rows.reduce((n, r) => n + r.length, 0)).toBeGreaterThan(1 << 20);
       const o = { maxLength: 600 };
-      expect(outcome(() => nat.vectorize(rows, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      expect(settled(() => nat.vectorize(rows, o))).toEqual(settled(() => js.vectorize(rows, o)));
       // Row 3500 is read after the first parts were staged; its getter vectorizes another batch.
       const tricky = rows.slice();
       let inner: unknown;
@@ -219,7 +209,7 @@ describe('multilingual text on every path', () => {
           return rows[3500];
         },
       });
-      expect(outcome(() => nat.vectorize(tricky, o))).toEqual(outcome(() => js.vectorize(rows, o)));
+      expect(settled(() => nat.vectorize(tricky, o))).toEqual(settled(() => js.vectorize(rows, o)));
       expect(inner).toEqual(plain(js.vectorize(['inner call', mixed.slice(0, 40)], o)));
     });
     it(`WHATWG replacement: TextDecoder's code points and U+FFFD counts (${p})`, () => {
@@ -415,11 +405,11 @@ describe('native binding', () => {
     const long = ['x'.repeat(40_000), '\uD83D', '\uDE00y'.repeat(20_000), '', 'z'.repeat(65_536), 'w', 'a\uD83D', '\uDE00b', 'ok'];
     for (const invalid of ['replace', 'error'] as const) {
       const o = normalizeOptions({ maxLength: 70_000, invalid });
-      const want = outcome(() => jsBackend.vectorizeStrings(long, o));
-      expect(outcome(() => native.vectorizeStrings(long, o))).toEqual(want);
+      const want = settled(() => jsBackend.vectorizeStrings(long, o));
+      expect(settled(() => native.vectorizeStrings(long, o))).toEqual(want);
       expect(want.ok).toBe(invalid === 'replace');
       const short = long.slice(6);
-      expect(outcome(() => native.vectorizeStrings(short, o))).toEqual(outcome(() => jsBackend.vectorizeStrings(short, o)));
+      expect(settled(() => native.vectorizeStrings(short, o))).toEqual(settled(() => jsBackend.vectorizeStrings(short, o)));
     }
     expect(() => native.vectorizeStrings(long.slice(6), normalizeOptions({ invalid: 'error' }))).toThrow(/row 0/);
   });

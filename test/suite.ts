@@ -225,6 +225,18 @@ export function plain(b: VectorBatch<Dtype, MaskDtype>): PlainBatch {
   };
 }
 
+/** What a call gives: its batch as plain arrays, or its error's class and message. */
+export type Settled = { ok: true; batch: ReturnType<typeof plain> } | { ok: false; name: string; message: string };
+
+export function settled(f: () => VectorBatch<Dtype, MaskDtype>): Settled {
+  try {
+    return { ok: true, batch: plain(f()) };
+  } catch (e) {
+    const err = e as Error;
+    return { ok: false, name: err.constructor.name, message: err.message };
+  }
+}
+
 function outcome(f: () => VectorBatch<Dtype, MaskDtype>): RefOutcome {
   try {
     return plain(f());
