@@ -29,8 +29,7 @@ interface RecordsBinding {
   countNewlines(bytes: Uint8Array): number;
 }
 
-const loaded = processBackend().binding;
-const native = loaded ? (loaded as unknown as RecordsBinding) : null;
+const native = processBackend().binding as unknown as RecordsBinding | null;
 
 const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const encoder = new TextEncoder();

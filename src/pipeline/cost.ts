@@ -17,8 +17,6 @@
  */
 import type { CostSnapshot } from '../observe/metrics.js';
 
-export type { CostSnapshot };
-
 export type InputKind = 'strings' | 'bytes';
 
 const ALPHA = 0.2;

@@ -29,7 +29,7 @@ import type { MetricsSource, PipelineMetrics, PipelineSettings } from '../metric
 import { Ring } from '../../common/ring.js';
 import { trendOf } from './trend.js';
 import type { MonitorSample, MonitorTrends } from './sample.js';
-import { describe } from '../../common/check.js';
+import { describe, intSetting } from '../../common/check.js';
 
 export type { Alert, AlertRule, ResolvedAlert, RuleContext, Severity, Thresholds } from './alerts.js';
 export type { Grade, Health, HealthComponent } from './health.js';
@@ -122,11 +122,7 @@ const TRENDS_NONE: MonitorTrends = {
 };
 
 function intOpt(o: Record<string, unknown>, key: string, dflt: number, lo: number): number {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number') throw new TypeError(`options.${key} must be a number, got ${describe(v)}`);
-  if (!Number.isInteger(v) || v < lo) throw new RangeError(`options.${key} must be an integer >= ${lo}, got ${v}`);
-  return v;
+  return intSetting(o, 'options', key, dflt, lo, Infinity);
 }
 
 export class Monitor extends EventEmitter<MonitorEvents> {

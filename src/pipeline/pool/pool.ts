@@ -15,8 +15,6 @@ import { WorkerCrashError, abortReason, isDataCloneError } from '../../common/er
 import type { ItemResult, Task, VectorizeResult } from './worker.js';
 import type { PoolStats } from '../../observe/metrics.js';
 
-export type { PoolStats };
-
 /** What a task yields: its value, or the error it threw inside the worker. */
 export type TaskOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
 

@@ -8,9 +8,9 @@ import { jsBackend, packOptions, type Backend, type NativeBinding } from '../../
 import { processBackend } from '../../vectorize/choose.js';
 import type { NormalizedOptions } from '../../vectorize/options.js';
 
-const { binding: loadedBinding, backend: chosenBackend } = processBackend();
-const binding: NativeBinding | null = loadedBinding;
-const native: Backend | null = binding ? chosenBackend : null;
+const chosen = processBackend();
+const binding: NativeBinding | null = chosen.binding;
+const native: Backend | null = binding ? chosen.backend : null;
 
 export interface MeasureTask {
   kind: 'measure';

@@ -30,8 +30,6 @@ import { AbortError, PipelineClosedError, abortReason, queueFull } from '../../c
 import { LatencyWindow } from '../../common/ring.js';
 import type { BatcherStats } from '../../observe/metrics.js';
 
-export type { BatcherStats };
-
 /**
  * Why a batch was cut: `ready`, a slot was free and it took every waiting row; `full`, it reached
  * its cap (rows were left waiting, or fixedBatchSize was reached); `timeout`, with fixedBatchSize
